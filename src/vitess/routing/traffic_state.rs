@@ -170,21 +170,23 @@ pub struct MalformedRuleTarget {
 }
 
 /// Whether writes are switched, from the global rules: for some moved table, `S.T` has a rule
-/// whose first target is not `S.T`.
+/// whose first target is not `S.T`. Like Vitess, which loads the rules into a map, the last
+/// rule wins when a key is stored twice.
 pub fn writes_switched(global: &vschema::RoutingRules, moved: &MovedTables) -> bool {
     moved.tables.iter().any(|table| {
         let key = QualifiedTable::new(moved.source.clone(), table.clone()).to_string();
         global
             .rules
             .iter()
-            .find(|rule| rule.from_table == key)
+            .rfind(|rule| rule.from_table == key)
             .and_then(|rule| rule.to_tables.first())
             .is_some_and(|first| *first != key)
     })
 }
 
 /// Whether one cell serves one read type of `source.table` from elsewhere: the first rule keyed
-/// `S.T@type` in the cell's `SrvVSchema` has a target outside `source`.
+/// `S.T@type` in the cell's `SrvVSchema` (Vitess scans the list and stops there) has a target
+/// outside `source`.
 pub fn cell_reads_switched(
     cell_srv_vschema: Option<&vschema::SrvVSchema>,
     source: &KeyspaceName,
@@ -210,7 +212,9 @@ pub fn cell_reads_switched(
 }
 
 /// Observes a standard workflow: write state from the global rules, read state per cell from the
-/// cells' `SrvVSchema`s (`None` for a cell whose `SrvVSchema` does not exist).
+/// cells' `SrvVSchema`s. Pass every cell of the topology (`cells/` in the global topo), with
+/// `None` for a cell whose `SrvVSchema` does not exist: Vitess counts every cell, so a missing
+/// cell would change the string.
 pub fn observe_table_traffic<'a>(
     moved: &MovedTables,
     global: &vschema::RoutingRules,
@@ -293,6 +297,25 @@ mod tests {
             state.to_string(),
             "Reads partially switched. All Replica Reads Switched. All Rdonly Reads Switched. Writes Not Switched"
         );
+    }
+
+    #[test]
+    fn writes_follow_the_last_stored_rule() {
+        let rule = |to: &str| vschema::RoutingRule {
+            from_table: "S.T".to_owned(),
+            to_tables: vec![to.to_owned()],
+        };
+        let moved = MovedTables::new("S", "K", ["T"]);
+        let rules = |list: Vec<vschema::RoutingRule>| vschema::RoutingRules { rules: list };
+        assert!(writes_switched(
+            &rules(vec![rule("S.T"), rule("K.T")]),
+            &moved
+        ));
+        assert!(!writes_switched(
+            &rules(vec![rule("K.T"), rule("S.T")]),
+            &moved
+        ));
+        assert!(!writes_switched(&rules(vec![]), &moved));
     }
 
     #[test]
