@@ -1,0 +1,54 @@
+//! The pure routing math of a MoveTables workflow: no I/O, everything a function of its inputs.
+//!
+//! A workflow moving table `T` from source keyspace `S` to target keyspace `K` steers traffic with
+//! nine routing rules per table, with denied tables on the shard records, and with each cell's
+//! `SrvVSchema`, the copy of the rules vtgates actually read (`vitess-movetables.md` §2–3). This
+//! module answers, for the planner and the invariant checks:
+//!
+//! * what the rules of a table are in a given state ([`table_rules`]), and how to rewrite the
+//!   global `RoutingRules` so only this workflow's keys change ([`update_routing_rules`], with a
+//!   [`RulesDiff`] for minimal writes and lock-coverage checks);
+//! * what a cell's `SrvVSchema` routing section should be when reads are switched in some cells
+//!   only ([`cells`]);
+//! * where vtgate sends a query for `[ks.]t` and a tablet type ([`RoutingView`]);
+//! * which state stored rules are in ([`derive_routing_state`]) and Vitess's traffic state string
+//!   ([`TrafficState`]);
+//! * which keyspace must deny a table, and whether the single-writer invariant I1 holds
+//!   ([`denied`]);
+//! * what `RebuildVSchemaGraph` would write to a cell, and whether a cell is stale
+//!   ([`build_srv_vschema`]).
+//!
+//! The model: [`TrafficPlacement`] says which [`Side`] serves REPLICA, RDONLY and PRIMARY traffic;
+//! [`RoutingState`] adds how "writes at the source" is spelled (as created, or after a reverse)
+//! and the "rules deleted" state after Complete or Cancel.
+
+pub mod cells;
+pub mod denied;
+pub mod names;
+pub mod placement;
+pub mod resolve;
+pub mod rules;
+pub mod srv_vschema;
+pub mod traffic_state;
+
+#[cfg(test)]
+mod tests;
+
+pub use cells::{CellScope, ReadCells, cell_routing_rules, routing_state_in_cell};
+pub use denied::{
+    Denial, DenialCoverage, DeniedTablesExpectation, Lifecycle, SingleWriterViolation,
+    check_single_writer, expected_denied_tables, shard_denies,
+};
+pub use names::{KeyspaceName, QualifiedTable, RuleKey, TableName, TableRef, TrafficType};
+pub use placement::{MovedTables, RoutedTraffic, RoutingState, Side, TrafficPlacement};
+pub use resolve::{ResolveError, RoutingView};
+pub use rules::{
+    RuleChange, RulesDiff, RulesUpdate, TableRule, derive_routing_state,
+    derive_workflow_routing_state, table_rules, update_routing_rules,
+    update_routing_rules_per_table,
+};
+pub use srv_vschema::{build_srv_vschema, srv_vschema_equivalent, srv_vschema_is_stale};
+pub use traffic_state::{
+    CellSplit, ShardTrafficState, TableTrafficState, TrafficState, observe_shard_traffic,
+    observe_table_traffic, writes_switched,
+};

@@ -1,0 +1,217 @@
+//! The pure part of Vitess's `RebuildVSchemaGraph` (`RebuildSrvVSchema`): what a cell's
+//! `SrvVSchema` should contain, and whether a stored one is stale.
+//!
+//! A `SrvVSchema` is the rollup vtgates read: every keyspace's VSchema under the keyspace name
+//! (a keyspace without a stored VSchema contributes an empty one; the caller supplies it), plus
+//! the global table, shard and keyspace routing rules and the mirror rules, copied as they are.
+//!
+//! **Empty rule sets.** Vitess reads a missing `RoutingRules`, `ShardRoutingRules` or
+//! `MirrorRules` key as an *empty message*, so its rebuild always sets those three fields
+//! (`Some(empty)`, two bytes on the wire) — and its own read-state code dereferences the routing
+//! rules of every cell without a nil check. A missing `KeyspaceRoutingRules` key reads as *nil*, so
+//! that field is left unset (`None`). [`build_srv_vschema`] does the same, so vtmove writes the
+//! bytes Vitess would write. [`srv_vschema_equivalent`] treats `None` and `Some(empty)` as equal,
+//! since vtgate does, and so never rewrites a cell for that difference alone.
+
+use crate::vitess::proto::vschema;
+
+/// Builds the `SrvVSchema` every cell should hold for these inputs. `None` for a rule set means
+/// its topology key does not exist.
+pub fn build_srv_vschema<'a>(
+    keyspace_vschemas: impl IntoIterator<Item = (&'a String, &'a vschema::Keyspace)>,
+    routing_rules: Option<&vschema::RoutingRules>,
+    shard_routing_rules: Option<&vschema::ShardRoutingRules>,
+    keyspace_routing_rules: Option<&vschema::KeyspaceRoutingRules>,
+    mirror_rules: Option<&vschema::MirrorRules>,
+) -> vschema::SrvVSchema {
+    vschema::SrvVSchema {
+        keyspaces: keyspace_vschemas
+            .into_iter()
+            .map(|(name, keyspace)| (name.clone(), keyspace.clone()))
+            .collect(),
+        routing_rules: Some(routing_rules.cloned().unwrap_or_default()),
+        shard_routing_rules: Some(shard_routing_rules.cloned().unwrap_or_default()),
+        keyspace_routing_rules: keyspace_routing_rules.cloned(),
+        mirror_rules: Some(mirror_rules.cloned().unwrap_or_default()),
+    }
+}
+
+/// Whether two `SrvVSchema`s route every query the same way: same keyspace VSchemas (map order
+/// never matters), same rules regardless of their order in the list, and an absent rule set equal
+/// to an empty one.
+///
+/// Rule order is ignored because Vitess itself stores rules in map-iteration order; it only
+/// matters for duplicate keys, which vtgate rejects anyway.
+pub fn srv_vschema_equivalent(a: &vschema::SrvVSchema, b: &vschema::SrvVSchema) -> bool {
+    a.keyspaces == b.keyspaces
+        && sorted_routing_rules(a) == sorted_routing_rules(b)
+        && sorted_shard_rules(a) == sorted_shard_rules(b)
+        && sorted_keyspace_rules(a) == sorted_keyspace_rules(b)
+        && sorted_mirror_rules(a) == sorted_mirror_rules(b)
+}
+
+/// Whether a cell must be rewritten: its `SrvVSchema` is missing or not equivalent to `desired`.
+pub fn srv_vschema_is_stale(
+    current: Option<&vschema::SrvVSchema>,
+    desired: &vschema::SrvVSchema,
+) -> bool {
+    current.is_none_or(|current| !srv_vschema_equivalent(current, desired))
+}
+
+fn sorted_routing_rules(srv: &vschema::SrvVSchema) -> Vec<(&str, &[String])> {
+    let mut rules: Vec<_> = srv
+        .routing_rules
+        .iter()
+        .flat_map(|r| &r.rules)
+        .map(|r| (r.from_table.as_str(), r.to_tables.as_slice()))
+        .collect();
+    rules.sort_unstable();
+    rules
+}
+
+fn sorted_shard_rules(srv: &vschema::SrvVSchema) -> Vec<(&str, &str, &str)> {
+    let mut rules: Vec<_> = srv
+        .shard_routing_rules
+        .iter()
+        .flat_map(|r| &r.rules)
+        .map(|r| {
+            (
+                r.from_keyspace.as_str(),
+                r.shard.as_str(),
+                r.to_keyspace.as_str(),
+            )
+        })
+        .collect();
+    rules.sort_unstable();
+    rules
+}
+
+fn sorted_keyspace_rules(srv: &vschema::SrvVSchema) -> Vec<(&str, &str)> {
+    let mut rules: Vec<_> = srv
+        .keyspace_routing_rules
+        .iter()
+        .flat_map(|r| &r.rules)
+        .map(|r| (r.from_keyspace.as_str(), r.to_keyspace.as_str()))
+        .collect();
+    rules.sort_unstable();
+    rules
+}
+
+fn sorted_mirror_rules(srv: &vschema::SrvVSchema) -> Vec<(&str, &str, u32)> {
+    let mut rules: Vec<_> = srv
+        .mirror_rules
+        .iter()
+        .flat_map(|r| &r.rules)
+        // Bit patterns, so the comparison is total; percentages are copied, never computed.
+        .map(|r| {
+            (
+                r.from_table.as_str(),
+                r.to_table.as_str(),
+                r.percent.to_bits(),
+            )
+        })
+        .collect();
+    rules.sort_unstable();
+    rules
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn routing_rule(from: &str, to: &str) -> vschema::RoutingRule {
+        vschema::RoutingRule {
+            from_table: from.to_owned(),
+            to_tables: vec![to.to_owned()],
+        }
+    }
+
+    fn keyspaces() -> BTreeMap<String, vschema::Keyspace> {
+        BTreeMap::from([
+            ("S".to_owned(), vschema::Keyspace::default()),
+            (
+                "K".to_owned(),
+                vschema::Keyspace {
+                    sharded: true,
+                    ..Default::default()
+                },
+            ),
+        ])
+    }
+
+    #[test]
+    fn missing_rule_sets_become_empty_except_keyspace_rules() {
+        let srv = build_srv_vschema(&keyspaces(), None, None, None, None);
+        assert_eq!(srv.keyspaces.len(), 2);
+        assert_eq!(srv.routing_rules, Some(vschema::RoutingRules::default()));
+        assert_eq!(
+            srv.shard_routing_rules,
+            Some(vschema::ShardRoutingRules::default())
+        );
+        assert_eq!(srv.keyspace_routing_rules, None);
+        assert_eq!(srv.mirror_rules, Some(vschema::MirrorRules::default()));
+        let krr = vschema::KeyspaceRoutingRules::default();
+        let with_krr = build_srv_vschema(&keyspaces(), None, None, Some(&krr), None);
+        assert_eq!(with_krr.keyspace_routing_rules, Some(krr));
+    }
+
+    #[test]
+    fn equivalence_ignores_order_and_empty_versus_absent() {
+        let rules = vschema::RoutingRules {
+            rules: vec![routing_rule("a", "S.a"), routing_rule("b", "S.b")],
+        };
+        let reversed = vschema::RoutingRules {
+            rules: rules.rules.iter().rev().cloned().collect(),
+        };
+        let a = build_srv_vschema(&keyspaces(), Some(&rules), None, None, None);
+        let mut b = build_srv_vschema(&keyspaces(), Some(&reversed), None, None, None);
+        b.shard_routing_rules = None;
+        b.mirror_rules = None;
+        b.keyspace_routing_rules = Some(vschema::KeyspaceRoutingRules::default());
+        assert!(srv_vschema_equivalent(&a, &b));
+        assert!(!srv_vschema_is_stale(Some(&b), &a));
+        assert!(srv_vschema_is_stale(None, &a));
+    }
+
+    #[test]
+    fn any_real_difference_is_stale() {
+        let rules = vschema::RoutingRules {
+            rules: vec![routing_rule("a", "S.a")],
+        };
+        let desired = build_srv_vschema(&keyspaces(), Some(&rules), None, None, None);
+
+        let moved = vschema::RoutingRules {
+            rules: vec![routing_rule("a", "K.a")],
+        };
+        let other_target = build_srv_vschema(&keyspaces(), Some(&moved), None, None, None);
+        assert!(srv_vschema_is_stale(Some(&other_target), &desired));
+
+        let mut other_keyspace = desired.clone();
+        other_keyspace
+            .keyspaces
+            .insert("X".to_owned(), vschema::Keyspace::default());
+        assert!(srv_vschema_is_stale(Some(&other_keyspace), &desired));
+
+        let mut other_mirror = desired.clone();
+        other_mirror.mirror_rules = Some(vschema::MirrorRules {
+            rules: vec![vschema::MirrorRule {
+                from_table: "S.a".to_owned(),
+                to_table: "K.a".to_owned(),
+                percent: 10.0,
+            }],
+        });
+        assert!(srv_vschema_is_stale(Some(&other_mirror), &desired));
+
+        let mut other_shard = desired.clone();
+        other_shard.shard_routing_rules = Some(vschema::ShardRoutingRules {
+            rules: vec![vschema::ShardRoutingRule {
+                from_keyspace: "K".to_owned(),
+                to_keyspace: "S".to_owned(),
+                shard: "-80".to_owned(),
+            }],
+        });
+        assert!(srv_vschema_is_stale(Some(&other_shard), &desired));
+    }
+}
