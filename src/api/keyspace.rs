@@ -24,6 +24,8 @@ pub const DEFAULT_DURABILITY_POLICY: &str = "none";
 pub const DEFAULT_SIDECAR_DB_NAME: &str = "_vt";
 
 /// Declares a Vitess keyspace that vtmove creates or adopts, and then watches.
+// Clippy reads the repeated `type_ = "string"` of the printer columns as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "vtmove.dev",
@@ -410,7 +412,7 @@ impl KeyRange {
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     let digit = |b: u8| char::from(b).to_digit(16);

@@ -41,6 +41,8 @@ pub const MAX_MAX_REPLICATION_LAG: Duration = Duration::from_secs(60 * 60);
 
 /// Declares a Vitess MoveTables workflow: which tables move from which keyspace to which, where
 /// each kind of traffic is served from, and how the workflow ends.
+// Clippy reads the repeated `type_ = "string"` of the printer columns as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "vtmove.dev",
