@@ -318,7 +318,7 @@ pub struct DeniedTables {
     /// The tablet type the tables are denied to.
     pub tablet_type: TabletType,
     /// The denied tables.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tables: Vec<String>,
 }
 
@@ -628,7 +628,11 @@ mod tests {
 
     #[test]
     fn broken_shard_layouts() {
-        let cases: [(&[&str], &str); 8] = [
+        let cases: [(&[&str], &str); 9] = [
+            (
+                &["-80", "80-", "c0-d0"],
+                "open at the end but is not the last",
+            ),
             (&["-80"], "single shard must cover"),
             (&["0", "80-"], "must be the only shard"),
             (&["-80", "40-"], "overlaps"),
