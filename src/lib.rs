@@ -3,4 +3,5 @@
 //! The library holds everything the `vtmove` binary runs, so tests, benchmarks and the sandbox use
 //! the same code: CRD types ([`api`]) and the Vitess wire layer ([`vitess`]).
 
+pub mod api;
 pub mod vitess;
