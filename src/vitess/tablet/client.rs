@@ -286,6 +286,14 @@ impl TabletClient {
         timeout: Duration,
         status: &tonic::Status,
     ) -> TabletError {
+        if is_local_deadline(status) {
+            return TabletError::DeadlineExceeded {
+                tablet: tablet.clone(),
+                method,
+                timeout,
+                message: status.message().to_owned(),
+            };
+        }
         let mut error = TabletError::from_status(tablet, method, status);
         match &mut error {
             TabletError::DeadlineExceeded { timeout: t, .. } => *t = timeout,
@@ -297,6 +305,20 @@ impl TabletClient {
         }
         error
     }
+}
+
+/// True when tonic's own enforcement of the `grpc-timeout` we set ended the call. tonic reports
+/// that as `Cancelled` ("Timeout expired"); it races our local timer, and both mean the deadline
+/// passed.
+fn is_local_deadline(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        if error.is::<tonic::TimeoutExpired>() {
+            return true;
+        }
+        source = error.source();
+    }
+    status.code() == tonic::Code::Cancelled && status.message() == "Timeout expired"
 }
 
 #[async_trait]

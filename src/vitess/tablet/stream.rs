@@ -830,7 +830,8 @@ impl CopyProgress {
     /// How long since rows or bookmarks last advanced (zero if the clock went backwards), so a
     /// stream "stuck retrying" can be told apart from one making progress (#18781, #12051).
     pub fn stalled_for(&self, now: SystemTime) -> Option<Duration> {
-        let since = UNIX_EPOCH + Duration::from_secs(self.last_progress_at?);
+        // The value may come back from a user-editable status: no overflow panics.
+        let since = UNIX_EPOCH.checked_add(Duration::from_secs(self.last_progress_at?))?;
         Some(now.duration_since(since).unwrap_or(Duration::ZERO))
     }
 }
@@ -1395,6 +1396,70 @@ mod tests {
         assert_eq!(p.cycles, 1);
     }
 
+    /// A tiny deterministic generator, so the robustness test needs no extra crate.
+    fn noise(seed: u64, len: usize, alphabet: &[&str]) -> String {
+        let mut x = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                alphabet[(x % alphabet.len() as u64) as usize]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn odd_tablet_text_never_panics() {
+        let alphabet = [
+            "fields",
+            "rows",
+            "lengths",
+            "values",
+            "name",
+            "type",
+            ":",
+            "{",
+            "}",
+            "<",
+            ">",
+            "[",
+            "]",
+            ",",
+            ";",
+            "\"",
+            "'",
+            "\\",
+            "\\x",
+            "\\u",
+            "\\7",
+            "0",
+            "-1",
+            "42",
+            "INT64",
+            " ",
+            "\n",
+            "#",
+            "é",
+            "\u{0}",
+            "errno 3024",
+            "error",
+            "MySQL56/",
+            ":1-5",
+            "-",
+            "3e11fa47-71ca-11e1-9e33-c80aa9429562",
+        ];
+        for seed in 0..2_000 {
+            let text = noise(seed, (seed % 40) as usize, &alphabet);
+            let _ = LastPk::parse(&text);
+            let _ = crate::vitess::tablet::gtid::Position::parse(&text);
+            let _ = classify_message(&text, seed % 2 == 0);
+            let _ = mysql_error_codes(&text);
+        }
+    }
+
     #[test]
     fn error_codes_are_extracted() {
         assert_eq!(
@@ -1406,5 +1471,6 @@ mod tests {
         assert_eq!(mysql_error_codes("ERROR 1146 (42S02)"), vec![1146]);
         assert!(mysql_error_codes("errors 12 and error 99999999 and error12345x").is_empty());
         assert!(mysql_error_codes("").is_empty());
+        assert_eq!(mysql_error_codes("ésërrör éerrno 2013é"), vec![2013]);
     }
 }
