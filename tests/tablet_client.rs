@@ -857,6 +857,11 @@ async fn convenience_calls_give_typed_views() {
     assert!(position.contains(&recorded));
 
     assert!(ok(client.read_workflow(t, "nope").await).is_none());
+    let listed = ok(client
+        .read_workflows(t, ReadVReplicationWorkflowsRequest::default())
+        .await);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].streams[1].source.shard, "-80");
 
     let Some(wf) = ok(client.observe_workflow(t, "wf", "_vt").await) else {
         panic!("workflow expected");
@@ -945,6 +950,8 @@ async fn deadline_exceeded_is_typed_and_quick() {
         counter.count(Method::VReplicationWaitForPos, CallOutcome::Timeout),
         1
     );
+    // A timed-out connection is not trusted for the next call.
+    assert_eq!(client.cached_connections(), 0);
 
     // The configured per-method default applies when the caller gives none.
     let mut config = TabletClientConfig::default();
@@ -1173,6 +1180,9 @@ async fn one_connection_per_tablet_is_reused() {
     ok(client.refresh_state(&tablet.addr, None).await);
     assert_eq!(tablet.accepted.load(Ordering::SeqCst), 2);
     assert_eq!(other.accepted.load(Ordering::SeqCst), 1);
+    // Pruning keeps only the tablets still in the topology.
+    client.retain(|addr| addr == &other.addr);
+    assert_eq!(client.cached_connections(), 1);
 }
 
 #[tokio::test]

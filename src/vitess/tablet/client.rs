@@ -2,8 +2,9 @@
 //!
 //! - **One connection per tablet.** Channels are cached by `host:port` and created lazily, so a
 //!   pass that talks to a tablet ten times opens one HTTP/2 connection, and a tablet that is
-//!   never called is never dialled. A call that finds the tablet unreachable drops the cached
-//!   channel, so the next call re-resolves the host name (a rolled tablet pod gets a new IP).
+//!   never called is never dialled. A call that finds the tablet unreachable or times out drops
+//!   the cached channel, so the next call dials afresh and re-resolves the host name (a rolled
+//!   tablet pod gets a new IP; a half-open connection is not reused).
 //! - **Bounded everything (style H8).** Connecting has its own timeout, and every call has a
 //!   deadline: the per-method default from [`TabletClientConfig`] or the caller's override (the
 //!   cutover passes its catch-up budget to `VReplicationWaitForPos`). The deadline is sent to the
@@ -184,6 +185,12 @@ impl TabletClient {
         self.lock_channels().remove(tablet);
     }
 
+    /// Drops the cached channels of tablets for which `keep` is false, e.g. tablets that left
+    /// the topology, so a long-running operator does not accumulate connections.
+    pub fn retain(&self, keep: impl Fn(&TabletAddr) -> bool) {
+        self.lock_channels().retain(|addr, _| keep(addr));
+    }
+
     fn lock_channels(&self) -> std::sync::MutexGuard<'_, HashMap<TabletAddr, Channel>> {
         // The map stays consistent even if a holder panicked: every operation is one insert or
         // remove.
@@ -268,6 +275,13 @@ impl TabletClient {
                 }
             }
         };
+        if let Err(TabletError::Unavailable { .. } | TabletError::DeadlineExceeded { .. }) = &result
+        {
+            // The connection is gone, never came up, or may be half-open behind a dead network
+            // path: dial afresh (and re-resolve the host name) on the next call. Calls still in
+            // flight keep their clone of the channel.
+            self.forget(tablet);
+        }
         if let Some(observer) = &self.observer {
             let outcome = match &result {
                 Ok(_) => CallOutcome::Ok,
@@ -295,13 +309,8 @@ impl TabletClient {
             };
         }
         let mut error = TabletError::from_status(tablet, method, status);
-        match &mut error {
-            TabletError::DeadlineExceeded { timeout: t, .. } => *t = timeout,
-            TabletError::Unavailable { .. } => {
-                // The connection is gone or never came up: dial afresh (and re-resolve) next time.
-                self.forget(tablet);
-            }
-            _ => {}
+        if let TabletError::DeadlineExceeded { timeout: t, .. } = &mut error {
+            *t = timeout;
         }
         error
     }

@@ -131,9 +131,11 @@ methods!(
 pub const SERVICE_NAME: &str = "tabletmanagerservice.TabletManager";
 
 impl Method {
-    /// True for RPCs that change the tablet or its data (I5: a converged pass calls none of them).
-    pub fn is_mutating(self) -> bool {
-        !matches!(
+    /// True for RPCs that never change the tablet or its data. `VReplicationExec` and
+    /// `ExecuteFetchAsDba` are not, because they can, even when one call only SELECTs; a check
+    /// of I5 (a converged pass mutates nothing) has to look at their SQL.
+    pub fn is_read_only(self) -> bool {
+        matches!(
             self,
             Method::GetSchema
                 | Method::PrimaryPosition
@@ -429,6 +431,9 @@ mod tests {
             assert_eq!(m.path(), format!("/{SERVICE_NAME}/{}", m.name()));
         }
         assert_eq!(Method::ALL.len(), 14);
+        assert!(Method::FullStatus.is_read_only());
+        assert!(!Method::UpdateVReplicationWorkflow.is_read_only());
+        assert!(!Method::VReplicationExec.is_read_only());
     }
 
     #[test]

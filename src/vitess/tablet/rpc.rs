@@ -194,6 +194,22 @@ pub trait TabletRpc: Send + Sync {
         Ok(WorkflowStreams::from_proto(&response))
     }
 
+    /// All workflows matching `request`, as typed views (empty responses dropped).
+    async fn read_workflows(
+        &self,
+        tablet: &TabletAddr,
+        request: ReadVReplicationWorkflowsRequest,
+    ) -> Result<Vec<WorkflowStreams>, TabletError> {
+        let response = self
+            .read_vreplication_workflows(tablet, request, None)
+            .await?;
+        Ok(response
+            .workflows
+            .iter()
+            .filter_map(WorkflowStreams::from_proto)
+            .collect())
+    }
+
     /// Latest copy bookmarks of the given streams, read from `<sidecar_db>.copy_state`
     /// (`""` = `_vt`).
     async fn copy_state(
