@@ -3,3 +3,4 @@
 
 pub mod proto;
 pub mod routing;
+pub mod tablet;
