@@ -2,3 +2,4 @@
 //! its locks, and the pure routing math of a MoveTables workflow.
 
 pub mod proto;
+pub mod topo;
