@@ -61,8 +61,9 @@ pub enum TopoError {
     },
 
     /// A watch asked for history the server no longer keeps (compacted away).
+    /// `compact_revision` is the oldest revision a watch can still start from.
     #[error(
-        "cannot watch {key} from revision {revision}: history compacted up to revision {compact_revision}"
+        "cannot watch {key} from revision {revision}: history before revision {compact_revision} is compacted"
     )]
     Compacted {
         key: String,

@@ -470,9 +470,10 @@ impl TopoStore for EtcdStore {
     async fn list_dir(&self, dir: &str) -> Result<Vec<DirEntry>> {
         let prefix = dir_prefix(dir);
         let mut kv = self.client().await?.kv_client();
+        // Not keys-only: etcd leaves the lease id out of keys-only responses, and the lease is
+        // what marks an entry ephemeral.
         let options = GetOptions::new()
             .with_prefix()
-            .with_keys_only()
             .with_sort(SortTarget::Key, SortOrder::Ascend);
         let response = self
             .timed("list_dir", dir, kv.get(prefix.as_str(), Some(options)))

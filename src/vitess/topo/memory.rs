@@ -153,6 +153,16 @@ impl MemoryStore {
         self.lock_state().revision
     }
 
+    /// Discards watch history before `revision`, like an etcd compaction: watches can then start
+    /// at `revision` or later only.
+    pub fn compact(&self, revision: i64) {
+        let mut state = self.lock_state();
+        while state.history.front().is_some_and(|e| e.revision < revision) {
+            state.history.pop_front();
+        }
+        state.compacted = state.compacted.max(revision - 1);
+    }
+
     fn lock_state(&self) -> MutexGuard<'_, State> {
         // No code panics while holding the lock, so poisoning cannot leave the state half
         // updated; recover the guard rather than propagating an unrelated panic.
@@ -308,7 +318,7 @@ impl State {
             return Err(TopoError::Compacted {
                 key: format!("{key} ({op})"),
                 revision: from,
-                compact_revision: self.compacted,
+                compact_revision: self.compacted + 1,
             });
         }
         let start = self.history.partition_point(|e| e.revision < from);
@@ -506,7 +516,7 @@ impl TopoStore for MemoryStore {
                 return Err(TopoError::Compacted {
                     key: prefix.to_string(),
                     revision: from,
-                    compact_revision: state.compacted,
+                    compact_revision: state.compacted + 1,
                 });
             }
             Ok(from)
