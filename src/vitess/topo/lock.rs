@@ -356,11 +356,17 @@ impl LockHandle {
     /// Resolves once the lock is known to be lost, with the reason.
     async fn lost(&self) -> String {
         let mut receiver = self.shared.lost.subscribe();
-        match receiver.wait_for(Option::is_some).await {
-            Ok(reason) => reason.clone().unwrap_or_default(),
-            // The sender lives in `shared`, which `self` keeps alive: this cannot happen, so
-            // wait forever rather than report a loss that did not occur.
-            Err(_) => std::future::pending().await,
+        // Copy the reason out before any other await: the borrowed value must not be held
+        // across one (it would make lock futures non-Send).
+        let reason = match receiver.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone(),
+            Err(_) => None,
+        };
+        match reason {
+            Some(reason) => reason,
+            // The sender lives in `shared`, which `self` keeps alive, so the channel cannot
+            // close: wait forever rather than report a loss that did not occur.
+            None => std::future::pending().await,
         }
     }
 
