@@ -351,7 +351,7 @@ macro_rules! both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    let harness = crate::topo_support::Harness::memory().await;
+                    let harness = $crate::topo_support::Harness::memory().await;
                     super::$case(&harness).await;
                 }
             )*
@@ -360,7 +360,7 @@ macro_rules! both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    let harness = crate::topo_support::Harness::etcd().await;
+                    let harness = $crate::topo_support::Harness::etcd().await;
                     super::$case(&harness).await;
                 }
             )*

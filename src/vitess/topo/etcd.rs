@@ -46,6 +46,10 @@ pub struct EtcdStoreOptions {
     pub op_timeout: Duration,
     /// Deadline for opening a connection to an endpoint.
     pub connect_timeout: Duration,
+    /// HTTP/2 keep-alive (ping interval, ping timeout) while a stream is open, so a watch on a
+    /// connection that died silently fails instead of hanging. `None` disables it. The interval
+    /// must stay above etcd's `--grpc-keepalive-min-time` (5 s by default).
+    pub keep_alive: Option<(Duration, Duration)>,
 }
 
 impl EtcdStoreOptions {
@@ -55,6 +59,7 @@ impl EtcdStoreOptions {
             endpoints: endpoints.into_iter().map(Into::into).collect(),
             op_timeout: DEFAULT_OP_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            keep_alive: Some((Duration::from_secs(10), Duration::from_secs(10))),
         }
     }
 
@@ -130,7 +135,11 @@ impl EtcdStore {
             .inner
             .client
             .get_or_try_init(|| async {
-                let connect = ConnectOptions::new().with_connect_timeout(options.connect_timeout);
+                let mut connect =
+                    ConnectOptions::new().with_connect_timeout(options.connect_timeout);
+                if let Some((interval, timeout)) = options.keep_alive {
+                    connect = connect.with_keep_alive(interval, timeout);
+                }
                 match tokio::time::timeout(
                     options.connect_timeout,
                     Client::connect(&options.endpoints, Some(connect)),
@@ -251,12 +260,12 @@ fn to_key_value(kv: &etcd_client::KeyValue) -> KeyValue {
 }
 
 /// Converts one watch response into events, or an error when the server cancelled the watch.
-fn watch_events(key: &str, response: &WatchResponse) -> Result<Vec<WatchEvent>> {
+fn watch_events(key: &str, start: i64, response: &WatchResponse) -> Result<Vec<WatchEvent>> {
     if response.canceled() {
         if response.compact_revision() > 0 {
             return Err(TopoError::Compacted {
                 key: key.to_string(),
-                revision: 0,
+                revision: start,
                 compact_revision: response.compact_revision(),
             });
         }
@@ -291,6 +300,7 @@ impl EtcdStore {
         &self,
         op: &'static str,
         key: &str,
+        start: i64,
         options: WatchOptions,
     ) -> Result<etcd_client::WatchStream> {
         let mut watch = self.client().await?.watch_client();
@@ -300,7 +310,7 @@ impl EtcdStore {
             Some(response) => {
                 // A creation response carries no events; a cancellation (compacted start
                 // revision, for example) is reported now.
-                watch_events(key, &response)?;
+                watch_events(key, start, &response)?;
                 if !response.created() {
                     return Err(TopoError::Backend {
                         op,
@@ -323,6 +333,8 @@ impl EtcdStore {
 struct WatchState {
     stream: etcd_client::WatchStream,
     key: String,
+    /// The requested start revision (0: none), for error messages.
+    start: i64,
     pending: VecDeque<WatchEvent>,
     done: bool,
 }
@@ -337,7 +349,7 @@ impl WatchState {
                 return None;
             }
             let failure = match self.stream.message().await {
-                Ok(Some(response)) => match watch_events(&self.key, &response) {
+                Ok(Some(response)) => match watch_events(&self.key, self.start, &response) {
                     Ok(events) => {
                         self.pending.extend(events);
                         continue;
@@ -494,13 +506,15 @@ impl TopoStore for EtcdStore {
 
     async fn watch_prefix(&self, prefix: &str, start: Option<Version>) -> Result<WatchStream> {
         let mut options = WatchOptions::new().with_prefix();
-        if let Some(start) = start {
-            options = options.with_start_revision(start.0);
+        let start = start.map_or(0, |v| v.0);
+        if start > 0 {
+            options = options.with_start_revision(start);
         }
-        let stream = self.open_watch("watch", prefix, options).await?;
+        let stream = self.open_watch("watch", prefix, start, options).await?;
         let state = WatchState {
             stream,
             key: prefix.to_string(),
+            start,
             pending: VecDeque::new(),
             done: false,
         };
@@ -615,10 +629,13 @@ impl TopoStore for EtcdStore {
     async fn wait_for_delete(&self, key: &str, from: Version, deadline: Instant) -> Result<()> {
         let wait = async {
             let options = WatchOptions::new().with_start_revision(from.0);
-            let stream = self.open_watch("wait_for_delete", key, options).await?;
+            let stream = self
+                .open_watch("wait_for_delete", key, from.0, options)
+                .await?;
             let mut state = WatchState {
                 stream,
                 key: key.to_string(),
+                start: from.0,
                 pending: VecDeque::new(),
                 done: false,
             };

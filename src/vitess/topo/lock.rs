@@ -290,7 +290,12 @@ impl fmt::Debug for LockHandle {
 impl LockHandle {
     /// Starts renewing `lease` for a lock under `dir`; the lock key itself is written by the
     /// caller. Dropping the result revokes the lease.
-    fn start(store: Arc<dyn TopoStore>, dir: String, lease: LeaseId, ttl: Duration) -> Self {
+    fn start(
+        store: Arc<dyn TopoStore>,
+        dir: String,
+        lease: LeaseId,
+        ttl: Duration,
+    ) -> Result<Self> {
         let key = join_all(&[&dir, LOCKS_PATH, &lease.to_string()]);
         let (lost, _) = watch::channel(None);
         let shared = Arc::new(Shared {
@@ -303,12 +308,18 @@ impl LockHandle {
             last_renewal: Mutex::new(Instant::now()),
             key_written: AtomicBool::new(false),
         });
-        let renewal = tokio::spawn(renew_loop(shared.clone()));
-        LockHandle {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            TopoError::InvalidArgument(
+            "topology locks must be taken inside a tokio runtime (they renew their lease in a task)"
+                .to_string(),
+        )
+        })?;
+        let renewal = runtime.spawn(renew_loop(shared.clone()));
+        Ok(LockHandle {
             shared,
             renewal: Some(renewal),
             released: false,
-        }
+        })
     }
 
     /// The absolute lock key, `<root>/<dir>/locks/<leaseID>`.
@@ -331,8 +342,10 @@ impl LockHandle {
         self.shared.ttl
     }
 
-    /// True once the renewal task (or a [`check`](Self::check)) found the lock gone. Cheap, but
-    /// only as fresh as the last renewal; call `check` before a write.
+    /// True once the renewal task (or a [`check`](Self::check)) found the lock gone: the lease
+    /// or key no longer exists, or no renewal succeeded for a whole TTL (so the server has
+    /// expired the lease). `true` is certain; `false` proves nothing, since the flag is only as
+    /// fresh as the last renewal: call `check` before a write.
     pub fn is_lost(&self) -> bool {
         self.shared.lost_reason().is_some()
     }
@@ -455,7 +468,13 @@ pub async fn acquire(
     let lease = tokio::time::timeout_at(deadline, store.grant_lease(options.ttl))
         .await
         .map_err(|_| timeout())??;
-    let handle = LockHandle::start(store.clone(), dir.to_string(), lease, options.ttl);
+    let handle = match LockHandle::start(store.clone(), dir.to_string(), lease, options.ttl) {
+        Ok(handle) => handle,
+        Err(e) => {
+            let _ = store.revoke_lease(lease).await;
+            return Err(e);
+        }
+    };
 
     let queued = async {
         let revision = store
