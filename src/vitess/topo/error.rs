@@ -9,6 +9,9 @@
 pub type Result<T, E = TopoError> = std::result::Result<T, E>;
 
 /// Everything that can go wrong reading or writing the Vitess topology or holding a lock in it.
+/// Variant fields are named for what they hold: `key` is the absolute key (or lock directory),
+/// `op` the store operation.
+#[allow(missing_docs)]
 #[derive(Debug, thiserror::Error)]
 pub enum TopoError {
     /// The key (or directory) does not exist.

@@ -29,7 +29,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How many times to try fresh ports before giving up.
 const START_ATTEMPTS: usize = 3;
 
-/// Why a local etcd could not be started.
+/// Why a local etcd could not be started. `log_tail` holds the last lines etcd logged.
+#[allow(missing_docs)]
 #[derive(Debug, thiserror::Error)]
 pub enum LocalEtcdError {
     /// The vendored binary is missing for this platform.

@@ -33,7 +33,7 @@ use tokio::time::Instant;
 
 use super::error::{Result, TopoError};
 use super::path::{join, join_all, names::LOCKS_PATH};
-use super::store::{LeaseId, TopoStore, Version};
+use super::store::{LeaseId, TopoStore, Version, ttl_seconds};
 
 /// Default lease TTL of a lock, Vitess's `--topo-etcd-lease-ttl` default.
 pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(30);
@@ -465,10 +465,13 @@ pub async fn acquire(
             .await
             .map_err(|_| timeout())??;
     }
-    let lease = tokio::time::timeout_at(deadline, store.grant_lease(options.ttl))
+    // The lease TTL as the store grants it (whole seconds), so the renewal task never believes
+    // the lease lives longer than it does.
+    let ttl = Duration::from_secs(u64::try_from(ttl_seconds(options.ttl)).unwrap_or(1));
+    let lease = tokio::time::timeout_at(deadline, store.grant_lease(ttl))
         .await
         .map_err(|_| timeout())??;
-    let handle = match LockHandle::start(store.clone(), dir.to_string(), lease, options.ttl) {
+    let handle = match LockHandle::start(store.clone(), dir.to_string(), lease, ttl) {
         Ok(handle) => handle,
         Err(e) => {
             let _ = store.revoke_lease(lease).await;

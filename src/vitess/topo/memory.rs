@@ -628,3 +628,56 @@ impl TopoStore for MemoryStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    #[tokio::test]
+    async fn bounded_history_compacts_old_revisions() {
+        let store = MemoryStore::with_history_limit(3);
+        let first = store.create("/k/a", b"1").await.unwrap();
+        for i in 0..4 {
+            store
+                .update("/k/a", format!("{i}").as_bytes(), None)
+                .await
+                .unwrap();
+        }
+        // Five events, three kept: the first two revisions are gone.
+        match store.watch_prefix("/k/", Some(first)).await {
+            Err(TopoError::Compacted {
+                compact_revision, ..
+            }) => {
+                assert_eq!(compact_revision, first.0 + 2);
+            }
+            Err(other) => panic!("expected Compacted, got {other}"),
+            Ok(_) => panic!("expected Compacted, got a watch"),
+        }
+        let mut watch = store
+            .watch_prefix("/k/", Some(Version(first.0 + 2)))
+            .await
+            .unwrap();
+        let event = watch.next().await.unwrap().unwrap();
+        assert_eq!(event.version(), Version(first.0 + 2));
+    }
+
+    #[tokio::test]
+    async fn a_disconnected_client_fails_and_ends_its_watches() {
+        let store = MemoryStore::new();
+        let client = store.new_client();
+        let mut watch = client.watch_prefix("/", None).await.unwrap();
+        client.disconnect();
+        assert!(matches!(
+            client.get("/x").await,
+            Err(TopoError::Unavailable { .. })
+        ));
+        assert!(matches!(
+            watch.next().await,
+            Some(Err(TopoError::Unavailable { .. }))
+        ));
+        assert!(watch.next().await.is_none());
+        // Other clients are unaffected.
+        store.create("/x", b"v").await.unwrap();
+    }
+}

@@ -15,6 +15,8 @@
 //!   writing them without the lock does not compile (invariant I3).
 //! * [`LocalEtcd`]: a throwaway etcd for tests and the sandbox.
 
+#![warn(missing_docs)]
+
 pub mod denied_tables;
 mod error;
 mod etcd;

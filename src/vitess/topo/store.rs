@@ -66,15 +66,22 @@ pub struct DirEntry {
 /// One change seen by a watch, in revision order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WatchEvent {
-    /// The key was created or updated; `version` is its new ModRevision.
+    /// The key was created or updated.
     Put {
+        /// The absolute key.
         key: String,
+        /// The new value.
         value: Vec<u8>,
+        /// The key's new ModRevision.
         version: Version,
     },
-    /// The key was deleted (explicitly, or because its lease expired or was revoked); `version`
-    /// is the revision of the deletion.
-    Delete { key: String, version: Version },
+    /// The key was deleted (explicitly, or because its lease expired or was revoked).
+    Delete {
+        /// The absolute key.
+        key: String,
+        /// The revision of the deletion.
+        version: Version,
+    },
 }
 
 impl WatchEvent {
