@@ -128,7 +128,7 @@ impl LocalEtcd {
             dir,
         };
         etcd.wait_ready().await?;
-        tracing::debug!(endpoint = %etcd.endpoint, "Local etcd is ready");
+        tracing::debug!(endpoint = %etcd.endpoint, "Started local etcd");
         Ok(etcd)
     }
 

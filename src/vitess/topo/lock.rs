@@ -516,7 +516,7 @@ async fn wait_for_turn(handle: &LockHandle, revision: Version) -> Result<()> {
         let Some(older) = older else {
             return Ok(());
         };
-        tracing::debug!(key = %handle.key(), waiting_for = %older.key, "Waiting for topology lock");
+        tracing::debug!(key = %handle.key(), waiting_for = %older.key, "Queued behind an older topology lock");
         // The deadline of the wait itself is enforced by the caller's timeout.
         let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
         tokio::select! {

@@ -241,7 +241,7 @@ impl TopoServer {
                             || e.is_node_exists()
                             || (e.is_no_node() && version.is_some())) =>
                 {
-                    tracing::debug!(%key, attempt, "Topology record changed under a read-modify-write, retrying");
+                    tracing::debug!(%key, attempt, "Retried a read-modify-write after a concurrent change");
                     // A short, growing pause so two writers racing on one key do not collide
                     // in lockstep.
                     tokio::time::sleep(Duration::from_millis(u64::from(attempt) * 5)).await;
