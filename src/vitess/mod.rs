@@ -1,6 +1,8 @@
 //! Everything vtmove knows about Vitess at the wire level: protobuf types, the topology store and
-//! its locks, and the pure routing math of a MoveTables workflow.
+//! its locks, the TabletManager client with its stream and health model, and the pure routing
+//! math of a MoveTables workflow.
 
 pub mod proto;
 pub mod routing;
 pub mod tablet;
+pub mod topo;
