@@ -4,5 +4,6 @@
 
 pub mod proto;
 pub mod routing;
+pub mod srv_vschema;
 pub mod tablet;
 pub mod topo;

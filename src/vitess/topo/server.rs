@@ -808,6 +808,14 @@ impl TopoServer {
             .await
     }
 
+    /// Creates a cell's `SrvVSchema` (NodeExists when another writer created it first).
+    pub async fn create_srv_vschema(&self, cell: &str, record: &SrvVSchema) -> Result<Version> {
+        let topo = self.cell(cell).await?;
+        topo.store
+            .create(&topo.key(names::SRV_VSCHEMA_FILE), &record.encode_to_vec())
+            .await
+    }
+
     /// Reads a cell's `keyspaces/<ks>/SrvKeyspace`.
     pub async fn get_srv_keyspace(
         &self,
