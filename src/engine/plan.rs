@@ -2597,7 +2597,15 @@ fn phase_of(
         };
     }
     if !blockers.is_empty() {
-        return WorkflowPhase::Blocked;
+        // Waiting for the copy to finish is the copy phase, not a blocked workflow.
+        let only_copy = blockers
+            .iter()
+            .all(|b| b.reason == BlockReason::CopyNotComplete);
+        return if copying && only_copy {
+            WorkflowPhase::Copying
+        } else {
+            WorkflowPhase::Blocked
+        };
     }
     if !stream_errors.is_empty() {
         return WorkflowPhase::Degraded;
