@@ -56,8 +56,8 @@ use crate::vitess::tablet::{Method, Position};
 use super::execute::{Executor, Held, StepError, StreamChange, describe_failures};
 use super::observe::bounded;
 use super::plan::DenyOp;
-use super::requests::{binlog_sources, lock_tables_sql, set_position_sql};
 use super::plan::stream_settings;
+use super::requests::{binlog_sources, lock_tables_sql, set_position_sql};
 
 /// Runs a stage, recording its duration in the journal.
 async fn stage<T>(
@@ -86,7 +86,9 @@ async fn current_state(ex: &Executor) -> Result<Option<RoutingState>, StepError>
 pub(crate) async fn switch_writes(ex: &Executor, to: Side) -> Result<(), StepError> {
     ex.view(Side::Source)?;
     ex.view(Side::Target)?;
-    let held = ex.lock("SwitchWrites", &[Side::Source, Side::Target]).await?;
+    let held = ex
+        .lock("SwitchWrites", &[Side::Source, Side::Target])
+        .await?;
     let result = run_switch(ex, &held, to).await;
     ex.release(held, &result).await;
     result
@@ -186,7 +188,12 @@ async fn run_switch(ex: &Executor, held: &Held, to: Side) -> Result<(), StepErro
 }
 
 fn shard_names(ex: &Executor, side: Side) -> Result<Vec<String>, StepError> {
-    Ok(ex.view(side)?.shards.iter().map(|s| s.name.clone()).collect())
+    Ok(ex
+        .view(side)?
+        .shards
+        .iter()
+        .map(|s| s.name.clone())
+        .collect())
 }
 
 /// Steps 1–8. Returns the positions of the `to` primaries (the reverse streams' start).
@@ -206,9 +213,13 @@ async fn reversible(
     let (from_versions, to_versions) = {
         let started = Instant::now();
         let result = async {
-            let f = ex.write_denied_tables(held, from, &from_shards, DenyOp::Add).await?;
+            let f = ex
+                .write_denied_tables(held, from, &from_shards, DenyOp::Add)
+                .await?;
             ex.checkpoint("cutover:allow")?;
-            let t = ex.write_denied_tables(held, to, &to_shards, DenyOp::Remove).await?;
+            let t = ex
+                .write_denied_tables(held, to, &to_shards, DenyOp::Remove)
+                .await?;
             Ok::<_, StepError>((f, t))
         }
         .await;
@@ -217,7 +228,8 @@ async fn reversible(
     };
 
     // 2. Refresh both sides, verified per tablet.
-    ex.checkpoint("cutover:refresh").map_err(|e| ("refresh", e))?;
+    ex.checkpoint("cutover:refresh")
+        .map_err(|e| ("refresh", e))?;
     {
         let started = Instant::now();
         let limit = ex
@@ -234,7 +246,9 @@ async fn reversible(
             .iter()
             .filter_map(|s| s.primary.as_ref().map(|p| p.alias.clone()))
             .collect();
-        let primary_failed = failed.iter().any(|(alias, _)| from_primaries.contains(alias));
+        let primary_failed = failed
+            .iter()
+            .any(|(alias, _)| from_primaries.contains(alias));
         if !failed.is_empty() && (primary_failed || !ex.desired.cutover.force) {
             return Err((
                 "refresh",
@@ -258,23 +272,30 @@ async fn reversible(
                 .min(ex.config.rpc_timeout);
             held.check("flushing writes").await?;
             let view = ex.view(from)?;
-            let calls = view.shards.iter().filter_map(|s| s.primary.as_ref()).map(|p| {
-                let request = ExecuteFetchAsDbaRequest {
-                    query: sql.clone().into_bytes(),
-                    db_name: p.db_name.clone(),
-                    ..Default::default()
-                };
-                async move {
-                    bounded(
-                        limit,
-                        &p.addr,
-                        Method::ExecuteFetchAsDba,
-                        ex.tablets.execute_fetch_as_dba(&p.addr, request, Some(limit)),
-                    )
-                    .await
-                    .map_err(|e| StepError::tablet(format!("flushing writes on {}", p.alias), e))
-                }
-            });
+            let calls = view
+                .shards
+                .iter()
+                .filter_map(|s| s.primary.as_ref())
+                .map(|p| {
+                    let request = ExecuteFetchAsDbaRequest {
+                        query: sql.clone().into_bytes(),
+                        db_name: p.db_name.clone(),
+                        ..Default::default()
+                    };
+                    async move {
+                        bounded(
+                            limit,
+                            &p.addr,
+                            Method::ExecuteFetchAsDba,
+                            ex.tablets
+                                .execute_fetch_as_dba(&p.addr, request, Some(limit)),
+                        )
+                        .await
+                        .map_err(|e| {
+                            StepError::tablet(format!("flushing writes on {}", p.alias), e)
+                        })
+                    }
+                });
             for result in join_all(calls).await {
                 result?;
             }
@@ -289,7 +310,8 @@ async fn reversible(
     let old_positions = stage(ex, "positions_old", positions(ex, from, deadline, budget)).await?;
 
     // 5. Wait for the new side's streams to apply them (I2).
-    ex.checkpoint("cutover:catch_up").map_err(|e| ("catch_up", e))?;
+    ex.checkpoint("cutover:catch_up")
+        .map_err(|e| ("catch_up", e))?;
     let catch_up = async {
         let workflow = ex.desired.workflow_into(to);
         let view = ex.view(to)?;
@@ -365,7 +387,8 @@ async fn reversible(
     let new_positions = stage(ex, "positions_new", positions(ex, to, deadline, budget)).await?;
 
     // 8. Fresh streams back into the old side.
-    ex.checkpoint("cutover:reverse").map_err(|e| ("reverse", e))?;
+    ex.checkpoint("cutover:reverse")
+        .map_err(|e| ("reverse", e))?;
     let reverse = async {
         let limit = ex
             .remaining(deadline, "reverse", budget)?
@@ -392,7 +415,9 @@ async fn reversible(
             ex.checkpoint("cutover:reverse_create")?;
             held.check("creating the reverse streams").await?;
             let request = ex.create_request(&workflow, sources);
-            let limit = ex.remaining(deadline, "reverse", budget)?.min(ex.config.rpc_timeout);
+            let limit = ex
+                .remaining(deadline, "reverse", budget)?
+                .min(ex.config.rpc_timeout);
             bounded(
                 limit,
                 &primary.addr,
@@ -401,7 +426,9 @@ async fn reversible(
                     .create_vreplication_workflow(&primary.addr, request, Some(limit)),
             )
             .await
-            .map_err(|e| StepError::tablet(format!("creating {workflow} on {}", primary.alias), e))?;
+            .map_err(|e| {
+                StepError::tablet(format!("creating {workflow} on {}", primary.alias), e)
+            })?;
             let created = ex.read_streams(primary, &workflow).await?.ok_or_else(|| {
                 StepError::Precondition(format!("{workflow} vanished on {}", primary.alias))
             })?;
@@ -412,7 +439,8 @@ async fn reversible(
                         stream.source.shard
                     ))
                 })?;
-                let query = set_position_sql(&from_view.sidecar_db, stream.id, &position.to_string())?;
+                let query =
+                    set_position_sql(&from_view.sidecar_db, stream.id, &position.to_string())?;
                 ex.exec(primary, query, limit).await?;
             }
         }
@@ -440,10 +468,16 @@ async fn positions(
         .map(|s| (s.name.clone(), s.primary.as_ref()))
         .collect();
     let results = join_all(primaries.iter().map(|(shard, p)| async move {
-        let p = p.ok_or_else(|| StepError::Precondition(format!("shard {shard} has no primary")))?;
-        bounded(limit, &p.addr, Method::PrimaryPosition, ex.tablets.position(&p.addr))
-            .await
-            .map_err(|e| StepError::tablet(format!("reading the position of {}", p.alias), e))
+        let p =
+            p.ok_or_else(|| StepError::Precondition(format!("shard {shard} has no primary")))?;
+        bounded(
+            limit,
+            &p.addr,
+            Method::PrimaryPosition,
+            ex.tablets.position(&p.addr),
+        )
+        .await
+        .map_err(|e| StepError::tablet(format!("reading the position of {}", p.alias), e))
     }))
     .await;
     for ((shard, _), result) in primaries.into_iter().zip(results) {
@@ -510,7 +544,9 @@ async fn rollback(
 pub(crate) async fn rollback_writes(ex: &Executor, to: Side) -> Result<(), StepError> {
     ex.view(Side::Source)?;
     ex.view(Side::Target)?;
-    let held = ex.lock("RollbackWrites", &[Side::Source, Side::Target]).await?;
+    let held = ex
+        .lock("RollbackWrites", &[Side::Source, Side::Target])
+        .await?;
     let result = async {
         match current_state(ex).await? {
             Some(RoutingState::Routed(r)) if r.placement().primary == to => {}

@@ -8,12 +8,12 @@
 
 use std::time::Duration;
 
+use crate::api::FieldError;
 use crate::api::movetables::{
     CancelOptions, CompleteOptions, Lifecycle, MoveTablesWorkflowSpec, OnDdl, SourceTabletType,
     TabletSelectionPreference, TrafficSide,
 };
 use crate::api::validation::REVERSE_WORKFLOW_SUFFIX;
-use crate::api::FieldError;
 use crate::vitess::proto::binlogdata::OnDdlAction;
 use crate::vitess::proto::topodata::TabletType;
 use crate::vitess::routing::{CellScope, MovedTables, ReadCells, Side, TrafficPlacement};
@@ -294,7 +294,11 @@ impl Desired {
     }
 
     /// Whether switched reads of `traffic` should be visible in `cell`.
-    pub fn reads_on_target_in(&self, traffic: crate::vitess::routing::TrafficType, cell: &str) -> bool {
+    pub fn reads_on_target_in(
+        &self,
+        traffic: crate::vitess::routing::TrafficType,
+        cell: &str,
+    ) -> bool {
         self.traffic.side(traffic) == Side::Target && self.read_cells.scope(traffic).contains(cell)
     }
 }
@@ -302,8 +306,8 @@ impl Desired {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::movetables::{CutoverSpec, TrafficSpec};
     use crate::api::DurationString;
+    use crate::api::movetables::{CutoverSpec, TrafficSpec};
 
     fn spec() -> MoveTablesWorkflowSpec {
         serde_json::from_value(serde_json::json!({

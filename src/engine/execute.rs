@@ -29,8 +29,7 @@ use tokio::time::Instant;
 use crate::vitess::proto::binlogdata::{VReplicationWorkflowSubType, VReplicationWorkflowType};
 use crate::vitess::proto::tabletmanagerdata::{
     ApplySchemaRequest, CreateVReplicationWorkflowRequest, DeleteVReplicationWorkflowRequest,
-    ExecuteFetchAsDbaRequest, GetSchemaRequest, TabletSelectionPreference,
-    VReplicationExecRequest,
+    ExecuteFetchAsDbaRequest, GetSchemaRequest, TabletSelectionPreference, VReplicationExecRequest,
 };
 use crate::vitess::proto::topodata::TabletType;
 use crate::vitess::proto::vschema;
@@ -296,6 +295,9 @@ impl Held {
     }
 }
 
+/// One `RefreshState` to make: shard, the shard version it acknowledges, alias, address.
+type RefreshCall = (String, Version, String, Option<TabletAddr>);
+
 /// A refresh acknowledgement to record in the ledger.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Ack {
@@ -453,14 +455,16 @@ impl Executor {
                 locked!(&[], |held| self.ensure_target_schema(&held, shards, tables))
             }
             Action::EnsureTargetVSchema { tables } => {
-                locked!(&[Side::Target], |held| self.ensure_target_vschema(&held, tables))
+                locked!(&[Side::Target], |held| self
+                    .ensure_target_vschema(&held, tables))
             }
             Action::CreateStreams { shards } => {
                 locked!(&[], |held| self.create_streams(&held, shards))
             }
             Action::SetDeniedTables { side, shards, op } => {
                 let side = *side;
-                locked!(&[side], |held| self.set_denied_tables(&held, side, shards, *op))
+                locked!(&[side], |held| self
+                    .set_denied_tables(&held, side, shards, *op))
             }
             Action::SetRoutingRules { state } => {
                 let sides = self.routing_lock_sides();
@@ -470,15 +474,30 @@ impl Executor {
             Action::RefreshTablets { tablets } => self.refresh_targets(tablets, false).await,
             Action::StartStreams { into, shards } => {
                 let into = *into;
-                locked!(&[], |held| self.set_streams(&held, into, shards, StreamChange::Start))
+                locked!(&[], |held| self.set_streams(
+                    &held,
+                    into,
+                    shards,
+                    StreamChange::Start
+                ))
             }
             Action::StopStreams { into, shards } => {
                 let into = *into;
-                locked!(&[], |held| self.set_streams(&held, into, shards, StreamChange::Stop))
+                locked!(&[], |held| self.set_streams(
+                    &held,
+                    into,
+                    shards,
+                    StreamChange::Stop
+                ))
             }
             Action::FreezeStreams { into, shards } => {
                 let into = *into;
-                locked!(&[], |held| self.set_streams(&held, into, shards, StreamChange::Freeze))
+                locked!(&[], |held| self.set_streams(
+                    &held,
+                    into,
+                    shards,
+                    StreamChange::Freeze
+                ))
             }
             Action::DeleteStreams { into, shards } => {
                 let into = *into;
@@ -493,11 +512,13 @@ impl Executor {
                 rename,
             } => {
                 let side = *side;
-                locked!(&[side], |held| self.drop_tables(&held, side, shards, tables, *rename))
+                locked!(&[side], |held| self
+                    .drop_tables(&held, side, shards, tables, *rename))
             }
             Action::RemoveFromVSchema { side, tables } => {
                 let side = *side;
-                locked!(&[side], |held| self.remove_from_vschema(&held, side, tables))
+                locked!(&[side], |held| self
+                    .remove_from_vschema(&held, side, tables))
             }
         }
     }
@@ -525,7 +546,9 @@ impl Executor {
         let mut definitions = BTreeMap::new();
         let mut last_error = None;
         for shard in &self.view(Side::Source)?.shards {
-            let Some(primary) = &shard.primary else { continue };
+            let Some(primary) = &shard.primary else {
+                continue;
+            };
             let request = GetSchemaRequest {
                 tables: tables.to_vec(),
                 ..Default::default()
@@ -595,7 +618,8 @@ impl Executor {
                     limit,
                     &primary.addr,
                     Method::ApplySchema,
-                    self.tablets.apply_schema(&primary.addr, request, Some(limit)),
+                    self.tablets
+                        .apply_schema(&primary.addr, request, Some(limit)),
                 )
                 .await
                 .map_err(|e| {
@@ -636,7 +660,12 @@ impl Executor {
                 Ok(changed)
             })
             .await
-            .map_err(|e| StepError::topo(format!("adding tables to the VSchema of {keyspace}"), e))?;
+            .map_err(|e| {
+                StepError::topo(format!("adding tables to the VSchema of {keyspace}"), e)
+            })?;
+        // vtgates see VSchema changes only through the cells' SrvVSchema.
+        self.checkpoint("vschema:rebuild")?;
+        self.rebuild(None).await?;
         Ok(())
     }
 
@@ -764,7 +793,11 @@ impl Executor {
 
     /// Rewrites the workflow's rules to `state` under `held`'s keyspace locks. Returns whether
     /// anything changed.
-    pub async fn write_routing_rules(&self, held: &Held, state: RoutingState) -> Result<bool, StepError> {
+    pub async fn write_routing_rules(
+        &self,
+        held: &Held,
+        state: RoutingState,
+    ) -> Result<bool, StepError> {
         let moved = self.desired.moved();
         let guards = held.keyspaces();
         let mut changed = false;
@@ -833,9 +866,16 @@ impl Executor {
         };
         let mut calls = Vec::new();
         for (shard, version) in versions {
-            let Some(shard_view) = view.shard(shard) else { continue };
+            let Some(shard_view) = view.shard(shard) else {
+                continue;
+            };
             for tablet in &shard_view.tablets {
-                calls.push((shard.clone(), *version, tablet.alias.clone(), tablet.addr.clone()));
+                calls.push((
+                    shard.clone(),
+                    *version,
+                    tablet.alias.clone(),
+                    tablet.addr.clone(),
+                ));
             }
         }
         self.refresh_calls(&view.name.clone(), calls, limit).await
@@ -844,7 +884,7 @@ impl Executor {
     async fn refresh_calls(
         &self,
         keyspace: &str,
-        calls: Vec<(String, Version, String, Option<TabletAddr>)>,
+        calls: Vec<RefreshCall>,
         limit: Duration,
     ) -> Vec<(String, String)> {
         let tablets = &self.tablets;
@@ -852,9 +892,14 @@ impl Executor {
             let Some(addr) = addr else {
                 return Err("no gRPC address".to_string());
             };
-            bounded(limit, addr, Method::RefreshState, tablets.refresh_state(addr, Some(limit)))
-                .await
-                .map_err(|e| e.to_string())
+            bounded(
+                limit,
+                addr,
+                Method::RefreshState,
+                tablets.refresh_state(addr, Some(limit)),
+            )
+            .await
+            .map_err(|e| e.to_string())
         }))
         .await;
         let mut failed = Vec::new();
@@ -873,9 +918,12 @@ impl Executor {
     }
 
     /// Refreshes individual tablets (a heal), against the shard version read just before.
-    async fn refresh_targets(&self, targets: &[TabletTarget], _force: bool) -> Result<(), StepError> {
-        let mut by_side: BTreeMap<Side, Vec<(String, Version, String, Option<TabletAddr>)>> =
-            BTreeMap::new();
+    async fn refresh_targets(
+        &self,
+        targets: &[TabletTarget],
+        _force: bool,
+    ) -> Result<(), StepError> {
+        let mut by_side: BTreeMap<Side, Vec<RefreshCall>> = BTreeMap::new();
         let mut versions: BTreeMap<(Side, String), Version> = BTreeMap::new();
         for t in targets {
             let keyspace = self.desired.keyspace(t.side);
@@ -886,7 +934,9 @@ impl Executor {
                         .topo
                         .get_shard(keyspace, &t.shard)
                         .await
-                        .map_err(|e| StepError::topo(format!("reading shard {keyspace}/{}", t.shard), e))?
+                        .map_err(|e| {
+                            StepError::topo(format!("reading shard {keyspace}/{}", t.shard), e)
+                        })?
                         .version;
                     versions.insert((t.side, t.shard.clone()), v);
                     v
@@ -898,10 +948,12 @@ impl Executor {
                 .and_then(|v| v.shard(&t.shard))
                 .and_then(|s| s.tablets.iter().find(|x| x.alias == t.alias))
                 .and_then(|x| x.addr.clone());
-            by_side
-                .entry(t.side)
-                .or_default()
-                .push((t.shard.clone(), version, t.alias.clone(), addr));
+            by_side.entry(t.side).or_default().push((
+                t.shard.clone(),
+                version,
+                t.alias.clone(),
+                addr,
+            ));
         }
         let mut failed = Vec::new();
         for (side, calls) in by_side {
@@ -940,13 +992,21 @@ impl Executor {
     }
 
     /// Runs a `VReplicationExec` statement on a primary.
-    pub async fn exec(&self, primary: &PrimaryView, query: String, limit: Duration) -> Result<(), StepError> {
+    pub async fn exec(
+        &self,
+        primary: &PrimaryView,
+        query: String,
+        limit: Duration,
+    ) -> Result<(), StepError> {
         bounded(
             limit,
             &primary.addr,
             Method::VReplicationExec,
-            self.tablets
-                .vreplication_exec(&primary.addr, VReplicationExecRequest { query }, Some(limit)),
+            self.tablets.vreplication_exec(
+                &primary.addr,
+                VReplicationExecRequest { query },
+                Some(limit),
+            ),
         )
         .await
         .map_err(|e| StepError::tablet(format!("updating streams on {}", primary.alias), e))?;
@@ -1034,12 +1094,19 @@ impl Executor {
                 ),
             )
             .await
-            .map_err(|e| StepError::tablet(format!("deleting {workflow} on {}", primary.alias), e))?;
+            .map_err(|e| {
+                StepError::tablet(format!("deleting {workflow} on {}", primary.alias), e)
+            })?;
         }
         Ok(())
     }
 
-    async fn delete_streams(&self, held: &Held, into: Side, shards: &[String]) -> Result<(), StepError> {
+    async fn delete_streams(
+        &self,
+        held: &Held,
+        into: Side,
+        shards: &[String],
+    ) -> Result<(), StepError> {
         self.delete_streams_on(held, into, shards, false, self.config.rpc_timeout)
             .await
     }
@@ -1096,17 +1163,24 @@ impl Executor {
                         .execute_fetch_as_dba(&primary.addr, request, Some(limit)),
                 )
                 .await
-                .map_err(|e| StepError::tablet(format!("removing {table} on {}", primary.alias), e))?;
+                .map_err(|e| {
+                    StepError::tablet(format!("removing {table} on {}", primary.alias), e)
+                })?;
             }
         }
         Ok(())
     }
 
-    async fn remove_from_vschema(&self, held: &Held, side: Side, tables: &[String]) -> Result<(), StepError> {
+    async fn remove_from_vschema(
+        &self,
+        held: &Held,
+        side: Side,
+        tables: &[String],
+    ) -> Result<(), StepError> {
         let keyspace = self.desired.keyspace(side).to_string();
-        let guard = held
-            .keyspace(side)
-            .ok_or_else(|| StepError::Precondition(format!("the lock of {keyspace} is not held")))?;
+        let guard = held.keyspace(side).ok_or_else(|| {
+            StepError::Precondition(format!("the lock of {keyspace} is not held"))
+        })?;
         self.checkpoint("vschema:update")?;
         self.topo
             .update_vschema(guard, &keyspace, |v: &mut vschema::Keyspace| {
@@ -1115,7 +1189,11 @@ impl Executor {
                 Ok(v.tables.len() != before)
             })
             .await
-            .map_err(|e| StepError::topo(format!("removing tables from the VSchema of {keyspace}"), e))?;
+            .map_err(|e| {
+                StepError::topo(format!("removing tables from the VSchema of {keyspace}"), e)
+            })?;
+        self.checkpoint("vschema:rebuild")?;
+        self.rebuild(None).await?;
         Ok(())
     }
 
@@ -1159,7 +1237,7 @@ impl StreamChange {
             StreamChange::Start => matches!(s.state, St::Stopped | St::Init) && !s.is_frozen(),
             StreamChange::Stop => s.state != St::Stopped,
             StreamChange::StopForCutover => {
-                !s.is_frozen() && !(s.state == St::Stopped && s.is_stopped_for_cutover())
+                !(s.is_frozen() || (s.state == St::Stopped && s.is_stopped_for_cutover()))
             }
             StreamChange::Freeze => !s.is_frozen(),
         }

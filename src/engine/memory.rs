@@ -71,7 +71,13 @@ impl EngineMemory {
     /// Records that `alias` of `keyspace/shard` acknowledged a refresh made after the Shard record
     /// was at `shard_version`. An acknowledgement for an older version than the one recorded is
     /// ignored; a newer one replaces the set.
-    pub fn ack_refresh(&mut self, keyspace: &str, shard: &str, shard_version: Version, alias: &str) {
+    pub fn ack_refresh(
+        &mut self,
+        keyspace: &str,
+        shard: &str,
+        shard_version: Version,
+        alias: &str,
+    ) {
         let entry = self
             .refresh_ledger
             .entry((keyspace.to_string(), shard.to_string()))
@@ -88,7 +94,13 @@ impl EngineMemory {
     }
 
     /// Whether `alias` acknowledged a refresh for `shard_version` of `keyspace/shard`.
-    pub fn refreshed(&self, keyspace: &str, shard: &str, shard_version: Version, alias: &str) -> bool {
+    pub fn refreshed(
+        &self,
+        keyspace: &str,
+        shard: &str,
+        shard_version: Version,
+        alias: &str,
+    ) -> bool {
         self.refresh_ledger
             .get(&(keyspace.to_string(), shard.to_string()))
             .is_some_and(|ack| ack.shard_version == shard_version && ack.tablets.contains(alias))

@@ -6,6 +6,7 @@
 //! 2. **plans** from that snapshot alone ([`plan`]: pure, `Desired × Observed × EngineMemory →
 //!    Plan`), and
 //! 3. **executes** at most one step ([`execute`], or the locked write cutover of [`cutover`]),
+//!
 //! then returns a [`PassReport`] (the plan, the step's journal record, the heal it made, the
 //! error if any). Several mutations of different phases never happen in one pass: the next pass
 //! observes the effect first.
@@ -226,7 +227,9 @@ impl Engine {
         };
         let result = match task.await {
             Ok(result) => result,
-            Err(e) => Err(StepError::Precondition(format!("the step's task failed: {e}"))),
+            Err(e) => Err(StepError::Precondition(format!(
+                "the step's task failed: {e}"
+            ))),
         };
         let (stages, locks, acks) = executor.take_journal();
         for ack in acks {

@@ -97,7 +97,7 @@ pub enum KeyspaceState {
     /// No `Keyspace` record.
     Missing,
     /// The keyspace exists.
-    Present(KeyspaceView),
+    Present(Box<KeyspaceView>),
 }
 
 impl KeyspaceState {
@@ -105,7 +105,7 @@ impl KeyspaceState {
     pub fn view(&self) -> Option<&KeyspaceView> {
         match self {
             KeyspaceState::Missing => None,
-            KeyspaceState::Present(view) => Some(view),
+            KeyspaceState::Present(view) => Some(view.as_ref()),
         }
     }
 }
@@ -408,15 +408,17 @@ async fn observe_keyspace(
         let tablet_views: Vec<TabletView> = records
             .into_iter()
             .zip(health)
-            .map(|((alias, tablet_alias, tablet, version), health)| TabletView {
-                alias,
-                tablet_alias,
-                tablet_type: TabletType::try_from(tablet.r#type).unwrap_or(TabletType::Unknown),
-                addr: TabletAddr::from_tablet(&tablet).ok(),
-                record_version: version,
-                db_name: db_name_of(&tablet),
-                health,
-            })
+            .map(
+                |((alias, tablet_alias, tablet, version), health)| TabletView {
+                    alias,
+                    tablet_alias,
+                    tablet_type: TabletType::try_from(tablet.r#type).unwrap_or(TabletType::Unknown),
+                    addr: TabletAddr::from_tablet(&tablet).ok(),
+                    record_version: version,
+                    db_name: db_name_of(&tablet),
+                    health,
+                },
+            )
             .collect();
         let primary_alias = info.shard.primary_alias.as_ref().map(tablet_alias_string);
         let primary = match (&primary_alias, contact_tablets) {
@@ -450,13 +452,13 @@ async fn observe_keyspace(
         });
     }
     shards.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(KeyspaceState::Present(KeyspaceView {
+    Ok(KeyspaceState::Present(Box::new(KeyspaceView {
         name: name.to_string(),
         sidecar_db,
         vschema,
         shards,
         tablets_contacted: contact_tablets,
-    }))
+    })))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -472,12 +474,7 @@ async fn observe_primary(
 ) -> PrimaryView {
     let limit = options.rpc_timeout;
     let workflow = desired.workflow_into(side);
-    let position = bounded(
-        limit,
-        addr,
-        Method::PrimaryPosition,
-        tablets.position(addr),
-    );
+    let position = bounded(limit, addr, Method::PrimaryPosition, tablets.position(addr));
     let streams = bounded(
         limit,
         addr,

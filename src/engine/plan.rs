@@ -670,12 +670,14 @@ impl<'a> Facts<'a> {
         let mut cell_reads = BTreeMap::new();
         if let Some(first) = moved.tables.first() {
             for (cell, srv) in &o.srv_vschemas {
-                let switched = |t| {
-                    cell_reads_switched(srv.as_ref(), &moved.source, first, t).unwrap_or(false)
-                };
+                let switched =
+                    |t| cell_reads_switched(srv.as_ref(), &moved.source, first, t).unwrap_or(false);
                 cell_reads.insert(
                     cell.clone(),
-                    (switched(TrafficType::Replica), switched(TrafficType::Rdonly)),
+                    (
+                        switched(TrafficType::Replica),
+                        switched(TrafficType::Rdonly),
+                    ),
                 );
             }
         }
@@ -745,7 +747,10 @@ impl<'a> Facts<'a> {
             .iter()
             .filter(|s| {
                 self.d.tables.iter().any(|t| {
-                    let denies = crate::vitess::routing::shard_denies(&s.record, &TableName::from(t.as_str()));
+                    let denies = crate::vitess::routing::shard_denies(
+                        &s.record,
+                        &TableName::from(t.as_str()),
+                    );
                     match op {
                         DenyOp::Add => !denies,
                         DenyOp::Remove => denies,
@@ -777,8 +782,7 @@ impl<'a> Facts<'a> {
             let (writes_to, violation) = match view.write_keyspace(&self.moved, &name) {
                 Ok(keyspace) => {
                     let side = self.moved.side_of(&keyspace);
-                    let result =
-                        check_single_writer(&self.moved, &name, &keyspace, source, target);
+                    let result = check_single_writer(&self.moved, &name, &keyspace, source, target);
                     let violation = match result {
                         Ok(()) => None,
                         // Ending a workflow removes denials on purpose; only an outage (writes
@@ -1011,7 +1015,9 @@ impl<'a> Facts<'a> {
     fn unreachable_tablets(&self) -> Vec<String> {
         let mut out = Vec::new();
         for side in Side::BOTH {
-            let Some(view) = self.view(side) else { continue };
+            let Some(view) = self.view(side) else {
+                continue;
+            };
             if !view.tablets_contacted {
                 continue;
             }
@@ -1019,7 +1025,9 @@ impl<'a> Facts<'a> {
                 for t in &shard.tablets {
                     match &t.health {
                         Some(Ok(_)) | None => {}
-                        Some(Err(e)) => out.push(format!("{} ({}/{}): {e}", t.alias, view.name, shard.name)),
+                        Some(Err(e)) => {
+                            out.push(format!("{} ({}/{}): {e}", t.alias, view.name, shard.name))
+                        }
                     }
                 }
             }
@@ -1031,9 +1039,13 @@ impl<'a> Facts<'a> {
     fn primaries_not_serving(&self) -> Vec<String> {
         let mut out = Vec::new();
         for side in Side::BOTH {
-            let Some(view) = self.view(side) else { continue };
+            let Some(view) = self.view(side) else {
+                continue;
+            };
             for shard in &view.shards {
-                let Some(t) = shard.primary_tablet() else { continue };
+                let Some(t) = shard.primary_tablet() else {
+                    continue;
+                };
                 if let Some(Ok(health)) = &t.health
                     && health.primary_type_mismatch()
                 {
@@ -1093,7 +1105,11 @@ impl<'a> Facts<'a> {
                 }
             }
         }
-        if errors.is_empty() { Ok(missing) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(missing)
+        } else {
+            Err(errors)
+        }
     }
 
     /// Tables still present on some primary of `side` (the schema must have been observed).
@@ -1110,7 +1126,11 @@ impl<'a> Facts<'a> {
                 Some(Ok(_)) => {}
             }
         }
-        if errors.is_empty() { Ok(present) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(present)
+        } else {
+            Err(errors)
+        }
     }
 
     /// Other workflows covering the moved tables: rules of the moved tables that point outside
@@ -1125,8 +1145,13 @@ impl<'a> Facts<'a> {
                 continue;
             }
             let qualifier = key.split_once('.').map(|(q, _)| q);
-            if qualifier.is_some_and(|q| q != self.moved.source.as_str() && q != self.moved.target.as_str()) {
-                out.push(format!("routing rule {} belongs to another keyspace", rule.from_table));
+            if qualifier
+                .is_some_and(|q| q != self.moved.source.as_str() && q != self.moved.target.as_str())
+            {
+                out.push(format!(
+                    "routing rule {} belongs to another keyspace",
+                    rule.from_table
+                ));
                 continue;
             }
             for to in &rule.to_tables {
@@ -1160,7 +1185,9 @@ impl<'a> Facts<'a> {
     fn foreign_denials(&self) -> Vec<String> {
         let mut out = Vec::new();
         for side in Side::BOTH {
-            let Some(view) = self.view(side) else { continue };
+            let Some(view) = self.view(side) else {
+                continue;
+            };
             for shard in &view.shards {
                 for control in &shard.record.tablet_controls {
                     if control.tablet_type == TabletType::Primary as i32 {
@@ -1257,7 +1284,9 @@ fn decide(f: &Facts<'_>) -> Decision {
     if f.view(Side::Source).is_none() && !d.lifecycle.ignores_source() {
         let advice = match d.lifecycle {
             DesiredLifecycle::Active => "",
-            _ => "; to finish without it set ignoreSourceKeyspace: true in the complete or cancel options",
+            _ => {
+                "; to finish without it set ignoreSourceKeyspace: true in the complete or cancel options"
+            }
         };
         return blocked(
             BlockReason::KeyspaceNotFound,
@@ -1390,18 +1419,17 @@ fn heal_single_writer(f: &Facts<'_>) -> Option<Decision> {
 fn heal_routing(f: &Facts<'_>) -> Option<Decision> {
     if f.rules == Rules::Inconsistent {
         let view = routing_view(f.o);
-        let mut placements: Vec<Option<TrafficPlacement>> = f
-            .d
-            .tables
-            .iter()
-            .map(|t| {
-                view.placement_of(
-                    &f.moved,
-                    &crate::vitess::routing::TableRef::unqualified(t.as_str()),
-                )
-                .ok()
-            })
-            .collect();
+        let mut placements: Vec<Option<TrafficPlacement>> =
+            f.d.tables
+                .iter()
+                .map(|t| {
+                    view.placement_of(
+                        &f.moved,
+                        &crate::vitess::routing::TableRef::unqualified(t.as_str()),
+                    )
+                    .ok()
+                })
+                .collect();
         placements.dedup();
         return Some(match placements.as_slice() {
             [Some(placement)] if Some(placement.primary) == f.writes => heal(
@@ -1599,7 +1627,11 @@ fn switch_prechecks(f: &Facts<'_>, to: Side, writes: bool) -> Vec<Blocker> {
                 .filter(|s| {
                     !s.tablets.iter().any(|t| {
                         let is_primary = s.primary.as_ref().is_some_and(|p| p.alias == t.alias);
-                        let kind = if is_primary { TabletType::Primary } else { t.tablet_type };
+                        let kind = if is_primary {
+                            TabletType::Primary
+                        } else {
+                            t.tablet_type
+                        };
                         t.reachable()
                             && allowed.contains(&kind)
                             && (cells.is_empty() || cells.contains(&t.tablet_alias.cell))
@@ -1655,7 +1687,10 @@ fn active(f: &Facts<'_>) -> Decision {
         Rules::Absent => create(f),
         Rules::State(_) => match f.writes {
             Some(writes) => steady(f, writes),
-            None => blocked(BlockReason::RoutingInconsistent, "routing rules give no write side"),
+            None => blocked(
+                BlockReason::RoutingInconsistent,
+                "routing rules give no write side",
+            ),
         },
         Rules::Inconsistent => blocked(
             BlockReason::RoutingInconsistent,
@@ -1728,7 +1763,10 @@ fn create(f: &Facts<'_>) -> Decision {
         Err(errors) => {
             return blocked(
                 BlockReason::TargetUnreachable,
-                format!("cannot read the schema of target primaries {}", errors.join(", ")),
+                format!(
+                    "cannot read the schema of target primaries {}",
+                    errors.join(", ")
+                ),
             );
         }
         Ok(missing) if !missing.is_empty() => {
@@ -1972,7 +2010,10 @@ fn complete(f: &Facts<'_>) -> Decision {
     let drop_source = !ignore_source && !opts.keep_data;
     match f.rules {
         Rules::Inconsistent => {
-            return blocked(BlockReason::RoutingInconsistent, "routing rules match no state");
+            return blocked(
+                BlockReason::RoutingInconsistent,
+                "routing rules match no state",
+            );
         }
         Rules::State(_) => {
             if f.writes != Some(Side::Target) || !f.reads_on_target_everywhere() {
@@ -1992,67 +2033,64 @@ fn complete(f: &Facts<'_>) -> Decision {
     // target took over, and dropping anything would be unsafe.
     let rules_gone = f.rules == Rules::Absent;
     let source_contacted = f.view(Side::Source).is_some_and(|v| v.tablets_contacted);
-    if drop_source {
-        if let Some(view) = f.view(Side::Source) {
-            let _ = view;
-            match f.tables_present(Side::Source) {
-                Err(errors) => {
-                    return blocked(
-                        BlockReason::SourceKeyspaceUnreachable,
-                        format!(
-                            "cannot reach source primaries {}; if the source keyspace is gone for \
+    if drop_source && f.view(Side::Source).is_some() {
+        match f.tables_present(Side::Source) {
+            Err(errors) => {
+                return blocked(
+                    BlockReason::SourceKeyspaceUnreachable,
+                    format!(
+                        "cannot reach source primaries {}; if the source keyspace is gone for \
                              good, set complete.ignoreSourceKeyspace: true to complete without it",
-                            errors.join(", ")
-                        ),
-                    );
-                }
-                Ok(present) if !present.is_empty() => {
-                    if rules_gone {
-                        return unproven(f);
-                    }
-                    let tables: BTreeSet<String> = present.values().flatten().cloned().collect();
-                    return step(
-                        Action::DropTables {
-                            side: Side::Source,
-                            shards: present.keys().cloned().collect(),
-                            tables: tables.into_iter().collect(),
-                            rename: opts.rename_tables,
-                        },
-                        reason,
-                        if opts.rename_tables {
-                            "renaming the moved tables on the source to _<table>_old"
-                        } else {
-                            "dropping the moved tables on the source"
-                        },
-                    );
-                }
-                Ok(_) => {}
+                        errors.join(", ")
+                    ),
+                );
             }
-            let in_vschema: Vec<String> = view_vschema_tables(f, Side::Source);
-            if !in_vschema.is_empty() {
+            Ok(present) if !present.is_empty() => {
                 if rules_gone {
                     return unproven(f);
                 }
+                let tables: BTreeSet<String> = present.values().flatten().cloned().collect();
                 return step(
-                    Action::RemoveFromVSchema {
+                    Action::DropTables {
                         side: Side::Source,
-                        tables: in_vschema,
+                        shards: present.keys().cloned().collect(),
+                        tables: tables.into_iter().collect(),
+                        rename: opts.rename_tables,
                     },
                     reason,
-                    "removing the moved tables from the source VSchema",
-                );
-            }
-            if f.denies_somewhere(Side::Source) {
-                return step(
-                    Action::SetDeniedTables {
-                        side: Side::Source,
-                        shards: f.shards_needing(Side::Source, DenyOp::Remove),
-                        op: DenyOp::Remove,
+                    if opts.rename_tables {
+                        "renaming the moved tables on the source to _<table>_old"
+                    } else {
+                        "dropping the moved tables on the source"
                     },
-                    reason,
-                    "removing the source's denied tables",
                 );
             }
+            Ok(_) => {}
+        }
+        let in_vschema: Vec<String> = view_vschema_tables(f, Side::Source);
+        if !in_vschema.is_empty() {
+            if rules_gone {
+                return unproven(f);
+            }
+            return step(
+                Action::RemoveFromVSchema {
+                    side: Side::Source,
+                    tables: in_vschema,
+                },
+                reason,
+                "removing the moved tables from the source VSchema",
+            );
+        }
+        if f.denies_somewhere(Side::Source) {
+            return step(
+                Action::SetDeniedTables {
+                    side: Side::Source,
+                    shards: f.shards_needing(Side::Source, DenyOp::Remove),
+                    op: DenyOp::Remove,
+                },
+                reason,
+                "removing the source's denied tables",
+            );
         }
     }
     if f.denies_somewhere(Side::Target) {
@@ -2078,7 +2116,11 @@ fn complete(f: &Facts<'_>) -> Decision {
                 ),
             );
         }
-        let present: Vec<String> = f.into_source.present().map(|(s, _)| s.name.clone()).collect();
+        let present: Vec<String> = f
+            .into_source
+            .present()
+            .map(|(s, _)| s.name.clone())
+            .collect();
         if !present.is_empty() {
             return step(
                 Action::DeleteStreams {
@@ -2097,7 +2139,11 @@ fn complete(f: &Facts<'_>) -> Decision {
             format!("cannot reach target primaries {}", unreachable.join(", ")),
         );
     }
-    let present: Vec<String> = f.into_target.present().map(|(s, _)| s.name.clone()).collect();
+    let present: Vec<String> = f
+        .into_target
+        .present()
+        .map(|(s, _)| s.name.clone())
+        .collect();
     if !present.is_empty() {
         return step(
             Action::DeleteStreams {
@@ -2153,7 +2199,8 @@ fn cancel(f: &Facts<'_>) -> Decision {
     };
     let reason = reasons::CANCELLING;
     let ignore_source = opts.ignore_source_keyspace;
-    let evidence = f.rules != Rules::Absent || f.into_target.any_present() || f.into_source.any_present();
+    let evidence =
+        f.rules != Rules::Absent || f.into_target.any_present() || f.into_source.any_present();
     if !evidence {
         let unreachable = f.into_target.unreachable();
         if !unreachable.is_empty() {
@@ -2173,7 +2220,10 @@ fn cancel(f: &Facts<'_>) -> Decision {
         );
     }
     if f.rules == Rules::Inconsistent {
-        return blocked(BlockReason::RoutingInconsistent, "routing rules match no state");
+        return blocked(
+            BlockReason::RoutingInconsistent,
+            "routing rules match no state",
+        );
     }
     let unreachable = f.into_target.unreachable();
     if !unreachable.is_empty() {
@@ -2210,7 +2260,11 @@ fn cancel(f: &Facts<'_>) -> Decision {
                 ),
             );
         }
-        let present: Vec<String> = f.into_source.present().map(|(s, _)| s.name.clone()).collect();
+        let present: Vec<String> = f
+            .into_source
+            .present()
+            .map(|(s, _)| s.name.clone())
+            .collect();
         if !present.is_empty() {
             return step(
                 Action::DeleteStreams {
@@ -2232,7 +2286,9 @@ fn cancel(f: &Facts<'_>) -> Decision {
                 "deleting the routing rules of the moved tables",
             );
         }
-        if f.global_reads() != Some((Side::Source, Side::Source)) || !f.cell_reads.values().all(|&(r, d)| !r && !d) {
+        if f.global_reads() != Some((Side::Source, Side::Source))
+            || !f.cell_reads.values().all(|&(r, d)| !r && !d)
+        {
             return step(
                 Action::SetRoutingRules {
                     state: f.state_for(TrafficPlacement::all(Side::Source)),
@@ -2247,7 +2303,10 @@ fn cancel(f: &Facts<'_>) -> Decision {
             Err(errors) => {
                 return blocked(
                     BlockReason::TargetUnreachable,
-                    format!("cannot read the schema of target primaries {}", errors.join(", ")),
+                    format!(
+                        "cannot read the schema of target primaries {}",
+                        errors.join(", ")
+                    ),
                 );
             }
             Ok(present) if !present.is_empty() => {
@@ -2300,7 +2359,11 @@ fn cancel(f: &Facts<'_>) -> Decision {
             "removing the target's denied tables",
         );
     }
-    let present: Vec<String> = f.into_target.present().map(|(s, _)| s.name.clone()).collect();
+    let present: Vec<String> = f
+        .into_target
+        .present()
+        .map(|(s, _)| s.name.clone())
+        .collect();
     if !present.is_empty() {
         return step(
             Action::DeleteStreams {
@@ -2378,7 +2441,16 @@ fn assemble(f: &Facts<'_>, decision: Decision) -> Plan {
         .collect();
     let violated = f.invariants.violated();
     let done = shown_step.is_none() && blockers.is_empty() && wait.is_none();
-    let phase = phase_of(f, shown_step, &blockers, wait.is_some(), copying, violated, &stream_errors, done);
+    let phase = phase_of(
+        f,
+        shown_step,
+        &blockers,
+        wait.is_some(),
+        copying,
+        violated,
+        &stream_errors,
+        done,
+    );
 
     let mut conditions = Vec::new();
     let ready = done && !d.paused && !violated && stream_errors.is_empty() && !copying;
@@ -2420,7 +2492,11 @@ fn assemble(f: &Facts<'_>, decision: Decision) -> Plan {
         (Some(s), _) if !d.paused => (true, s.reason, s.message.clone()),
         (_, Some((reason, message))) if !d.paused => (true, *reason, message.clone()),
         _ if copying && !d.paused => (true, reasons::COPYING, "copying rows".to_string()),
-        _ if d.paused => (false, reasons::PAUSED_BY_SPEC, "spec.paused is set".to_string()),
+        _ if d.paused => (
+            false,
+            reasons::PAUSED_BY_SPEC,
+            "spec.paused is set".to_string(),
+        ),
         _ => (false, reasons::CONVERGED, String::new()),
     };
     conditions.push(ConditionUpdate::new(
@@ -2439,7 +2515,11 @@ fn assemble(f: &Facts<'_>, decision: Decision) -> Plan {
             .join("; ");
         (true, reasons::SINGLE_WRITER_VIOLATED, message)
     } else if f.rules == Rules::Inconsistent {
-        (true, reasons::ROUTING_INCONSISTENT, "routing rules match no workflow state".to_string())
+        (
+            true,
+            reasons::ROUTING_INCONSISTENT,
+            "routing rules match no workflow state".to_string(),
+        )
     } else if !stream_errors.is_empty() {
         (true, reasons::STREAM_ERROR, stream_errors.join("; "))
     } else {
@@ -2452,7 +2532,12 @@ fn assemble(f: &Facts<'_>, decision: Decision) -> Plan {
         dg_message,
     ));
     let copy_condition = if writes_switched || (!copying && f.into_target.any_present()) {
-        ConditionUpdate::new(types::COPY_COMPLETED, ConditionStatus::True, reasons::COPY_DONE, "")
+        ConditionUpdate::new(
+            types::COPY_COMPLETED,
+            ConditionStatus::True,
+            reasons::COPY_DONE,
+            "",
+        )
     } else if copying {
         ConditionUpdate::new(
             types::COPY_COMPLETED,
@@ -2470,8 +2555,12 @@ fn assemble(f: &Facts<'_>, decision: Decision) -> Plan {
     };
     conditions.push(copy_condition);
     let reads = match (traffic.replica, traffic.rdonly) {
-        (ObservedSide::Target, ObservedSide::Target) => (ConditionStatus::True, reasons::SERVED_BY_TARGET),
-        (ObservedSide::Source, ObservedSide::Source) => (ConditionStatus::False, reasons::SERVED_BY_SOURCE),
+        (ObservedSide::Target, ObservedSide::Target) => {
+            (ConditionStatus::True, reasons::SERVED_BY_TARGET)
+        }
+        (ObservedSide::Source, ObservedSide::Source) => {
+            (ConditionStatus::False, reasons::SERVED_BY_SOURCE)
+        }
         _ => (ConditionStatus::False, reasons::PARTIALLY_SWITCHED),
     };
     conditions.push(ConditionUpdate::new(
@@ -2501,7 +2590,12 @@ fn assemble(f: &Facts<'_>, decision: Decision) -> Plan {
                 .collect::<Vec<_>>()
                 .join("; "),
         ),
-        None => ConditionUpdate::new(types::BLOCKED, ConditionStatus::False, reasons::NOT_BLOCKED, ""),
+        None => ConditionUpdate::new(
+            types::BLOCKED,
+            ConditionStatus::False,
+            reasons::NOT_BLOCKED,
+            "",
+        ),
     });
     conditions.push(ConditionUpdate::new(
         types::PAUSED,
@@ -2516,7 +2610,8 @@ fn assemble(f: &Facts<'_>, decision: Decision) -> Plan {
 
     let requeue = if step.is_some() {
         Requeue::Now
-    } else if wait.is_some() || copying || (!blockers.is_empty() && blockers.iter().any(transient)) {
+    } else if wait.is_some() || copying || (!blockers.is_empty() && blockers.iter().any(transient))
+    {
         Requeue::Poll
     } else {
         Requeue::Resync
@@ -2647,11 +2742,10 @@ fn stream_rows(f: &Facts<'_>) -> Vec<ApiStreamStatus> {
             let tablet = shard.primary.as_ref().map(|p| p.alias.clone());
             for s in &w.streams {
                 let lag = s.lag(f.o.at);
-                let cycles = f
-                    .m
-                    .copy_progress
-                    .get(&(keyspace.clone(), shard.name.clone(), s.id))
-                    .map_or(0, |p| i64::from(p.cycles));
+                let cycles =
+                    f.m.copy_progress
+                        .get(&(keyspace.clone(), shard.name.clone(), s.id))
+                        .map_or(0, |p| i64::from(p.cycles));
                 rows.push(ApiStreamStatus {
                     direction,
                     keyspace: keyspace.clone(),

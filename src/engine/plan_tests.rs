@@ -2,9 +2,9 @@
 //! every heal decision, paused, and converged = no step. Each case is a small [`ObservedBuilder`]
 //! world that differs from the healthy default in one or two facts.
 
+use crate::api::ConditionStatus;
 use crate::api::condition::{reasons, types};
 use crate::api::movetables::{CancelOptions, CompleteOptions, WorkflowPhase};
-use crate::api::ConditionStatus;
 use crate::vitess::proto::binlogdata::VReplicationWorkflowState;
 use crate::vitess::proto::topodata::TabletType;
 use crate::vitess::proto::vschema::{RoutingRule, RoutingRules};
@@ -84,10 +84,12 @@ fn state_d(d: &Desired) -> ObservedBuilder {
 
 #[track_caller]
 fn expect_step(p: &Plan, expected: Action) {
-    let step = p
-        .step
-        .as_ref()
-        .unwrap_or_else(|| panic!("expected {expected:?}, got no step; blockers {:?}", p.blockers));
+    let step = p.step.as_ref().unwrap_or_else(|| {
+        panic!(
+            "expected {expected:?}, got no step; blockers {:?}",
+            p.blockers
+        )
+    });
     assert_eq!(step.action, expected, "plan: {p:#?}");
 }
 
@@ -100,7 +102,11 @@ fn expect_heal(p: &Plan, expected: Action, reason: HealReason) {
 
 #[track_caller]
 fn expect_blocked(p: &Plan, reason: BlockReason) {
-    assert!(p.step.is_none(), "expected a blocker, got step {:?}", p.step);
+    assert!(
+        p.step.is_none(),
+        "expected a blocker, got step {:?}",
+        p.step
+    );
     assert!(
         p.blockers.iter().any(|b| b.reason == reason),
         "expected blocker {reason:?}, got {:?}",
@@ -112,7 +118,11 @@ fn expect_blocked(p: &Plan, reason: BlockReason) {
 #[track_caller]
 fn expect_no_step(p: &Plan) {
     assert!(p.step.is_none(), "expected no step, got {:?}", p.step);
-    assert!(p.blockers.is_empty(), "unexpected blockers {:?}", p.blockers);
+    assert!(
+        p.blockers.is_empty(),
+        "unexpected blockers {:?}",
+        p.blockers
+    );
 }
 
 fn condition(p: &Plan, type_: &str) -> (ConditionStatus, String, String) {
@@ -149,7 +159,10 @@ fn creation_runs_one_step_per_missing_piece_in_order() {
         },
     );
     assert_eq!(p.phase, WorkflowPhase::Creating);
-    assert_eq!(condition(&p, types::PROGRESSING).1, reasons::CREATING_WORKFLOW);
+    assert_eq!(
+        condition(&p, types::PROGRESSING).1,
+        reasons::CREATING_WORKFLOW
+    );
     assert_eq!(p.requeue, Requeue::Now);
 
     // One table missing on the target.
@@ -173,7 +186,12 @@ fn creation_runs_one_step_per_missing_piece_in_order() {
 
     // VSchema there; no streams.
     let p = run(&d, world(&d));
-    expect_step(&p, Action::CreateStreams { shards: shards(&["0"]) });
+    expect_step(
+        &p,
+        Action::CreateStreams {
+            shards: shards(&["0"]),
+        },
+    );
 
     // Streams on one of two target shards (a crash mid-create).
     let p = run(
@@ -182,7 +200,12 @@ fn creation_runs_one_step_per_missing_piece_in_order() {
             .shards(K, &["-80", "80-"])
             .streams_on(K, "-80", StreamsSpec::created()),
     );
-    expect_step(&p, Action::CreateStreams { shards: shards(&["80-"]) });
+    expect_step(
+        &p,
+        Action::CreateStreams {
+            shards: shards(&["80-"]),
+        },
+    );
 
     // Streams there; the target does not deny yet.
     let p = run(&d, world(&d).streams(K, StreamsSpec::created()));
@@ -203,7 +226,10 @@ fn creation_runs_one_step_per_missing_piece_in_order() {
             state: RoutingState::CREATED,
         },
     );
-    assert!(!p.invariants.applicable, "I1 does not apply before the rules exist");
+    assert!(
+        !p.invariants.applicable,
+        "I1 does not apply before the rules exist"
+    );
 
     // Rules there; the streams were never started.
     let p = run(
@@ -232,7 +258,10 @@ fn copying_is_progress_and_converges_when_done() {
     expect_no_step(&p);
     assert_eq!(p.phase, WorkflowPhase::Copying);
     assert_eq!(condition(&p, types::PROGRESSING).1, reasons::COPYING);
-    assert_eq!(condition(&p, types::COPY_COMPLETED).0, ConditionStatus::False);
+    assert_eq!(
+        condition(&p, types::COPY_COMPLETED).0,
+        ConditionStatus::False
+    );
     assert_eq!(condition(&p, types::READY).0, ConditionStatus::False);
     assert_eq!(p.requeue, Requeue::Poll);
 
@@ -252,7 +281,10 @@ fn copying_is_progress_and_converges_when_done() {
     assert!(p.converged());
     assert_eq!(p.phase, WorkflowPhase::Running);
     assert_eq!(condition(&p, types::READY).0, ConditionStatus::True);
-    assert_eq!(condition(&p, types::COPY_COMPLETED).0, ConditionStatus::True);
+    assert_eq!(
+        condition(&p, types::COPY_COMPLETED).0,
+        ConditionStatus::True
+    );
     assert_eq!(
         p.traffic_state.as_deref(),
         Some("Reads Not Switched. Writes Not Switched")
@@ -336,9 +368,10 @@ fn a_routing_rule_of_a_third_keyspace_is_a_conflict() {
     assert!(p.step.is_none() || p.blockers.is_empty());
     // The rules match no state of this workflow and point outside it: nothing to repair to.
     assert!(
-        p.blockers
-            .iter()
-            .any(|b| matches!(b.reason, BlockReason::RoutingInconsistent | BlockReason::WorkflowConflict)),
+        p.blockers.iter().any(|b| matches!(
+            b.reason,
+            BlockReason::RoutingInconsistent | BlockReason::WorkflowConflict
+        )),
         "{:?}",
         p.blockers
     );
@@ -359,7 +392,10 @@ fn switching_reads_and_its_blockers() {
         },
     );
     assert_eq!(p.phase, WorkflowPhase::SwitchingReads);
-    assert_eq!(condition(&p, types::PROGRESSING).1, reasons::SWITCHING_READS);
+    assert_eq!(
+        condition(&p, types::PROGRESSING).1,
+        reasons::SWITCHING_READS
+    );
 
     // Only replica.
     let d1 = with_traffic(K, S, S);
@@ -381,9 +417,21 @@ fn switching_reads_and_its_blockers() {
     errored.message = "Error: table customer not found (errno 1146)".into();
     errored.state = VReplicationWorkflowState::Error;
     let cases: Vec<(&str, ObservedBuilder, BlockReason)> = vec![
-        ("copying", state_a(&d).streams(K, StreamsSpec::copying()), BlockReason::CopyNotComplete),
-        ("lag", state_a(&d).streams(K, lagging), BlockReason::ReplicationLagTooHigh),
-        ("error", state_a(&d).streams(K, errored), BlockReason::StreamError),
+        (
+            "copying",
+            state_a(&d).streams(K, StreamsSpec::copying()),
+            BlockReason::CopyNotComplete,
+        ),
+        (
+            "lag",
+            state_a(&d).streams(K, lagging),
+            BlockReason::ReplicationLagTooHigh,
+        ),
+        (
+            "error",
+            state_a(&d).streams(K, errored),
+            BlockReason::StreamError,
+        ),
         (
             "replica down",
             state_a(&d).unreachable("zone1-0000000201"),
@@ -394,7 +442,11 @@ fn switching_reads_and_its_blockers() {
             state_a(&d).reported_type("zone1-0000000200", TabletType::Replica),
             BlockReason::PrimaryNotServing,
         ),
-        ("conflict", state_a(&d).conflict(S, "other"), BlockReason::WorkflowConflict),
+        (
+            "conflict",
+            state_a(&d).conflict(S, "other"),
+            BlockReason::WorkflowConflict,
+        ),
     ];
     for (name, builder, reason) in cases {
         let p = run(&d, builder);
@@ -440,7 +492,10 @@ fn an_unset_tablet_type_is_unknown_not_a_mismatch() {
             state: RoutingState::READS_SWITCHED,
         },
     );
-    let p = run(&d, state_a(&d).reported_type("zone1-0000000200", TabletType::Primary));
+    let p = run(
+        &d,
+        state_a(&d).reported_type("zone1-0000000200", TabletType::Primary),
+    );
     assert!(p.step.is_some());
 }
 
@@ -449,16 +504,18 @@ fn reads_are_switched_cell_by_cell() {
     let mut d = with_traffic(K, K, S);
     d.read_cells = ReadCells::same(CellScope::cells(["zone1"]));
     // Cells rebuilt with the same scope: converged, reads partially switched.
-    let p = run(
-        &d,
-        state_b(&d).cells(&["zone1", "zone2"]),
-    );
+    let p = run(&d, state_b(&d).cells(&["zone1", "zone2"]));
     expect_no_step(&p);
     assert_eq!(
         p.traffic_state.as_deref(),
-        Some("Reads partially switched. Replica switched in cells: zone1. Rdonly switched in cells: zone1. Writes Not Switched")
+        Some(
+            "Reads partially switched. Replica switched in cells: zone1. Rdonly switched in cells: zone1. Writes Not Switched"
+        )
     );
-    assert_eq!(condition(&p, types::READS_SWITCHED).1, reasons::PARTIALLY_SWITCHED);
+    assert_eq!(
+        condition(&p, types::READS_SWITCHED).1,
+        reasons::PARTIALLY_SWITCHED
+    );
 
     // The scope grows to every cell: the global rules already say so, the cells must follow.
     let mut everywhere = d.clone();
@@ -497,7 +554,10 @@ fn switching_writes_waits_for_reads_then_cuts_over() {
     let p = run(&d, state_b(&d));
     expect_step(&p, Action::SwitchWrites { to: K });
     assert_eq!(p.phase, WorkflowPhase::SwitchingWrites);
-    assert_eq!(condition(&p, types::PROGRESSING).1, reasons::SWITCHING_WRITES);
+    assert_eq!(
+        condition(&p, types::PROGRESSING).1,
+        reasons::SWITCHING_WRITES
+    );
 
     // No healthy tablet on the target to stream the reverse from.
     let mut forced = d.clone();
@@ -513,7 +573,10 @@ fn switching_writes_waits_for_reads_then_cuts_over() {
     // Without reverse replication that check does not apply.
     let mut no_reverse = forced.clone();
     no_reverse.cutover.reverse_replication = false;
-    let p = run(&no_reverse, state_b(&no_reverse).unreachable("zone1-0000000201"));
+    let p = run(
+        &no_reverse,
+        state_b(&no_reverse).unreachable("zone1-0000000201"),
+    );
     expect_step(&p, Action::SwitchWrites { to: K });
 }
 
@@ -535,7 +598,10 @@ fn after_the_cutover_streams_are_frozen_and_reverse_started() {
         },
         HealReason::InterruptedCutover,
     );
-    assert!(!p.invariants.violated(), "I1 holds after the routing switch");
+    assert!(
+        !p.invariants.violated(),
+        "I1 holds after the routing switch"
+    );
 
     let p = run(&d, state_c(&d).streams(S, StreamsSpec::created()));
     expect_step(
@@ -551,7 +617,10 @@ fn after_the_cutover_streams_are_frozen_and_reverse_started() {
     assert!(p.converged());
     assert_eq!(p.phase, WorkflowPhase::Switched);
     assert!(p.writes_switched);
-    assert_eq!(condition(&p, types::WRITES_SWITCHED).0, ConditionStatus::True);
+    assert_eq!(
+        condition(&p, types::WRITES_SWITCHED).0,
+        ConditionStatus::True
+    );
     assert_eq!(
         p.traffic_state.as_deref(),
         Some("All Reads Switched. Writes Switched")
@@ -572,7 +641,10 @@ fn reversing_moves_reads_then_writes_and_needs_reverse_streams() {
 
     let p = run(&d, state_c(&d).rules(RoutingState::WRITES_ONLY_SWITCHED));
     expect_step(&p, Action::SwitchWrites { to: S });
-    assert_eq!(condition(&p, types::PROGRESSING).1, reasons::REVERSING_TRAFFIC);
+    assert_eq!(
+        condition(&p, types::PROGRESSING).1,
+        reasons::REVERSING_TRAFFIC
+    );
 
     // Without reverse streams nothing keeps the source up to date.
     let p = run(
@@ -635,7 +707,10 @@ fn interrupted_reverse(d: &Desired, reverse_applied: u64) -> ObservedBuilder {
         .rules(RoutingState::WRITES_ONLY_SWITCHED)
         .deny(K)
         .streams(K, StreamsSpec::stopped(FROZEN_MESSAGE, 100))
-        .streams(S, StreamsSpec::stopped(STOPPED_FOR_CUTOVER_MESSAGE, reverse_applied))
+        .streams(
+            S,
+            StreamsSpec::stopped(STOPPED_FOR_CUTOVER_MESSAGE, reverse_applied),
+        )
         .position(K, 100)
         .observe_schema(false)
 }
@@ -646,8 +721,15 @@ fn interrupted_reverse_is_finished_forward_when_i2_is_proven() {
     let p = run(&d, interrupted_reverse(&d, 100));
     assert!(p.invariants.violated());
     assert_eq!(p.phase, WorkflowPhase::Degraded);
-    assert_eq!(condition(&p, types::DEGRADED).1, reasons::SINGLE_WRITER_VIOLATED);
-    expect_heal(&p, Action::SwitchWrites { to: S }, HealReason::SingleWriterViolated);
+    assert_eq!(
+        condition(&p, types::DEGRADED).1,
+        reasons::SINGLE_WRITER_VIOLATED
+    );
+    expect_heal(
+        &p,
+        Action::SwitchWrites { to: S },
+        HealReason::SingleWriterViolated,
+    );
 }
 
 #[test]
@@ -655,8 +737,16 @@ fn interrupted_reverse_is_rolled_back_without_proof() {
     let d = all(S);
     // The reverse streams have not applied everything K accepted.
     let p = run(&d, interrupted_reverse(&d, 90));
-    expect_heal(&p, Action::RollbackWrites { to: K }, HealReason::SingleWriterViolated);
-    assert!(p.step.as_ref().is_some_and(|s| s.message.contains("not applied")));
+    expect_heal(
+        &p,
+        Action::RollbackWrites { to: K },
+        HealReason::SingleWriterViolated,
+    );
+    assert!(
+        p.step
+            .as_ref()
+            .is_some_and(|s| s.message.contains("not applied"))
+    );
 
     // The reverse streams are gone (#14276-like).
     let p = run(
@@ -666,7 +756,11 @@ fn interrupted_reverse_is_rolled_back_without_proof() {
             .deny(K)
             .observe_schema(false),
     );
-    expect_heal(&p, Action::RollbackWrites { to: K }, HealReason::SingleWriterViolated);
+    expect_heal(
+        &p,
+        Action::RollbackWrites { to: K },
+        HealReason::SingleWriterViolated,
+    );
 
     // Only some K shards deny: the position of the others is not frozen.
     let p = run(
@@ -677,7 +771,11 @@ fn interrupted_reverse_is_rolled_back_without_proof() {
             .streams(K, StreamsSpec::stopped(FROZEN_MESSAGE, 100))
             .streams(S, StreamsSpec::stopped(STOPPED_FOR_CUTOVER_MESSAGE, 100)),
     );
-    expect_heal(&p, Action::RollbackWrites { to: K }, HealReason::SingleWriterViolated);
+    expect_heal(
+        &p,
+        Action::RollbackWrites { to: K },
+        HealReason::SingleWriterViolated,
+    );
 }
 
 #[test]
@@ -685,7 +783,11 @@ fn interrupted_cutover_rolls_back_when_the_spec_wants_writes_where_they_are() {
     // The spec changed its mind (primary back to Target): no finishing a cutover nobody wants.
     let d = all(K);
     let p = run(&d, interrupted_reverse(&d, 100));
-    expect_heal(&p, Action::RollbackWrites { to: K }, HealReason::SingleWriterViolated);
+    expect_heal(
+        &p,
+        Action::RollbackWrites { to: K },
+        HealReason::SingleWriterViolated,
+    );
 }
 
 #[test]
@@ -695,8 +797,14 @@ fn proof_waits_for_a_refresh_after_a_restart() {
     let d = all(S);
     let p = run(&d, interrupted_reverse(&d, 100).stale_tablets(K, "0"));
     let step = p.step.as_ref().expect("a step");
-    assert!(matches!(step.action, Action::RefreshTablets { .. }), "{step:?}");
-    assert_eq!(step.heal.as_ref().map(|h| h.reason), Some(HealReason::SingleWriterViolated));
+    assert!(
+        matches!(step.action, Action::RefreshTablets { .. }),
+        "{step:?}"
+    );
+    assert_eq!(
+        step.heal.as_ref().map(|h| h.reason),
+        Some(HealReason::SingleWriterViolated)
+    );
     // With the refresh acknowledged (ledger), the proof holds.
     let observed = interrupted_reverse(&d, 100).stale_tablets(K, "0").build();
     let mut memory = EngineMemory::default();
@@ -706,7 +814,11 @@ fn proof_waits_for_a_refresh_after_a_restart() {
         }
     }
     let p = plan(&d, &observed, &memory);
-    expect_heal(&p, Action::SwitchWrites { to: S }, HealReason::SingleWriterViolated);
+    expect_heal(
+        &p,
+        Action::SwitchWrites { to: S },
+        HealReason::SingleWriterViolated,
+    );
 }
 
 #[test]
@@ -719,10 +831,21 @@ fn interrupted_forward_cutover_is_finished_forward() {
         .position(S, 100)
         .observe_schema(false);
     let p = run(&d, b.clone());
-    expect_heal(&p, Action::SwitchWrites { to: K }, HealReason::SingleWriterViolated);
+    expect_heal(
+        &p,
+        Action::SwitchWrites { to: K },
+        HealReason::SingleWriterViolated,
+    );
     // Behind: roll back.
-    let p = run(&d, b.streams(K, StreamsSpec::stopped(STOPPED_FOR_CUTOVER_MESSAGE, 99)));
-    expect_heal(&p, Action::RollbackWrites { to: S }, HealReason::SingleWriterViolated);
+    let p = run(
+        &d,
+        b.streams(K, StreamsSpec::stopped(STOPPED_FOR_CUTOVER_MESSAGE, 99)),
+    );
+    expect_heal(
+        &p,
+        Action::RollbackWrites { to: S },
+        HealReason::SingleWriterViolated,
+    );
 }
 
 #[test]
@@ -757,7 +880,11 @@ fn the_side_not_taking_writes_is_denied_again() {
             .schema_all(S, &[]),
     );
     assert!(!p.invariants.violated());
-    assert!(p.step.as_ref().is_none_or(|s| s.heal.is_none()), "{:?}", p.step);
+    assert!(
+        p.step.as_ref().is_none_or(|s| s.heal.is_none()),
+        "{:?}",
+        p.step
+    );
 }
 
 #[test]
@@ -781,7 +908,10 @@ fn a_cutover_window_of_another_holder_is_waited_out() {
 #[test]
 fn stale_serving_data_and_tablets_are_repaired() {
     let d = desired();
-    let p = run(&d, state_a(&d).cells(&["zone1", "zone2"]).stale_cell("zone2"));
+    let p = run(
+        &d,
+        state_a(&d).cells(&["zone1", "zone2"]).stale_cell("zone2"),
+    );
     expect_heal(
         &p,
         Action::RebuildSrvVSchema {
@@ -791,7 +921,10 @@ fn stale_serving_data_and_tablets_are_repaired() {
     );
     let p = run(&d, state_a(&d).stale_tablets(S, "0"));
     let step = p.step.expect("a step");
-    assert_eq!(step.heal.map(|h| h.reason), Some(HealReason::TabletsNotRefreshed));
+    assert_eq!(
+        step.heal.map(|h| h.reason),
+        Some(HealReason::TabletsNotRefreshed)
+    );
     let Action::RefreshTablets { tablets } = step.action else {
         panic!("expected RefreshTablets");
     };
@@ -801,7 +934,9 @@ fn stale_serving_data_and_tablets_are_repaired() {
     // An unreachable stale tablet is left alone: when it comes back, it rewrites its record.
     let p = run(
         &d,
-        state_a(&d).stale_tablets(S, "0").unreachable("zone1-0000000101"),
+        state_a(&d)
+            .stale_tablets(S, "0")
+            .unreachable("zone1-0000000101"),
     );
     let Some(Action::RefreshTablets { tablets }) = p.step.map(|s| s.action) else {
         panic!("expected RefreshTablets");
@@ -941,7 +1076,10 @@ fn complete_removes_everything_rules_last() {
             shards: shards(&["0"]),
         },
     );
-    let p = run(&d, world(&d).rules(RoutingState::SWITCHED).schema_all(S, &[]));
+    let p = run(
+        &d,
+        world(&d).rules(RoutingState::SWITCHED).schema_all(S, &[]),
+    );
     expect_step(
         &p,
         Action::SetRoutingRules {
@@ -973,7 +1111,10 @@ fn complete_with_kept_data_and_rules() {
     );
     let p = run(
         &d,
-        world(&d).rules(RoutingState::SWITCHED).deny(S).observe_schema(true),
+        world(&d)
+            .rules(RoutingState::SWITCHED)
+            .deny(S)
+            .observe_schema(true),
     );
     expect_no_step(&p);
     assert_eq!(p.phase, WorkflowPhase::Completed);
@@ -994,7 +1135,10 @@ fn complete_first_brings_traffic_to_the_target() {
 fn complete_without_the_source() {
     // #17517: the source tablets are down after writes were switched.
     let d = completing(CompleteOptions::default());
-    let p = run(&d, state_c(&d).observe_schema(true).primaries_unreachable(S));
+    let p = run(
+        &d,
+        state_c(&d).observe_schema(true).primaries_unreachable(S),
+    );
     expect_blocked(&p, BlockReason::SourceKeyspaceUnreachable);
     assert!(p.blockers[0].message.contains("ignoreSourceKeyspace"));
 
@@ -1013,7 +1157,13 @@ fn complete_without_the_source() {
             shards: shards(&["0"]),
         },
     );
-    let p = run(&ignoring, world(&ignoring).rules(RoutingState::SWITCHED).deny(S).not_contacted(S));
+    let p = run(
+        &ignoring,
+        world(&ignoring)
+            .rules(RoutingState::SWITCHED)
+            .deny(S)
+            .not_contacted(S),
+    );
     expect_step(
         &p,
         Action::SetRoutingRules {
@@ -1137,7 +1287,9 @@ fn cancel_with_kept_data_and_rules() {
     // Reads were switched: kept rules are moved back to the source first.
     let p = run(
         &d,
-        state_b(&d).streams(K, StreamsSpec::stopped("", 100)).observe_schema(true),
+        state_b(&d)
+            .streams(K, StreamsSpec::stopped("", 100))
+            .observe_schema(true),
     );
     expect_step(
         &p,
@@ -1148,7 +1300,9 @@ fn cancel_with_kept_data_and_rules() {
     // Tables and the target denial stay; only the streams go.
     let p = run(
         &d,
-        state_a(&d).streams(K, StreamsSpec::stopped("", 100)).observe_schema(true),
+        state_a(&d)
+            .streams(K, StreamsSpec::stopped("", 100))
+            .observe_schema(true),
     );
     expect_step(
         &p,
@@ -1157,7 +1311,13 @@ fn cancel_with_kept_data_and_rules() {
             shards: shards(&["0"]),
         },
     );
-    let p = run(&d, world(&d).rules(RoutingState::CREATED).deny(K).observe_schema(true));
+    let p = run(
+        &d,
+        world(&d)
+            .rules(RoutingState::CREATED)
+            .deny(K)
+            .observe_schema(true),
+    );
     expect_no_step(&p);
     assert_eq!(p.phase, WorkflowPhase::Cancelled);
 }
@@ -1180,7 +1340,11 @@ fn cancel_rolls_back_an_interrupted_cutover_first() {
         .streams(K, StreamsSpec::stopped(STOPPED_FOR_CUTOVER_MESSAGE, 100))
         .observe_schema(true);
     let p = run(&d, b);
-    expect_heal(&p, Action::RollbackWrites { to: S }, HealReason::SingleWriterViolated);
+    expect_heal(
+        &p,
+        Action::RollbackWrites { to: S },
+        HealReason::SingleWriterViolated,
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1200,13 +1364,27 @@ fn the_same_observation_gives_the_same_plan() {
 
 #[test]
 fn every_plan_sets_every_condition_with_a_reason() {
-    for d in [desired(), all(K), all(S), completing(CompleteOptions::default())] {
-        for b in [state_a(&d), state_b(&d), state_c(&d), state_d(&d), world(&d)] {
+    for d in [
+        desired(),
+        all(K),
+        all(S),
+        completing(CompleteOptions::default()),
+    ] {
+        for b in [
+            state_a(&d),
+            state_b(&d),
+            state_c(&d),
+            state_d(&d),
+            world(&d),
+        ] {
             let p = run(&d, b);
             for t in crate::api::condition::types::MOVE_TABLES_WORKFLOW {
                 let (_, reason, _) = condition(&p, t);
                 assert!(!reason.is_empty(), "{t} has no reason");
-                assert!(reason.chars().next().is_some_and(char::is_uppercase), "{reason}");
+                assert!(
+                    reason.chars().next().is_some_and(char::is_uppercase),
+                    "{reason}"
+                );
             }
         }
     }
@@ -1217,14 +1395,14 @@ fn stream_rows_report_both_directions() {
     let d = all(K);
     let p = run(&d, state_c(&d));
     assert_eq!(p.streams.len(), 2);
-    assert!(p
-        .streams
-        .iter()
-        .any(|s| s.direction == crate::api::movetables::StreamDirection::Reverse && s.state == "Running"));
-    assert!(p
-        .streams
-        .iter()
-        .any(|s| s.message.as_deref() == Some(FROZEN_MESSAGE)));
+    assert!(p.streams.iter().any(|s| s.direction
+        == crate::api::movetables::StreamDirection::Reverse
+        && s.state == "Running"));
+    assert!(
+        p.streams
+            .iter()
+            .any(|s| s.message.as_deref() == Some(FROZEN_MESSAGE))
+    );
 }
 
 #[test]

@@ -46,10 +46,12 @@ pub enum RequestError {
 
 /// Vitess's text form of a key range: hex start, `-`, hex end; `-` for the whole range.
 pub fn key_range_string(range: Option<&KeyRange>) -> String {
-    let hex = |b: &[u8]| b.iter().fold(String::new(), |mut s, byte| {
-        let _ = write!(s, "{byte:02x}");
-        s
-    });
+    let hex = |b: &[u8]| {
+        b.iter().fold(String::new(), |mut s, byte| {
+            let _ = write!(s, "{byte:02x}");
+            s
+        })
+    };
     match range {
         None => "-".to_string(),
         Some(r) => format!("{}-{}", hex(&r.start), hex(&r.end)),
@@ -228,7 +230,12 @@ pub fn rename_table_sql(table: &str) -> Result<String, RequestError> {
 
 /// A `VReplicationExec` update of stream state and message by id, understood by every Vitess
 /// release vtmove supports (the `message` field of `UpdateVReplicationWorkflow` is v22+).
-pub fn set_streams_sql(sidecar_db: &str, ids: &[i32], state: &str, message: &str) -> Result<String, RequestError> {
+pub fn set_streams_sql(
+    sidecar_db: &str,
+    ids: &[i32],
+    state: &str,
+    message: &str,
+) -> Result<String, RequestError> {
     let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
     Ok(format!(
         "update {}.vreplication set state = {}, message = {} where id in ({})",
@@ -303,7 +310,11 @@ mod tests {
         }
     }
 
-    fn keyspace(name: &str, shards: &[(&str, Option<KeyRange>)], vschema: Option<vschema::Keyspace>) -> KeyspaceView {
+    fn keyspace(
+        name: &str,
+        shards: &[(&str, Option<KeyRange>)],
+        vschema: Option<vschema::Keyspace>,
+    ) -> KeyspaceView {
         KeyspaceView {
             name: name.into(),
             sidecar_db: "_vt".into(),
@@ -331,8 +342,14 @@ mod tests {
         assert_eq!(key_range_string(Some(&kr(&[], &[0x80]))), "-80");
         assert_eq!(key_range_string(Some(&kr(&[0x80], &[]))), "80-");
         assert!(ranges_overlap(None, Some(&kr(&[0x80], &[]))));
-        assert!(!ranges_overlap(Some(&kr(&[], &[0x80])), Some(&kr(&[0x80], &[]))));
-        assert!(ranges_overlap(Some(&kr(&[0x40], &[0xc0])), Some(&kr(&[0x80], &[]))));
+        assert!(!ranges_overlap(
+            Some(&kr(&[], &[0x80])),
+            Some(&kr(&[0x80], &[]))
+        ));
+        assert!(ranges_overlap(
+            Some(&kr(&[0x40], &[0xc0])),
+            Some(&kr(&[0x80], &[]))
+        ));
         assert!(ranges_equal(None, Some(&kr(&[], &[]))));
     }
 
@@ -363,20 +380,49 @@ mod tests {
         );
         let k = keyspace(
             "customer",
-            &[("-80", Some(kr(&[], &[0x80]))), ("80-", Some(kr(&[0x80], &[])))],
+            &[
+                ("-80", Some(kr(&[], &[0x80]))),
+                ("80-", Some(kr(&[0x80], &[]))),
+            ],
             Some(v),
         );
-        let sources = binlog_sources(&s, &k, "80-", &["customer".into()], &StreamSettings::default()).unwrap();
+        let sources = binlog_sources(
+            &s,
+            &k,
+            "80-",
+            &["customer".into()],
+            &StreamSettings::default(),
+        )
+        .unwrap();
         assert_eq!(sources.len(), 1);
         let rule = &sources[0].filter.as_ref().unwrap().rules[0];
-        assert_eq!(rule.filter, "select * from customer where in_keyrange(id, 'hash', '80-')");
+        assert_eq!(
+            rule.filter,
+            "select * from customer where in_keyrange(id, 'hash', '80-')"
+        );
         // The reverse direction: into an unsharded keyspace, plain filters, one source per shard.
-        let back = binlog_sources(&k, &s, "0", &["customer".into()], &StreamSettings::default()).unwrap();
+        let back = binlog_sources(
+            &k,
+            &s,
+            "0",
+            &["customer".into()],
+            &StreamSettings::default(),
+        )
+        .unwrap();
         assert_eq!(back.len(), 2);
-        assert_eq!(back[1].filter.as_ref().unwrap().rules[0].filter, "select * from customer");
+        assert_eq!(
+            back[1].filter.as_ref().unwrap().rules[0].filter,
+            "select * from customer"
+        );
         // A table without a vindex in a sharded receiver cannot be split.
         assert!(matches!(
-            binlog_sources(&s, &k, "-80", &["orders".into()], &StreamSettings::default()),
+            binlog_sources(
+                &s,
+                &k,
+                "-80",
+                &["orders".into()],
+                &StreamSettings::default()
+            ),
             Err(RequestError::NoPrimaryVindex { .. })
         ));
     }
@@ -388,7 +434,10 @@ mod tests {
             "LOCK TABLES `a` READ, `b` READ"
         );
         assert!(drop_table_sql("a`; drop").is_err());
-        assert_eq!(rename_table_sql("t").unwrap(), "RENAME TABLE `t` TO `_t_old`");
+        assert_eq!(
+            rename_table_sql("t").unwrap(),
+            "RENAME TABLE `t` TO `_t_old`"
+        );
         assert_eq!(renamed_table(&"x".repeat(70)).len(), 64);
         assert_eq!(
             set_streams_sql("_vt", &[1, 2], "Stopped", "stopped for cutover").unwrap(),
@@ -396,7 +445,9 @@ mod tests {
         );
         assert_eq!(literal("a'b\\"), "'a''b\\\\'");
         assert_eq!(
-            strip_auto_increment("CREATE TABLE `t` (id int) ENGINE=InnoDB AUTO_INCREMENT=42 DEFAULT CHARSET=utf8mb4"),
+            strip_auto_increment(
+                "CREATE TABLE `t` (id int) ENGINE=InnoDB AUTO_INCREMENT=42 DEFAULT CHARSET=utf8mb4"
+            ),
             "CREATE TABLE `t` (id int) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
         );
     }

@@ -14,14 +14,16 @@ use crate::vitess::proto::binlogdata::{
     VReplicationWorkflowType,
 };
 use crate::vitess::proto::replicationdata::FullStatus;
-use crate::vitess::proto::tabletmanagerdata::read_v_replication_workflow_response::Stream;
 use crate::vitess::proto::tabletmanagerdata::ReadVReplicationWorkflowResponse;
+use crate::vitess::proto::tabletmanagerdata::read_v_replication_workflow_response::Stream;
 use crate::vitess::proto::topodata::{KeyRange, Shard, TabletAlias, TabletType};
 use crate::vitess::proto::vschema::{self, RoutingRules};
 use crate::vitess::proto::vttime;
 use crate::vitess::routing::{RoutingState, Side, build_srv_vschema, update_routing_rules};
 use crate::vitess::tablet::stream::{BookmarkPosition, CopyBookmark};
-use crate::vitess::tablet::{Method, Position, TabletAddr, TabletError, TabletHealth, WorkflowStreams};
+use crate::vitess::tablet::{
+    Method, Position, TabletAddr, TabletError, TabletHealth, WorkflowStreams,
+};
 use crate::vitess::topo::{DeniedTablesOp, Version, apply_denied_tables};
 
 fn shard_denies_helper(record: &mut Shard, tablet_type: TabletType, tables: &[String]) {
@@ -266,7 +268,13 @@ impl ObservedBuilder {
     }
 
     /// A tablet control for another tablet type denying `table`.
-    pub fn foreign_denial(mut self, side: Side, shard: &str, tablet_type: TabletType, table: &str) -> Self {
+    pub fn foreign_denial(
+        mut self,
+        side: Side,
+        shard: &str,
+        tablet_type: TabletType,
+        table: &str,
+    ) -> Self {
         self.foreign_denials
             .push((side, shard.to_string(), tablet_type, table.to_string()));
         self
@@ -429,7 +437,13 @@ impl ObservedBuilder {
         }
     }
 
-    fn stream_response(&self, into: Side, shard: &str, spec: &StreamsSpec, at: SystemTime) -> WorkflowStreams {
+    fn stream_response(
+        &self,
+        into: Side,
+        shard: &str,
+        spec: &StreamsSpec,
+        at: SystemTime,
+    ) -> WorkflowStreams {
         let from = into.other();
         let from_shards = &self.shards[&from];
         let into_range = key_range(shard);
@@ -442,7 +456,10 @@ impl ObservedBuilder {
                 nanoseconds: 0,
             });
         for (i, source_shard) in from_shards.iter().enumerate() {
-            if !crate::engine::requests::ranges_overlap(key_range(source_shard).as_ref(), into_range.as_ref()) {
+            if !crate::engine::requests::ranges_overlap(
+                key_range(source_shard).as_ref(),
+                into_range.as_ref(),
+            ) {
                 continue;
             }
             streams.push(Stream {
@@ -532,7 +549,10 @@ impl ObservedBuilder {
         let mut keyspaces = BTreeMap::new();
         for side in Side::BOTH {
             if !self.missing.contains(&side) {
-                keyspaces.insert(self.desired.keyspace(side).to_string(), self.keyspace_vschema(side));
+                keyspaces.insert(
+                    self.desired.keyspace(side).to_string(),
+                    self.keyspace_vschema(side),
+                );
             }
         }
         let rollup = build_srv_vschema(&keyspaces, Some(&rules), None, None, None);
@@ -544,7 +564,8 @@ impl ObservedBuilder {
         for cell in &self.cells {
             let mut srv = cell_srv_vschema(&cell_desired, &rollup, &rules, cell);
             if self.stale_cells.contains(cell) {
-                srv.keyspaces.insert("stale".to_string(), vschema::Keyspace::default());
+                srv.keyspaces
+                    .insert("stale".to_string(), vschema::Keyspace::default());
             }
             srv_vschemas.insert(cell.clone(), Some(srv));
         }
@@ -583,7 +604,10 @@ impl ObservedBuilder {
                     }
                     let uid = Self::uid(side, index, n);
                     let alias = format!("zone1-{uid:010}");
-                    let addr = TabletAddr::new(format!("{keyspace}-{shard}-{n}"), 15000 + u16::try_from(uid).unwrap_or(0));
+                    let addr = TabletAddr::new(
+                        format!("{keyspace}-{shard}-{n}"),
+                        15000 + u16::try_from(uid).unwrap_or(0),
+                    );
                     let primary_down = n == 0 && self.unreachable_primaries.contains(&side);
                     let health = if !contacted {
                         None
@@ -591,10 +615,7 @@ impl ObservedBuilder {
                         Some(Err(Self::unavailable(&addr, Method::FullStatus)))
                     } else {
                         let status = FullStatus {
-                            tablet_type: self
-                                .reported_types
-                                .get(&alias)
-                                .map_or(0, |t| *t as i32),
+                            tablet_type: self.reported_types.get(&alias).map_or(0, |t| *t as i32),
                             ..Default::default()
                         };
                         Some(Ok(TabletHealth::from_full_status(&status)))
@@ -621,13 +642,15 @@ impl ObservedBuilder {
                 let primary = if has_primary && contacted {
                     let t = &tablets[0];
                     let addr = t.addr.clone().unwrap_or_else(|| TabletAddr::new("x", 1));
-                    let down = self.unreachable_primaries.contains(&side) || self.unreachable.contains(&t.alias);
+                    let down = self.unreachable_primaries.contains(&side)
+                        || self.unreachable.contains(&t.alias);
                     let schema = if !self.observe_schema {
                         None
                     } else if down {
                         Some(Err(Self::unavailable(&addr, Method::GetSchema)))
                     } else {
-                        let default: BTreeSet<String> = self.desired.tables.iter().cloned().collect();
+                        let default: BTreeSet<String> =
+                            self.desired.tables.iter().cloned().collect();
                         Some(Ok(self
                             .schema
                             .get(&(side, shard.clone()))
@@ -642,12 +665,13 @@ impl ObservedBuilder {
                         position: if down {
                             Err(Self::unavailable(&addr, Method::PrimaryPosition))
                         } else {
-                            Position::parse(&position(side, self.positions[&side]))
-                                .map_err(|e| TabletError::InvalidResponse {
+                            Position::parse(&position(side, self.positions[&side])).map_err(|e| {
+                                TabletError::InvalidResponse {
                                     tablet: addr.clone(),
                                     method: Method::PrimaryPosition,
                                     reason: e.to_string(),
-                                })
+                                }
+                            })
                         },
                         streams: if down {
                             Err(Self::unavailable(&addr, Method::ReadVReplicationWorkflow))
@@ -664,7 +688,12 @@ impl ObservedBuilder {
                                 .conflicts
                                 .get(&side)
                                 .map(|name| {
-                                    let mut w = self.stream_response(side, shard, &StreamsSpec::running(1), at);
+                                    let mut w = self.stream_response(
+                                        side,
+                                        shard,
+                                        &StreamsSpec::running(1),
+                                        at,
+                                    );
                                     w.workflow = name.clone();
                                     vec![w]
                                 })
@@ -695,7 +724,7 @@ impl ObservedBuilder {
             );
         }
         let mut state = |side| match views.remove(&side) {
-            Some(v) => KeyspaceState::Present(v),
+            Some(v) => KeyspaceState::Present(Box::new(v)),
             None => KeyspaceState::Missing,
         };
         let source = state(Side::Source);
