@@ -132,7 +132,7 @@ async fn run_switch(ex: &Executor, held: &Held, to: Side) -> Result<(), StepErro
         },
         to == Side::Source,
     ));
-    ex.checkpoint("cutover:route")?;
+    ex.checkpoint("cutover:route").await?;
     let route = stage(ex, "route", async {
         held.check("switching primary routing").await?;
         ex.write_routing_rules(held, new_state).await
@@ -157,7 +157,7 @@ async fn run_switch(ex: &Executor, held: &Held, to: Side) -> Result<(), StepErro
             Err(_) => return Err(e),
         }
     }
-    ex.checkpoint("cutover:rebuild")?;
+    ex.checkpoint("cutover:rebuild").await?;
     stage(ex, "rebuild", async { ex.rebuild(None).await.map(|_| ()) })
         .await
         .map_err(|(_, e)| e)?;
@@ -167,7 +167,7 @@ async fn run_switch(ex: &Executor, held: &Held, to: Side) -> Result<(), StepErro
     let from_shards = shard_names(ex, from)?;
     let to_shards = shard_names(ex, to)?;
     if ex.desired.cutover.reverse_replication {
-        ex.checkpoint("cutover:start_reverse")?;
+        ex.checkpoint("cutover:start_reverse").await?;
         stage(
             ex,
             "start_reverse",
@@ -176,7 +176,7 @@ async fn run_switch(ex: &Executor, held: &Held, to: Side) -> Result<(), StepErro
         .await
         .map_err(|(_, e)| e)?;
     }
-    ex.checkpoint("cutover:freeze")?;
+    ex.checkpoint("cutover:freeze").await?;
     stage(
         ex,
         "freeze",
@@ -209,14 +209,16 @@ async fn reversible(
     let to_shards = shard_names(ex, to).map_err(|e| ("deny", e))?;
 
     // 1. Deny on the old side, then allow on the new side.
-    ex.checkpoint("cutover:deny").map_err(|e| ("deny", e))?;
+    ex.checkpoint("cutover:deny")
+        .await
+        .map_err(|e| ("deny", e))?;
     let (from_versions, to_versions) = {
         let started = Instant::now();
         let result = async {
             let f = ex
                 .write_denied_tables(held, from, &from_shards, DenyOp::Add)
                 .await?;
-            ex.checkpoint("cutover:allow")?;
+            ex.checkpoint("cutover:allow").await?;
             let t = ex
                 .write_denied_tables(held, to, &to_shards, DenyOp::Remove)
                 .await?;
@@ -229,6 +231,7 @@ async fn reversible(
 
     // 2. Refresh both sides, verified per tablet.
     ex.checkpoint("cutover:refresh")
+        .await
         .map_err(|e| ("refresh", e))?;
     {
         let started = Instant::now();
@@ -260,7 +263,9 @@ async fn reversible(
     }
 
     // 3. Flush writes that raced past the denial.
-    ex.checkpoint("cutover:flush").map_err(|e| ("flush", e))?;
+    ex.checkpoint("cutover:flush")
+        .await
+        .map_err(|e| ("flush", e))?;
     let flush = async {
         let sql = lock_tables_sql(&ex.desired.tables)?;
         for cycle in 0..2 {
@@ -306,11 +311,13 @@ async fn reversible(
 
     // 4. Positions of the old side, taken after its writes stopped.
     ex.checkpoint("cutover:positions_old")
+        .await
         .map_err(|e| ("positions_old", e))?;
     let old_positions = stage(ex, "positions_old", positions(ex, from, deadline, budget)).await?;
 
     // 5. Wait for the new side's streams to apply them (I2).
     ex.checkpoint("cutover:catch_up")
+        .await
         .map_err(|e| ("catch_up", e))?;
     let catch_up = async {
         let workflow = ex.desired.workflow_into(to);
@@ -369,7 +376,9 @@ async fn reversible(
     stage(ex, "catch_up", catch_up).await?;
 
     // 6. Stop them "for cutover".
-    ex.checkpoint("cutover:stop").map_err(|e| ("stop", e))?;
+    ex.checkpoint("cutover:stop")
+        .await
+        .map_err(|e| ("stop", e))?;
     let limit = ex
         .remaining(deadline, "stop", budget)
         .map_err(|e| ("stop", e))?
@@ -383,11 +392,13 @@ async fn reversible(
 
     // 7. Positions of the new side: where the reverse streams start.
     ex.checkpoint("cutover:positions_new")
+        .await
         .map_err(|e| ("positions_new", e))?;
     let new_positions = stage(ex, "positions_new", positions(ex, to, deadline, budget)).await?;
 
     // 8. Fresh streams back into the old side.
     ex.checkpoint("cutover:reverse")
+        .await
         .map_err(|e| ("reverse", e))?;
     let reverse = async {
         let limit = ex
@@ -412,7 +423,7 @@ async fn reversible(
                 &ex.desired.tables,
                 &stream_settings(&ex.desired),
             )?;
-            ex.checkpoint("cutover:reverse_create")?;
+            ex.checkpoint("cutover:reverse_create").await?;
             held.check("creating the reverse streams").await?;
             let request = ex.create_request(&workflow, sources);
             let limit = ex
@@ -498,7 +509,7 @@ async fn rollback(
     let budget = ex.config.rollback_timeout;
     let from_shards = shard_names(ex, from)?;
     let to_shards = shard_names(ex, to)?;
-    ex.checkpoint("rollback:deny")?;
+    ex.checkpoint("rollback:deny").await?;
     // Deny the side that was to take writes before allowing the old one again, so both never
     // accept writes at once.
     let to_versions = stage(
@@ -508,7 +519,7 @@ async fn rollback(
     )
     .await
     .map_err(|(_, e)| e)?;
-    ex.checkpoint("rollback:allow")?;
+    ex.checkpoint("rollback:allow").await?;
     let from_versions = stage(
         ex,
         "rollback_allow",
@@ -516,7 +527,7 @@ async fn rollback(
     )
     .await
     .map_err(|(_, e)| e)?;
-    ex.checkpoint("rollback:refresh")?;
+    ex.checkpoint("rollback:refresh").await?;
     let limit = ex
         .remaining(deadline, "rollback refresh", budget)?
         .min(ex.config.refresh_timeout);
@@ -527,13 +538,13 @@ async fn rollback(
         // ledger); the denials themselves are already right.
         tracing::warn!(failed = ?failed, "Some tablets did not acknowledge the rollback's refresh");
     }
-    ex.checkpoint("rollback:restart")?;
+    ex.checkpoint("rollback:restart").await?;
     let limit = ex
         .remaining(deadline, "rollback", budget)?
         .min(ex.config.rpc_timeout);
     ex.change_streams(held, to, &to_shards, StreamChange::Start, limit)
         .await?;
-    ex.checkpoint("rollback:reverse")?;
+    ex.checkpoint("rollback:reverse").await?;
     ex.delete_streams_on(held, from, &from_shards, true, limit)
         .await?;
     Ok(())

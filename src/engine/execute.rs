@@ -63,10 +63,12 @@ pub enum InterruptAction {
     },
 }
 
-/// A hook consulted at every crash point. Production engines have none.
+/// A hook consulted at every crash point. Production engines have none. It is async so a
+/// simulation can also break things at that point (revoke a lease, take a tablet down).
+#[async_trait::async_trait]
 pub trait Interrupt: Send + Sync {
     /// Called at the crash point `point` (e.g. `cutover:flush`).
-    fn at(&self, point: &str) -> InterruptAction;
+    async fn at(&self, point: &str) -> InterruptAction;
 }
 
 /// Settings of the executor.
@@ -359,9 +361,9 @@ impl Executor {
     }
 
     /// A crash point.
-    pub fn checkpoint(&self, point: &str) -> Result<(), StepError> {
+    pub async fn checkpoint(&self, point: &str) -> Result<(), StepError> {
         if let Some(hook) = &self.config.interrupt
-            && let InterruptAction::Crash { release_locks } = hook.at(point)
+            && let InterruptAction::Crash { release_locks } = hook.at(point).await
         {
             return Err(StepError::Interrupted {
                 point: point.to_string(),
@@ -607,7 +609,7 @@ impl Executor {
                 if present.contains(table) {
                     continue;
                 }
-                self.checkpoint("schema:apply")?;
+                self.checkpoint("schema:apply").await?;
                 held.check("creating a target table").await?;
                 let request = ApplySchemaRequest {
                     sql: strip_auto_increment(create),
@@ -641,7 +643,7 @@ impl Executor {
             .keyspace(Side::Target)
             .ok_or_else(|| StepError::Precondition("target lock not held".into()))?;
         let keyspace = &self.desired.target_keyspace;
-        self.checkpoint("vschema:update")?;
+        self.checkpoint("vschema:update").await?;
         self.topo
             .update_vschema(guard, keyspace, |v| {
                 let mut changed = false;
@@ -664,7 +666,7 @@ impl Executor {
                 StepError::topo(format!("adding tables to the VSchema of {keyspace}"), e)
             })?;
         // vtgates see VSchema changes only through the cells' SrvVSchema.
-        self.checkpoint("vschema:rebuild")?;
+        self.checkpoint("vschema:rebuild").await?;
         self.rebuild(None).await?;
         Ok(())
     }
@@ -685,7 +687,7 @@ impl Executor {
                 &self.desired.tables,
                 &stream_settings(&self.desired),
             )?;
-            self.checkpoint("streams:create")?;
+            self.checkpoint("streams:create").await?;
             held.check("creating streams").await?;
             let request = self.create_request(&self.desired.workflow, sources);
             let limit = self.config.rpc_timeout;
@@ -750,7 +752,7 @@ impl Executor {
         };
         let mut versions = Vec::new();
         for shard in shards {
-            self.checkpoint("denied:write")?;
+            self.checkpoint("denied:write").await?;
             let written = self
                 .topo
                 .update_denied_tables(
@@ -779,7 +781,7 @@ impl Executor {
         op: DenyOp,
     ) -> Result<(), StepError> {
         let versions = self.write_denied_tables(held, side, shards, op).await?;
-        self.checkpoint("denied:refresh")?;
+        self.checkpoint("denied:refresh").await?;
         let failed = self
             .refresh_shards(side, &versions, self.config.refresh_timeout)
             .await;
@@ -801,7 +803,7 @@ impl Executor {
         let moved = self.desired.moved();
         let guards = held.keyspaces();
         let mut changed = false;
-        self.checkpoint("rules:write")?;
+        self.checkpoint("rules:write").await?;
         self.topo
             .update_routing_rules(&guards, |rules| {
                 let update = update_routing_rules(rules, &moved, state);
@@ -819,7 +821,7 @@ impl Executor {
 
     async fn set_routing_rules(&self, held: &Held, state: RoutingState) -> Result<(), StepError> {
         self.write_routing_rules(held, state).await?;
-        self.checkpoint("rules:rebuild")?;
+        self.checkpoint("rules:rebuild").await?;
         // Rules take effect in a cell only once its SrvVSchema is rebuilt.
         self.rebuild(None).await?;
         Ok(())
@@ -957,7 +959,7 @@ impl Executor {
         }
         let mut failed = Vec::new();
         for (side, calls) in by_side {
-            self.checkpoint("refresh")?;
+            self.checkpoint("refresh").await?;
             let keyspace = self.desired.keyspace(side).to_string();
             failed.extend(
                 self.refresh_calls(&keyspace, calls, self.config.refresh_timeout)
@@ -1038,7 +1040,7 @@ impl Executor {
             if ids.is_empty() {
                 continue;
             }
-            self.checkpoint("streams:update")?;
+            self.checkpoint("streams:update").await?;
             held.check("updating streams").await?;
             let (state, message) = change.state_and_message();
             let query = match message {
@@ -1079,7 +1081,7 @@ impl Executor {
             if streams.streams.is_empty() || (keep_frozen && streams.is_frozen()) {
                 continue;
             }
-            self.checkpoint("streams:delete")?;
+            self.checkpoint("streams:delete").await?;
             held.check("deleting streams").await?;
             bounded(
                 limit,
@@ -1146,7 +1148,7 @@ impl Executor {
                 } else {
                     drop_table_sql(table)?
                 };
-                self.checkpoint("tables:drop")?;
+                self.checkpoint("tables:drop").await?;
                 held.check("dropping tables").await?;
                 let request = ExecuteFetchAsDbaRequest {
                     query: sql.into_bytes(),
@@ -1181,7 +1183,7 @@ impl Executor {
         let guard = held.keyspace(side).ok_or_else(|| {
             StepError::Precondition(format!("the lock of {keyspace} is not held"))
         })?;
-        self.checkpoint("vschema:update")?;
+        self.checkpoint("vschema:update").await?;
         self.topo
             .update_vschema(guard, &keyspace, |v: &mut vschema::Keyspace| {
                 let before = v.tables.len();
@@ -1192,7 +1194,7 @@ impl Executor {
             .map_err(|e| {
                 StepError::topo(format!("removing tables from the VSchema of {keyspace}"), e)
             })?;
-        self.checkpoint("vschema:rebuild")?;
+        self.checkpoint("vschema:rebuild").await?;
         self.rebuild(None).await?;
         Ok(())
     }

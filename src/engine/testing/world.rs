@@ -345,8 +345,11 @@ impl World {
         Ok(missing)
     }
 
-    /// Runs passes until the plan is converged (or `max` passes), checking the invariants after
-    /// each. Returns the reports; fails with the first violation or when not converged.
+    /// Runs passes until the plan is converged (or `max` passes), checking the invariants around
+    /// each: a pass must never *introduce* an I1 violation outside a lock window (a violation
+    /// found before the pass, left by a crash, may take a few passes to heal), never write
+    /// without its lock (I3), and the converged state must satisfy every invariant. Returns the
+    /// reports; fails with the first violation or when not converged.
     pub async fn converge(
         &self,
         desired: &Desired,
@@ -355,11 +358,16 @@ impl World {
     ) -> Result<Vec<PassReport>, String> {
         let mut reports = Vec::new();
         for _ in 0..max {
+            let before = self.check(desired).await;
             let report = self.engine.pass(desired, memory).await;
-            let violations = self.check(desired).await;
-            if !violations.is_empty() {
+            let after = self.check(desired).await;
+            let introduced = before.is_empty() && !after.is_empty();
+            let lock_discipline = after
+                .iter()
+                .any(|v| matches!(v, InvariantViolation::LockDiscipline(_)));
+            if introduced || lock_discipline {
                 return Err(format!(
-                    "invariant violated after {:?}: {violations:?}",
+                    "invariant violated by {:?}: {after:?}",
                     report.executed.as_ref().map(|r| &r.action)
                 ));
             }
@@ -368,6 +376,9 @@ impl World {
                 && report.plan.as_ref().is_some_and(|p| p.converged());
             reports.push(report);
             if done {
+                if !after.is_empty() {
+                    return Err(format!("converged with violations: {after:?}"));
+                }
                 return Ok(reports);
             }
         }
