@@ -260,7 +260,9 @@ mod tests {
                     "data": {"k": "v"}, "extra": true}),
         )
         .unwrap();
-        assert_eq!(d.unknown, vec!["metadata.bogus".to_string(), "extra".to_string()]);
+        let mut u = d.unknown.clone();
+        u.sort();
+        assert_eq!(u, vec!["extra".to_string(), "metadata.bogus".to_string()]);
         assert_eq!(d.obj["data"], json!({"k": "v"}));
         assert!(d.obj.get("extra").is_none());
     }

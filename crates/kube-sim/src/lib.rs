@@ -89,13 +89,27 @@ pub(crate) struct Shared {
     bookmark_interval: Duration,
     default_watch_timeout: Duration,
     server_address: String,
+    /// The last requests served (`METHOD path?query`), for tests that assert on what a
+    /// client sent (for example that a watcher relisted after a 410).
+    requests: Mutex<std::collections::VecDeque<String>>,
 }
+
+/// How many request lines [`Handle::requests`] keeps.
+const REQUEST_LOG_LIMIT: usize = 10_000;
 
 impl Shared {
     /// The store lock. A poisoned lock (a panic while holding it, which no client input
     /// should cause) is recovered rather than taking the whole server down.
     fn lock(&self) -> MutexGuard<'_, Store> {
         self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn log_request(&self, line: String) {
+        let mut log = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        if log.len() >= REQUEST_LOG_LIMIT {
+            log.pop_front();
+        }
+        log.push_back(line);
     }
 
     /// Runs a write under the lock and wakes watchers if anything was committed.
@@ -147,6 +161,7 @@ impl KubeSim {
             bookmark_interval: options.bookmark_interval,
             default_watch_timeout: options.default_watch_timeout,
             server_address: addr.to_string(),
+            requests: Mutex::new(std::collections::VecDeque::new()),
         });
 
         let (tempdir, kubeconfig) = match &options.kubeconfig {
@@ -274,6 +289,18 @@ impl Handle {
             .lock()
             .get(&storage, namespace, name)
             .map(|v| (*v).clone())
+    }
+
+    /// The requests served so far (oldest first, at most the last 10 000), each as
+    /// `METHOD /path?query`.
+    pub fn requests(&self) -> Vec<String> {
+        self.shared
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Stops the server and waits for it to finish.

@@ -79,6 +79,7 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         body,
     };
     tracing::debug!(method = %r.method, path = %parts.uri, "request");
+    shared.log_request(format!("{} {}", r.method, parts.uri));
     match dispatch(&shared, r) {
         Ok(resp) => resp,
         Err(e) => {
