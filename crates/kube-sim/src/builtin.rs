@@ -107,9 +107,7 @@ fn fold_string_data(obj: &mut Value) {
     let Some(Value::Object(sd)) = o.remove("stringData") else {
         return;
     };
-    let data = o
-        .entry("data")
-        .or_insert_with(|| Value::Object(Map::new()));
+    let data = o.entry("data").or_insert_with(|| Value::Object(Map::new()));
     if !data.is_object() {
         *data = Value::Object(Map::new());
     }
@@ -169,7 +167,13 @@ pub fn validate(b: Builtin, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
     match b {
         Builtin::EventsV1Event => {
             // The events.k8s.io API requires the fields a modern recorder always sets.
-            for f in ["eventTime", "reportingController", "reportingInstance", "action", "reason"] {
+            for f in [
+                "eventTime",
+                "reportingController",
+                "reportingInstance",
+                "action",
+                "reason",
+            ] {
                 let present = match obj.get(f) {
                     Some(Value::String(s)) => !s.is_empty(),
                     Some(Value::Null) | None => false,
@@ -179,7 +183,12 @@ pub fn validate(b: Builtin, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
                     errs.push(FieldError::required(f, ""));
                 }
             }
-            for (f, max) in [("action", 128), ("reason", 128), ("reportingInstance", 128), ("note", 1024)] {
+            for (f, max) in [
+                ("action", 128),
+                ("reason", 128),
+                ("reportingInstance", 128),
+                ("note", 1024),
+            ] {
                 if let Some(s) = obj.get(f).and_then(Value::as_str)
                     && s.len() > max
                 {
@@ -197,7 +206,9 @@ pub fn validate(b: Builtin, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
             }
         }
         Builtin::Lease => {
-            if let Some(d) = obj.pointer("/spec/leaseDurationSeconds").and_then(Value::as_i64)
+            if let Some(d) = obj
+                .pointer("/spec/leaseDurationSeconds")
+                .and_then(Value::as_i64)
                 && d <= 0
             {
                 errs.push(FieldError::invalid(
@@ -206,7 +217,9 @@ pub fn validate(b: Builtin, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
                     "must be greater than 0",
                 ));
             }
-            if let Some(t) = obj.pointer("/spec/leaseTransitions").and_then(Value::as_i64)
+            if let Some(t) = obj
+                .pointer("/spec/leaseTransitions")
+                .and_then(Value::as_i64)
                 && t < 0
             {
                 errs.push(FieldError::invalid(

@@ -87,14 +87,22 @@ impl CelRule {
         if let Some(r) = &reason
             && !matches!(
                 r.as_str(),
-                "FieldValueInvalid" | "FieldValueForbidden" | "FieldValueRequired" | "FieldValueDuplicate"
+                "FieldValueInvalid"
+                    | "FieldValueForbidden"
+                    | "FieldValueRequired"
+                    | "FieldValueDuplicate"
             )
         {
             return Err(FieldError::not_supported(
                 format!("{path}.reason"),
                 &show(&Value::from(r.as_str())),
-                &["\"FieldValueDuplicate\"", "\"FieldValueForbidden\"", "\"FieldValueInvalid\"", "\"FieldValueRequired\""]
-                    .map(String::from),
+                &[
+                    "\"FieldValueDuplicate\"",
+                    "\"FieldValueForbidden\"",
+                    "\"FieldValueInvalid\"",
+                    "\"FieldValueRequired\"",
+                ]
+                .map(String::from),
             ));
         }
         let transition = program.references().has_variable("oldSelf");
@@ -103,17 +111,29 @@ impl CelRule {
             program,
             message: v.get("message").and_then(Value::as_str).map(str::to_string),
             message_expression,
-            field_path: v.get("fieldPath").and_then(Value::as_str).map(str::to_string),
+            field_path: v
+                .get("fieldPath")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             reason,
             transition,
-            optional_old_self: v.get("optionalOldSelf").and_then(Value::as_bool).unwrap_or(false),
+            optional_old_self: v
+                .get("optionalOldSelf")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
         })
     }
 }
 
 /// Evaluates `rule` for the node `schema` at `path` with value `v` (and the correlated
 /// stored value `old`); returns the error to report, if any.
-pub fn evaluate(rule: &CelRule, schema: &Schema, v: &Value, old: Option<&Value>, path: &str) -> Option<FieldError> {
+pub fn evaluate(
+    rule: &CelRule,
+    schema: &Schema,
+    v: &Value,
+    old: Option<&Value>,
+    path: &str,
+) -> Option<FieldError> {
     if rule.transition && old.is_none() && !rule.optional_old_self {
         return None;
     }
@@ -133,10 +153,13 @@ pub fn evaluate(rule: &CelRule, schema: &Schema, v: &Value, old: Option<&Value>,
     let detail = match rule.program.execute(&ctx) {
         Ok(Cel::Bool(true)) => return None,
         Ok(Cel::Bool(false)) => {
-            let from_expr = rule.message_expression.as_ref().and_then(|p| match p.execute(&ctx) {
-                Ok(Cel::String(s)) if !s.trim().is_empty() => Some(s.to_string()),
-                _ => None,
-            });
+            let from_expr = rule
+                .message_expression
+                .as_ref()
+                .and_then(|p| match p.execute(&ctx) {
+                    Ok(Cel::String(s)) if !s.trim().is_empty() => Some(s.to_string()),
+                    _ => None,
+                });
             from_expr
                 .or_else(|| rule.message.clone())
                 .unwrap_or_else(|| format!("failed rule: {}", rule.rule))
@@ -145,7 +168,10 @@ pub fn evaluate(rule: &CelRule, schema: &Schema, v: &Value, old: Option<&Value>,
             return Some(FieldError::invalid(
                 field,
                 &shown,
-                &format!("rule did not evaluate to a bool (got {other:?}) evaluating rule: {}", rule.rule),
+                &format!(
+                    "rule did not evaluate to a bool (got {other:?}) evaluating rule: {}",
+                    rule.rule
+                ),
             ));
         }
         Err(e) => {
@@ -301,8 +327,14 @@ mod tests {
         s.validate_value(&bad, Some(&good), "spec", &mut errs);
         let msgs: Vec<String> = errs.iter().map(FieldError::render).collect();
         assert_eq!(msgs.len(), 5, "{msgs:?}");
-        assert_eq!(msgs[0], "spec: Invalid value: \"object\": a and b must differ");
-        assert!(msgs[1].contains("failed rule: self.a in ['A', 'B']"), "{msgs:?}");
+        assert_eq!(
+            msgs[0],
+            "spec: Invalid value: \"object\": a and b must differ"
+        );
+        assert!(
+            msgs[1].contains("failed rule: self.a in ['A', 'B']"),
+            "{msgs:?}"
+        );
         assert_eq!(msgs[4], "spec.a: Invalid value: \"object\": a is immutable");
     }
 

@@ -14,9 +14,18 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::registry::{Flavor, Registry, ResourceType};
+use crate::registry::{Registry, ResourceType};
 
-const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 /// `/version`.
 pub fn version() -> Value {
@@ -104,7 +113,10 @@ fn group_json(name: &str, versions: &[String]) -> Value {
 
 /// `/apis`.
 pub fn api_group_list(reg: &Registry) -> Value {
-    let gs: Vec<Value> = groups(reg).iter().map(|(n, vs)| group_json(n, vs)).collect();
+    let gs: Vec<Value> = groups(reg)
+        .iter()
+        .map(|(n, vs)| group_json(n, vs))
+        .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": gs})
 }
 
@@ -118,7 +130,11 @@ pub fn api_group(reg: &Registry, group: &str) -> Option<Value> {
     Some(g)
 }
 
-fn types_in<'a>(reg: &'a Registry, group: &'a str, version: &'a str) -> impl Iterator<Item = &'a std::sync::Arc<ResourceType>> + 'a {
+fn types_in<'a>(
+    reg: &'a Registry,
+    group: &'a str,
+    version: &'a str,
+) -> impl Iterator<Item = &'a std::sync::Arc<ResourceType>> + 'a {
     reg.types()
         .iter()
         .filter(move |t| t.group == group && t.version(version).is_some())
@@ -212,7 +228,10 @@ pub fn openapi_v3_root(reg: &Registry) -> Value {
     for (key, g, v) in gv_keys(reg) {
         let doc = openapi_v3_gv(reg, &g, &v).unwrap_or(Value::Null);
         let hash = fnv(&doc.to_string());
-        paths.insert(key.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={hash}")}));
+        paths.insert(
+            key.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={hash}")}),
+        );
     }
     json!({"paths": paths})
 }
@@ -247,11 +266,15 @@ pub fn openapi_v3_gv(reg: &Registry, group: &str, version: &str) -> Option<Value
         let gvk = json!([{"group": t.group, "version": version, "kind": t.kind}]);
         let sname = schema_name(t, version);
         let sref = json!({"$ref": format!("#/components/schemas/{sname}")});
-        let body_types: Vec<&str> = if t.flavor == Flavor::Custom {
-            vec!["application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml"]
-        } else {
-            vec!["application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml"]
-        };
+        // No strategic-merge content type, for built-ins either: kubectl then builds
+        // strategic patches for built-ins from its compiled-in types, and plain merge
+        // patches for custom resources (which refuse strategic ones), as with a real
+        // server.
+        let body_types = [
+            "application/json-patch+json",
+            "application/merge-patch+json",
+            "application/apply-patch+yaml",
+        ];
         let mut content = serde_json::Map::new();
         for bt in body_types {
             content.insert(bt.into(), json!({"schema": {"type": "object"}}));
@@ -290,26 +313,39 @@ pub fn openapi_v3_gv(reg: &Registry, group: &str, version: &str) -> Option<Value
         patch_op["requestBody"] = json!({"content": content, "required": true});
         let mut put_op = op("replace");
         put_op["parameters"] = write_params.clone();
-        put_op["requestBody"] = json!({"content": {"application/json": {"schema": sref}}, "required": true});
+        put_op["requestBody"] =
+            json!({"content": {"application/json": {"schema": sref}}, "required": true});
         let mut post_op = op("create");
         post_op["parameters"] = write_params.clone();
-        post_op["requestBody"] = json!({"content": {"application/json": {"schema": sref}}, "required": true});
-        paths.insert(item.clone(), json!({"get": op("read"), "put": put_op, "patch": patch_op, "delete": op("delete")}));
+        post_op["requestBody"] =
+            json!({"content": {"application/json": {"schema": sref}}, "required": true});
+        paths.insert(
+            item.clone(),
+            json!({"get": op("read"), "put": put_op, "patch": patch_op, "delete": op("delete")}),
+        );
         paths.insert(collection, json!({"get": op("list"), "post": post_op}));
         if t.version(version).is_some_and(|v| v.status) {
             let mut sp = op("patchStatus");
             sp["parameters"] = write_params.clone();
             sp["requestBody"] = json!({"content": content, "required": true});
-            paths.insert(format!("{item}/status"), json!({"get": op("readStatus"), "patch": sp}));
+            paths.insert(
+                format!("{item}/status"),
+                json!({"get": op("readStatus"), "patch": sp}),
+            );
         }
         let mut schema = t
             .version(version)
             .and_then(|v| v.raw_schema.clone())
-            .unwrap_or_else(|| json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
+            .unwrap_or_else(
+                || json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+            );
         if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
             props.insert("apiVersion".into(), json!({"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object."}));
             props.insert("kind".into(), json!({"type": "string", "description": "Kind is a string value representing the REST resource this object represents."}));
-            props.insert("metadata".into(), json!({"type": "object", "description": "Standard object's metadata."}));
+            props.insert(
+                "metadata".into(),
+                json!({"type": "object", "description": "Standard object's metadata."}),
+            );
         }
         schema["x-kubernetes-group-version-kind"] = gvk;
         schemas.insert(sname, schema);

@@ -186,7 +186,11 @@ impl ApiError {
 
     /// 404 NotFound for a path that serves nothing.
     pub fn no_route() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource")
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
     }
 
     /// 409 AlreadyExists.
@@ -262,7 +266,11 @@ impl ApiError {
         Self {
             code: 403,
             reason: "Forbidden",
-            message: format!("{} {:?} is forbidden: {why}", subject.qualified(), subject.name),
+            message: format!(
+                "{} {:?} is forbidden: {why}",
+                subject.qualified(),
+                subject.name
+            ),
             details: Some(subject.details()),
         }
     }

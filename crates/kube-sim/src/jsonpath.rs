@@ -9,7 +9,11 @@ enum Step {
     Field(String),
     Index(i64),
     All,
-    Filter { path: Vec<Step>, negate: bool, literal: Value },
+    Filter {
+        path: Vec<Step>,
+        negate: bool,
+        literal: Value,
+    },
 }
 
 /// A parsed path.
@@ -45,7 +49,8 @@ fn parse_steps(s: &str) -> Result<Vec<Step>, String> {
                 steps.push(Step::Field(chars[start..i].iter().collect()));
             }
             '[' => {
-                let close = find_close(&chars, i).ok_or_else(|| format!("unclosed '[' in {s:?}"))?;
+                let close =
+                    find_close(&chars, i).ok_or_else(|| format!("unclosed '[' in {s:?}"))?;
                 let inner: String = chars[i + 1..close].iter().collect();
                 let inner = inner.trim();
                 if inner == "*" {
@@ -99,7 +104,9 @@ fn parse_filter(f: &str) -> Result<Step, String> {
     } else if let Some((l, r)) = f.split_once("==") {
         (l, r, false)
     } else {
-        return Err(format!("unsupported filter {f:?}: only == and != are supported"));
+        return Err(format!(
+            "unsupported filter {f:?}: only == and != are supported"
+        ));
     };
     let lhs = lhs.trim();
     let rest = lhs
@@ -164,9 +171,15 @@ fn eval<'a>(steps: &[Step], v: &'a Value, out: &mut Vec<&'a Value>) {
                     eval(path, item, &mut found);
                     let hit = found.iter().any(|x| {
                         *x == literal
-                            || (x.is_number() && literal.is_number() && x.as_f64() == literal.as_f64())
+                            || (x.is_number()
+                                && literal.is_number()
+                                && x.as_f64() == literal.as_f64())
                     });
-                    let keep = if *negate { !found.is_empty() && !hit } else { hit };
+                    let keep = if *negate {
+                        !found.is_empty() && !hit
+                    } else {
+                        hit
+                    };
                     if keep {
                         eval(rest, item, out);
                     }
@@ -216,13 +229,26 @@ mod tests {
             "spec": {"a": {"b": 1}, "l": [{"n": "x"}, {"n": "y"}], "m": {"k.d": 2}},
             "status": {"conditions": [{"type": "Ready", "status": "True"}, {"type": "Other", "status": "False"}]}
         });
-        let f = |p: &str| JsonPath::parse(p).unwrap().find(&v).into_iter().cloned().collect::<Vec<_>>();
+        let f = |p: &str| {
+            JsonPath::parse(p)
+                .unwrap()
+                .find(&v)
+                .into_iter()
+                .cloned()
+                .collect::<Vec<_>>()
+        };
         assert_eq!(f(".spec.a.b"), vec![json!(1)]);
         assert_eq!(f("{.spec.l[1].n}"), vec![json!("y")]);
         assert_eq!(f(".spec.l[*].n"), vec![json!("x"), json!("y")]);
         assert_eq!(f(".spec.m['k.d']"), vec![json!(2)]);
-        assert_eq!(f(".status.conditions[?(@.type==\"Ready\")].status"), vec![json!("True")]);
-        assert_eq!(f(".status.conditions[?(@.type!=\"Ready\")].type"), vec![json!("Other")]);
+        assert_eq!(
+            f(".status.conditions[?(@.type==\"Ready\")].status"),
+            vec![json!("True")]
+        );
+        assert_eq!(
+            f(".status.conditions[?(@.type!=\"Ready\")].type"),
+            vec![json!("Other")]
+        );
         assert!(f(".spec.missing").is_empty());
         assert!(JsonPath::parse(".a[?(@.x>1)]").is_err());
     }

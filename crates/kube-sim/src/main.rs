@@ -9,7 +9,11 @@ use clap::Parser;
 
 /// Command-line options.
 #[derive(Parser, Debug)]
-#[command(name = "kube-sim", version, about = "An in-memory Kubernetes API server on loopback HTTP (test and playground infrastructure)")]
+#[command(
+    name = "kube-sim",
+    version,
+    about = "An in-memory Kubernetes API server on loopback HTTP (test and playground infrastructure)"
+)]
 struct Args {
     /// Where to write the kubeconfig pointing at the server.
     #[arg(long, env = "KUBE_SIM_KUBECONFIG")]

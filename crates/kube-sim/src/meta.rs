@@ -130,7 +130,11 @@ pub fn validate_metadata(
                 "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character"
             }
         };
-        errs.push(FieldError::invalid("metadata.name", &show(&Value::from(name)), what));
+        errs.push(FieldError::invalid(
+            "metadata.name",
+            &show(&Value::from(name)),
+            what,
+        ));
     }
     for key in ["labels", "annotations"] {
         match meta.get(key) {
@@ -150,7 +154,7 @@ pub fn validate_metadata(
                             total += k.len() + s.len();
                             if key == "labels" && !is_label_value(s) {
                                 errs.push(FieldError::invalid(
-                                    format!("metadata.labels"),
+                                    "metadata.labels",
                                     &show(v),
                                     "a valid label value must be an empty string or consist of at most 63 alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character",
                                 ));

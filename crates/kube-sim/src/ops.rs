@@ -146,7 +146,10 @@ fn to_storage(rt: &ResourceType, obj: Value) -> Value {
     let storage_version = rt.versions.first().map(|v| v.name.as_str()).unwrap_or("v1");
     let mut v = obj;
     if let Some(o) = v.as_object_mut() {
-        o.insert("apiVersion".into(), Value::String(rt.api_version(storage_version)));
+        o.insert(
+            "apiVersion".into(),
+            Value::String(rt.api_version(storage_version)),
+        );
         o.insert("kind".into(), Value::String(rt.kind.clone()));
     }
     v
@@ -160,7 +163,8 @@ pub fn parse_body(body: &[u8], yaml: bool) -> ApiResult<Value> {
     let parsed: Result<Value, String> = match serde_json::from_slice(body) {
         Ok(v) => Ok(v),
         Err(e) if yaml => {
-            let text = std::str::from_utf8(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let text =
+                std::str::from_utf8(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
             serde_saphyr::from_str::<Value>(text).map_err(|ye| format!("{e}; as YAML: {ye}"))
         }
         Err(e) => Err(e.to_string()),
@@ -180,7 +184,12 @@ fn invalid(t: &Target, name: &str, errs: &[FieldError]) -> ApiError {
 }
 
 /// Decodes a request-form object: type errors, unknown fields, defaults.
-fn decode(t: &Target, obj: &mut Value, fv: FieldValidation, warnings: &mut Vec<String>) -> ApiResult<()> {
+fn decode(
+    t: &Target,
+    obj: &mut Value,
+    fv: FieldValidation,
+    warnings: &mut Vec<String>,
+) -> ApiResult<()> {
     let mut unknown = match t.rt.flavor {
         Flavor::Builtin(b) => {
             let d = builtin::decode(b, obj).map_err(|e| decode_error(t, &e))?;
@@ -213,8 +222,14 @@ fn decode(t: &Target, obj: &mut Value, fv: FieldValidation, warnings: &mut Vec<S
     }
     match fv {
         FieldValidation::Strict => {
-            let list: Vec<String> = unknown.iter().map(|u| format!("unknown field {u:?}")).collect();
-            Err(decode_error(t, &format!("strict decoding error: {}", list.join(", "))))
+            let list: Vec<String> = unknown
+                .iter()
+                .map(|u| format!("unknown field {u:?}"))
+                .collect();
+            Err(decode_error(
+                t,
+                &format!("strict decoding error: {}", list.join(", ")),
+            ))
         }
         FieldValidation::Warn => {
             warnings.extend(unknown.iter().map(|u| format!("unknown field {u:?}")));
@@ -381,10 +396,13 @@ fn write(
                 errs.extend(crd_errs);
                 if let Some(old) = &old {
                     for f in ["scope", "group"] {
-                        if old.pointer(&format!("/spec/{f}")) != new.pointer(&format!("/spec/{f}")) {
+                        if old.pointer(&format!("/spec/{f}")) != new.pointer(&format!("/spec/{f}"))
+                        {
                             errs.push(FieldError::invalid(
                                 format!("spec.{f}"),
-                                &crate::error::show(new.pointer(&format!("/spec/{f}")).unwrap_or(&Value::Null)),
+                                &crate::error::show(
+                                    new.pointer(&format!("/spec/{f}")).unwrap_or(&Value::Null),
+                                ),
                                 "field is immutable",
                             ));
                         }
@@ -407,7 +425,9 @@ fn write(
                 meta_mut(&mut new).remove("managedFields");
             }
         },
-        (Op::Patch(PatchType::Apply), Some(cfg), None) => ssa::record_apply_create(&mut new, cfg, &opts.manager, t),
+        (Op::Patch(PatchType::Apply), Some(cfg), None) => {
+            ssa::record_apply_create(&mut new, cfg, &opts.manager, t)
+        }
         _ => ssa::record_update(&mut new, old.as_deref(), &opts.manager, t),
     }
 
@@ -439,7 +459,10 @@ fn write(
     }
 
     // Removing the last finalizer of an object being deleted deletes it.
-    if old.is_some() && meta_str(&new, "deletionTimestamp").is_some() && finalizers_of(meta::meta(&new)).is_empty() {
+    if old.is_some()
+        && meta_str(&new, "deletionTimestamp").is_some()
+        && finalizers_of(meta::meta(&new)).is_empty()
+    {
         let gone = store.remove(&rt.storage, new);
         after_removal(store, &rt.storage, &gone);
         return Ok(Outcome {
@@ -464,11 +487,20 @@ fn write(
 }
 
 /// Server-owned metadata and strategy on create.
-fn prepare_create(store: &Store, t: &Target, new: &mut Value, has_status_sub: bool) -> ApiResult<()> {
+fn prepare_create(
+    store: &Store,
+    t: &Target,
+    new: &mut Value,
+    has_status_sub: bool,
+) -> ApiResult<()> {
     let rt = &t.rt;
     {
         let m = meta_mut(new);
-        let name = m.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+        let name = m
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         if name.is_empty()
             && let Some(gn) = m.get("generateName").and_then(Value::as_str)
             && !gn.is_empty()
@@ -512,7 +544,10 @@ fn prepare_create(store: &Store, t: &Target, new: &mut Value, has_status_sub: bo
         return Err(invalid(
             t,
             "",
-            &[FieldError::required("metadata.name", "name or generateName is required")],
+            &[FieldError::required(
+                "metadata.name",
+                "name or generateName is required",
+            )],
         ));
     }
     if rt.namespaced {
@@ -532,7 +567,9 @@ fn prepare_create(store: &Store, t: &Target, new: &mut Value, has_status_sub: bo
             Some(n) if meta_str(&n, "deletionTimestamp").is_some() => {
                 return Err(ApiError::forbidden(
                     &subject,
-                    &format!("unable to create new content in namespace {ns} because it is being terminated"),
+                    &format!(
+                        "unable to create new content in namespace {ns} because it is being terminated"
+                    ),
                 ));
             }
             Some(_) => {}
@@ -561,7 +598,13 @@ fn prepare_create(store: &Store, t: &Target, new: &mut Value, has_status_sub: bo
 
 /// Strategy on update: server-owned metadata is kept, the status subresource is
 /// split, generation follows the spec.
-fn prepare_update(t: &Target, new: &mut Value, old: &Value, has_status_sub: bool, op: Op) -> ApiResult<()> {
+fn prepare_update(
+    t: &Target,
+    new: &mut Value,
+    old: &Value,
+    has_status_sub: bool,
+    op: Op,
+) -> ApiResult<()> {
     let rt = &t.rt;
     // Optimistic concurrency: a resourceVersion in the body must be the stored one.
     let old_rv = meta_str(old, "resourceVersion").unwrap_or("").to_string();
@@ -645,10 +688,17 @@ fn prepare_update(t: &Target, new: &mut Value, old: &Value, has_status_sub: bool
         }
     }
     if rt.flavor == Flavor::Builtin(Builtin::Namespace) {
-        new["status"] = old.get("status").cloned().unwrap_or(json!({"phase": "Active"}));
+        new["status"] = old
+            .get("status")
+            .cloned()
+            .unwrap_or(json!({"phase": "Active"}));
     }
     if rt.has_generation && spec_part(new, has_status_sub) != spec_part(old, has_status_sub) {
-        let g = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
+        let g = old_meta
+            .get("generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            + 1;
         meta_mut(new).insert("generation".into(), Value::from(g));
         if rt.flavor == Flavor::Builtin(Builtin::Crd) {
             set_crd_status(new);
@@ -682,9 +732,7 @@ fn set_crd_status(crd: &mut Value) {
                 .collect()
         })
         .unwrap_or_default();
-    let cond = |t: &str, reason: &str, msg: &str| {
-        json!({"type": t, "status": "True", "lastTransitionTime": now, "reason": reason, "message": msg})
-    };
+    let cond = |t: &str, reason: &str, msg: &str| json!({"type": t, "status": "True", "lastTransitionTime": now, "reason": reason, "message": msg});
     crd["status"] = json!({
         "conditions": [
             cond("NamesAccepted", "NoConflicts", "no conflicts found"),
@@ -724,7 +772,13 @@ pub fn update(store: &mut Store, t: &Target, body: Value, opts: &WriteOpts) -> A
 }
 
 /// PATCH in one of the four formats (apply creates missing objects).
-pub fn patch(store: &mut Store, t: &Target, ptype: PatchType, body: &[u8], opts: &WriteOpts) -> ApiResult<Outcome> {
+pub fn patch(
+    store: &mut Store,
+    t: &Target,
+    ptype: PatchType,
+    body: &[u8],
+    opts: &WriteOpts,
+) -> ApiResult<Outcome> {
     if t.rt.is_custom() && ptype == PatchType::Strategic {
         // Custom resources have no strategic-merge metadata; the real server refuses.
         return Err(ApiError::unsupported_media(&[
@@ -738,7 +792,10 @@ pub fn patch(store: &mut Store, t: &Target, ptype: PatchType, body: &[u8], opts:
             "meta.k8s.io",
             "PatchOptions",
             "",
-            &[FieldError::required("fieldManager", "is required for apply patch")],
+            &[FieldError::required(
+                "fieldManager",
+                "is required for apply patch",
+            )],
         ));
     }
     let old = store.get(&t.rt.storage, t.ns_key(), t.name.as_deref().unwrap_or(""));
@@ -746,7 +803,9 @@ pub fn patch(store: &mut Store, t: &Target, ptype: PatchType, body: &[u8], opts:
         PatchType::Apply => {
             let cfg = parse_body(body, true)?;
             if !cfg.is_object() {
-                return Err(ApiError::bad_request("the apply configuration must be an object"));
+                return Err(ApiError::bad_request(
+                    "the apply configuration must be an object",
+                ));
             }
             for k in ["apiVersion", "kind"] {
                 if cfg.get(k).and_then(Value::as_str).is_none_or(str::is_empty) {
@@ -762,12 +821,28 @@ pub fn patch(store: &mut Store, t: &Target, ptype: PatchType, body: &[u8], opts:
                     }
                     let mut obj = cfg.clone();
                     ssa::strip_nulls(&mut obj);
-                    write(store, t, obj, None, opts, Op::Patch(PatchType::Apply), Some(&cfg))
+                    write(
+                        store,
+                        t,
+                        obj,
+                        None,
+                        opts,
+                        Op::Patch(PatchType::Apply),
+                        Some(&cfg),
+                    )
                 }
                 Some(old) => {
                     let current = to_version(&t.rt, &t.version, &old);
                     let merged = ssa::apply(&current, &cfg, &opts.manager, opts.force, t)?;
-                    write(store, t, merged, Some(old), opts, Op::Patch(PatchType::Apply), Some(&cfg))
+                    write(
+                        store,
+                        t,
+                        merged,
+                        Some(old),
+                        opts,
+                        Op::Patch(PatchType::Apply),
+                        Some(&cfg),
+                    )
                 }
             }
         }
@@ -820,7 +895,10 @@ impl DeleteOpts {
         if !body.iter().all(u8::is_ascii_whitespace) {
             let v: Value = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?;
-            o.uid = v.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string);
+            o.uid = v
+                .pointer("/preconditions/uid")
+                .and_then(Value::as_str)
+                .map(str::to_string);
             o.resource_version = v
                 .pointer("/preconditions/resourceVersion")
                 .and_then(Value::as_str)
@@ -828,7 +906,10 @@ impl DeleteOpts {
             if let Some(p) = v.get("propagationPolicy").and_then(Value::as_str) {
                 o.propagation = Some(p.to_string());
             }
-            if v.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|x| x == "All")) {
+            if v.get("dryRun")
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.iter().any(|x| x == "All"))
+            {
                 o.dry_run = true;
             }
         }
@@ -907,10 +988,19 @@ pub fn delete(store: &mut Store, t: &Target, opts: &DeleteOpts) -> ApiResult<Out
 /// MODIFIED) and stays; without, it is removed (DELETED). Returns the object if it
 /// still exists or the removed object for custom resources; `None` once a built-in is
 /// gone.
-pub fn delete_object(store: &mut Store, storage: &StorageId, obj: &Arc<Value>, propagation: Option<&str>) -> Option<Arc<Value>> {
+pub fn delete_object(
+    store: &mut Store,
+    storage: &StorageId,
+    obj: &Arc<Value>,
+    propagation: Option<&str>,
+) -> Option<Arc<Value>> {
     let is_namespace = storage.group.is_empty() && storage.plural == "namespaces";
-    let is_crd = storage.group == "apiextensions.k8s.io" && storage.plural == "customresourcedefinitions";
-    let is_custom = store.registry.owner_of(storage).is_some_and(|t| t.is_custom());
+    let is_crd =
+        storage.group == "apiextensions.k8s.io" && storage.plural == "customresourcedefinitions";
+    let is_custom = store
+        .registry
+        .owner_of(storage)
+        .is_some_and(|t| t.is_custom());
     if propagation == Some("Orphan") {
         orphan_dependents(store, obj);
     }
@@ -936,7 +1026,11 @@ pub fn delete_object(store: &mut Store, storage: &StorageId, obj: &Arc<Value>, p
         if is_namespace {
             marked["status"] = json!({"phase": "Terminating"});
         }
-        if is_crd && let Some(conds) = marked.pointer_mut("/status/conditions").and_then(Value::as_array_mut) {
+        if is_crd
+            && let Some(conds) = marked
+                .pointer_mut("/status/conditions")
+                .and_then(Value::as_array_mut)
+        {
             conds.push(json!({"type": "Terminating", "status": "True", "reason": "InstanceDeletionInProgress",
                 "message": "CustomResource deletion is in progress", "lastTransitionTime": now_rfc3339()}));
         }
@@ -956,8 +1050,16 @@ pub fn delete_object(store: &mut Store, storage: &StorageId, obj: &Arc<Value>, p
         }
     }
     if is_crd {
-        let group = current.pointer("/spec/group").and_then(Value::as_str).unwrap_or("").to_string();
-        let plural = current.pointer("/spec/names/plural").and_then(Value::as_str).unwrap_or("").to_string();
+        let group = current
+            .pointer("/spec/group")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let plural = current
+            .pointer("/spec/names/plural")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let s = StorageId { group, plural };
         for o in store.list(&s, None) {
             delete_object(store, &s, &o, None);
@@ -984,7 +1086,10 @@ fn finish_containers(store: &mut Store) {
                 continue;
             }
             let name = meta_str(&ns, "name").unwrap_or("").to_string();
-            let empty = !store.all().iter().any(|(_, o)| meta_str(o, "namespace") == Some(name.as_str()));
+            let empty = !store
+                .all()
+                .iter()
+                .any(|(_, o)| meta_str(o, "namespace") == Some(name.as_str()));
             let user_finalizers = finalizers_of(meta::meta(&ns));
             if empty && user_finalizers.is_empty() {
                 let gone = store.remove(&ns_storage, (*ns).clone());
@@ -997,12 +1102,22 @@ fn finish_containers(store: &mut Store) {
             plural: "customresourcedefinitions".into(),
         };
         for crd in store.list(&crd_storage, None) {
-            if meta_str(&crd, "deletionTimestamp").is_none() || !finalizers_of(meta::meta(&crd)).is_empty() {
+            if meta_str(&crd, "deletionTimestamp").is_none()
+                || !finalizers_of(meta::meta(&crd)).is_empty()
+            {
                 continue;
             }
             let s = StorageId {
-                group: crd.pointer("/spec/group").and_then(Value::as_str).unwrap_or("").into(),
-                plural: crd.pointer("/spec/names/plural").and_then(Value::as_str).unwrap_or("").into(),
+                group: crd
+                    .pointer("/spec/group")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .into(),
+                plural: crd
+                    .pointer("/spec/names/plural")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .into(),
             };
             if store.list(&s, None).is_empty() {
                 let gone = store.remove(&crd_storage, (*crd).clone());
@@ -1066,7 +1181,10 @@ fn orphan_dependents(store: &mut Store, owner: &Value) {
             continue;
         }
         let mut v = (*o).clone();
-        if let Some(refs) = meta_mut(&mut v).get_mut("ownerReferences").and_then(Value::as_array_mut) {
+        if let Some(refs) = meta_mut(&mut v)
+            .get_mut("ownerReferences")
+            .and_then(Value::as_array_mut)
+        {
             refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(uid.as_str()));
             if refs.is_empty() {
                 meta_mut(&mut v).remove("ownerReferences");
@@ -1117,13 +1235,26 @@ fn decode_continue(token: &str) -> ApiResult<(u64, (String, String))> {
         .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     let rv = v.get("rv").and_then(Value::as_u64).ok_or_else(bad)?;
-    let ns = v.get("ns").and_then(Value::as_str).ok_or_else(bad)?.to_string();
-    let name = v.get("name").and_then(Value::as_str).ok_or_else(bad)?.to_string();
+    let ns = v
+        .get("ns")
+        .and_then(Value::as_str)
+        .ok_or_else(bad)?
+        .to_string();
+    let name = v
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(bad)?
+        .to_string();
     Ok((rv, (ns, name)))
 }
 
 /// Reads a field a field selector may use; `None` when the resource does not support it.
-pub fn selectable_field(rt: &ResourceType, version: &str, obj: &Value, field: &str) -> Option<String> {
+pub fn selectable_field(
+    rt: &ResourceType,
+    version: &str,
+    obj: &Value,
+    field: &str,
+) -> Option<String> {
     let text = |v: Option<&Value>| -> String {
         match v {
             Some(Value::String(s)) => s.clone(),
@@ -1143,7 +1274,10 @@ pub fn selectable_field(rt: &ResourceType, version: &str, obj: &Value, field: &s
                 .replace("regarding.", "involvedObject.")
                 .replace("reportingController", "reportingComponent");
             let ok = core_field.starts_with("involvedObject.")
-                || matches!(core_field.as_str(), "reason" | "type" | "source" | "reportingComponent");
+                || matches!(
+                    core_field.as_str(),
+                    "reason" | "type" | "source" | "reportingComponent"
+                );
             if !ok {
                 return None;
             }
@@ -1154,7 +1288,9 @@ pub fn selectable_field(rt: &ResourceType, version: &str, obj: &Value, field: &s
             Some(text(obj.pointer(&ptr)))
         }
         Flavor::Builtin(Builtin::Secret) if field == "type" => Some(text(obj.get("type"))),
-        Flavor::Builtin(Builtin::Namespace) if field == "status.phase" => Some(text(obj.pointer("/status/phase"))),
+        Flavor::Builtin(Builtin::Namespace) if field == "status.phase" => {
+            Some(text(obj.pointer("/status/phase")))
+        }
         Flavor::Custom => {
             let v = rt.version(version)?;
             if v.selectable.iter().any(|f| f == field) {
@@ -1178,7 +1314,8 @@ pub fn matches(t: &Target, labels: &LabelSelector, fields: &FieldSelector, obj: 
         return false;
     }
     fields.is_empty()
-        || fields.matches(&|f: &str| selectable_field(&t.rt, &t.version, obj, f).unwrap_or_default())
+        || fields
+            .matches(&|f: &str| selectable_field(&t.rt, &t.version, obj, f).unwrap_or_default())
 }
 
 /// Rejects field selectors the type does not support.
@@ -1203,7 +1340,10 @@ pub fn list(store: &Store, t: &Target, p: &ListParams) -> ApiResult<ListResult> 
     }
     let (at, after) = match &p.continue_token {
         Some(tok) => {
-            if p.resource_version.as_deref().is_some_and(|rv| !rv.is_empty()) {
+            if p.resource_version
+                .as_deref()
+                .is_some_and(|rv| !rv.is_empty())
+            {
                 return Err(ApiError::bad_request(
                     "specifying resource version is not allowed when using continue",
                 ));
@@ -1231,7 +1371,11 @@ pub fn list(store: &Store, t: &Target, p: &ListParams) -> ApiResult<ListResult> 
             }
         }
     };
-    let ns = if t.rt.namespaced { t.ns.as_deref() } else { None };
+    let ns = if t.rt.namespaced {
+        t.ns.as_deref()
+    } else {
+        None
+    };
     let all = store.list_at(&t.rt.storage, ns, at).ok_or_else(|| {
         ApiError::expired(format!(
             "too old resource version: {at} ({}); start a new list without a continue token or resourceVersion",
@@ -1264,12 +1408,21 @@ pub fn list(store: &Store, t: &Target, p: &ListParams) -> ApiResult<ListResult> 
 
 /// deletecollection: deletes every matching object, answering with the list of what
 /// was deleted (or is being deleted).
-pub fn delete_collection(store: &mut Store, t: &Target, p: &ListParams, opts: &DeleteOpts) -> ApiResult<ListResult> {
-    let found = list(store, t, &ListParams {
-        limit: 0,
-        continue_token: None,
-        ..p.clone()
-    })?;
+pub fn delete_collection(
+    store: &mut Store,
+    t: &Target,
+    p: &ListParams,
+    opts: &DeleteOpts,
+) -> ApiResult<ListResult> {
+    let found = list(
+        store,
+        t,
+        &ListParams {
+            limit: 0,
+            continue_token: None,
+            ..p.clone()
+        },
+    )?;
     let mut out = Vec::new();
     for o in found.items {
         if opts.dry_run {

@@ -70,7 +70,11 @@ fn add(doc: &mut Value, path: &[String], value: Value, op: &str, raw: &str) -> A
         *doc = value;
         return Ok(());
     };
-    let missing = || unprocessable(format!("{op} operation does not apply: doc is missing path: {raw:?}"));
+    let missing = || {
+        unprocessable(format!(
+            "{op} operation does not apply: doc is missing path: {raw:?}"
+        ))
+    };
     let parent = lookup_mut(doc, parent_path).ok_or_else(missing)?;
     match parent {
         Value::Object(m) => {
@@ -96,7 +100,11 @@ fn add(doc: &mut Value, path: &[String], value: Value, op: &str, raw: &str) -> A
 }
 
 fn remove(doc: &mut Value, path: &[String], op: &str, raw: &str) -> ApiResult<Value> {
-    let missing = || unprocessable(format!("{op} operation does not apply: doc is missing path: {raw:?}"));
+    let missing = || {
+        unprocessable(format!(
+            "{op} operation does not apply: doc is missing path: {raw:?}"
+        ))
+    };
     let Some((last, parent_path)) = path.split_last() else {
         return Err(missing());
     };
@@ -104,7 +112,9 @@ fn remove(doc: &mut Value, path: &[String], op: &str, raw: &str) -> ApiResult<Va
     match parent {
         Value::Object(m) => m.remove(last).ok_or_else(missing),
         Value::Array(a) => {
-            let i = parse_index(last).filter(|i| *i < a.len()).ok_or_else(missing)?;
+            let i = parse_index(last)
+                .filter(|i| *i < a.len())
+                .ok_or_else(missing)?;
             Ok(a.remove(i))
         }
         _ => Err(missing()),
@@ -125,13 +135,14 @@ pub fn json_patch(doc: &mut Value, body: &[u8]) -> ApiResult<()> {
     };
     for op in ops {
         let Value::Object(op) = op else {
-            return Err(ApiError::bad_request("invalid JSON patch: operation is not an object"));
+            return Err(ApiError::bad_request(
+                "invalid JSON patch: operation is not an object",
+            ));
         };
         let name = op.get("op").and_then(Value::as_str).unwrap_or("");
-        let raw_path = op
-            .get("path")
-            .and_then(Value::as_str)
-            .ok_or_else(|| ApiError::bad_request(format!("invalid JSON patch: {name} operation has no path")))?;
+        let raw_path = op.get("path").and_then(Value::as_str).ok_or_else(|| {
+            ApiError::bad_request(format!("invalid JSON patch: {name} operation has no path"))
+        })?;
         let path = parse_pointer(raw_path)?;
         let value = || {
             op.get("value").cloned().ok_or_else(|| {
@@ -139,10 +150,9 @@ pub fn json_patch(doc: &mut Value, body: &[u8]) -> ApiResult<()> {
             })
         };
         let from = || -> ApiResult<(Vec<String>, String)> {
-            let f = op
-                .get("from")
-                .and_then(Value::as_str)
-                .ok_or_else(|| ApiError::bad_request(format!("invalid JSON patch: {name} operation has no from")))?;
+            let f = op.get("from").and_then(Value::as_str).ok_or_else(|| {
+                ApiError::bad_request(format!("invalid JSON patch: {name} operation has no from"))
+            })?;
             Ok((parse_pointer(f)?, f.to_string()))
         };
         match name {
@@ -305,14 +315,24 @@ mod tests {
         .unwrap();
         assert_eq!(out, json!({"a": [2, 3, 4], "b": {}, "d": {"c": 5}, "e": 5}));
         assert_eq!(
-            apply(json!({}), json!([{"op": "remove", "path": "/x"}])).unwrap_err().code,
+            apply(json!({}), json!([{"op": "remove", "path": "/x"}]))
+                .unwrap_err()
+                .code,
             422
         );
         assert_eq!(
-            apply(json!({}), json!([{"op": "replace", "path": "/x", "value": 1}])).unwrap_err().code,
+            apply(
+                json!({}),
+                json!([{"op": "replace", "path": "/x", "value": 1}])
+            )
+            .unwrap_err()
+            .code,
             422
         );
-        assert_eq!(apply(json!({}), json!({"op": "add"})).unwrap_err().code, 400);
+        assert_eq!(
+            apply(json!({}), json!({"op": "add"})).unwrap_err().code,
+            400
+        );
         let mut d = json!({});
         assert_eq!(json_patch(&mut d, b"not json").unwrap_err().code, 400);
     }
@@ -323,7 +343,10 @@ mod tests {
         merge_patch(&mut d, &json!({"a": {"b": null, "d": 3}, "l": [3]}));
         assert_eq!(d, json!({"a": {"c": 2, "d": 3}, "l": [3]}));
         let mut d = json!({"a": 1});
-        strategic_merge_patch(&mut d, &json!({"$setElementOrder/x": [], "b": {"$retainKeys": [], "c": 1}}));
+        strategic_merge_patch(
+            &mut d,
+            &json!({"$setElementOrder/x": [], "b": {"$retainKeys": [], "c": 1}}),
+        );
         assert_eq!(d, json!({"a": 1, "b": {"c": 1}}));
     }
 }

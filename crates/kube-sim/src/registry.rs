@@ -156,6 +156,9 @@ fn col(name: &str, ctype: &str, json_path: &str) -> Column {
     }
 }
 
+// One argument per property of the table of built-ins below; a builder would only
+// rename them.
+#[allow(clippy::too_many_arguments)]
 fn builtin(
     group: &str,
     version: &str,
@@ -316,7 +319,10 @@ impl Registry {
         let mut by_gvr = HashMap::new();
         for t in &types {
             for v in &t.versions {
-                by_gvr.insert((t.group.clone(), v.name.clone(), t.plural.clone()), t.clone());
+                by_gvr.insert(
+                    (t.group.clone(), v.name.clone(), t.plural.clone()),
+                    t.clone(),
+                );
             }
         }
         Registry { types, by_gvr }
@@ -345,7 +351,11 @@ impl Registry {
 
 fn strings(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -467,20 +477,35 @@ pub fn type_from_crd(crd: &Value, errs: &mut Vec<FieldError>) -> Option<Resource
                 errs.push(FieldError::not_supported(
                     child(&cpath, "type"),
                     &format!("{ctype:?}"),
-                    &["\"boolean\"", "\"date\"", "\"integer\"", "\"number\"", "\"string\""].map(String::from),
+                    &[
+                        "\"boolean\"",
+                        "\"date\"",
+                        "\"integer\"",
+                        "\"number\"",
+                        "\"string\"",
+                    ]
+                    .map(String::from),
                 ));
             }
             let jp = c.get("jsonPath").and_then(Value::as_str).unwrap_or("");
             if jp.is_empty() {
                 errs.push(FieldError::required(child(&cpath, "jsonPath"), ""));
             } else if let Err(e) = crate::jsonpath::JsonPath::parse(jp) {
-                errs.push(FieldError::invalid(child(&cpath, "jsonPath"), &format!("{jp:?}"), &e));
+                errs.push(FieldError::invalid(
+                    child(&cpath, "jsonPath"),
+                    &format!("{jp:?}"),
+                    &e,
+                ));
             }
             columns.push(Column {
                 name: c.get("name").and_then(Value::as_str).unwrap_or("").into(),
                 ctype: ctype.into(),
                 format: c.get("format").and_then(Value::as_str).unwrap_or("").into(),
-                description: c.get("description").and_then(Value::as_str).unwrap_or("").into(),
+                description: c
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .into(),
                 priority: c.get("priority").and_then(Value::as_i64).unwrap_or(0),
                 json_path: jp.into(),
             });

@@ -171,7 +171,11 @@ impl Schema {
     pub fn parse(v: &Value, path: &str, errs: &mut Vec<FieldError>) -> Schema {
         let mut s = Schema::default();
         let Some(o) = v.as_object() else {
-            errs.push(FieldError::invalid(path, &show(v), "must be a schema object"));
+            errs.push(FieldError::invalid(
+                path,
+                &show(v),
+                "must be a schema object",
+            ));
             return s;
         };
         let get_u = |k: &str| o.get(k).and_then(Value::as_u64);
@@ -182,13 +186,23 @@ impl Schema {
                 None => errs.push(FieldError::not_supported(
                     child(path, "type"),
                     &show(t),
-                    &["\"array\"", "\"boolean\"", "\"integer\"", "\"number\"", "\"object\"", "\"string\""]
-                        .map(String::from),
+                    &[
+                        "\"array\"",
+                        "\"boolean\"",
+                        "\"integer\"",
+                        "\"number\"",
+                        "\"object\"",
+                        "\"string\"",
+                    ]
+                    .map(String::from),
                 )),
             }
         }
         s.format = o.get("format").and_then(Value::as_str).map(str::to_string);
-        s.description = o.get("description").and_then(Value::as_str).map(str::to_string);
+        s.description = o
+            .get("description")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         if let Some(props) = o.get("properties").and_then(Value::as_object) {
             for (k, pv) in props {
                 let p = Schema::parse(pv, &index(&child(path, "properties"), k), errs);
@@ -216,12 +230,19 @@ impl Schema {
             s.items = Some(Box::new(Schema::parse(items, &child(path, "items"), errs)));
         }
         if s.stype == Some(SType::Array) && s.items.is_none() {
-            errs.push(FieldError::required(child(path, "items"), "must be specified"));
+            errs.push(FieldError::required(
+                child(path, "items"),
+                "must be specified",
+            ));
         }
         s.required = o
             .get("required")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default();
         s.enum_values = o.get("enum").and_then(Value::as_array).cloned();
         s.minimum = o
@@ -262,7 +283,11 @@ impl Schema {
         s.list_map_keys = o
             .get("x-kubernetes-list-map-keys")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default();
         if s.list_type.as_deref() == Some("map") && s.list_map_keys.is_empty() {
             errs.push(FieldError::required(
@@ -274,7 +299,11 @@ impl Schema {
             .get("x-kubernetes-map-type")
             .and_then(Value::as_str)
             .map(str::to_string);
-        for (key, out) in [("allOf", &mut s.all_of), ("anyOf", &mut s.any_of), ("oneOf", &mut s.one_of)] {
+        for (key, out) in [
+            ("allOf", &mut s.all_of),
+            ("anyOf", &mut s.any_of),
+            ("oneOf", &mut s.one_of),
+        ] {
             if let Some(a) = o.get(key).and_then(Value::as_array) {
                 for (i, sub) in a.iter().enumerate() {
                     out.push(Schema::parse(sub, &index(&child(path, key), i), errs));
@@ -341,7 +370,9 @@ impl Schema {
             Value::Object(m) => {
                 let keys: Vec<String> = m.keys().cloned().collect();
                 for k in keys {
-                    if (root || self.embedded) && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
+                    if (root || self.embedded)
+                        && matches!(k.as_str(), "apiVersion" | "kind" | "metadata")
+                    {
                         continue;
                     }
                     let sub = match self.properties.get(&k) {
@@ -427,7 +458,13 @@ impl Schema {
 
     /// Validates `v` against this node (schema keywords and CEL rules), appending errors.
     /// `old` is the correlated stored value on updates (for ratcheting and `oldSelf`).
-    pub fn validate_value(&self, v: &Value, old: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) {
+    pub fn validate_value(
+        &self,
+        v: &Value,
+        old: Option<&Value>,
+        path: &str,
+        errs: &mut Vec<FieldError>,
+    ) {
         if old == Some(v) {
             // Ratcheting: an unchanged, correlated subtree is not re-validated.
             return;
@@ -437,7 +474,11 @@ impl Schema {
                 errs.push(FieldError::invalid(
                     path,
                     "\"null\"",
-                    &format!("{} in body must be of type {}: \"null\"", display_path(path), self.type_name()),
+                    &format!(
+                        "{} in body must be of type {}: \"null\"",
+                        display_path(path),
+                        self.type_name()
+                    ),
                 ));
             }
             return;
@@ -446,7 +487,11 @@ impl Schema {
             return;
         }
         self.check_keywords(v, path, errs);
-        for (key, subs) in [("allOf", &self.all_of), ("anyOf", &self.any_of), ("oneOf", &self.one_of)] {
+        for (key, subs) in [
+            ("allOf", &self.all_of),
+            ("anyOf", &self.any_of),
+            ("oneOf", &self.one_of),
+        ] {
             if subs.is_empty() {
                 continue;
             }
@@ -464,12 +509,18 @@ impl Schema {
                 "anyOf" if passing == 0 => errs.push(FieldError::invalid(
                     path,
                     &show(v),
-                    &format!("{} in body must validate at least one schema (anyOf)", display_path(path)),
+                    &format!(
+                        "{} in body must validate at least one schema (anyOf)",
+                        display_path(path)
+                    ),
                 )),
                 "oneOf" if passing != 1 => errs.push(FieldError::invalid(
                     path,
                     &show(v),
-                    &format!("{} in body must validate one and only one schema (oneOf)", display_path(path)),
+                    &format!(
+                        "{} in body must validate one and only one schema (oneOf)",
+                        display_path(path)
+                    ),
                 )),
                 _ => {}
             }
@@ -481,7 +532,10 @@ impl Schema {
                 errs.push(FieldError::invalid(
                     path,
                     &show(v),
-                    &format!("{} in body must not validate the schema (not)", display_path(path)),
+                    &format!(
+                        "{} in body must not validate the schema (not)",
+                        display_path(path)
+                    ),
                 ));
             }
         }
@@ -552,7 +606,10 @@ impl Schema {
             errs.push(FieldError::invalid(
                 path,
                 &format!("{actual:?}"),
-                &format!("{} in body must be of type integer or string: {actual:?}", display_path(path)),
+                &format!(
+                    "{} in body must be of type integer or string: {actual:?}",
+                    display_path(path)
+                ),
             ));
             return false;
         }
@@ -593,7 +650,11 @@ impl Schema {
                 if let Some((max, excl)) = self.maximum
                     && (f > max || (excl && f == max))
                 {
-                    let rel = if excl { "less than" } else { "less than or equal to" };
+                    let rel = if excl {
+                        "less than"
+                    } else {
+                        "less than or equal to"
+                    };
                     errs.push(FieldError::invalid(
                         path,
                         &show(v),
@@ -603,7 +664,11 @@ impl Schema {
                 if let Some((min, excl)) = self.minimum
                     && (f < min || (excl && f == min))
                 {
-                    let rel = if excl { "greater than" } else { "greater than or equal to" };
+                    let rel = if excl {
+                        "greater than"
+                    } else {
+                        "greater than or equal to"
+                    };
                     errs.push(FieldError::invalid(
                         path,
                         &show(v),
@@ -743,7 +808,7 @@ impl Schema {
                 }
                 if self.embedded {
                     for k in ["apiVersion", "kind"] {
-                        if !m.get(k).and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
+                        if m.get(k).and_then(Value::as_str).is_none_or(str::is_empty) {
                             errs.push(FieldError::required(child(path, k), "must not be empty"));
                         }
                     }

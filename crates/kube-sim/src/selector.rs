@@ -296,7 +296,11 @@ mod tests {
             ("n<4", false),
             ("", true),
         ] {
-            assert_eq!(LabelSelector::parse(sel).unwrap().matches(&l), want, "{sel}");
+            assert_eq!(
+                LabelSelector::parse(sel).unwrap().matches(&l),
+                want,
+                "{sel}"
+            );
         }
         assert!(LabelSelector::parse("app in (web").is_err());
         assert!(LabelSelector::parse("bad key=x").is_err());
@@ -304,7 +308,8 @@ mod tests {
 
     #[test]
     fn field_selectors() {
-        let s = FieldSelector::parse("metadata.name=a\\,b,metadata.namespace!=kube-system").unwrap();
+        let s =
+            FieldSelector::parse("metadata.name=a\\,b,metadata.namespace!=kube-system").unwrap();
         let get = |f: &str| match f {
             "metadata.name" => "a,b".to_string(),
             "metadata.namespace" => "default".to_string(),

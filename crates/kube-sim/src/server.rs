@@ -20,7 +20,9 @@ use serde_json::{Value, json};
 use crate::Shared;
 use crate::discovery;
 use crate::error::{ApiError, ApiResult};
-use crate::ops::{self, DeleteOpts, FieldValidation, ListParams, PatchType, Target, WriteOpts, to_version};
+use crate::ops::{
+    self, DeleteOpts, FieldValidation, ListParams, PatchType, Target, WriteOpts, to_version,
+};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::table::{self, IncludeObject};
 use crate::watch::{self, OutFmt, WatchParams};
@@ -47,7 +49,10 @@ impl Req {
     }
 
     fn header(&self, k: header::HeaderName) -> &str {
-        self.headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
 }
 
@@ -57,7 +62,12 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
         Err(_) => {
-            return ApiError::new(413, "RequestEntityTooLarge", "the request body is too large").into_response();
+            return ApiError::new(
+                413,
+                "RequestEntityTooLarge",
+                "the request body is too large",
+            )
+            .into_response();
         }
     };
     let segments: Vec<String> = parts
@@ -65,12 +75,17 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         .path()
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
         .collect();
-    let query: HashMap<String, String> = form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
-        .filter(|(k, _)| !k.is_empty())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let query: HashMap<String, String> =
+        form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+            .filter(|(k, _)| !k.is_empty())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
     let r = Req {
         method: parts.method,
         segments,
@@ -93,8 +108,10 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
 fn json_response(code: u16, body: &Value, warnings: &[String]) -> Response {
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
     let mut resp = (status, body.to_string()).into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     for w in warnings {
         let text = format!("299 - {}", serde_json::to_string(w).unwrap_or_default());
         if let Ok(v) = HeaderValue::from_str(&text) {
@@ -117,7 +134,13 @@ fn dispatch(shared: &Arc<Shared>, r: Req) -> ApiResult<Response> {
         [] => {
             get_only(&r)?;
             let reg = shared.lock().registry.clone();
-            let mut paths = vec!["/api".to_string(), "/api/v1".into(), "/apis".into(), "/openapi/v3".into(), "/version".into()];
+            let mut paths = vec![
+                "/api".to_string(),
+                "/api/v1".into(),
+                "/apis".into(),
+                "/openapi/v3".into(),
+                "/version".into(),
+            ];
             for t in reg.types() {
                 if !t.group.is_empty() {
                     paths.push(format!("/apis/{}", t.group));
@@ -134,13 +157,19 @@ fn dispatch(shared: &Arc<Shared>, r: Req) -> ApiResult<Response> {
         ["healthz" | "livez" | "readyz", ..] => {
             get_only(&r)?;
             let mut resp = (StatusCode::OK, "ok").into_response();
-            resp.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
             Ok(resp)
         }
         ["api"] => {
             get_only(&r)?;
-            Ok(json_response(200, &discovery::api_versions(&shared.server_address), &[]))
+            Ok(json_response(
+                200,
+                &discovery::api_versions(&shared.server_address),
+                &[],
+            ))
         }
         ["api", v] => {
             get_only(&r)?;
@@ -173,15 +202,23 @@ fn dispatch(shared: &Arc<Shared>, r: Req) -> ApiResult<Response> {
         ["openapi", "v3", rest @ ..] => {
             get_only(&r)?;
             let reg = shared.lock().registry.clone();
-            let doc = discovery::openapi_v3_lookup(&reg, &rest.join("/")).ok_or_else(ApiError::no_route)?;
+            let doc = discovery::openapi_v3_lookup(&reg, &rest.join("/"))
+                .ok_or_else(ApiError::no_route)?;
             Ok(json_response(200, &doc, &[]))
         }
         ["api", v, rest @ ..] => {
-            let (v, rest) = (v.to_string(), rest.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+            let (v, rest) = (
+                v.to_string(),
+                rest.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            );
             resource(shared, &r, "", &v, &rest)
         }
         ["apis", g, v, rest @ ..] => {
-            let (g, v, rest) = (g.to_string(), v.to_string(), rest.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+            let (g, v, rest) = (
+                g.to_string(),
+                v.to_string(),
+                rest.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            );
             resource(shared, &r, &g, &v, &rest)
         }
         _ => Err(ApiError::no_route()),
@@ -192,14 +229,16 @@ fn dispatch(shared: &Arc<Shared>, r: Req) -> ApiResult<Response> {
 fn target(shared: &Shared, group: &str, version: &str, rest: &[String]) -> ApiResult<Target> {
     let reg = shared.lock().registry.clone();
     let (ns, rest) = match rest {
-        [first, ns, plural, tail @ ..] if first == "namespaces" => match reg.lookup(group, version, plural) {
-            Some(t) if t.namespaced => (Some(ns.clone()), {
-                let mut v = vec![plural.clone()];
-                v.extend(tail.iter().cloned());
-                v
-            }),
-            _ => (None, rest.to_vec()),
-        },
+        [first, ns, plural, tail @ ..] if first == "namespaces" => {
+            match reg.lookup(group, version, plural) {
+                Some(t) if t.namespaced => (Some(ns.clone()), {
+                    let mut v = vec![plural.clone()];
+                    v.extend(tail.iter().cloned());
+                    v
+                }),
+                _ => (None, rest.to_vec()),
+            }
+        }
         _ => (None, rest.to_vec()),
     };
     let (plural, name, sub) = match rest.as_slice() {
@@ -208,7 +247,9 @@ fn target(shared: &Shared, group: &str, version: &str, rest: &[String]) -> ApiRe
         [p, n, s] => (p.clone(), Some(n.clone()), Some(s.clone())),
         _ => return Err(ApiError::no_route()),
     };
-    let rt = reg.lookup(group, version, &plural).ok_or_else(ApiError::no_route)?;
+    let rt = reg
+        .lookup(group, version, &plural)
+        .ok_or_else(ApiError::no_route)?;
     if rt.namespaced && name.is_some() && ns.is_none() {
         return Err(ApiError::no_route());
     }
@@ -275,9 +316,15 @@ fn list_params(r: &Req) -> ApiResult<ListParams> {
         labels: LabelSelector::parse(r.q("labelSelector").unwrap_or(""))?,
         fields: FieldSelector::parse(r.q("fieldSelector").unwrap_or(""))?,
         limit,
-        continue_token: r.q("continue").filter(|c| !c.is_empty()).map(str::to_string),
+        continue_token: r
+            .q("continue")
+            .filter(|c| !c.is_empty())
+            .map(str::to_string),
         resource_version: r.q("resourceVersion").map(str::to_string),
-        rv_match: r.q("resourceVersionMatch").filter(|m| !m.is_empty()).map(str::to_string),
+        rv_match: r
+            .q("resourceVersionMatch")
+            .filter(|m| !m.is_empty())
+            .map(str::to_string),
     })
 }
 
@@ -296,7 +343,9 @@ fn write_opts(r: &Req, is_apply: bool) -> ApiResult<WriteOpts> {
     if let Some(m) = explicit
         && m.len() > 128
     {
-        return Err(ApiError::bad_request("fieldManager: Too long: may not be more than 128 bytes"));
+        return Err(ApiError::bad_request(
+            "fieldManager: Too long: may not be more than 128 bytes",
+        ));
     }
     let force = match r.q("force") {
         None | Some("") | Some("false") => false,
@@ -308,7 +357,10 @@ fn write_opts(r: &Req, is_apply: bool) -> ApiResult<WriteOpts> {
             "meta.k8s.io",
             "PatchOptions",
             "",
-            &[crate::error::FieldError::forbidden("force", "may not be specified for non-apply patch")],
+            &[crate::error::FieldError::forbidden(
+                "force",
+                "may not be specified for non-apply patch",
+            )],
         ));
     }
     Ok(WriteOpts {
@@ -324,17 +376,30 @@ fn write_opts(r: &Req, is_apply: bool) -> ApiResult<WriteOpts> {
 
 fn body_is_yaml(r: &Req) -> ApiResult<bool> {
     let ct = r.header(header::CONTENT_TYPE);
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match mime.as_str() {
         "" | "application/json" => Ok(false),
         "application/yaml" => Ok(true),
-        _ => Err(ApiError::unsupported_media(&["application/json", "application/yaml"])),
+        _ => Err(ApiError::unsupported_media(&[
+            "application/json",
+            "application/yaml",
+        ])),
     }
 }
 
 fn patch_type(r: &Req) -> ApiResult<PatchType> {
     let ct = r.header(header::CONTENT_TYPE);
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match mime.as_str() {
         "application/json-patch+json" => Ok(PatchType::Json),
         "application/merge-patch+json" => Ok(PatchType::Merge),
@@ -399,7 +464,13 @@ fn outcome_response(t: &Target, o: ops::Outcome, fmt: OutFmt) -> Response {
     json_response(o.code, &body, &o.warnings)
 }
 
-fn resource(shared: &Arc<Shared>, r: &Req, group: &str, version: &str, rest: &[String]) -> ApiResult<Response> {
+fn resource(
+    shared: &Arc<Shared>,
+    r: &Req,
+    group: &str,
+    version: &str,
+    rest: &[String],
+) -> ApiResult<Response> {
     let t = target(shared, group, version, rest)?;
     let fmt = out_format(r)?;
     let watching = r.q_bool("watch");
@@ -407,10 +478,11 @@ fn resource(shared: &Arc<Shared>, r: &Req, group: &str, version: &str, rest: &[S
         (&Method::GET, false) if watching => {
             let lp = list_params(r)?;
             let timeout = match r.q("timeoutSeconds") {
-                Some(s) if !s.is_empty() => Duration::from_secs(
-                    s.parse::<u64>()
-                        .map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds: {s:?}")))?,
-                ),
+                Some(s) if !s.is_empty() => {
+                    Duration::from_secs(s.parse::<u64>().map_err(|_| {
+                        ApiError::bad_request(format!("invalid timeoutSeconds: {s:?}"))
+                    })?)
+                }
                 _ => shared.default_watch_timeout,
             };
             let p = WatchParams {
@@ -418,7 +490,11 @@ fn resource(shared: &Arc<Shared>, r: &Req, group: &str, version: &str, rest: &[S
                 fields: lp.fields,
                 resource_version: lp.resource_version,
                 rv_match: lp.rv_match,
-                timeout: if timeout.is_zero() { shared.default_watch_timeout } else { timeout },
+                timeout: if timeout.is_zero() {
+                    shared.default_watch_timeout
+                } else {
+                    timeout
+                },
                 bookmarks: r.q_bool("allowWatchBookmarks"),
                 send_initial: r.q_bool("sendInitialEvents"),
             };

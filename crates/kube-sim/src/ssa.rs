@@ -387,7 +387,9 @@ fn render_fields(set: &FieldSet) -> Value {
     for path in set {
         let mut cur = &mut root;
         for pe in path {
-            let e = cur.entry(pe.clone()).or_insert_with(|| Value::Object(Map::new()));
+            let e = cur
+                .entry(pe.clone())
+                .or_insert_with(|| Value::Object(Map::new()));
             if !e.is_object() {
                 *e = Value::Object(Map::new());
             }
@@ -405,13 +407,32 @@ fn read_entries(obj: &Value) -> Vec<Entry> {
             a.iter()
                 .filter_map(|e| {
                     let mut fields = FieldSet::new();
-                    parse_fields(e.get("fieldsV1").unwrap_or(&Value::Null), &mut Vec::new(), &mut fields);
+                    parse_fields(
+                        e.get("fieldsV1").unwrap_or(&Value::Null),
+                        &mut Vec::new(),
+                        &mut fields,
+                    );
                     Some(Entry {
                         manager: e.get("manager")?.as_str()?.to_string(),
-                        operation: e.get("operation").and_then(Value::as_str).unwrap_or("Update").to_string(),
-                        api_version: e.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_string(),
-                        time: e.get("time").and_then(Value::as_str).unwrap_or("").to_string(),
-                        subresource: e.get("subresource").and_then(Value::as_str).map(str::to_string),
+                        operation: e
+                            .get("operation")
+                            .and_then(Value::as_str)
+                            .unwrap_or("Update")
+                            .to_string(),
+                        api_version: e
+                            .get("apiVersion")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string(),
+                        time: e
+                            .get("time")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string(),
+                        subresource: e
+                            .get("subresource")
+                            .and_then(Value::as_str)
+                            .map(str::to_string),
                         fields,
                     })
                 })
@@ -449,11 +470,17 @@ fn write_entries(obj: &mut Value, entries: &[Entry]) {
 
 /// Sets `manager`'s entry for (operation, subresource) to `fields`, stamping the time
 /// only when the set changed (so an identical write stays a no-op).
-fn set_entry(entries: &mut Vec<Entry>, manager: &str, operation: &str, api_version: &str, sub: Option<&str>, fields: FieldSet) {
-    match entries
-        .iter_mut()
-        .find(|e| e.manager == manager && e.operation == operation && e.subresource.as_deref() == sub)
-    {
+fn set_entry(
+    entries: &mut Vec<Entry>,
+    manager: &str,
+    operation: &str,
+    api_version: &str,
+    sub: Option<&str>,
+    fields: FieldSet,
+) {
+    match entries.iter_mut().find(|e| {
+        e.manager == manager && e.operation == operation && e.subresource.as_deref() == sub
+    }) {
         Some(e) => {
             if e.fields != fields || e.api_version != api_version {
                 e.fields = fields;
@@ -501,7 +528,13 @@ fn render_path(p: &[String]) -> String {
 /// Server-side apply of `cfg` (request form) onto `current` (request form, with its
 /// managedFields): conflict detection, merge, removal of fields the manager no longer
 /// applies, and the new managedFields. Returns the merged object.
-pub fn apply(current: &Value, cfg: &Value, manager: &str, force: bool, t: &Target) -> ApiResult<Value> {
+pub fn apply(
+    current: &Value,
+    cfg: &Value,
+    manager: &str,
+    force: bool,
+    t: &Target,
+) -> ApiResult<Value> {
     let scope = scope_of(t);
     let schema = root_schema(t);
     let schema = schema.as_deref();
@@ -540,12 +573,16 @@ pub fn apply(current: &Value, cfg: &Value, manager: &str, force: bool, t: &Targe
 
     let previously: FieldSet = entries
         .iter()
-        .filter(|e| e.manager == manager && e.operation == "Apply" && e.subresource.as_deref() == sub)
+        .filter(|e| {
+            e.manager == manager && e.operation == "Apply" && e.subresource.as_deref() == sub
+        })
         .flat_map(|e| e.fields.iter().cloned())
         .collect();
     let others: FieldSet = entries
         .iter()
-        .filter(|e| !(e.manager == manager && e.operation == "Apply" && e.subresource.as_deref() == sub))
+        .filter(|e| {
+            !(e.manager == manager && e.operation == "Apply" && e.subresource.as_deref() == sub)
+        })
         .flat_map(|e| e.fields.iter().cloned())
         .collect();
 
@@ -555,7 +592,12 @@ pub fn apply(current: &Value, cfg: &Value, manager: &str, force: bool, t: &Targe
         o.remove("apiVersion");
         o.remove("kind");
         if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
-            m.retain(|k, _| META_FIELDS_OWNED.contains(&k.as_str()) || k == "resourceVersion" || k == "name" || k == "namespace");
+            m.retain(|k, _| {
+                META_FIELDS_OWNED.contains(&k.as_str())
+                    || k == "resourceVersion"
+                    || k == "name"
+                    || k == "namespace"
+            });
         }
     }
     merge_root(&mut merged, &cfg_body, schema);
@@ -585,7 +627,9 @@ fn merge_root(live: &mut Value, cfg: &Value, schema: Option<&Schema>) {
     };
     for (k, cv) in cm {
         if k == "metadata" {
-            let lmeta = lm.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+            let lmeta = lm
+                .entry("metadata")
+                .or_insert_with(|| Value::Object(Map::new()));
             merge(lmeta, cv, Some(metadata_schema()));
             continue;
         }
@@ -639,7 +683,14 @@ pub fn record_apply_create(new: &mut Value, cfg: &Value, manager: &str, t: &Targ
     let set = object_fields(cfg, schema.as_deref(), scope);
     let mut entries = Vec::new();
     let sub = if t.status { Some("status") } else { None };
-    set_entry(&mut entries, manager, "Apply", &t.rt.api_version(&t.version), sub, set);
+    set_entry(
+        &mut entries,
+        manager,
+        "Apply",
+        &t.rt.api_version(&t.version),
+        sub,
+        set,
+    );
     write_entries(new, &entries);
 }
 
@@ -653,7 +704,9 @@ pub fn record_update(new: &mut Value, old: Option<&Value>, manager: &str, t: &Ta
     let sub = if t.status { Some("status") } else { None };
     let mut entries = old.map(read_entries).unwrap_or_default();
     let new_set = object_fields(new, schema, scope);
-    let old_set = old.map(|o| object_fields(o, schema, scope)).unwrap_or_default();
+    let old_set = old
+        .map(|o| object_fields(o, schema, scope))
+        .unwrap_or_default();
     let changed: FieldSet = new_set
         .iter()
         .filter(|p| old.is_none_or(|o| value_at(o, p) != value_at(new, p)))
@@ -674,15 +727,25 @@ pub fn record_update(new: &mut Value, old: Option<&Value>, manager: &str, t: &Ta
         return;
     }
     for e in entries.iter_mut() {
-        e.fields.retain(|p| !changed.contains(p) && !removed.contains(p));
+        e.fields
+            .retain(|p| !changed.contains(p) && !removed.contains(p));
     }
     let mut mine: FieldSet = entries
         .iter()
-        .find(|e| e.manager == manager && e.operation == "Update" && e.subresource.as_deref() == sub)
+        .find(|e| {
+            e.manager == manager && e.operation == "Update" && e.subresource.as_deref() == sub
+        })
         .map(|e| e.fields.clone())
         .unwrap_or_default();
     mine.extend(changed);
-    set_entry(&mut entries, manager, "Update", &t.rt.api_version(&t.version), sub, mine);
+    set_entry(
+        &mut entries,
+        manager,
+        "Update",
+        &t.rt.api_version(&t.version),
+        sub,
+        mine,
+    );
     write_entries(new, &entries);
 }
 
@@ -694,7 +757,12 @@ mod tests {
     fn fields_roundtrip_through_fieldsv1() {
         let mut set = FieldSet::new();
         set.insert(vec!["f:spec".into(), "f:a".into()]);
-        set.insert(vec!["f:status".into(), "f:conditions".into(), "k:{\"type\":\"Ready\"}".into(), ".".into()]);
+        set.insert(vec![
+            "f:status".into(),
+            "f:conditions".into(),
+            "k:{\"type\":\"Ready\"}".into(),
+            ".".into(),
+        ]);
         let rendered = render_fields(&set);
         let mut back = FieldSet::new();
         parse_fields(&rendered, &mut Vec::new(), &mut back);
@@ -703,10 +771,19 @@ mod tests {
 
     #[test]
     fn value_lookup_and_removal() {
-        let mut v = json!({"status": {"conditions": [{"type": "Ready", "status": "True"}], "x": {"y": 1}}});
-        let p: FPath = vec!["f:status".into(), "f:conditions".into(), "k:{\"type\":\"Ready\"}".into(), "f:status".into()];
+        let mut v =
+            json!({"status": {"conditions": [{"type": "Ready", "status": "True"}], "x": {"y": 1}}});
+        let p: FPath = vec![
+            "f:status".into(),
+            "f:conditions".into(),
+            "k:{\"type\":\"Ready\"}".into(),
+            "f:status".into(),
+        ];
         assert_eq!(value_at(&v, &p), Some(&json!("True")));
-        assert!(remove_at(&mut v, &["f:status".into(), "f:x".into(), "f:y".into()]));
+        assert!(remove_at(
+            &mut v,
+            &["f:status".into(), "f:x".into(), "f:y".into()]
+        ));
         assert_eq!(v["status"].get("x"), None);
     }
 }

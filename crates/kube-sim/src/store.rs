@@ -117,14 +117,20 @@ impl Store {
 
     /// The objects of a storage as they were at resourceVersion `at`, rebuilt by undoing
     /// the later changes; `None` if the history no longer reaches back that far.
-    pub fn list_at(&self, storage: &StorageId, ns: Option<&str>, at: u64) -> Option<Vec<Arc<Value>>> {
+    pub fn list_at(
+        &self,
+        storage: &StorageId,
+        ns: Option<&str>,
+        at: u64,
+    ) -> Option<Vec<Arc<Value>>> {
         if at >= self.rv {
             return Some(self.list(storage, ns));
         }
         if at < self.compacted {
             return None;
         }
-        let mut state: BTreeMap<ObjKey, Arc<Value>> = self.objects.get(storage).cloned().unwrap_or_default();
+        let mut state: BTreeMap<ObjKey, Arc<Value>> =
+            self.objects.get(storage).cloned().unwrap_or_default();
         for ch in self.history.iter().rev().take_while(|c| c.rv > at) {
             if &ch.storage != storage {
                 continue;
@@ -237,8 +243,14 @@ impl Store {
 pub fn key_of(obj: &Value) -> ObjKey {
     let m = crate::meta::meta(obj);
     (
-        m.get("namespace").and_then(Value::as_str).unwrap_or("").to_string(),
-        m.get("name").and_then(Value::as_str).unwrap_or("").to_string(),
+        m.get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        m.get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
     )
 }
 
@@ -257,9 +269,15 @@ mod tests {
     #[test]
     fn history_and_snapshots() {
         let mut s = Store::new(100);
-        let a = s.put(&sid(), json!({"metadata": {"name": "a", "namespace": "n"}, "v": 1}));
+        let a = s.put(
+            &sid(),
+            json!({"metadata": {"name": "a", "namespace": "n"}, "v": 1}),
+        );
         let at = s.rv;
-        s.put(&sid(), json!({"metadata": {"name": "a", "namespace": "n"}, "v": 2}));
+        s.put(
+            &sid(),
+            json!({"metadata": {"name": "a", "namespace": "n"}, "v": 2}),
+        );
         s.put(&sid(), json!({"metadata": {"name": "b", "namespace": "n"}}));
         assert_eq!(s.list(&sid(), Some("n")).len(), 2);
         let old = s.list_at(&sid(), Some("n"), at).unwrap();

@@ -39,22 +39,38 @@ pub fn human_duration(secs: i64) -> String {
         format!("{s}s")
     } else if m < 10 {
         let rs = s % 60;
-        if rs == 0 { format!("{m}m") } else { format!("{m}m{rs}s") }
+        if rs == 0 {
+            format!("{m}m")
+        } else {
+            format!("{m}m{rs}s")
+        }
     } else if h < 3 {
         format!("{m}m")
     } else if h < 8 {
         let rm = m % 60;
-        if rm == 0 { format!("{h}h") } else { format!("{h}h{rm}m") }
+        if rm == 0 {
+            format!("{h}h")
+        } else {
+            format!("{h}h{rm}m")
+        }
     } else if h < 48 {
         format!("{h}h")
     } else if h < 24 * 8 {
         let rh = h % 24;
-        if rh == 0 { format!("{d}d") } else { format!("{d}d{rh}h") }
+        if rh == 0 {
+            format!("{d}d")
+        } else {
+            format!("{d}d{rh}h")
+        }
     } else if y < 2 {
         format!("{d}d")
     } else if y < 8 {
         let rd = d % 365;
-        if rd == 0 { format!("{y}y") } else { format!("{y}y{rd}d") }
+        if rd == 0 {
+            format!("{y}y")
+        } else {
+            format!("{y}y{rd}d")
+        }
     } else {
         format!("{y}y")
     }
@@ -74,24 +90,53 @@ fn cell(col: &Column, obj: &Value) -> Value {
     let jp = col.json_path.as_str();
     let found: Vec<Value> = match jp {
         "#count(.data,.binaryData)" | "#count(.data)" => {
-            let count = |k: &str| obj.get(k).and_then(Value::as_object).map(|m| m.len()).unwrap_or(0);
-            let n = count("data") + if jp.contains("binaryData") { count("binaryData") } else { 0 };
+            let count = |k: &str| {
+                obj.get(k)
+                    .and_then(Value::as_object)
+                    .map(|m| m.len())
+                    .unwrap_or(0)
+            };
+            let n = count("data")
+                + if jp.contains("binaryData") {
+                    count("binaryData")
+                } else {
+                    0
+                };
             return Value::from(n);
         }
         "#lastSeen" => {
-            let ts = ["/series/lastObservedTime", "/lastTimestamp", "/deprecatedLastTimestamp", "/eventTime", "/metadata/creationTimestamp"]
-                .iter()
-                .find_map(|p| obj.pointer(p).and_then(Value::as_str).filter(|s| !s.is_empty()));
+            let ts = [
+                "/series/lastObservedTime",
+                "/lastTimestamp",
+                "/deprecatedLastTimestamp",
+                "/eventTime",
+                "/metadata/creationTimestamp",
+            ]
+            .iter()
+            .find_map(|p| {
+                obj.pointer(p)
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+            });
             return ts.map(age_of).unwrap_or(Value::Null);
         }
         "#involved" => {
             let r = obj.get("involvedObject").or_else(|| obj.get("regarding"));
-            let kind = r.and_then(|r| r.get("kind")).and_then(Value::as_str).unwrap_or("");
-            let name = r.and_then(|r| r.get("name")).and_then(Value::as_str).unwrap_or("");
+            let kind = r
+                .and_then(|r| r.get("kind"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let name = r
+                .and_then(|r| r.get("name"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
             return Value::String(format!("{}/{}", kind.to_lowercase(), name));
         }
         "#createdAt" => {
-            return obj.pointer("/metadata/creationTimestamp").cloned().unwrap_or(Value::Null);
+            return obj
+                .pointer("/metadata/creationTimestamp")
+                .cloned()
+                .unwrap_or(Value::Null);
         }
         _ => match JsonPath::parse(jp) {
             Ok(p) => p.find(obj).into_iter().cloned().collect(),
@@ -122,8 +167,20 @@ fn cell(col: &Column, obj: &Value) -> Value {
             Value::Number(n) => Value::from(n.as_f64().unwrap_or(0.0) as i64),
             _ => Value::Null,
         },
-        "number" => if v.is_number() { v } else { Value::Null },
-        "boolean" => if v.is_boolean() { v } else { Value::Null },
+        "number" => {
+            if v.is_number() {
+                v
+            } else {
+                Value::Null
+            }
+        }
+        "boolean" => {
+            if v.is_boolean() {
+                v
+            } else {
+                Value::Null
+            }
+        }
         _ => match v {
             Value::String(_) => v,
             Value::Null => Value::Null,
@@ -133,7 +190,10 @@ fn cell(col: &Column, obj: &Value) -> Value {
 }
 
 fn column_defs(rt: &ResourceType, version: &str) -> (Vec<Value>, Vec<Column>) {
-    let cols = rt.version(version).map(|v| v.columns.clone()).unwrap_or_default();
+    let cols = rt
+        .version(version)
+        .map(|v| v.columns.clone())
+        .unwrap_or_default();
     let mut defs = vec![json!({
         "name": "Name", "type": "string", "format": "name", "priority": 0,
         "description": "The object's name, unique within its namespace."
@@ -151,7 +211,13 @@ fn column_defs(rt: &ResourceType, version: &str) -> (Vec<Value>, Vec<Column>) {
 }
 
 /// One row for an object (storage form).
-fn row(rt: &ResourceType, version: &str, cols: &[Column], obj: &Value, include: IncludeObject) -> Value {
+fn row(
+    rt: &ResourceType,
+    version: &str,
+    cols: &[Column],
+    obj: &Value,
+    include: IncludeObject,
+) -> Value {
     let v = to_version(rt, version, obj);
     let mut cells = vec![v.pointer("/metadata/name").cloned().unwrap_or(Value::Null)];
     cells.extend(cols.iter().map(|c| cell(c, &v)));
@@ -184,7 +250,10 @@ pub fn table(
     with_columns: bool,
 ) -> Value {
     let (defs, cols) = column_defs(rt, version);
-    let rows: Vec<Value> = objs.iter().map(|o| row(rt, version, &cols, o, include)).collect();
+    let rows: Vec<Value> = objs
+        .iter()
+        .map(|o| row(rt, version, &cols, o, include))
+        .collect();
     json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",

@@ -80,7 +80,14 @@ impl Renderer {
             OutFmt::Table(inc) => {
                 let with = !self.sent_columns;
                 self.sent_columns = true;
-                table::table(&self.t.rt, &self.t.version, &[Arc::new(obj.clone())], json!({}), inc, with)
+                table::table(
+                    &self.t.rt,
+                    &self.t.version,
+                    &[Arc::new(obj.clone())],
+                    json!({}),
+                    inc,
+                    with,
+                )
             }
         }
     }
@@ -126,7 +133,12 @@ fn gone_status(rv: u64, compacted: u64) -> Value {
 }
 
 /// Starts a watch and returns the streaming response.
-pub(crate) fn start(shared: Arc<Shared>, t: Target, p: WatchParams, fmt: OutFmt) -> ApiResult<Response> {
+pub(crate) fn start(
+    shared: Arc<Shared>,
+    t: Target,
+    p: WatchParams,
+    fmt: OutFmt,
+) -> ApiResult<Response> {
     ops::check_field_selector(&t, &p.fields)?;
     if p.send_initial {
         let mut errs = Vec::new();
@@ -173,7 +185,11 @@ pub(crate) fn start(shared: Arc<Shared>, t: Target, p: WatchParams, fmt: OutFmt)
                 n
             }
             _ => {
-                let ns = if t.rt.namespaced { t.ns.as_deref() } else { None };
+                let ns = if t.rt.namespaced {
+                    t.ns.as_deref()
+                } else {
+                    None
+                };
                 for o in store.list(&t.rt.storage, ns) {
                     if ops::matches(&t, &p.labels, &p.fields, &o) {
                         initial.push(line("ADDED", renderer.render(&o)));
@@ -192,10 +208,14 @@ pub(crate) fn start(shared: Arc<Shared>, t: Target, p: WatchParams, fmt: OutFmt)
     let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
     let mut resp = Response::new(Body::from_stream(stream));
     *resp.status_mut() = StatusCode::OK;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
     Ok(resp)
 }
 
@@ -232,7 +252,12 @@ async fn run(
                 .lookup(&r.t.rt.group, &r.t.version, &r.t.rt.plural)
                 .is_none();
             match store.changes_after(cursor) {
-                None => (Vec::new(), Some(gone_status(cursor, store.compacted)), type_gone, store.rv),
+                None => (
+                    Vec::new(),
+                    Some(gone_status(cursor, store.compacted)),
+                    type_gone,
+                    store.rv,
+                ),
                 Some(chs) => {
                     let evs: Vec<(&'static str, Arc<Value>)> = chs
                         .iter()
@@ -257,7 +282,11 @@ async fn run(
         }
         if want_bookmark {
             want_bookmark = false;
-            if tx.send(Ok(line("BOOKMARK", r.bookmark(cursor, false)))).await.is_err() {
+            if tx
+                .send(Ok(line("BOOKMARK", r.bookmark(cursor, false))))
+                .await
+                .is_err()
+            {
                 return;
             }
         }

@@ -25,7 +25,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, JsonSchema)]
-#[kube(group = "test.vtmove.dev", version = "v1alpha1", kind = "TableMove", namespaced, status = "TableMoveStatus", shortname = "tm")]
+#[kube(
+    group = "test.vtmove.dev",
+    version = "v1alpha1",
+    kind = "TableMove",
+    namespaced,
+    status = "TableMoveStatus",
+    shortname = "tm"
+)]
 #[serde(rename_all = "camelCase")]
 pub struct TableMoveSpec {
     source_keyspace: String,
@@ -97,7 +104,9 @@ async fn renew_lease(client: &kube::Client) -> Result<(), kube::Error> {
             if let Some(spec) = lease.spec.as_mut() {
                 spec.renew_time = Some(now);
             }
-            leases.replace(MANAGER, &PostParams::default(), &lease).await?;
+            leases
+                .replace(MANAGER, &PostParams::default(), &lease)
+                .await?;
         }
     }
     Ok(())
@@ -120,7 +129,8 @@ async fn apply(tm: Arc<TableMove>, ctx: &Ctx) -> Result<Action, Error> {
     });
     let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
     let pp = PatchParams::apply(MANAGER).force();
-    cms.patch(&format!("{name}-cfg"), &pp, &Patch::Apply(&cm)).await?;
+    cms.patch(&format!("{name}-cfg"), &pp, &Patch::Apply(&cm))
+        .await?;
 
     let generation = tm.metadata.generation.unwrap_or(0);
     let phase = match tm.spec.lifecycle.as_deref() {
@@ -129,13 +139,17 @@ async fn apply(tm: Arc<TableMove>, ctx: &Ctx) -> Result<Action, Error> {
     };
     let prev = tm.status.clone().unwrap_or_default();
     let ready = prev.conditions.iter().find(|c| c.type_ == "Ready");
-    let changed = prev.observed_generation != Some(generation) || prev.phase.as_deref() != Some(phase);
+    let changed =
+        prev.observed_generation != Some(generation) || prev.phase.as_deref() != Some(phase);
     // Keep the transition time unless the condition flips, so an unchanged status is a
     // no-op apply.
     let ltt = match ready {
         Some(c) if c.status == "True" => c.last_transition_time.clone(),
         _ => k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-            k8s_openapi::jiff::Timestamp::from_second(k8s_openapi::jiff::Timestamp::now().as_second()).unwrap(),
+            k8s_openapi::jiff::Timestamp::from_second(
+                k8s_openapi::jiff::Timestamp::now().as_second(),
+            )
+            .unwrap(),
         ),
     };
     let status = json!({
@@ -183,9 +197,13 @@ async fn cleanup(tm: Arc<TableMove>, ctx: &Ctx) -> Result<Action, Error> {
     Ok(Action::await_change())
 }
 
-async fn reconcile(tm: Arc<TableMove>, ctx: Arc<Ctx>) -> Result<Action, kube::runtime::finalizer::Error<Error>> {
+async fn reconcile(
+    tm: Arc<TableMove>,
+    ctx: Arc<Ctx>,
+) -> Result<Action, kube::runtime::finalizer::Error<Error>> {
     ctx.reconciles.fetch_add(1, Ordering::SeqCst);
-    let api: Api<TableMove> = Api::namespaced(ctx.client.clone(), &tm.namespace().unwrap_or_default());
+    let api: Api<TableMove> =
+        Api::namespaced(ctx.client.clone(), &tm.namespace().unwrap_or_default());
     finalizer(&api, FINALIZER, tm, |ev| async {
         match ev {
             Finalizer::Apply(o) => apply(o, &ctx).await,
@@ -195,11 +213,18 @@ async fn reconcile(tm: Arc<TableMove>, ctx: Arc<Ctx>) -> Result<Action, kube::ru
     .await
 }
 
-fn error_policy(_: Arc<TableMove>, _: &kube::runtime::finalizer::Error<Error>, _: Arc<Ctx>) -> Action {
+fn error_policy(
+    _: Arc<TableMove>,
+    _: &kube::runtime::finalizer::Error<Error>,
+    _: Arc<Ctx>,
+) -> Action {
     Action::requeue(Duration::from_millis(100))
 }
 
-fn spawn_controller(client: &kube::Client, wc: watcher::Config) -> (Arc<Ctx>, tokio::task::JoinHandle<()>) {
+fn spawn_controller(
+    client: &kube::Client,
+    wc: watcher::Config,
+) -> (Arc<Ctx>, tokio::task::JoinHandle<()>) {
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         recorder: Recorder::new(
@@ -236,15 +261,23 @@ fn is_tm_watch(r: &str) -> bool {
 }
 
 async fn status_of(api: &Api<TableMove>, name: &str) -> Option<TableMoveStatus> {
-    api.get_opt(name).await.ok().flatten().and_then(|t| t.status)
+    api.get_opt(name)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|t| t.status)
 }
 
 async fn wait_generation(api: &Api<TableMove>, name: &str, generation: i64) -> TableMoveStatus {
-    common::eventually(10, &format!("status.observedGeneration == {generation}"), || async {
-        status_of(api, name)
-            .await
-            .filter(|s| s.observed_generation == Some(generation))
-    })
+    common::eventually(
+        10,
+        &format!("status.observedGeneration == {generation}"),
+        || async {
+            status_of(api, name)
+                .await
+                .filter(|s| s.observed_generation == Some(generation))
+        },
+    )
     .await
 }
 
@@ -269,13 +302,25 @@ async fn controller_end_to_end_with_disconnect_and_410() {
     assert_eq!(cm.owner_references()[0].uid, t1.uid().unwrap());
     assert_eq!(cm.data.unwrap()["replica"], "Source");
     let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
-    assert!(leases.get(MANAGER).await.unwrap().spec.unwrap().renew_time.is_some());
+    assert!(
+        leases
+            .get(MANAGER)
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .renew_time
+            .is_some()
+    );
     // The Recorder writes events.k8s.io/v1; the core API (what kubectl describe reads)
     // sees them through the involvedObject field selector.
     let events: Api<CoreEvent> = Api::namespaced(client.clone(), "default");
     let evs = common::eventually(5, "Reconciled event", || async {
         let l = events
-            .list(&ListParams::default().fields("involvedObject.name=t1,involvedObject.kind=TableMove"))
+            .list(
+                &ListParams::default()
+                    .fields("involvedObject.name=t1,involvedObject.kind=TableMove"),
+            )
             .await
             .ok()?;
         (!l.items.is_empty()).then_some(l.items)
@@ -290,14 +335,23 @@ async fn controller_end_to_end_with_disconnect_and_410() {
     let settled = ctx.reconciles.load(Ordering::SeqCst);
     let rv = sim.resource_version();
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(ctx.reconciles.load(Ordering::SeqCst), settled, "controller keeps reconciling a converged object");
-    assert!(sim.resource_version() <= rv + 2, "writes keep happening while converged");
+    assert_eq!(
+        ctx.reconciles.load(Ordering::SeqCst),
+        settled,
+        "controller keeps reconciling a converged object"
+    );
+    assert!(
+        sim.resource_version() <= rv + 2,
+        "writes keep happening while converged"
+    );
 
     // Watch disconnect: the watcher resumes from its last resourceVersion, no relist.
     let before = sim.requests();
     sim.drop_watches();
     let patch = json!({"spec": {"traffic": {"replica": "Target"}}});
-    api.patch("t1", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    api.patch("t1", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
     wait_generation(&api, "t1", 2).await;
     common::eventually(5, "child updated", || async {
         let cm = cms.get("t1-cfg").await.ok()?;
@@ -305,10 +359,19 @@ async fn controller_end_to_end_with_disconnect_and_410() {
     })
     .await;
     let after = sim.requests();
-    assert_eq!(count(&after, is_tm_list), count(&before, is_tm_list), "a plain disconnect must not relist");
-    assert!(count(&after, is_tm_watch) > count(&before, is_tm_watch), "the watch was re-established");
+    assert_eq!(
+        count(&after, is_tm_list),
+        count(&before, is_tm_list),
+        "a plain disconnect must not relist"
+    );
     assert!(
-        after[before.len()..].iter().any(|r| is_tm_watch(r) && !r.contains("resourceVersion=0")),
+        count(&after, is_tm_watch) > count(&before, is_tm_watch),
+        "the watch was re-established"
+    );
+    assert!(
+        after[before.len()..]
+            .iter()
+            .any(|r| is_tm_watch(r) && !r.contains("resourceVersion=0")),
         "the re-watch resumes from a resourceVersion"
     );
 
@@ -316,11 +379,16 @@ async fn controller_end_to_end_with_disconnect_and_410() {
     let before = sim.requests();
     sim.force_compact();
     let patch = json!({"spec": {"lifecycle": "Complete"}});
-    api.patch("t1", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    api.patch("t1", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
     let st = wait_generation(&api, "t1", 3).await;
     assert_eq!(st.phase.as_deref(), Some("Completed"));
     let after = sim.requests();
-    assert!(count(&after, is_tm_list) > count(&before, is_tm_list), "410 must lead to a relist");
+    assert!(
+        count(&after, is_tm_list) > count(&before, is_tm_list),
+        "410 must lead to a relist"
+    );
 
     // Deletion: cleanup runs, the finalizer goes, the object and its child are gone.
     api.delete("t1", &Default::default()).await.unwrap();
@@ -337,7 +405,11 @@ async fn controller_end_to_end_with_disconnect_and_410() {
         .list(&ListParams::default().fields("involvedObject.name=t1"))
         .await
         .unwrap();
-    assert!(evs.items.iter().any(|e| e.reason.as_deref() == Some("Cleanup")));
+    assert!(
+        evs.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("Cleanup"))
+    );
     task.abort();
 }
 
@@ -350,15 +422,27 @@ async fn controller_with_streaming_lists() {
     // One object exists before the controller starts, so it arrives as an initial event.
     let obj: TableMove = serde_json::from_value(common::tm("s1")).unwrap();
     api.create(&PostParams::default(), &obj).await.unwrap();
-    let (ctx, task) = spawn_controller(&client, watcher::Config::default().streaming_lists().any_semantic());
+    let (ctx, task) = spawn_controller(
+        &client,
+        watcher::Config::default().streaming_lists().any_semantic(),
+    );
     wait_generation(&api, "s1", 1).await;
     let reqs = sim.requests();
-    assert!(reqs.iter().any(|r| is_tm_watch(r) && r.contains("sendInitialEvents=true")));
-    assert_eq!(count(&reqs, is_tm_list), 0, "streaming lists make no list call");
+    assert!(
+        reqs.iter()
+            .any(|r| is_tm_watch(r) && r.contains("sendInitialEvents=true"))
+    );
+    assert_eq!(
+        count(&reqs, is_tm_list),
+        0,
+        "streaming lists make no list call"
+    );
 
     sim.drop_watches();
     let patch = json!({"spec": {"traffic": {"replica": "Target"}}});
-    api.patch("s1", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    api.patch("s1", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
     wait_generation(&api, "s1", 2).await;
 
     api.delete("s1", &Default::default()).await.unwrap();

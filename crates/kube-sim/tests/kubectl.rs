@@ -72,7 +72,11 @@ impl Kubectl {
 
     async fn ok(&self, args: &[&str]) -> String {
         let o = self.run(args).await;
-        assert!(o.ok, "kubectl {args:?} failed:\nstdout: {}\nstderr: {}", o.stdout, o.stderr);
+        assert!(
+            o.ok,
+            "kubectl {args:?} failed:\nstdout: {}\nstderr: {}",
+            o.stdout, o.stderr
+        );
         o.stdout
     }
 
@@ -113,18 +117,42 @@ async fn kubectl_workflow() {
     let work = tempfile::tempdir().unwrap();
     let crds = work.path().join("crds");
     std::fs::create_dir(&crds).unwrap();
-    write(&crds, "tablemoves.json", &serde_json::to_string_pretty(&common::crd()).unwrap());
+    write(
+        &crds,
+        "tablemoves.json",
+        &serde_json::to_string_pretty(&common::crd()).unwrap(),
+    );
     let crds = crds.display().to_string();
 
     let out = k.ok(&["apply", "-f", &crds]).await;
-    assert!(out.contains("customresourcedefinition.apiextensions.k8s.io/tablemoves.test.vtmove.dev created"), "{out}");
-    k.ok(&["wait", "--for", "condition=established", "--timeout=10s", "crd/tablemoves.test.vtmove.dev"]).await;
-    let out = k.ok(&["api-resources", "--api-group=test.vtmove.dev"]).await;
-    assert!(out.contains("tablemoves") && out.contains("tm") && out.contains("TableMove"), "{out}");
+    assert!(
+        out.contains(
+            "customresourcedefinition.apiextensions.k8s.io/tablemoves.test.vtmove.dev created"
+        ),
+        "{out}"
+    );
+    k.ok(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "--timeout=10s",
+        "crd/tablemoves.test.vtmove.dev",
+    ])
+    .await;
+    let out = k
+        .ok(&["api-resources", "--api-group=test.vtmove.dev"])
+        .await;
+    assert!(
+        out.contains("tablemoves") && out.contains("tm") && out.contains("TableMove"),
+        "{out}"
+    );
 
     let sample = write(work.path(), "t1.yaml", SAMPLE);
     let out = k.ok(&["apply", "-f", &sample]).await;
-    assert!(out.contains("tablemove.test.vtmove.dev/t1 created"), "{out}");
+    assert!(
+        out.contains("tablemove.test.vtmove.dev/t1 created"),
+        "{out}"
+    );
     // Re-applying unchanged is a no-op.
     let out = k.ok(&["apply", "-f", &sample]).await;
     assert!(out.contains("unchanged"), "{out}");
@@ -132,19 +160,42 @@ async fn kubectl_workflow() {
     // Printer columns through the short name.
     let out = k.ok(&["get", "tm"]).await;
     let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(header, vec!["NAME", "SOURCE", "TARGET", "PHASE", "READY", "AGE"], "{out}");
-    assert!(out.lines().nth(1).unwrap().starts_with("t1") && out.contains("commerce") && out.contains("customer"), "{out}");
+    assert_eq!(
+        header,
+        vec!["NAME", "SOURCE", "TARGET", "PHASE", "READY", "AGE"],
+        "{out}"
+    );
+    assert!(
+        out.lines().nth(1).unwrap().starts_with("t1")
+            && out.contains("commerce")
+            && out.contains("customer"),
+        "{out}"
+    );
     let out = k.ok(&["get", "tm", "-o", "wide"]).await;
     assert!(out.lines().next().unwrap().contains("LAG"), "{out}");
     let out = k.ok(&["get", "vtmove"]).await;
-    assert!(out.lines().nth(1).is_some_and(|l| l.starts_with("t1")) && out.contains("commerce"), "category lookup: {out}");
+    assert!(
+        out.lines().nth(1).is_some_and(|l| l.starts_with("t1")) && out.contains("commerce"),
+        "category lookup: {out}"
+    );
 
     // A status condition, then kubectl wait on it.
     let status = json!({"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True", "reason": "Converged",
         "message": "ok", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}})
     .to_string();
-    k.ok(&["patch", "tm", "t1", "--subresource=status", "--type=merge", "-p", &status]).await;
-    let out = k.ok(&["wait", "--for=condition=Ready", "tm/t1", "--timeout=10s"]).await;
+    k.ok(&[
+        "patch",
+        "tm",
+        "t1",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &status,
+    ])
+    .await;
+    let out = k
+        .ok(&["wait", "--for=condition=Ready", "tm/t1", "--timeout=10s"])
+        .await;
     assert!(out.contains("condition met"), "{out}");
     let out = k.ok(&["get", "tm", "t1"]).await;
     assert!(out.contains("Running") && out.contains("True"), "{out}");
@@ -152,8 +203,15 @@ async fn kubectl_workflow() {
     // describe shows the object and the events about it (written through events.k8s.io
     // like a kube-runtime Recorder does).
     let client = sim.client();
-    let uid = common::tm_api(&client, "default").get("t1").await.unwrap().metadata.uid.unwrap();
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "default");
+    let uid = common::tm_api(&client, "default")
+        .get("t1")
+        .await
+        .unwrap()
+        .metadata
+        .uid
+        .unwrap();
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), "default");
     let ev: k8s_openapi::api::events::v1::Event = serde_json::from_value(json!({
         "metadata": {"name": "t1.1"}, "eventTime": "2026-01-01T00:00:00.000000Z",
         "reportingController": "vtmove", "reportingInstance": "vtmove-0", "action": "SwitchTraffic",
@@ -163,30 +221,78 @@ async fn kubectl_workflow() {
     .unwrap();
     events.create(&PostParams::default(), &ev).await.unwrap();
     let out = k.ok(&["describe", "tm", "t1"]).await;
-    assert!(out.contains("Name:         t1") && out.contains("Source Keyspace:") && out.contains("commerce"), "{out}");
-    assert!(out.contains("ReadsSwitched") && out.contains("replica reads now served by customer"), "{out}");
+    assert!(
+        out.contains("Name:         t1")
+            && out.contains("Source Keyspace:")
+            && out.contains("commerce"),
+        "{out}"
+    );
+    assert!(
+        out.contains("ReadsSwitched") && out.contains("replica reads now served by customer"),
+        "{out}"
+    );
 
     // Admission errors print as on a real cluster.
-    let changed = write(work.path(), "t1-bad.yaml", &SAMPLE.replace("sourceKeyspace: commerce", "sourceKeyspace: legacy"));
+    let changed = write(
+        work.path(),
+        "t1-bad.yaml",
+        &SAMPLE.replace("sourceKeyspace: commerce", "sourceKeyspace: legacy"),
+    );
     let err = k.fails(&["apply", "-f", &changed]).await;
     assert!(
         err.contains("The TableMove \"t1\" is invalid: spec.sourceKeyspace: Invalid value: \"string\": sourceKeyspace is immutable"),
         "{err}"
     );
-    let typo = write(work.path(), "t2.yaml", &SAMPLE.replace("t1", "t2").replace("  tables:", "  tabels: [x]\n  tables:"));
+    let typo = write(
+        work.path(),
+        "t2.yaml",
+        &SAMPLE
+            .replace("t1", "t2")
+            .replace("  tables:", "  tabels: [x]\n  tables:"),
+    );
     let err = k.fails(&["apply", "-f", &typo]).await;
-    assert!(err.contains("strict decoding error: unknown field \"spec.tabels\""), "{err}");
-    let out = k.ok(&["apply", "--server-side", "--field-manager=ops", "-f", &sample.replace("t1.yaml", "t1.yaml")]).await;
+    assert!(
+        err.contains("strict decoding error: unknown field \"spec.tabels\""),
+        "{err}"
+    );
+    let out = k
+        .ok(&[
+            "apply",
+            "--server-side",
+            "--field-manager=ops",
+            "-f",
+            &sample,
+        ])
+        .await;
     assert!(out.contains("serverside-applied"), "{out}");
 
     // Delete with a finalizer pending: the object stays, marked for deletion.
     let out = k.ok(&["delete", "tm", "t1", "--wait=false"]).await;
     assert!(out.contains("deleted"), "{out}");
-    let ts = k.ok(&["get", "tm", "t1", "-o", "jsonpath={.metadata.deletionTimestamp}"]).await;
+    let ts = k
+        .ok(&[
+            "get",
+            "tm",
+            "t1",
+            "-o",
+            "jsonpath={.metadata.deletionTimestamp}",
+        ])
+        .await;
     assert!(!ts.trim().is_empty(), "deletionTimestamp must be set");
-    k.ok(&["patch", "tm", "t1", "--type=json", "-p", r#"[{"op":"remove","path":"/metadata/finalizers"}]"#]).await;
+    k.ok(&[
+        "patch",
+        "tm",
+        "t1",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ])
+    .await;
     let err = k.fails(&["get", "tm", "t1"]).await;
-    assert!(err.contains("NotFound") && err.contains("\"t1\" not found"), "{err}");
+    assert!(
+        err.contains("NotFound") && err.contains("\"t1\" not found"),
+        "{err}"
+    );
     let out = k.ok(&["get", "events"]).await;
     assert!(out.contains("ReadsSwitched"), "{out}");
     let out = k.ok(&["explain", "tm.spec"]).await;

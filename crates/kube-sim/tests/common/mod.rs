@@ -141,7 +141,9 @@ pub fn crd() -> Value {
 pub async fn install_crd(client: &kube::Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd: CustomResourceDefinition = serde_json::from_value(crd()).expect("CRD decodes");
-    crds.create(&PostParams::default(), &crd).await.expect("CRD created");
+    crds.create(&PostParams::default(), &crd)
+        .await
+        .expect("CRD created");
 }
 
 /// The ApiResource of the test CRD.
@@ -201,16 +203,29 @@ impl Raw {
         self.body
             .lines()
             .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad event line ({e}): {l}")))
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("bad event line ({e}): {l}"))
+            })
             .collect()
     }
 }
 
 /// Sends one HTTP/1.1 request and reads the whole response (`Connection: close`;
 /// chunked bodies are decoded). Watches must set `timeoutSeconds` so they end.
-pub async fn raw(h: &Handle, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Raw {
-    let mut s = tokio::net::TcpStream::connect(h.addr()).await.expect("connect");
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", h.addr());
+pub async fn raw(
+    h: &Handle,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Raw {
+    let mut s = tokio::net::TcpStream::connect(h.addr())
+        .await
+        .expect("connect");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+        h.addr()
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -236,8 +251,16 @@ pub async fn raw(h: &Handle, method: &str, path: &str, headers: &[(&str, &str)],
     let chunked = headers
         .iter()
         .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
-    let body = if chunked { dechunk(rest) } else { rest.to_string() };
-    Raw { status, headers, body }
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
+    Raw {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn dechunk(mut s: &str) -> String {
