@@ -31,6 +31,7 @@ pub mod jsonpath;
 pub mod meta;
 pub mod ops;
 pub mod patch;
+pub mod proto;
 pub mod registry;
 pub mod schema;
 pub mod selector;

@@ -27,6 +27,9 @@ use crate::selector::{FieldSelector, LabelSelector};
 use crate::table::{self, IncludeObject};
 use crate::watch::{self, OutFmt, WatchParams};
 
+/// Longest watch a client may ask for (a week).
+const MAX_WATCH_SECS: u64 = 7 * 24 * 3600;
+
 /// Largest request body accepted (the real server's limit is 3 MiB).
 const MAX_BODY: usize = 3 * 1024 * 1024;
 
@@ -374,7 +377,9 @@ fn write_opts(r: &Req, is_apply: bool) -> ApiResult<WriteOpts> {
     })
 }
 
-fn body_is_yaml(r: &Req) -> ApiResult<bool> {
+/// Decodes a POST/PUT body: JSON, YAML, or (for the built-ins kubectl's typed commands
+/// send that way) protobuf.
+fn read_body(r: &Req) -> ApiResult<Value> {
     let ct = r.header(header::CONTENT_TYPE);
     let mime = ct
         .split(';')
@@ -383,11 +388,21 @@ fn body_is_yaml(r: &Req) -> ApiResult<bool> {
         .trim()
         .to_ascii_lowercase();
     match mime.as_str() {
-        "" | "application/json" => Ok(false),
-        "application/yaml" => Ok(true),
+        "" | "application/json" => ops::parse_body(&r.body, false),
+        "application/yaml" => ops::parse_body(&r.body, true),
+        "application/vnd.kubernetes.protobuf" => crate::proto::decode(&r.body).map_err(|e| {
+            ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                format!(
+                    "the body of the request was in an unknown format: {e}; use application/json"
+                ),
+            )
+        }),
         _ => Err(ApiError::unsupported_media(&[
             "application/json",
             "application/yaml",
+            "application/vnd.kubernetes.protobuf",
         ])),
     }
 }
@@ -475,14 +490,23 @@ fn resource(
     let fmt = out_format(r)?;
     let watching = r.q_bool("watch");
     match (&r.method, t.name.is_some()) {
-        (&Method::GET, false) if watching => {
-            let lp = list_params(r)?;
+        (&Method::GET, named) if watching && !t.status => {
+            let mut lp = list_params(r)?;
+            if named {
+                // Watching one object by its path means watching its name.
+                let name = t.name.clone().unwrap_or_default();
+                lp.fields = FieldSelector::parse(&format!("metadata.name={name}"))?;
+            }
+            let t = Target { name: None, ..t };
+            // Capped so a huge value cannot overflow the deadline.
             let timeout = match r.q("timeoutSeconds") {
-                Some(s) if !s.is_empty() => {
-                    Duration::from_secs(s.parse::<u64>().map_err(|_| {
-                        ApiError::bad_request(format!("invalid timeoutSeconds: {s:?}"))
-                    })?)
-                }
+                Some(s) if !s.is_empty() => Duration::from_secs(
+                    s.parse::<u64>()
+                        .map_err(|_| {
+                            ApiError::bad_request(format!("invalid timeoutSeconds: {s:?}"))
+                        })?
+                        .min(MAX_WATCH_SECS),
+                ),
                 _ => shared.default_watch_timeout,
             };
             let p = WatchParams {
@@ -514,13 +538,13 @@ fn resource(
                 return Err(ApiError::method_not_allowed(""));
             }
             let opts = write_opts(r, false)?;
-            let body = ops::parse_body(&r.body, body_is_yaml(r)?)?;
+            let body = read_body(r)?;
             let out = shared.write(|store| ops::create(store, &t, body, &opts))?;
             Ok(outcome_response(&t, out, fmt))
         }
         (&Method::PUT, true) => {
             let opts = write_opts(r, false)?;
-            let body = ops::parse_body(&r.body, body_is_yaml(r)?)?;
+            let body = read_body(r)?;
             let out = shared.write(|store| ops::update(store, &t, body, &opts))?;
             Ok(outcome_response(&t, out, fmt))
         }

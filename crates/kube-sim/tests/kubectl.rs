@@ -297,4 +297,42 @@ async fn kubectl_workflow() {
     assert!(out.contains("ReadsSwitched"), "{out}");
     let out = k.ok(&["explain", "tm.spec"]).await;
     assert!(out.contains("sourceKeyspace"), "{out}");
+
+    // kubectl's typed commands send protobuf bodies for built-ins.
+    k.ok(&["create", "namespace", "scratch"]).await;
+    k.ok(&[
+        "create",
+        "configmap",
+        "cfg",
+        "-n",
+        "scratch",
+        "--from-literal=a=b",
+    ])
+    .await;
+    k.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "pw",
+        "-n",
+        "scratch",
+        "--from-literal=pw=hunter2",
+    ])
+    .await;
+    let out = k
+        .ok(&[
+            "get",
+            "secret",
+            "pw",
+            "-n",
+            "scratch",
+            "-o",
+            "jsonpath={.type} {.data.pw}",
+        ])
+        .await;
+    assert_eq!(out, "Opaque aHVudGVyMg==");
+    let out = k.ok(&["delete", "namespace", "scratch"]).await;
+    assert!(out.contains("deleted"), "{out}");
+    let err = k.fails(&["get", "configmap", "cfg", "-n", "scratch"]).await;
+    assert!(err.contains("not found"), "{err}");
 }

@@ -1458,3 +1458,68 @@ async fn discovery_documents() {
             .is_object()
     );
 }
+
+#[tokio::test]
+async fn lease_locking_by_apply_conflicts() {
+    // The lease-manager style: server-side apply without force, where a 409 means
+    // another holder owns the lease; renewals by strategic merge patch.
+    let (_sim, client) = setup().await;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
+    let claim = |who: &str| {
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "leader"},
+               "spec": {"holderIdentity": who, "leaseDurationSeconds": 10}})
+    };
+    let l = leases
+        .patch(
+            "leader",
+            &PatchParams::apply("a"),
+            &Patch::Apply(claim("a")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(l.spec.unwrap().holder_identity.as_deref(), Some("a"));
+    let e = api_err(
+        leases
+            .patch(
+                "leader",
+                &PatchParams::apply("b"),
+                &Patch::Apply(claim("b")),
+            )
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((e.code, e.reason.as_str()), (409, "Conflict"));
+    let renewed = leases
+        .patch(
+            "leader",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"renewTime": "2026-01-01T00:00:00.000000Z"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        renewed.spec.as_ref().unwrap().holder_identity.as_deref(),
+        Some("a")
+    );
+    let taken = leases
+        .patch(
+            "leader",
+            &PatchParams::apply("b").force(),
+            &Patch::Apply(claim("b")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(taken.spec.unwrap().holder_identity.as_deref(), Some("b"));
+    // a lost ownership of holderIdentity, so its own unforced apply now conflicts.
+    let e = api_err(
+        leases
+            .patch(
+                "leader",
+                &PatchParams::apply("a"),
+                &Patch::Apply(claim("a")),
+            )
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.code, 409);
+}
