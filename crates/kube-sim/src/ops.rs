@@ -532,14 +532,13 @@ fn prepare_create(
             new["status"] = json!({"phase": "Active"});
         }
         Flavor::Builtin(Builtin::Crd) => set_crd_status(new),
-        Flavor::Builtin(Builtin::Secret) => {
+        Flavor::Builtin(Builtin::Secret)
             if new
                 .get("type")
                 .and_then(Value::as_str)
-                .is_none_or(str::is_empty)
-            {
-                new["type"] = json!("Opaque");
-            }
+                .is_none_or(str::is_empty) =>
+        {
+            new["type"] = json!("Opaque");
         }
         _ => {}
     }
