@@ -154,12 +154,8 @@ pub fn resource_list(reg: &Registry, group: &str, version: &str) -> Option<Value
         if !t.short_names.is_empty() {
             r["shortNames"] = json!(t.short_names);
         }
-        let mut categories = t.categories.clone();
-        if t.is_custom() && categories.is_empty() {
-            categories.clear();
-        }
-        if !categories.is_empty() {
-            r["categories"] = json!(categories);
+        if !t.categories.is_empty() {
+            r["categories"] = json!(t.categories);
         }
         resources.push(r);
         if t.version(version).is_some_and(|v| v.status) {

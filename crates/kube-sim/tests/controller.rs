@@ -221,6 +221,22 @@ fn error_policy(
     Action::requeue(Duration::from_millis(100))
 }
 
+/// A short constant backoff for the controller's watch errors, so the forced 410 does
+/// not cost seconds of kube-runtime's default exponential backoff (which applies to the
+/// merged trigger stream: two watchers' 410s back off 0.8 s, then 1.6-3.2 s).
+struct QuickBackoff;
+
+impl Iterator for QuickBackoff {
+    type Item = Duration;
+    fn next(&mut self) -> Option<Duration> {
+        Some(Duration::from_millis(50))
+    }
+}
+
+impl kube::runtime::utils::Backoff for QuickBackoff {
+    fn reset(&mut self) {}
+}
+
 fn spawn_controller(
     client: &kube::Client,
     wc: watcher::Config,
@@ -242,6 +258,7 @@ fn spawn_controller(
     let task = tokio::spawn(
         Controller::new(tms, wc.clone())
             .owns(cms, wc)
+            .trigger_backoff(QuickBackoff)
             .run(reconcile, error_policy, ctx.clone())
             .for_each(|_| async {}),
     );
