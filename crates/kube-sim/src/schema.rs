@@ -198,6 +198,13 @@ impl Schema {
                 )),
             }
         }
+        // Structural schemas are self-contained; the real server forbids references.
+        if o.contains_key("$ref") {
+            errs.push(FieldError::forbidden(
+                child(path, "$ref"),
+                "$ref is not supported",
+            ));
+        }
         s.format = o.get("format").and_then(Value::as_str).map(str::to_string);
         s.description = o
             .get("description")

@@ -413,7 +413,9 @@ async fn controller_end_to_end_with_disconnect_and_410() {
         matches!(api.get_opt("t1").await, Ok(None)).then_some(())
     })
     .await;
-    assert_eq!(ctx.cleanups.load(Ordering::SeqCst), 1);
+    // Cleanup may run more than once (a reconcile triggered by the child's deletion can
+    // see the owner before its own DELETED event arrives); it must run at least once.
+    assert!(ctx.cleanups.load(Ordering::SeqCst) >= 1);
     common::eventually(5, "child garbage-collected", || async {
         matches!(cms.get_opt("t1-cfg").await, Ok(None)).then_some(())
     })
@@ -467,6 +469,8 @@ async fn controller_with_streaming_lists() {
         matches!(api.get_opt("s1").await, Ok(None)).then_some(())
     })
     .await;
-    assert_eq!(ctx.cleanups.load(Ordering::SeqCst), 1);
+    // Cleanup may run more than once (a reconcile triggered by the child's deletion can
+    // see the owner before its own DELETED event arrives); it must run at least once.
+    assert!(ctx.cleanups.load(Ordering::SeqCst) >= 1);
     task.abort();
 }
