@@ -1523,3 +1523,195 @@ async fn lease_locking_by_apply_conflicts() {
     );
     assert_eq!(e.code, 409);
 }
+
+#[tokio::test]
+async fn kubeconfig_is_accepted_by_kube() {
+    let sim = common::start().await;
+    let kc = kube::config::Kubeconfig::read_from(sim.kubeconfig_path()).unwrap();
+    let config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .unwrap();
+    assert_eq!(config.default_namespace, "default");
+    let client = kube::Client::try_from(config).unwrap();
+    let nss: Api<Namespace> = Api::all(client);
+    let names: Vec<String> = nss
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|n| n.name_any())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["default", "kube-node-lease", "kube-public", "kube-system"]
+    );
+}
+
+#[tokio::test]
+async fn the_binary_serves_standalone() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("kc");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kube-sim"))
+        .arg("--kubeconfig")
+        .arg(&kc)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next_line().await.unwrap().unwrap();
+    let second = lines.next_line().await.unwrap().unwrap();
+    assert_eq!(first, format!("kubeconfig: {}", kc.display()));
+    let url = second.strip_prefix("server: ").unwrap().to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let text = std::fs::read_to_string(&kc).unwrap();
+    assert!(text.contains(&format!("server: {url}")), "{text}");
+    let mut config = kube::Config::new(url.parse().unwrap());
+    config.default_namespace = "default".into();
+    let client = kube::Client::try_from(config).unwrap();
+    let v = client.apiserver_version().await.unwrap();
+    assert_eq!(v.major, "1");
+    child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn malformed_requests_never_take_the_server_down() {
+    let (sim, _client) = setup().await;
+    let json = ("Content-Type", "application/json");
+    let jp = ("Content-Type", "application/json-patch+json");
+    let apply = ("Content-Type", "application/apply-patch+yaml");
+    let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    let cases: Vec<(&str, String, Vec<(&str, &str)>, String)> = vec![
+        (
+            "GET",
+            "/api/v1/namespaces/%ZZ/configmaps".into(),
+            vec![],
+            String::new(),
+        ),
+        (
+            "GET",
+            format!("{TM_PATH}?labelSelector=%28%28%28"),
+            vec![],
+            String::new(),
+        ),
+        (
+            "GET",
+            format!("{TM_PATH}?fieldSelector=nonsense"),
+            vec![],
+            String::new(),
+        ),
+        (
+            "GET",
+            format!("{TM_PATH}?continue=%00%01garbage"),
+            vec![],
+            String::new(),
+        ),
+        (
+            "GET",
+            format!("{TM_PATH}?watch=true&resourceVersion=-1"),
+            vec![],
+            String::new(),
+        ),
+        (
+            "GET",
+            format!("{TM_PATH}?watch=true&timeoutSeconds=99999999999999999999"),
+            vec![],
+            String::new(),
+        ),
+        (
+            "GET",
+            format!("{TM_PATH}?includeObject=Weird"),
+            vec![("Accept", ";;;,,,as=")],
+            String::new(),
+        ),
+        ("POST", TM_PATH.into(), vec![json], deep),
+        ("POST", TM_PATH.into(), vec![json], "\u{0}\u{1}".into()),
+        (
+            "POST",
+            TM_PATH.into(),
+            vec![("Content-Type", "application/yaml")],
+            "a: [b\n  - : :".into(),
+        ),
+        (
+            "POST",
+            TM_PATH.into(),
+            vec![json],
+            r#"{"apiVersion":5,"kind":[],"metadata":{"name":7}}"#.into(),
+        ),
+        (
+            "POST",
+            TM_PATH.into(),
+            vec![json],
+            r#"{"metadata":{"labels":"x","finalizers":{}},"spec":[]}"#.into(),
+        ),
+        (
+            "PATCH",
+            format!("{TM_PATH}/x"),
+            vec![jp],
+            r#"[{"op":"add"}]"#.into(),
+        ),
+        (
+            "PATCH",
+            format!("{TM_PATH}/x"),
+            vec![apply],
+            "kind: [".into(),
+        ),
+        (
+            "PATCH",
+            format!("{TM_PATH}/x?fieldManager=m"),
+            vec![apply],
+            "- 1\n- 2".into(),
+        ),
+        ("PUT", format!("{TM_PATH}/x"), vec![json], "null".into()),
+        (
+            "DELETE",
+            format!("{TM_PATH}/x"),
+            vec![json],
+            "{not json".into(),
+        ),
+        (
+            "DELETE",
+            TM_PATH.to_string(),
+            vec![json],
+            r#"{"propagationPolicy":"Sideways"}"#.into(),
+        ),
+        ("OPTIONS", TM_PATH.into(), vec![], String::new()),
+        (
+            "GET",
+            "/apis/test.vtmove.dev/v1alpha1/namespaces/default/tablemoves/a/b/c/d".into(),
+            vec![],
+            String::new(),
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/configmaps".into(),
+            vec![("Content-Type", "application/vnd.kubernetes.protobuf")],
+            "k8s\u{0}\u{a}\u{7f}".into(),
+        ),
+    ];
+    // Create an object so item paths exist.
+    let r = raw(&sim, "POST", TM_PATH, &[json], &tm("x").to_string()).await;
+    assert_eq!(r.status, 201);
+    for (method, path, headers, body) in &cases {
+        let r = raw(&sim, method, path, headers, body).await;
+        assert!(
+            (r.status >= 400 && r.status < 500) || r.status == 200,
+            "{method} {path}: {} {}",
+            r.status,
+            r.body
+        );
+        if r.status >= 400 {
+            assert_eq!(r.json()["kind"], "Status", "{method} {path}");
+        }
+    }
+    assert_eq!(raw(&sim, "GET", "/healthz", &[], "").await.status, 200);
+    assert_eq!(
+        raw(&sim, "GET", &format!("{TM_PATH}/x"), &[], "")
+            .await
+            .status,
+        200
+    );
+}
