@@ -1584,7 +1584,8 @@ async fn malformed_requests_never_take_the_server_down() {
     let jp = ("Content-Type", "application/json-patch+json");
     let apply = ("Content-Type", "application/apply-patch+yaml");
     let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
-    let cases: Vec<(&str, String, Vec<(&str, &str)>, String)> = vec![
+    type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, String);
+    let cases: Vec<Case> = vec![
         (
             "GET",
             "/api/v1/namespaces/%ZZ/configmaps".into(),
