@@ -178,6 +178,29 @@ pub fn validate_metadata(
             )),
         }
     }
+    if let Some(refs) = meta.get("ownerReferences").and_then(Value::as_array) {
+        let mut controllers = 0;
+        for (i, r) in refs.iter().enumerate() {
+            for k in ["apiVersion", "kind", "name", "uid"] {
+                if r.get(k).and_then(Value::as_str).is_none_or(str::is_empty) {
+                    errs.push(FieldError::required(
+                        format!("metadata.ownerReferences[{i}].{k}"),
+                        "",
+                    ));
+                }
+            }
+            if r.get("controller").and_then(Value::as_bool) == Some(true) {
+                controllers += 1;
+            }
+        }
+        if controllers > 1 {
+            errs.push(FieldError::invalid(
+                "metadata.ownerReferences",
+                &controllers.to_string(),
+                "only one reference can have Controller set to true",
+            ));
+        }
+    }
     let finalizers = finalizers_of(meta);
     for (i, f) in finalizers.iter().enumerate() {
         if !is_qualified_name(f) {

@@ -155,6 +155,17 @@ async fn list_paging_is_a_consistent_snapshot() {
     );
     assert!(all.metadata.continue_.is_none());
 
+    // resourceVersionMatch=Exact lists the state as of that resourceVersion.
+    let exact = api
+        .list(
+            &ListParams::default()
+                .at(&snapshot_rv)
+                .matching(kube::api::VersionMatch::Exact),
+        )
+        .await
+        .unwrap();
+    let exact_names: Vec<String> = exact.items.iter().map(|o| o.name_any()).collect();
+    assert_eq!(exact_names, vec!["p0", "p1", "p2", "p3", "p4"]);
     // A continue token older than the history is a 410 Expired.
     let page = api.list(&ListParams::default().limit(1)).await.unwrap();
     sim.force_compact();
