@@ -942,6 +942,17 @@ impl DeleteOpts {
 /// DELETE of one object.
 pub fn delete(store: &mut Store, t: &Target, opts: &DeleteOpts) -> ApiResult<Outcome> {
     let old = get(store, t)?;
+    if t.rt.flavor == Flavor::Builtin(Builtin::Namespace)
+        && matches!(
+            t.name.as_deref(),
+            Some("default" | "kube-system" | "kube-public")
+        )
+    {
+        return Err(ApiError::forbidden(
+            &t.subject(),
+            "this namespace may not be deleted",
+        ));
+    }
     if let Some(uid) = &opts.uid
         && Some(uid.as_str()) != meta_str(&old, "uid")
     {

@@ -1085,6 +1085,13 @@ async fn garbage_collection_namespaces_and_crd_removal() {
             .is_none()
     );
 
+    // The system namespaces cannot be deleted.
+    let e = api_err(
+        nss.delete("default", &DeleteParams::default())
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.code, 403);
     // Deleting a namespace deletes its contents; a finalizer holds both until removed.
     let mut held = tm("held");
     held["metadata"]["finalizers"] = json!(["x.io/hold"]);
