@@ -472,5 +472,10 @@ async fn controller_with_streaming_lists() {
     // Cleanup may run more than once (a reconcile triggered by the child's deletion can
     // see the owner before its own DELETED event arrives); it must run at least once.
     assert!(ctx.cleanups.load(Ordering::SeqCst) >= 1);
+    // Shutting down ends open watches and idle connections promptly, even with the
+    // controller still connected.
+    tokio::time::timeout(Duration::from_secs(5), sim.shutdown())
+        .await
+        .expect("kube-sim shuts down within 5s");
     task.abort();
 }
