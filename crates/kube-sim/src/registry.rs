@@ -349,6 +349,34 @@ impl Registry {
     }
 }
 
+/// A CRD schema may only restrict `metadata.name` and `metadata.generateName`; the rest
+/// of metadata is the server's.
+fn check_metadata_schema(root: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    let Some(m) = root
+        .pointer("/properties/metadata")
+        .and_then(Value::as_object)
+    else {
+        return;
+    };
+    let mpath = index(&child(path, "properties"), "metadata");
+    let extra_keys = m
+        .keys()
+        .any(|k| !matches!(k.as_str(), "type" | "properties"));
+    let extra_props = m
+        .get("properties")
+        .and_then(Value::as_object)
+        .is_some_and(|p| {
+            p.keys()
+                .any(|k| !matches!(k.as_str(), "name" | "generateName"))
+        });
+    if extra_keys || extra_props {
+        errs.push(FieldError::forbidden(
+            mpath,
+            "must not specify anything other than name and generateName, but metadata is implicitly specified",
+        ));
+    }
+}
+
 fn strings(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
         .map(|a| {
@@ -448,6 +476,7 @@ pub fn type_from_crd(crd: &Value, errs: &mut Vec<FieldError>) -> Option<Resource
         let schema = match &raw_schema {
             Some(rs) => {
                 let s = Schema::parse(rs, &spath, errs);
+                check_metadata_schema(rs, &spath, errs);
                 if s.stype != Some(crate::schema::SType::Object) {
                     errs.push(FieldError::invalid(
                         child(&spath, "type"),

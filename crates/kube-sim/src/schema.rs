@@ -165,11 +165,37 @@ fn fmt_num(f: f64) -> String {
     }
 }
 
+/// Where a schema node sits, for the structural-schema rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Place {
+    /// The root, a property, additionalProperties or items: a type is required.
+    Field,
+    /// Inside allOf/anyOf/oneOf/not: only value validations are allowed (plus `type`
+    /// integer/string under an `x-kubernetes-int-or-string` node).
+    Junctor { int_or_string: bool },
+}
+
 impl Schema {
     /// Parses (and checks) a schema. `path` names it in errors, e.g.
     /// `spec.versions[0].schema.openAPIV3Schema`.
+    ///
+    /// CRDs of `apiextensions.k8s.io/v1` must be structural, and the real server rejects
+    /// those that are not; so do we: every field needs a `type` (unless it preserves
+    /// unknown fields or is int-or-string), logical junctors may only restate fields
+    /// specified outside them and carry no types, defaults or descriptions of their own.
     pub fn parse(v: &Value, path: &str, errs: &mut Vec<FieldError>) -> Schema {
+        Self::parse_at(v, path, errs, Place::Field)
+    }
+
+    fn parse_at(v: &Value, path: &str, errs: &mut Vec<FieldError>, place: Place) -> Schema {
         let mut s = Schema::default();
+        // Everything below a junctor is inside it too.
+        let field = match place {
+            Place::Field => Place::Field,
+            Place::Junctor { .. } => Place::Junctor {
+                int_or_string: false,
+            },
+        };
         let Some(o) = v.as_object() else {
             errs.push(FieldError::invalid(
                 path,
@@ -212,17 +238,18 @@ impl Schema {
             .map(str::to_string);
         if let Some(props) = o.get("properties").and_then(Value::as_object) {
             for (k, pv) in props {
-                let p = Schema::parse(pv, &index(&child(path, "properties"), k), errs);
+                let p = Self::parse_at(pv, &index(&child(path, "properties"), k), errs, field);
                 s.properties.insert(k.clone(), p);
             }
         }
         match o.get("additionalProperties") {
             Some(Value::Bool(true)) => s.additional = AdditionalProps::Any,
             Some(ap @ Value::Object(_)) => {
-                s.additional = AdditionalProps::Schema(Box::new(Schema::parse(
+                s.additional = AdditionalProps::Schema(Box::new(Self::parse_at(
                     ap,
                     &child(path, "additionalProperties"),
                     errs,
+                    field,
                 )))
             }
             _ => {}
@@ -234,7 +261,12 @@ impl Schema {
             ));
         }
         if let Some(items) = o.get("items") {
-            s.items = Some(Box::new(Schema::parse(items, &child(path, "items"), errs)));
+            s.items = Some(Box::new(Self::parse_at(
+                items,
+                &child(path, "items"),
+                errs,
+                field,
+            )));
         }
         if s.stype == Some(SType::Array) && s.items.is_none() {
             errs.push(FieldError::required(
@@ -306,6 +338,9 @@ impl Schema {
             .get("x-kubernetes-map-type")
             .and_then(Value::as_str)
             .map(str::to_string);
+        let junctor = Place::Junctor {
+            int_or_string: s.int_or_string,
+        };
         for (key, out) in [
             ("allOf", &mut s.all_of),
             ("anyOf", &mut s.any_of),
@@ -313,23 +348,24 @@ impl Schema {
         ] {
             if let Some(a) = o.get(key).and_then(Value::as_array) {
                 for (i, sub) in a.iter().enumerate() {
-                    out.push(Schema::parse(sub, &index(&child(path, key), i), errs));
+                    out.push(Self::parse_at(
+                        sub,
+                        &index(&child(path, key), i),
+                        errs,
+                        junctor,
+                    ));
                 }
             }
         }
         if let Some(n) = o.get("not") {
-            s.not = Some(Box::new(Schema::parse(n, &child(path, "not"), errs)));
+            s.not = Some(Box::new(Self::parse_at(
+                n,
+                &child(path, "not"),
+                errs,
+                junctor,
+            )));
         }
-        if s.stype.is_none()
-            && !s.int_or_string
-            && !s.preserve_unknown
-            && (!s.properties.is_empty() || s.items.is_some())
-        {
-            errs.push(FieldError::required(
-                child(path, "type"),
-                "must not be empty for specified object fields",
-            ));
-        }
+        s.check_structural(o, path, place, errs);
         if let Some(rules) = o.get("x-kubernetes-validations").and_then(Value::as_array) {
             for (i, r) in rules.iter().enumerate() {
                 let rp = index(&child(path, "x-kubernetes-validations"), i);
@@ -361,6 +397,81 @@ impl Schema {
             }
         }
         s
+    }
+
+    /// The structural-schema rules for this node.
+    fn check_structural(
+        &self,
+        o: &Map<String, Value>,
+        path: &str,
+        place: Place,
+        errs: &mut Vec<FieldError>,
+    ) {
+        match place {
+            Place::Field => {
+                if self.stype.is_none()
+                    && !o.contains_key("type")
+                    && !self.int_or_string
+                    && !self.preserve_unknown
+                {
+                    errs.push(FieldError::required(
+                        child(path, "type"),
+                        "must not be empty for specified object fields",
+                    ));
+                }
+            }
+            Place::Junctor { int_or_string } => {
+                for k in [
+                    "type",
+                    "default",
+                    "additionalProperties",
+                    "nullable",
+                    "description",
+                ] {
+                    let allowed = k == "type"
+                        && int_or_string
+                        && matches!(self.stype, Some(SType::Integer) | Some(SType::String));
+                    if o.contains_key(k) && !allowed {
+                        errs.push(FieldError::forbidden(
+                            child(path, k),
+                            "must not be used inside allOf, anyOf, oneOf or not",
+                        ));
+                    }
+                }
+            }
+        }
+        // Fields and items a junctor talks about must be specified outside it too.
+        let groups: [(&str, Vec<&Schema>); 4] = [
+            ("allOf", self.all_of.iter().collect()),
+            ("anyOf", self.any_of.iter().collect()),
+            ("oneOf", self.one_of.iter().collect()),
+            ("not", self.not.iter().map(|b| b.as_ref()).collect()),
+        ];
+        for (key, subs) in groups {
+            for (i, j) in subs.into_iter().enumerate() {
+                let jpath = if key == "not" {
+                    child(path, key)
+                } else {
+                    index(&child(path, key), i)
+                };
+                for k in j.properties.keys() {
+                    if !self.properties.contains_key(k)
+                        && !matches!(self.additional, AdditionalProps::Schema(_))
+                    {
+                        errs.push(FieldError::forbidden(
+                            index(&child(&jpath, "properties"), k),
+                            &format!("must not be specified here without properties[{k}] outside"),
+                        ));
+                    }
+                }
+                if j.items.is_some() && self.items.is_none() {
+                    errs.push(FieldError::forbidden(
+                        child(&jpath, "items"),
+                        "must not be specified here without items outside",
+                    ));
+                }
+            }
+        }
     }
 
     /// Whether this node keeps fields it does not declare.
@@ -910,6 +1021,40 @@ mod tests {
         s.validate_value(&obj, None, "", &mut errs);
         let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, vec!["spec.a", "spec.l", "spec.l[1]"], "{errs:?}");
+    }
+
+    #[test]
+    fn schemas_must_be_structural() {
+        let fields = |v: Value| {
+            let mut errs = Vec::new();
+            Schema::parse(&v, "root", &mut errs);
+            errs.into_iter().map(|e| e.field).collect::<Vec<_>>()
+        };
+        // An untyped field (what schemars emits for serde_json::Value).
+        assert_eq!(
+            fields(json!({"type": "object", "properties": {"free": {}}})),
+            vec!["root.properties[free].type"]
+        );
+        // ...is fine when it preserves unknown fields or is int-or-string.
+        assert!(fields(json!({"type": "object", "properties": {
+            "free": {"x-kubernetes-preserve-unknown-fields": true},
+            "port": {"x-kubernetes-int-or-string": true, "anyOf": [{"type": "integer"}, {"type": "string"}]}
+        }})).is_empty());
+        // Junctors carry no types/defaults and only restate fields specified outside.
+        assert_eq!(
+            fields(
+                json!({"type": "object", "properties": {"a": {"type": "string"}},
+                "oneOf": [{"required": ["a"]}, {"properties": {"b": {"type": "string"}}}]})
+            ),
+            vec![
+                "root.oneOf[1].properties[b].type",
+                "root.oneOf[1].properties[b]"
+            ]
+        );
+        assert_eq!(
+            fields(json!({"type": "object", "anyOf": [{"default": {}}]})),
+            vec!["root.anyOf[0].default"]
+        );
     }
 
     #[test]
