@@ -184,10 +184,18 @@ impl Schema {
     /// unknown fields or is int-or-string), logical junctors may only restate fields
     /// specified outside them and carry no types, defaults or descriptions of their own.
     pub fn parse(v: &Value, path: &str, errs: &mut Vec<FieldError>) -> Schema {
-        Self::parse_at(v, path, errs, Place::Field)
+        Self::parse_at(v, path, errs, Place::Field, true)
     }
 
-    fn parse_at(v: &Value, path: &str, errs: &mut Vec<FieldError>, place: Place) -> Schema {
+    /// `correlatable` is false below the items of a list that is not a `map` list: there a
+    /// value has no stored counterpart, so transition rules cannot apply.
+    fn parse_at(
+        v: &Value,
+        path: &str,
+        errs: &mut Vec<FieldError>,
+        place: Place,
+        correlatable: bool,
+    ) -> Schema {
         let mut s = Schema::default();
         // Everything below a junctor is inside it too.
         let field = match place {
@@ -238,7 +246,13 @@ impl Schema {
             .map(str::to_string);
         if let Some(props) = o.get("properties").and_then(Value::as_object) {
             for (k, pv) in props {
-                let p = Self::parse_at(pv, &index(&child(path, "properties"), k), errs, field);
+                let p = Self::parse_at(
+                    pv,
+                    &index(&child(path, "properties"), k),
+                    errs,
+                    field,
+                    correlatable,
+                );
                 s.properties.insert(k.clone(), p);
             }
         }
@@ -250,6 +264,7 @@ impl Schema {
                     &child(path, "additionalProperties"),
                     errs,
                     field,
+                    correlatable,
                 )))
             }
             _ => {}
@@ -261,11 +276,13 @@ impl Schema {
             ));
         }
         if let Some(items) = o.get("items") {
+            let map_list = o.get("x-kubernetes-list-type").and_then(Value::as_str) == Some("map");
             s.items = Some(Box::new(Self::parse_at(
                 items,
                 &child(path, "items"),
                 errs,
                 field,
+                correlatable && map_list,
             )));
         }
         if s.stype == Some(SType::Array) && s.items.is_none() {
@@ -353,6 +370,7 @@ impl Schema {
                         &index(&child(path, key), i),
                         errs,
                         junctor,
+                        correlatable,
                     ));
                 }
             }
@@ -363,6 +381,7 @@ impl Schema {
                 &child(path, "not"),
                 errs,
                 junctor,
+                correlatable,
             )));
         }
         s.check_structural(o, path, place, errs);
@@ -370,6 +389,15 @@ impl Schema {
             for (i, r) in rules.iter().enumerate() {
                 let rp = index(&child(path, "x-kubernetes-validations"), i);
                 match CelRule::compile(r, &rp) {
+                    Ok(rule) if rule.transition && !correlatable => {
+                        errs.push(FieldError::invalid(
+                            child(&rp, "rule"),
+                            &show(&Value::from(rule.rule.as_str())),
+                            &format!(
+                                "oldSelf cannot be used on the uncorrelatable portion of the schema within {path}"
+                            ),
+                        ));
+                    }
                     Ok(rule) => s.rules.push(Arc::new(rule)),
                     Err(e) => errs.push(e),
                 }
@@ -1055,6 +1083,29 @@ mod tests {
             fields(json!({"type": "object", "anyOf": [{"default": {}}]})),
             vec!["root.anyOf[0].default"]
         );
+    }
+
+    #[test]
+    fn transition_rules_need_correlatable_positions() {
+        let errs = |list_type: &str| {
+            let mut errs = Vec::new();
+            Schema::parse(
+                &json!({"type": "array", "x-kubernetes-list-type": list_type, "x-kubernetes-list-map-keys": ["k"],
+                    "items": {"type": "object", "properties": {"k": {"type": "string",
+                        "x-kubernetes-validations": [{"rule": "self == oldSelf"}]}}}}),
+                "root",
+                &mut errs,
+            );
+            errs
+        };
+        assert!(errs("map").is_empty());
+        let e = errs("atomic");
+        assert_eq!(e.len(), 1);
+        assert_eq!(
+            e[0].field,
+            "root.items.properties[k].x-kubernetes-validations[0].rule"
+        );
+        assert!(e[0].message.contains("uncorrelatable"));
     }
 
     #[test]
