@@ -138,8 +138,21 @@ pub fn evaluate(
         return None;
     }
     let mut ctx = Context::with_env(env());
-    ctx.add_variable_from_value("self", to_cel(v, Some(schema)));
-    match old {
+    // Rules at the root see only metadata.name and metadata.generateName, as in Kubernetes.
+    let root_view = |x: &Value| {
+        let mut x = x.clone();
+        if let Some(m) = x.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.retain(|k, _| k == "name" || k == "generateName");
+        }
+        x
+    };
+    let (v, old) = if path.is_empty() {
+        (root_view(v), old.map(root_view))
+    } else {
+        (v.clone(), old.cloned())
+    };
+    ctx.add_variable_from_value("self", to_cel(&v, Some(schema)));
+    match &old {
         Some(o) => ctx.add_variable_from_value("oldSelf", to_cel(o, Some(schema))),
         None if rule.transition => ctx.add_variable_from_value("oldSelf", Cel::Null),
         None => {}
@@ -336,6 +349,21 @@ mod tests {
             "{msgs:?}"
         );
         assert_eq!(msgs[4], "spec.a: Invalid value: \"object\": a is immutable");
+    }
+
+    #[test]
+    fn root_rules_see_only_name_and_generate_name() {
+        let s = node(json!({
+            "type": "object",
+            "x-kubernetes-validations": [
+                {"rule": "self.metadata.name.startsWith('ok')"},
+                {"rule": "!has(self.metadata.labels)"}
+            ]
+        }));
+        let obj = json!({"metadata": {"name": "ok-1", "labels": {"a": "b"}}});
+        let mut errs = Vec::new();
+        s.validate_value(&obj, None, "", &mut errs);
+        assert!(errs.is_empty(), "{errs:?}");
     }
 
     #[test]
