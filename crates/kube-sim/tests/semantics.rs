@@ -730,15 +730,16 @@ async fn watch_resume_ordering_and_selectors() {
     .unwrap();
     api.delete("wa", &DeleteParams::default()).await.unwrap();
 
-    // Resume from a resourceVersion replays what happened after it, in order.
-    let r = raw(
-        &sim,
-        "GET",
-        &format!("{TM_PATH}?watch=true&timeoutSeconds=1&resourceVersion={start}"),
-        &[],
-        "",
-    )
-    .await;
+    // Resume from a resourceVersion replays what happened after it, in order (both
+    // one-second watches run concurrently).
+    let all_path = format!("{TM_PATH}?watch=true&timeoutSeconds=1&resourceVersion={start}");
+    let sel_path = format!(
+        "{TM_PATH}?watch=true&timeoutSeconds=1&labelSelector=sel%3Dyes&resourceVersion={start}"
+    );
+    let (r, selected) = tokio::join!(
+        raw(&sim, "GET", &all_path, &[], ""),
+        raw(&sim, "GET", &sel_path, &[], ""),
+    );
     assert_eq!(r.status, 200);
     let evs = r.events();
     let seen: Vec<(String, String)> = evs
@@ -773,16 +774,7 @@ async fn watch_resume_ordering_and_selectors() {
     assert!(rvs.windows(2).all(|w| w[0] < w[1]), "{rvs:?}");
 
     // With a selector, entering the selection is ADDED and leaving it DELETED.
-    let r = raw(
-        &sim,
-        "GET",
-        &format!(
-            "{TM_PATH}?watch=true&timeoutSeconds=1&labelSelector=sel%3Dyes&resourceVersion={start}"
-        ),
-        &[],
-        "",
-    )
-    .await;
+    let r = selected;
     let seen: Vec<(String, String)> = r
         .events()
         .iter()
@@ -863,19 +855,21 @@ async fn watch_410_bookmarks_initial_events_and_timeout() {
     }
 
     // Bookmarks when allowed, with the latest resourceVersion; and the stream ends at
-    // timeoutSeconds.
+    // timeoutSeconds. (The three one-second watches run concurrently.)
+    let now_rv = sim.resource_version();
+    let with_bookmarks = format!(
+        "{TM_PATH}?watch=true&timeoutSeconds=1&allowWatchBookmarks=true&resourceVersion={now_rv}"
+    );
+    let without = format!("{TM_PATH}?watch=true&timeoutSeconds=1&resourceVersion={now_rv}");
+    let initial = format!(
+        "{TM_PATH}?watch=true&timeoutSeconds=1&allowWatchBookmarks=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&resourceVersion=0"
+    );
     let t0 = Instant::now();
-    let r = raw(
-        &sim,
-        "GET",
-        &format!(
-            "{TM_PATH}?watch=true&timeoutSeconds=1&allowWatchBookmarks=true&resourceVersion={}",
-            sim.resource_version()
-        ),
-        &[],
-        "",
-    )
-    .await;
+    let (r, plain, streamed) = tokio::join!(
+        raw(&sim, "GET", &with_bookmarks, &[], ""),
+        raw(&sim, "GET", &without, &[], ""),
+        raw(&sim, "GET", &initial, &[], ""),
+    );
     let took = t0.elapsed();
     assert!(
         took >= Duration::from_millis(900) && took < Duration::from_secs(3),
@@ -887,31 +881,13 @@ async fn watch_410_bookmarks_initial_events_and_timeout() {
     assert_eq!(evs[0]["object"]["kind"], "TableMove");
     assert_eq!(
         evs[0]["object"]["metadata"]["resourceVersion"],
-        sim.resource_version().to_string()
+        now_rv.to_string()
     );
     // No bookmarks unless asked.
-    let r = raw(
-        &sim,
-        "GET",
-        &format!(
-            "{TM_PATH}?watch=true&timeoutSeconds=1&resourceVersion={}",
-            sim.resource_version()
-        ),
-        &[],
-        "",
-    )
-    .await;
-    assert!(r.events().is_empty());
+    assert!(plain.events().is_empty());
 
     // Streaming initial events end with the annotated bookmark.
-    let r = raw(
-        &sim,
-        "GET",
-        &format!("{TM_PATH}?watch=true&timeoutSeconds=1&allowWatchBookmarks=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&resourceVersion=0"),
-        &[],
-        "",
-    )
-    .await;
+    let r = streamed;
     let evs = r.events();
     assert_eq!(evs[0]["type"], "ADDED");
     assert_eq!(evs[1]["type"], "BOOKMARK");
