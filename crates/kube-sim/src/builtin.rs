@@ -230,6 +230,29 @@ pub fn validate(b: Builtin, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
             }
         }
         Builtin::ConfigMap | Builtin::Secret => {
+            // Keys become file names when mounted; values are bounded like in etcd.
+            let mut total = 0usize;
+            for f in ["data", "binaryData", "stringData"] {
+                for (k, v) in obj.get(f).and_then(Value::as_object).into_iter().flatten() {
+                    let key_ok = !k.is_empty()
+                        && k.len() <= 253
+                        && k != "."
+                        && k != ".."
+                        && k.bytes()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
+                    if !key_ok {
+                        errs.push(FieldError::invalid(
+                            index(f, k),
+                            &show(&Value::from(k.as_str())),
+                            "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
+                        ));
+                    }
+                    total += k.len() + v.as_str().map(str::len).unwrap_or(0);
+                }
+            }
+            if total > 1024 * 1024 {
+                errs.push(FieldError::too_long("data", 1024 * 1024));
+            }
             if let Some(old) = old
                 && old.get("immutable").and_then(Value::as_bool) == Some(true)
             {

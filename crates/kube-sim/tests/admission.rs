@@ -538,6 +538,16 @@ async fn valid_resources_pass_with_defaults_and_preserved_fields() {
             .unwrap()
             .contains("unknown field \"dta\"")
     );
+    let r = raw(
+        &sim,
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        &[JSON],
+        r#"{"metadata":{"name":"c"},"data":{"bad key":"v"}}"#,
+    )
+    .await;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.json()["details"]["causes"][0]["field"], "data[bad key]");
 }
 
 #[tokio::test]
