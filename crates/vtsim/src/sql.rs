@@ -288,6 +288,9 @@ fn tokenize(sql: &str) -> Result<(Vec<(usize, Tok)>, bool), SqlError> {
     Ok((toks, unsafe_write))
 }
 
+/// `ORDER BY` column with its direction (descending = true), and `LIMIT`.
+type OrderLimit = (Option<(String, bool)>, Option<u64>);
+
 struct Parser {
     toks: Vec<(usize, Tok)>,
     at: usize,
@@ -440,7 +443,7 @@ impl Parser {
         Ok(conds)
     }
 
-    fn order_limit(&mut self) -> Result<(Option<(String, bool)>, Option<u64>), SqlError> {
+    fn order_limit(&mut self) -> Result<OrderLimit, SqlError> {
         let mut order = None;
         if self.eat_kw("order") {
             self.expect_kw("by")?;

@@ -341,7 +341,7 @@ impl TabletCore {
             if tc.tablet_type != self.tablet_type as i32 {
                 continue;
             }
-            if !tc.cells.is_empty() && !tc.cells.iter().any(|c| *c == self.alias.cell) {
+            if !tc.cells.is_empty() && !tc.cells.contains(&self.alias.cell) {
                 continue;
             }
             denied.extend(tc.denied_tables.iter().cloned());
