@@ -639,6 +639,9 @@ impl TabletCore {
                 alias: self.alias_string.clone(),
             });
         }
+        // The denied-tables check happens before the write waits for its table, as in vttablet:
+        // a write that passed the check just before the rules changed can still commit. That
+        // is the race the cutover's `LOCK TABLES ... READ` flush exists for.
         self.check_denied(table, true)?;
         let _permit = self.mysqld.write_permit(table).await;
         // A roll while waiting behind LOCK TABLES kills the connection.
