@@ -140,3 +140,64 @@ async fn fleet_on_real_etcd() {
     );
     fleet.shutdown().await;
 }
+
+/// The `vtsim` binary: starts the shipped playground layout on etcd, prints its tablets, and
+/// serves them until killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vtsim_binary_serves_the_playground_layout() {
+    use tokio::io::AsyncBufReadExt;
+    let etcd = LocalEtcd::start()
+        .await
+        .unwrap_or_else(|e| panic!("etcd must start: {e}"));
+    let layout = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/layouts/commerce-customer.yaml"
+    );
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_vtsim"))
+        .args([
+            "--topo-global-server-address",
+            etcd.endpoint(),
+            "--topo-global-root",
+            "/vitess/global",
+            "--layout",
+            layout,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn vtsim: {e}"));
+    let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let mut tablets = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), async {
+        while tablets.len() < 11 {
+            match lines.next_line().await {
+                Ok(Some(line)) => tablets.push(line),
+                _ => break,
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok() && tablets.len() == 11,
+        "vtsim printed {tablets:?}"
+    );
+    let client = client();
+    for line in &tablets {
+        let addr = line.rsplit(' ').next().unwrap_or_default();
+        let addr = vtmove::vitess::tablet::TabletAddr::parse(addr)
+            .unwrap_or_else(|e| panic!("{line}: {e}"));
+        client
+            .full_status(&addr, None)
+            .await
+            .unwrap_or_else(|e| panic!("{line}: {e}"));
+    }
+    let store = etcd.dyn_store().unwrap_or_else(|e| panic!("{e}"));
+    let topo = TopoServer::new(
+        store,
+        "/vitess/global",
+        EtcdStore::factory(Duration::from_secs(5)),
+    );
+    assert!(topo.get_srv_vschema("zone2").await.is_ok());
+    let _ = child.kill().await;
+}
