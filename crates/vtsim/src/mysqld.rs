@@ -16,6 +16,10 @@
 //! with an undo log: an `INSERT` of an existing key fails with MySQL's duplicate-key error (1062)
 //! and nothing of the transaction stays, so a simulator bug that would copy a row twice shows up
 //! as an error instead of being absorbed by an upsert.
+//!
+//! **Table locks.** `LOCK TABLES t READ` blocks client writes (the probe's path through the
+//! tablet) to `t`; replication and VReplication appliers do not take table locks. vtsim only
+//! models the lock as the cutover uses it: a flush of writes in flight.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
