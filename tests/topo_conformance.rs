@@ -22,7 +22,8 @@ use vtmove::vitess::proto::vschema::{
     RoutingRules, ShardRoutingRule, ShardRoutingRules, SrvVSchema,
 };
 use vtmove::vitess::topo::{
-    DeniedTablesOp, DirEntry, TopoError, Version, WatchEvent, WatchStream, denied_tables, join,
+    Change, DeniedTablesOp, DirEntry, Expected, FencedWrite, TopoError, Version, WatchEvent,
+    WatchStream, denied_tables, join,
 };
 
 both_backends!(
@@ -42,6 +43,7 @@ both_backends!(
     cells_resolve_to_their_own_store_and_root,
     decode_errors_carry_the_key,
     invalid_names_are_rejected,
+    fenced_writes_need_every_fence,
 );
 
 fn key(rel: &str) -> String {
@@ -1248,4 +1250,130 @@ async fn invalid_names_are_rejected(h: &Harness) {
     ));
     // Nothing was written by the refused calls.
     assert!(h.raw_keys("/").await.is_empty());
+}
+
+/// A fenced write happens only while every fence key exists, checks the key's expected state in
+/// the same step, and on any failure writes nothing.
+async fn fenced_writes_need_every_fence(h: &Harness) {
+    let s = &h.store;
+    let target = key("fenced/target");
+    let fence_a = key("keyspaces/a/locks/1");
+    let fence_b = key("keyspaces/b/locks/2");
+    s.create(&fence_a, b"lock").await.unwrap();
+
+    // A missing fence: LockLost naming it, nothing written.
+    let err = s
+        .write_fenced(FencedWrite {
+            key: &target,
+            change: Change::Put(b"v1"),
+            expected: Expected::Absent,
+            fences: &[&fence_a, &fence_b],
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, TopoError::LockLost { key, .. } if *key == fence_b),
+        "{err:?}"
+    );
+    assert!(s.get(&target).await.unwrap_err().is_no_node());
+
+    // Every fence present: Absent creates.
+    s.create(&fence_b, b"lock").await.unwrap();
+    let fences = [fence_a.as_str(), fence_b.as_str()];
+    let v1 = s
+        .write_fenced(FencedWrite {
+            key: &target,
+            change: Change::Put(b"v1"),
+            expected: Expected::Absent,
+            fences: &fences,
+        })
+        .await
+        .unwrap()
+        .expect("a put returns its version");
+    assert_eq!(s.get(&target).await.unwrap(), (b"v1".to_vec(), v1));
+
+    // Absent on an existing key: NodeExists. A stale version: BadVersion. Nothing written.
+    let exists = s
+        .write_fenced(FencedWrite {
+            key: &target,
+            change: Change::Put(b"x"),
+            expected: Expected::Absent,
+            fences: &fences,
+        })
+        .await
+        .unwrap_err();
+    assert!(exists.is_node_exists(), "{exists:?}");
+    let stale = s
+        .write_fenced(FencedWrite {
+            key: &target,
+            change: Change::Put(b"x"),
+            expected: Expected::At(Version(v1.0 - 1)),
+            fences: &fences,
+        })
+        .await
+        .unwrap_err();
+    assert!(stale.is_bad_version(), "{stale:?}");
+    assert_eq!(s.get(&target).await.unwrap().0, b"v1".to_vec());
+
+    // At the right version: written. Any: written.
+    let v2 = s
+        .write_fenced(FencedWrite {
+            key: &target,
+            change: Change::Put(b"v2"),
+            expected: Expected::At(v1),
+            fences: &fences,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(v2 > v1);
+    s.write_fenced(FencedWrite {
+        key: &target,
+        change: Change::Put(b"v3"),
+        expected: Expected::Any,
+        fences: &fences,
+    })
+    .await
+    .unwrap();
+
+    // A fence deleted (a lost lock): even a delete at the right version is refused.
+    let v3 = s.get(&target).await.unwrap().1;
+    s.delete(&fence_a, None).await.unwrap();
+    let lost = s
+        .write_fenced(FencedWrite {
+            key: &target,
+            change: Change::Delete,
+            expected: Expected::At(v3),
+            fences: &fences,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&lost, TopoError::LockLost { key, .. } if *key == fence_a),
+        "{lost:?}"
+    );
+    assert_eq!(s.get(&target).await.unwrap().0, b"v3".to_vec());
+
+    // Deletes: at the version, then Any on the absent key is NoNode.
+    let only_b = [fence_b.as_str()];
+    let deleted = s
+        .write_fenced(FencedWrite {
+            key: &target,
+            change: Change::Delete,
+            expected: Expected::At(v3),
+            fences: &only_b,
+        })
+        .await
+        .unwrap();
+    assert_eq!(deleted, None);
+    let absent = s
+        .write_fenced(FencedWrite {
+            key: &target,
+            change: Change::Delete,
+            expected: Expected::Any,
+            fences: &only_b,
+        })
+        .await
+        .unwrap_err();
+    assert!(absent.is_no_node(), "{absent:?}");
 }

@@ -27,8 +27,8 @@ use tokio::time::Instant;
 
 use super::error::{Result, TopoError};
 use super::store::{
-    DirEntry, KeyValue, LeaseId, TopoStore, Version, WatchEvent, WatchStream, dir_entries,
-    dir_prefix, ttl_seconds,
+    Change, DirEntry, Expected, FencedWrite, KeyValue, LeaseId, TopoStore, Version, WatchEvent,
+    WatchStream, dir_entries, dir_prefix, fence_lost, ttl_seconds,
 };
 
 /// Default deadline of one etcd call.
@@ -465,6 +465,75 @@ impl TopoStore for EtcdStore {
                 Ok(())
             }
         }
+    }
+
+    async fn write_fenced(&self, write: FencedWrite<'_>) -> Result<Option<Version>> {
+        let key = write.key;
+        let mut compares: Vec<Compare> = write
+            .fences
+            .iter()
+            .map(|fence| Compare::version(*fence, CompareOp::Greater, 0))
+            .collect();
+        match write.expected {
+            Expected::Any => {}
+            Expected::Absent => compares.push(Compare::version(key, CompareOp::Equal, 0)),
+            Expected::At(version) => {
+                compares.push(Compare::mod_revision(key, CompareOp::Equal, version.0));
+            }
+        }
+        if write.change == Change::Delete && write.expected == Expected::Any {
+            // An unconditional delete of an absent key is NoNode, as `delete(key, None)` is.
+            compares.push(Compare::version(key, CompareOp::Greater, 0));
+        }
+        let operation = match write.change {
+            Change::Put(value) => TxnOp::put(key, value, None),
+            Change::Delete => TxnOp::delete(key, None),
+        };
+        // On failure, read the fences and the key in the same round trip to say which
+        // condition failed.
+        let keys_only = || Some(GetOptions::new().with_keys_only());
+        let mut explain: Vec<TxnOp> = write
+            .fences
+            .iter()
+            .map(|fence| TxnOp::get(*fence, keys_only()))
+            .collect();
+        explain.push(TxnOp::get(key, keys_only()));
+        let txn = Txn::new()
+            .when(compares)
+            .and_then([operation])
+            .or_else(explain);
+        let response = self.txn("write_fenced", key, txn).await?;
+        if response.succeeded() {
+            return match write.change {
+                Change::Put(_) => header_revision("write_fenced", key, response.header()).map(Some),
+                Change::Delete => Ok(None),
+            };
+        }
+        let found: Vec<bool> = response
+            .op_responses()
+            .iter()
+            .map(|op| matches!(op, TxnOpResponse::Get(g) if !g.kvs().is_empty()))
+            .collect();
+        if let Some((fence, _)) = write
+            .fences
+            .iter()
+            .zip(&found)
+            .find(|(_, exists)| !**exists)
+        {
+            return Err(fence_lost(fence));
+        }
+        let exists = found.last().copied().unwrap_or(false);
+        Err(match (write.expected, exists) {
+            (Expected::Absent, _) => TopoError::NodeExists {
+                key: key.to_string(),
+            },
+            (_, false) => TopoError::NoNode {
+                key: key.to_string(),
+            },
+            (_, true) => TopoError::BadVersion {
+                key: key.to_string(),
+            },
+        })
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<KeyValue>> {

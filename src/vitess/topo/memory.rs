@@ -26,8 +26,8 @@ use tokio::time::Instant;
 
 use super::error::{Result, TopoError};
 use super::store::{
-    DirEntry, KeyValue, LeaseId, TopoStore, Version, WatchEvent, WatchStream, dir_entries,
-    dir_prefix, ttl_seconds,
+    Change, DirEntry, Expected, FencedWrite, KeyValue, LeaseId, TopoStore, Version, WatchEvent,
+    WatchStream, dir_entries, dir_prefix, fence_lost, ttl_seconds,
 };
 
 /// How many events the store keeps for watches that start at a past revision.
@@ -469,6 +469,44 @@ impl TopoStore for MemoryStore {
                 Err(TopoError::NoNode {
                     key: key.to_string(),
                 })
+            }
+        })
+    }
+
+    async fn write_fenced(&self, write: FencedWrite<'_>) -> Result<Option<Version>> {
+        self.with_state("write_fenced", write.key, |state| {
+            if let Some(missing) = write.fences.iter().find(|f| !state.kvs.contains_key(**f)) {
+                return Err(fence_lost(missing));
+            }
+            let key = write.key;
+            let exists = state.kvs.contains_key(key);
+            match write.expected {
+                Expected::Any => {}
+                Expected::Absent if exists => {
+                    return Err(TopoError::NodeExists {
+                        key: key.to_string(),
+                    });
+                }
+                Expected::Absent => {}
+                Expected::At(version) if state.mod_revision(key) != version.0 => {
+                    return Err(if exists {
+                        TopoError::BadVersion {
+                            key: key.to_string(),
+                        }
+                    } else {
+                        TopoError::NoNode {
+                            key: key.to_string(),
+                        }
+                    });
+                }
+                Expected::At(_) => {}
+            }
+            match write.change {
+                Change::Put(value) => Ok(Some(Version(state.put(key, value, 0)))),
+                Change::Delete if state.delete_keys(&[key.to_string()]) == 1 => Ok(None),
+                Change::Delete => Err(TopoError::NoNode {
+                    key: key.to_string(),
+                }),
             }
         })
     }

@@ -40,7 +40,10 @@ pub use lock::{
 pub use memory::{DEFAULT_HISTORY_LIMIT, MemoryStore};
 pub use path::{join, join_all};
 pub use server::{CellTopo, ShardInfo, StoreFactory, TopoServer, Versioned};
-pub use store::{DirEntry, KeyValue, LeaseId, TopoStore, Version, WatchEvent, WatchStream};
+pub use store::{
+    Change, DirEntry, Expected, FencedWrite, KeyValue, LeaseId, TopoStore, Version, WatchEvent,
+    WatchStream,
+};
 pub use tablet_alias::{parse_tablet_alias, tablet_alias_string};
 
 use std::sync::Arc;

@@ -32,7 +32,7 @@ use super::lock::{
 };
 use super::path::{join, names, rel, validate_lock_name, validate_name};
 use super::routing_rules::affected_keyspaces;
-use super::store::{TopoStore, Version};
+use super::store::{Change, Expected, FencedWrite, TopoStore, Version};
 use super::tablet_alias::{parse_tablet_alias, tablet_alias_string};
 
 /// Builds the store for a cell from its `CellInfo.server_address`. Cells may live in another etcd
@@ -197,7 +197,8 @@ impl TopoServer {
     }
 
     /// Reads `key`, applies `change`, and writes the result with a version check, re-reading and
-    /// retrying when another writer got there first. `change` returns whether it changed
+    /// retrying when another writer got there first. The lock keys of `guards` must live in
+    /// `store` (they fence the write). `change` returns whether it changed
     /// anything; when it did not, nothing is written. `guards` are checked (lease renewed, key
     /// confirmed) right before every write. Returns the record as written (or as read, when
     /// unchanged) with its version, `None` when the key does not exist afterwards.
@@ -227,11 +228,32 @@ impl TopoServer {
                 guard.check().await?;
             }
             let bytes = value.encode_to_vec();
+            // The guards' lock keys are fences of the write itself: a lock lost after the
+            // check above still cannot let this write through.
+            let fences: Vec<&str> = guards.iter().map(|guard| guard.key()).collect();
+            let expected = version.map_or(Expected::Absent, Expected::At);
             let written = match (bytes.is_empty() && mode.empty_deletes, version) {
-                (true, Some(v)) => store.delete(key, Some(v)).await.map(|()| None),
                 (true, None) => Ok(None),
-                (false, Some(v)) => store.update(key, &bytes, Some(v)).await.map(Some),
-                (false, None) => store.create(key, &bytes).await.map(Some),
+                (true, Some(_)) => {
+                    store
+                        .write_fenced(FencedWrite {
+                            key,
+                            change: Change::Delete,
+                            expected,
+                            fences: &fences,
+                        })
+                        .await
+                }
+                (false, _) => {
+                    store
+                        .write_fenced(FencedWrite {
+                            key,
+                            change: Change::Put(&bytes),
+                            expected,
+                            fences: &fences,
+                        })
+                        .await
+                }
             };
             match written {
                 Ok(version) => return Ok(Versioned { value, version }),
@@ -432,13 +454,16 @@ impl TopoServer {
         validate_name("keyspace", keyspace)?;
         self.verify_keyspace_guard(guard, keyspace)?;
         guard.check().await?;
+        let bytes = record.encode_to_vec();
         self.global
-            .update(
-                &self.key(&rel::keyspace(keyspace)),
-                &record.encode_to_vec(),
-                Some(version),
-            )
+            .write_fenced(FencedWrite {
+                key: &self.key(&rel::keyspace(keyspace)),
+                change: Change::Put(&bytes),
+                expected: Expected::At(version),
+                fences: &[guard.key()],
+            })
             .await
+            .and_then(|written| put_version(&self.key(&rel::keyspace(keyspace)), written))
     }
 
     /// Read-modify-write of a keyspace record (must exist); see the module docs.
@@ -490,12 +515,18 @@ impl TopoServer {
         validate_name("shard", shard)?;
         self.verify_keyspace_guard(guard, keyspace)?;
         guard.check().await?;
-        self.global
-            .create(
-                &self.key(&rel::shard(keyspace, shard)),
-                &record.encode_to_vec(),
-            )
-            .await
+        let key = self.key(&rel::shard(keyspace, shard));
+        let bytes = record.encode_to_vec();
+        let written = self
+            .global
+            .write_fenced(FencedWrite {
+                key: &key,
+                change: Change::Put(&bytes),
+                expected: Expected::Absent,
+                fences: &[guard.key()],
+            })
+            .await?;
+        put_version(&key, written)
     }
 
     /// Every shard record of a keyspace, by one prefix listing that keeps only
@@ -597,13 +628,18 @@ impl TopoServer {
         validate_name("keyspace", keyspace)?;
         self.verify_keyspace_guard(guard, keyspace)?;
         guard.check().await?;
-        self.global
-            .update(
-                &self.key(&rel::vschema(keyspace)),
-                &record.encode_to_vec(),
-                version,
-            )
-            .await
+        let key = self.key(&rel::vschema(keyspace));
+        let bytes = record.encode_to_vec();
+        let written = self
+            .global
+            .write_fenced(FencedWrite {
+                key: &key,
+                change: Change::Put(&bytes),
+                expected: version.map_or(Expected::Any, Expected::At),
+                fences: &[guard.key()],
+            })
+            .await?;
+        put_version(&key, written)
     }
 
     /// Read-modify-write of a keyspace VSchema; a missing VSchema starts empty and is created.
@@ -637,8 +673,14 @@ impl TopoServer {
         self.verify_keyspace_guard(guard, keyspace)?;
         guard.check().await?;
         self.global
-            .delete(&self.key(&rel::vschema(keyspace)), version)
+            .write_fenced(FencedWrite {
+                key: &self.key(&rel::vschema(keyspace)),
+                change: Change::Delete,
+                expected: version.map_or(Expected::Any, Expected::At),
+                fences: &[guard.key()],
+            })
             .await
+            .map(|_| ())
     }
 
     // ----- Routing rules --------------------------------------------------------------------
@@ -670,23 +712,28 @@ impl TopoServer {
         }
         self.check_routing_guards(guards, &affected).await?;
         let bytes = rules.encode_to_vec();
-        match (bytes.is_empty(), expected) {
-            (true, Some(v)) => self.global.delete(&key, Some(v)).await.map(|()| None),
-            (true, None) => Ok(None),
-            (false, Some(v)) => self.global.update(&key, &bytes, Some(v)).await.map(Some),
-            (false, None) => self
-                .global
-                .create(&key, &bytes)
-                .await
-                .map(Some)
-                .map_err(|e| {
-                    if e.is_node_exists() {
-                        TopoError::BadVersion { key: key.clone() }
-                    } else {
-                        e
-                    }
-                }),
-        }
+        let fences: Vec<&str> = guards.iter().map(|guard| guard.key()).collect();
+        let change = match (bytes.is_empty(), expected) {
+            (true, None) => return Ok(None),
+            (true, Some(_)) => Change::Delete,
+            (false, _) => Change::Put(&bytes),
+        };
+        self.global
+            .write_fenced(FencedWrite {
+                key: &key,
+                change,
+                expected: expected.map_or(Expected::Absent, Expected::At),
+                fences: &fences,
+            })
+            .await
+            .map_err(|e| {
+                // "Absent" was the version the caller read: someone created it since.
+                if e.is_node_exists() {
+                    TopoError::BadVersion { key: key.clone() }
+                } else {
+                    e
+                }
+            })
     }
 
     /// Read-modify-write of the routing rules (missing = empty; empty result deletes the key),
@@ -1012,6 +1059,13 @@ fn tablet_alias_of(tablet: &Tablet) -> Result<&TabletAlias> {
 
 /// Turns the result of a read-modify-write of a record that must exist into a plain versioned
 /// record.
+/// The version a fenced put returned (a put always yields one).
+fn put_version(key: &str, written: Option<Version>) -> Result<Version> {
+    written.ok_or_else(|| TopoError::NoNode {
+        key: key.to_string(),
+    })
+}
+
 fn require_version<T>(key: &str, result: Versioned<T, Option<Version>>) -> Result<Versioned<T>> {
     match result.version {
         Some(version) => Ok(Versioned {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::Stream;
 
-use super::error::Result;
+use super::error::{Result, TopoError};
 
 /// The version of a key: its etcd ModRevision (Vitess's `EtcdVersion`). Versioned writes compare
 /// it, so a write based on a stale read fails with BadVersion instead of losing an update.
@@ -104,6 +104,50 @@ impl WatchEvent {
 /// revision after the last event it saw.
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent>> + Send>>;
 
+/// What a fenced write does to its key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change<'a> {
+    /// Write this value.
+    Put(&'a [u8]),
+    /// Delete the key.
+    Delete,
+}
+
+/// The state the key of a fenced write must be in for the write to happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expected {
+    /// Any state (a put creates or overwrites; a delete needs the key to exist).
+    Any,
+    /// The key must not exist (NodeExists otherwise).
+    Absent,
+    /// The key must be at exactly this version (BadVersion, or NoNode when it is gone).
+    At(Version),
+}
+
+/// A write that happens only while every `fences` key (the lock keys of the guards the caller
+/// holds) still exists, checked in the same transaction as the write. This closes the window a
+/// "renew the lease, then write" sequence leaves open: a lock that expires or is deleted between
+/// the renewal and the write can no longer let the write through (invariant I3).
+#[derive(Clone, Copy, Debug)]
+pub struct FencedWrite<'a> {
+    /// The key to change.
+    pub key: &'a str,
+    /// What to do to it.
+    pub change: Change<'a>,
+    /// The state it must be in.
+    pub expected: Expected,
+    /// Lock keys that must all still exist (in this store).
+    pub fences: &'a [&'a str],
+}
+
+/// The error of a fenced write whose lock key `fence` is gone.
+pub(crate) fn fence_lost(fence: &str) -> TopoError {
+    TopoError::LockLost {
+        key: fence.to_string(),
+        reason: "the lock key is gone; the guarded write was not made".to_string(),
+    }
+}
+
 /// A key/value store with etcd semantics. Object safe: vtmove passes `Arc<dyn TopoStore>` around.
 #[async_trait]
 pub trait TopoStore: Send + Sync + fmt::Debug {
@@ -121,6 +165,12 @@ pub trait TopoStore: Send + Sync + fmt::Debug {
     /// Deletes a key. With `Some(version)` only if the version matches (BadVersion if it does not,
     /// NoNode if the key is absent); with `None` unconditionally (NoNode if absent).
     async fn delete(&self, key: &str, version: Option<Version>) -> Result<()>;
+
+    /// A conditional write guarded by lock keys (see [`FencedWrite`]). LockLost (naming the
+    /// missing lock key) when a fence is gone; NodeExists / BadVersion / NoNode when the key is
+    /// not in the expected state; nothing is written in either case. Returns the new version of
+    /// a put, `None` after a delete.
+    async fn write_fenced(&self, write: FencedWrite<'_>) -> Result<Option<Version>>;
 
     /// All keys starting with `prefix` (a plain string prefix), sorted by key. Empty if none.
     async fn list(&self, prefix: &str) -> Result<Vec<KeyValue>>;

@@ -1,0 +1,917 @@
+//! A simulated vttablet: identity, process lifecycle (start, stop, roll), the serving state it
+//! loads from the topology, the query path the vtgate probe uses, and the fault handles.
+//!
+//! **What is loaded when.** Like a real vttablet, a tablet reads its `Shard` record (and so its
+//! denied tables) only when it starts and on `RefreshState`. In between it serves from what it
+//! loaded, even if the topology changed: a test that forgets to refresh tablets after changing
+//! denied tables sees the old rules enforced, as it would against Vitess.
+//!
+//! **A roll.** [`SimTablet::restart`] stops the process (in-flight RPCs fail with Unavailable,
+//! the gRPC listener closes, every background task ends), keeps the mysqld (rows, binlog, `_vt`
+//! rows persist like a data directory), and starts again on the same port, re-registering in
+//! the topology and reloading the Shard record.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{OwnedRwLockWriteGuard, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+use vtmove::vitess::proto::topodata::{KeyRange, Shard, Tablet, TabletAlias, TabletType};
+use vtmove::vitess::proto::vttime;
+use vtmove::vitess::tablet::{Method, TabletAddr};
+use vtmove::vitess::topo::{TopoServer, tablet_alias_string};
+
+use crate::data::{Checksum, Row};
+use crate::faults::{FaultState, Reachability, RpcFault};
+use crate::mysqld::{Change, MysqlError, Mysqld};
+use crate::registry::Registry;
+
+/// Knobs of the VReplication model on a tablet.
+#[derive(Debug, Clone)]
+pub struct VReplicationConfig {
+    /// Rows read from the source per copy batch (one target transaction with its bookmark).
+    pub copy_batch_rows: usize,
+    /// A copy cycle ends (with error 3024) after this many rows, if set.
+    pub copy_cycle_rows: Option<u64>,
+    /// A copy cycle ends (with error 3024) after this long, if set (Vitess's
+    /// `vreplication_copy_phase_duration`, 1 h by default there).
+    pub copy_cycle_duration: Option<Duration>,
+    /// Pause between a cycle's end and the next cycle (Vitess's retry delay, shortened).
+    pub cycle_pause: Duration,
+    /// Delay before retrying after an error (no source tablet, source unreachable).
+    pub retry_delay: Duration,
+    /// Events are applied only once they are at least this old on the source (replication lag).
+    pub replication_lag: Duration,
+    /// How often an idle, caught-up stream records a heartbeat.
+    pub heartbeat_interval: Duration,
+    /// How often a stream looks for new events when nothing woke it.
+    pub poll_interval: Duration,
+}
+
+impl Default for VReplicationConfig {
+    fn default() -> Self {
+        VReplicationConfig {
+            copy_batch_rows: 1000,
+            copy_cycle_rows: None,
+            copy_cycle_duration: None,
+            cycle_pause: Duration::from_millis(10),
+            retry_delay: Duration::from_millis(100),
+            replication_lag: Duration::ZERO,
+            heartbeat_interval: Duration::from_secs(1),
+            poll_interval: Duration::from_millis(20),
+        }
+    }
+}
+
+/// Per-tablet settings.
+#[derive(Debug, Clone)]
+pub struct TabletConfig {
+    /// Host name registered in the Tablet record and bound by the gRPC server.
+    pub host: String,
+    /// A replica applies its primary's events once they are this old.
+    pub replication_delay: Duration,
+    /// VReplication knobs (used on primaries).
+    pub vreplication: VReplicationConfig,
+    /// Start in old-version (v21) mode.
+    pub old_version: bool,
+}
+
+impl Default for TabletConfig {
+    fn default() -> Self {
+        TabletConfig {
+            host: "127.0.0.1".to_owned(),
+            replication_delay: Duration::from_millis(5),
+            vreplication: VReplicationConfig::default(),
+            old_version: false,
+        }
+    }
+}
+
+/// Why a tablet could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The topology refused a read or write.
+    #[error("tablet {alias}: topology: {source}")]
+    Topo {
+        /// Tablet alias.
+        alias: String,
+        /// The error.
+        #[source]
+        source: vtmove::vitess::topo::TopoError,
+    },
+    /// The gRPC port could not be bound.
+    #[error("tablet {alias}: cannot listen on {addr}: {source}")]
+    Bind {
+        /// Tablet alias.
+        alias: String,
+        /// The address.
+        addr: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What a query through the probe (vtgate → vttablet) can fail with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    /// The tablet is down, refusing connections, or restarting.
+    #[error("tablet {alias} is unavailable: {reason}")]
+    Unavailable {
+        /// Tablet alias.
+        alias: String,
+        /// Why.
+        reason: String,
+    },
+    /// The table is in the tablet's denied tables (Vitess's query rule).
+    #[error("{alias}: disallowed due to rule: enforce denied tables (table {table})")]
+    Denied {
+        /// Tablet alias.
+        alias: String,
+        /// The table.
+        table: String,
+    },
+    /// A write reached a tablet that is not a primary.
+    #[error(
+        "{alias}: The MySQL server is running with the --super-read-only option so it cannot execute this statement (errno 1290) (sqlstate HY000)"
+    )]
+    ReadOnly {
+        /// Tablet alias.
+        alias: String,
+    },
+    /// MySQL refused the statement.
+    #[error("{alias}: {error}")]
+    Mysql {
+        /// Tablet alias.
+        alias: String,
+        /// The MySQL error.
+        error: MysqlError,
+    },
+}
+
+impl QueryError {
+    /// The gRPC code vttablet would answer with.
+    pub fn code(&self) -> Code {
+        match self {
+            QueryError::Unavailable { .. } => Code::Unavailable,
+            QueryError::Denied { .. } | QueryError::ReadOnly { .. } => Code::FailedPrecondition,
+            QueryError::Mysql { .. } => Code::Unknown,
+        }
+    }
+}
+
+/// What the tablet loaded from the topology at start or on its last RefreshState.
+#[derive(Debug, Clone, Default)]
+pub struct ServingState {
+    /// Denied tables for this tablet's type and cell.
+    pub denied_tables: Vec<String>,
+    /// Reads of denied tables are allowed (`TabletControl.allow_reads`, v24).
+    pub allow_reads: bool,
+    /// The Shard record as loaded.
+    pub shard: Option<Shard>,
+    /// When the state was last loaded (start or RefreshState).
+    pub loaded_at: Option<SystemTime>,
+}
+
+pub(crate) struct Incarnation {
+    pub token: CancellationToken,
+    pub started_at: SystemTime,
+    server: Mutex<Option<(CancellationToken, JoinHandle<()>)>>,
+    pub streams: Mutex<HashMap<i32, CancellationToken>>,
+    pub tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// The shared inside of a tablet (handles, the gRPC service and background tasks hold it).
+pub struct TabletCore {
+    pub(crate) alias: TabletAlias,
+    pub(crate) alias_string: String,
+    pub(crate) keyspace: String,
+    pub(crate) shard: String,
+    pub(crate) key_range: Option<KeyRange>,
+    pub(crate) tablet_type: TabletType,
+    pub(crate) mysqld: Arc<Mysqld>,
+    pub(crate) topo: Arc<TopoServer>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) config: TabletConfig,
+    port: AtomicU16,
+    run: Mutex<Option<Arc<Incarnation>>>,
+    lifecycle: tokio::sync::Mutex<()>,
+    serving: RwLock<ServingState>,
+    pub(crate) faults: Mutex<FaultState>,
+    reachability_tx: watch::Sender<Reachability>,
+    refreshes: AtomicU64,
+    last_refresh: Mutex<Option<SystemTime>>,
+    starts: AtomicU64,
+    calls: Mutex<BTreeMap<Method, u64>>,
+}
+
+impl fmt::Debug for TabletCore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TabletCore")
+            .field("alias", &self.alias_string)
+            .field("keyspace", &self.keyspace)
+            .field("shard", &self.shard)
+            .field("type", &self.tablet_type)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn to_vttime(t: SystemTime) -> vttime::Time {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    vttime::Time {
+        seconds: d.as_secs() as i64,
+        nanoseconds: d.subsec_nanos() as i32,
+    }
+}
+
+impl TabletCore {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        alias: TabletAlias,
+        keyspace: &str,
+        shard: &str,
+        key_range: Option<KeyRange>,
+        tablet_type: TabletType,
+        mysqld: Arc<Mysqld>,
+        topo: Arc<TopoServer>,
+        registry: Arc<Registry>,
+        config: TabletConfig,
+    ) -> Arc<Self> {
+        let mut faults = FaultState::default();
+        faults.old_version = config.old_version;
+        Arc::new(TabletCore {
+            alias_string: tablet_alias_string(&alias),
+            alias,
+            keyspace: keyspace.to_owned(),
+            shard: shard.to_owned(),
+            key_range,
+            tablet_type,
+            mysqld,
+            topo,
+            registry,
+            config,
+            port: AtomicU16::new(0),
+            run: Mutex::new(None),
+            lifecycle: tokio::sync::Mutex::new(()),
+            serving: RwLock::new(ServingState::default()),
+            faults: Mutex::new(faults),
+            reachability_tx: watch::channel(Reachability::Reachable).0,
+            refreshes: AtomicU64::new(0),
+            last_refresh: Mutex::new(None),
+            starts: AtomicU64::new(0),
+            calls: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    pub(crate) fn incarnation(&self) -> Option<Arc<Incarnation>> {
+        lock(&self.run).clone()
+    }
+
+    pub(crate) fn is_up(&self) -> bool {
+        lock(&self.run).is_some()
+    }
+
+    pub(crate) fn reachability(&self) -> Reachability {
+        lock(&self.faults).reachability
+    }
+
+    pub(crate) fn old_version(&self) -> bool {
+        lock(&self.faults).old_version
+    }
+
+    pub(crate) fn serving(&self) -> ServingState {
+        self.serving
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn count_call(&self, method: Method) {
+        *lock(&self.calls).entry(method).or_default() += 1;
+    }
+
+    /// Waits while the tablet hangs (reachability `Hang`); returns when it no longer does.
+    pub(crate) async fn wait_while_hanging(&self) {
+        let mut rx = self.reachability_tx.subscribe();
+        while *rx.borrow_and_update() == Reachability::Hang {
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The mysqld of this tablet if another tablet (a stream reading from it) can reach it.
+    pub(crate) fn reachable_mysqld(&self) -> Result<Arc<Mysqld>, String> {
+        if !self.is_up() {
+            return Err(format!("tablet {} is down", self.alias_string));
+        }
+        match self.reachability() {
+            Reachability::Reachable => Ok(self.mysqld.clone()),
+            Reachability::Refused => {
+                Err(format!("tablet {}: connection refused", self.alias_string))
+            }
+            Reachability::Hang => Err(format!(
+                "tablet {}: no answer (connection hangs)",
+                self.alias_string
+            )),
+        }
+    }
+
+    /// Reloads the Shard record and recomputes the denied tables for this tablet's type and
+    /// cell, as a vttablet does at start and on RefreshState.
+    pub(crate) async fn load_serving_state(&self) -> Result<(), vtmove::vitess::topo::TopoError> {
+        let shard = self
+            .topo
+            .get_shard(&self.keyspace, &self.shard)
+            .await?
+            .value;
+        let mut denied = Vec::new();
+        let mut allow_reads = false;
+        for tc in &shard.tablet_controls {
+            if tc.tablet_type != self.tablet_type as i32 {
+                continue;
+            }
+            if !tc.cells.is_empty() && !tc.cells.contains(&self.alias.cell) {
+                continue;
+            }
+            denied.extend(tc.denied_tables.iter().cloned());
+            allow_reads |= tc.allow_reads;
+        }
+        denied.sort();
+        denied.dedup();
+        let mut serving = self.serving.write().unwrap_or_else(|e| e.into_inner());
+        *serving = ServingState {
+            denied_tables: denied,
+            allow_reads,
+            shard: Some(shard),
+            loaded_at: Some(SystemTime::now()),
+        };
+        Ok(())
+    }
+
+    /// `RefreshState`: reload the Tablet and Shard records.
+    pub(crate) async fn refresh_state(&self) -> Result<(), vtmove::vitess::topo::TopoError> {
+        self.topo.get_tablet(&self.alias).await?;
+        self.load_serving_state().await?;
+        self.refreshes.fetch_add(1, Ordering::SeqCst);
+        *lock(&self.last_refresh) = Some(SystemTime::now());
+        Ok(())
+    }
+
+    fn tablet_record(&self, started_at: SystemTime) -> Tablet {
+        let port = i32::from(self.port.load(Ordering::SeqCst));
+        let old = self.old_version();
+        Tablet {
+            alias: Some(self.alias.clone()),
+            hostname: self.config.host.clone(),
+            port_map: [("grpc".to_owned(), port)].into_iter().collect(),
+            keyspace: self.keyspace.clone(),
+            shard: self.shard.clone(),
+            key_range: self.key_range.clone(),
+            r#type: self.tablet_type as i32,
+            mysql_hostname: self.config.host.clone(),
+            mysql_port: 3306,
+            primary_term_start_time: (self.tablet_type == TabletType::Primary)
+                .then(|| to_vttime(started_at)),
+            tablet_start_time: (!old).then(|| to_vttime(started_at)),
+            ..Tablet::default()
+        }
+    }
+
+    async fn bind(&self) -> Result<tokio::net::TcpListener, StartError> {
+        let port = self.port.load(Ordering::SeqCst);
+        let addr: SocketAddr = format!("{}:{port}", self.config.host)
+            .parse()
+            .map_err(|e| StartError::Bind {
+                alias: self.alias_string.clone(),
+                addr: format!("{}:{port}", self.config.host),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+            })?;
+        let mut attempt = 0;
+        loop {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => {
+                    if let Ok(local) = l.local_addr() {
+                        self.port.store(local.port(), Ordering::SeqCst);
+                    }
+                    return Ok(l);
+                }
+                // The old listener of a restart may linger for a moment.
+                Err(e) if attempt < 100 && e.kind() == std::io::ErrorKind::AddrInUse => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(source) => {
+                    return Err(StartError::Bind {
+                        alias: self.alias_string.clone(),
+                        addr: addr.to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    async fn start_server(self: &Arc<Self>, inc: &Arc<Incarnation>) -> Result<(), StartError> {
+        let listener = self.bind().await?;
+        let server_token = inc.token.child_token();
+        let svc = crate::service::server(self.clone(), inc.token.clone());
+        let stop = server_token.clone();
+        let handle = tokio::spawn(async move {
+            let incoming = tonic::transport::server::TcpIncoming::from(listener);
+            if let Err(e) = tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                .await
+            {
+                tracing::warn!(error = %e, "Simulated tablet gRPC server ended with an error");
+            }
+        });
+        *lock(&inc.server) = Some((server_token, handle));
+        Ok(())
+    }
+
+    async fn stop_server(&self, inc: &Incarnation) {
+        let server = lock(&inc.server).take();
+        if let Some((token, handle)) = server {
+            token.cancel();
+            let abort = handle.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(2), handle)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+
+    /// Starts the process: listen, register in the topology, load the serving state, start
+    /// replication and the VReplication engine.
+    pub(crate) async fn start(self: &Arc<Self>) -> Result<(), StartError> {
+        let _guard = self.lifecycle.lock().await;
+        if self.is_up() {
+            return Ok(());
+        }
+        let topo_err = |source| StartError::Topo {
+            alias: self.alias_string.clone(),
+            source,
+        };
+        let started_at = SystemTime::now();
+        let inc = Arc::new(Incarnation {
+            token: CancellationToken::new(),
+            started_at,
+            server: Mutex::new(None),
+            streams: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(Vec::new()),
+        });
+        // Bind first: the Tablet record carries the port.
+        if self.reachability() != Reachability::Refused {
+            self.start_server(&inc).await?;
+        } else if self.port.load(Ordering::SeqCst) == 0 {
+            // Never started: reserve a port so the record has one.
+            drop(self.bind().await?);
+        }
+        let result: Result<(), StartError> = async {
+            self.topo
+                .update_tablet(&self.tablet_record(started_at), None)
+                .await
+                .map_err(topo_err)?;
+            self.topo
+                .add_shard_replication_node(
+                    &self.alias.cell,
+                    &self.keyspace,
+                    &self.shard,
+                    &self.alias,
+                )
+                .await
+                .map_err(topo_err)?;
+            if self.tablet_type == TabletType::Primary {
+                let shard = self
+                    .topo
+                    .get_shard(&self.keyspace, &self.shard)
+                    .await
+                    .map_err(topo_err)?;
+                if shard.value.primary_alias.is_none() {
+                    let guard = self
+                        .topo
+                        .lock_shard(&self.keyspace, &self.shard, "vtsim tablet start")
+                        .await
+                        .map_err(topo_err)?;
+                    let alias = self.alias.clone();
+                    let updated = self
+                        .topo
+                        .update_shard_fields(&guard, &self.keyspace, &self.shard, |s| {
+                            if s.primary_alias.is_some() {
+                                return Ok(false);
+                            }
+                            s.primary_alias = Some(alias.clone());
+                            s.primary_term_start_time = Some(to_vttime(started_at));
+                            Ok(true)
+                        })
+                        .await;
+                    let unlocked = guard.unlock().await;
+                    updated.map_err(topo_err)?;
+                    unlocked.map_err(topo_err)?;
+                }
+            }
+            self.load_serving_state().await.map_err(topo_err)?;
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            inc.token.cancel();
+            self.stop_server(&inc).await;
+            return Err(e);
+        }
+        *lock(&self.run) = Some(inc.clone());
+        self.starts.fetch_add(1, Ordering::SeqCst);
+        match self.tablet_type {
+            TabletType::Primary => crate::vreplication::start_engine(self, &inc),
+            _ => {
+                let core = self.clone();
+                let token = inc.token.clone();
+                let task = tokio::spawn(async move {
+                    crate::replication::run(core, token).await;
+                });
+                lock(&inc.tasks).push(task);
+            }
+        }
+        tracing::debug!(tablet = %self.alias_string, port = self.port.load(Ordering::SeqCst), "Simulated tablet started");
+        Ok(())
+    }
+
+    /// Stops the process. In-flight RPCs fail with Unavailable; data persists.
+    pub(crate) async fn stop(&self) {
+        let _guard = self.lifecycle.lock().await;
+        let Some(inc) = lock(&self.run).take() else {
+            return;
+        };
+        inc.token.cancel();
+        self.stop_server(&inc).await;
+        let tasks: Vec<JoinHandle<()>> = lock(&inc.tasks).drain(..).collect();
+        for t in tasks {
+            let abort = t.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(2), t)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+        // A real shutdown waits for nothing else; wake waiters so they see the tablet is down.
+        self.mysqld.notify();
+        tracing::debug!(tablet = %self.alias_string, "Simulated tablet stopped");
+    }
+
+    /// Applies a reachability change, closing or reopening the listener.
+    pub(crate) async fn set_reachability(
+        self: &Arc<Self>,
+        r: Reachability,
+    ) -> Result<(), StartError> {
+        let _guard = self.lifecycle.lock().await;
+        lock(&self.faults).reachability = r;
+        self.reachability_tx.send_replace(r);
+        let Some(inc) = self.incarnation() else {
+            return Ok(());
+        };
+        let running = lock(&inc.server).is_some();
+        match (r, running) {
+            (Reachability::Refused, true) => self.stop_server(&inc).await,
+            (Reachability::Reachable | Reachability::Hang, false) => {
+                self.start_server(&inc).await?
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn check_reachable_for_query(&self) -> Result<(), QueryError> {
+        let unavailable = |reason: &str| QueryError::Unavailable {
+            alias: self.alias_string.clone(),
+            reason: reason.to_owned(),
+        };
+        if !self.is_up() {
+            return Err(unavailable("the tablet is down"));
+        }
+        if self.reachability() == Reachability::Refused {
+            return Err(unavailable("connection refused"));
+        }
+        Ok(())
+    }
+
+    fn check_denied(&self, table: &str, write: bool) -> Result<(), QueryError> {
+        let serving = self.serving.read().unwrap_or_else(|e| e.into_inner());
+        if serving.denied_tables.iter().any(|t| t == table) && (write || !serving.allow_reads) {
+            return Err(QueryError::Denied {
+                alias: self.alias_string.clone(),
+                table: table.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// An upsert of `(pk, value)` into `table` as an application write through vtgate: denied
+    /// tables are enforced, the write waits behind `LOCK TABLES`, and it commits one
+    /// transaction. Returns the committed GTID sequence.
+    pub(crate) async fn execute_write(
+        &self,
+        table: &str,
+        pk: i64,
+        value: &str,
+    ) -> Result<u64, QueryError> {
+        self.check_reachable_for_query()?;
+        if self.reachability() == Reachability::Hang {
+            self.wait_while_hanging().await;
+            self.check_reachable_for_query()?;
+        }
+        if self.tablet_type != TabletType::Primary {
+            return Err(QueryError::ReadOnly {
+                alias: self.alias_string.clone(),
+            });
+        }
+        // The denied-tables check happens before the write waits for its table, as in vttablet:
+        // a write that passed the check just before the rules changed can still commit. That
+        // is the race the cutover's `LOCK TABLES ... READ` flush exists for.
+        self.check_denied(table, true)?;
+        let _permit = self.mysqld.write_permit(table).await;
+        // A roll while waiting behind LOCK TABLES kills the connection.
+        self.check_reachable_for_query()?;
+        let mysql_err = |error| QueryError::Mysql {
+            alias: self.alias_string.clone(),
+            error,
+        };
+        let event = {
+            let mut st = self.mysqld.lock();
+            let Some(t) = st.tables.get(table) else {
+                return Err(mysql_err(MysqlError::no_such_table(
+                    self.mysqld.db_name(),
+                    table,
+                )));
+            };
+            let row = t.def.row_with(pk, value);
+            let change = if t.rows.contains_key(&pk) {
+                Change::Update {
+                    table: table.to_owned(),
+                    pk,
+                    row,
+                }
+            } else {
+                Change::Insert {
+                    table: table.to_owned(),
+                    pk,
+                    row,
+                }
+            };
+            self.mysqld
+                .commit_locked(&mut st, vec![change])
+                .map_err(mysql_err)?
+        };
+        self.mysqld.notify();
+        Ok(event.seq)
+    }
+
+    /// A point read of `table` by primary key through vtgate.
+    pub(crate) async fn execute_read(
+        &self,
+        table: &str,
+        pk: i64,
+    ) -> Result<Option<String>, QueryError> {
+        self.check_reachable_for_query()?;
+        if self.reachability() == Reachability::Hang {
+            self.wait_while_hanging().await;
+            self.check_reachable_for_query()?;
+        }
+        self.check_denied(table, false)?;
+        let st = self.mysqld.lock();
+        let t = st.tables.get(table).ok_or_else(|| QueryError::Mysql {
+            alias: self.alias_string.clone(),
+            error: MysqlError::no_such_table(self.mysqld.db_name(), table),
+        })?;
+        Ok(t.rows
+            .get(&pk)
+            .and_then(|r| t.def.value_of(r).map(str::to_owned)))
+    }
+}
+
+/// A handle on one simulated tablet: identity, lifecycle, data accessors and fault knobs.
+#[derive(Clone)]
+pub struct SimTablet {
+    pub(crate) core: Arc<TabletCore>,
+}
+
+impl fmt::Debug for SimTablet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.core.fmt(f)
+    }
+}
+
+impl SimTablet {
+    /// The alias.
+    pub fn alias(&self) -> &TabletAlias {
+        &self.core.alias
+    }
+
+    /// The alias as Vitess prints it (`zone1-0000000100`).
+    pub fn alias_string(&self) -> &str {
+        &self.core.alias_string
+    }
+
+    /// Keyspace.
+    pub fn keyspace(&self) -> &str {
+        &self.core.keyspace
+    }
+
+    /// Shard.
+    pub fn shard(&self) -> &str {
+        &self.core.shard
+    }
+
+    /// Cell.
+    pub fn cell(&self) -> &str {
+        &self.core.alias.cell
+    }
+
+    /// Tablet type.
+    pub fn tablet_type(&self) -> TabletType {
+        self.core.tablet_type
+    }
+
+    /// The gRPC port (stable across restarts).
+    pub fn port(&self) -> u16 {
+        self.core.port.load(Ordering::SeqCst)
+    }
+
+    /// The gRPC address, as the engine dials it.
+    pub fn addr(&self) -> TabletAddr {
+        TabletAddr::new(self.core.config.host.clone(), self.port())
+    }
+
+    /// The simulated MySQL.
+    pub fn mysqld(&self) -> &Arc<Mysqld> {
+        &self.core.mysqld
+    }
+
+    /// Whether the process is running.
+    pub fn is_up(&self) -> bool {
+        self.core.is_up()
+    }
+
+    /// When the current process started (`None` while down).
+    pub fn start_time(&self) -> Option<SystemTime> {
+        self.core.incarnation().map(|i| i.started_at)
+    }
+
+    /// How many times the process started.
+    pub fn start_count(&self) -> u64 {
+        self.core.starts.load(Ordering::SeqCst)
+    }
+
+    /// Successful RefreshState calls so far.
+    pub fn refresh_count(&self) -> u64 {
+        self.core.refreshes.load(Ordering::SeqCst)
+    }
+
+    /// When the last successful RefreshState happened.
+    pub fn last_refresh_time(&self) -> Option<SystemTime> {
+        *lock(&self.core.last_refresh)
+    }
+
+    /// What the tablet currently enforces (loaded at start or on RefreshState).
+    pub fn serving_state(&self) -> ServingState {
+        self.core.serving()
+    }
+
+    /// RPC calls received per method (including failed ones).
+    pub fn rpc_calls(&self, method: Method) -> u64 {
+        lock(&self.core.calls).get(&method).copied().unwrap_or(0)
+    }
+
+    /// Starts the process (no-op if running).
+    pub async fn start(&self) -> Result<(), StartError> {
+        self.core.start().await
+    }
+
+    /// Stops the process (in-flight RPCs fail with Unavailable).
+    pub async fn stop(&self) {
+        self.core.stop().await
+    }
+
+    /// A tablet roll: stop, stay down for `downtime`, start again on the same port.
+    pub async fn restart(&self, downtime: Duration) -> Result<(), StartError> {
+        self.core.stop().await;
+        tokio::time::sleep(downtime).await;
+        self.core.start().await
+    }
+
+    /// Makes the next `times` calls of `method` wait `delay` first.
+    pub fn delay_next(&self, method: Method, delay: Duration, times: usize) {
+        lock(&self.core.faults).plan(method, RpcFault::Delay(delay), times);
+    }
+
+    /// Makes the next `times` calls of `method` fail with `code` and `message`.
+    pub fn fail_next(&self, method: Method, code: Code, message: &str, times: usize) {
+        lock(&self.core.faults).plan(
+            method,
+            RpcFault::Fail {
+                code,
+                message: message.to_owned(),
+            },
+            times,
+        );
+    }
+
+    /// Makes the next `times` calls of `method` hang until their deadline.
+    pub fn hang_next(&self, method: Method, times: usize) {
+        lock(&self.core.faults).plan(method, RpcFault::Hang, times);
+    }
+
+    /// Rolls the tablet while it handles the next call of `method`: that call fails with
+    /// Unavailable, the tablet is down for `downtime`, then starts again.
+    pub fn restart_during_next(&self, method: Method, downtime: Duration) {
+        lock(&self.core.faults).plan(method, RpcFault::Restart { downtime }, 1);
+    }
+
+    /// Planned faults not yet consumed for `method`.
+    pub fn pending_faults(&self, method: Method) -> usize {
+        lock(&self.core.faults).pending(method)
+    }
+
+    /// Drops every planned RPC fault.
+    pub fn clear_faults(&self) {
+        lock(&self.core.faults).clear_planned();
+    }
+
+    /// Makes the tablet reachable, refusing connections, or hanging.
+    pub async fn set_reachability(&self, r: Reachability) -> Result<(), StartError> {
+        self.core.set_reachability(r).await
+    }
+
+    /// Old-version (v21) mode: FullStatus without `tablet_type` and the other v22 fields, no
+    /// `tablet_start_time` in the Tablet record (from the next start), v21 decoding of
+    /// UpdateVReplicationWorkflow (no `message`, no `shards`).
+    pub fn set_old_version(&self, old: bool) {
+        lock(&self.core.faults).old_version = old;
+    }
+
+    /// RPCs this tablet answers with Unimplemented, as a tablet older than the RPC would.
+    pub fn set_unimplemented(&self, methods: &[Method]) {
+        lock(&self.core.faults).unimplemented = methods.iter().copied().collect();
+    }
+
+    /// Holds `LOCK TABLES table READ` until the guard is dropped: client writes to the table
+    /// wait (the "held LOCK TABLES on the target" fault).
+    pub async fn hold_table_lock(&self, table: &str) -> OwnedRwLockWriteGuard<()> {
+        self.core.mysqld.lock_table_read(table).await
+    }
+
+    /// The rows of `table` (empty if it does not exist).
+    pub fn table_rows(&self, table: &str) -> BTreeMap<i64, Row> {
+        self.core
+            .mysqld
+            .lock()
+            .tables
+            .get(table)
+            .map(|t| t.rows.clone())
+            .unwrap_or_default()
+    }
+
+    /// The checksum of `table` (`None` if it does not exist).
+    pub fn checksum(&self, table: &str) -> Option<Checksum> {
+        self.core
+            .mysqld
+            .lock()
+            .tables
+            .get(table)
+            .map(|t| t.checksum())
+    }
+
+    /// Table names.
+    pub fn table_names(&self) -> Vec<String> {
+        self.core.mysqld.lock().tables.keys().cloned().collect()
+    }
+
+    /// The executed GTID position.
+    pub fn position(&self) -> String {
+        self.core.mysqld.position().to_string()
+    }
+
+    /// Writes through the tablet's query path directly (what the probe does after routing).
+    pub async fn write(&self, table: &str, pk: i64, value: &str) -> Result<u64, QueryError> {
+        self.core.execute_write(table, pk, value).await
+    }
+
+    /// Reads through the tablet's query path directly.
+    pub async fn read(&self, table: &str, pk: i64) -> Result<Option<String>, QueryError> {
+        self.core.execute_read(table, pk).await
+    }
+}
