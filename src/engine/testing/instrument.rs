@@ -28,7 +28,9 @@ use crate::vitess::proto::tabletmanagerdata::{
 use crate::vitess::proto::vschema::RoutingRules;
 use crate::vitess::tablet::{Method, TabletAddr, TabletError, TabletRpc};
 use crate::vitess::topo::routing_rules::affected_keyspaces;
-use crate::vitess::topo::{DirEntry, KeyValue, LeaseId, Result, TopoStore, Version, WatchStream};
+use crate::vitess::topo::{
+    Change, DirEntry, FencedWrite, KeyValue, LeaseId, Result, TopoStore, Version, WatchStream,
+};
 
 /// A store wrapper that counts writes and audits lock discipline. See the module docs.
 #[derive(Debug)]
@@ -145,6 +147,16 @@ impl TopoStore for AuditedStore {
         self.audit_write(key, None).await;
         self.count();
         self.inner.delete(key, version).await
+    }
+
+    async fn write_fenced(&self, write: FencedWrite<'_>) -> Result<Option<Version>> {
+        let value = match write.change {
+            Change::Put(value) => Some(value),
+            Change::Delete => None,
+        };
+        self.audit_write(write.key, value).await;
+        self.count();
+        self.inner.write_fenced(write).await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<KeyValue>> {
