@@ -2093,6 +2093,23 @@ fn complete(f: &Facts<'_>) -> Decision {
             );
         }
     }
+    // Completing without the source still removes the moved tables from its VSchema when its
+    // keyspace record is there (a topology-only change that needs none of its tablets): with the
+    // routing rules gone, a table listed by both keyspaces would make unqualified queries
+    // ambiguous in vtgate.
+    if ignore_source && !opts.keep_data {
+        let in_vschema = view_vschema_tables(f, Side::Source);
+        if !in_vschema.is_empty() {
+            return step(
+                Action::RemoveFromVSchema {
+                    side: Side::Source,
+                    tables: in_vschema,
+                },
+                reason,
+                "removing the moved tables from the VSchema of the abandoned source keyspace",
+            );
+        }
+    }
     if f.denies_somewhere(Side::Target) {
         return step(
             Action::SetDeniedTables {

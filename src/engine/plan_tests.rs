@@ -1170,6 +1170,23 @@ fn complete_without_the_source() {
             state: RoutingState::Deleted,
         },
     );
+    // The abandoned source's VSchema still lists the tables: remove them there (topology only),
+    // or unqualified names would become ambiguous once the rules are gone.
+    let p = run(
+        &ignoring,
+        world(&ignoring)
+            .rules(RoutingState::SWITCHED)
+            .deny(S)
+            .not_contacted(S)
+            .vschema_tables(S, &["customer", "orders"]),
+    );
+    expect_step(
+        &p,
+        Action::RemoveFromVSchema {
+            side: S,
+            tables: tables(),
+        },
+    );
     let p = run(&ignoring, world(&ignoring).deny(S).not_contacted(S));
     expect_no_step(&p);
     assert_eq!(p.phase, WorkflowPhase::Completed);
