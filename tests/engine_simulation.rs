@@ -15,7 +15,8 @@
 //! its lock key), no lost write at the end of every stage, I5 (a converged pass changes nothing),
 //! and every invariant at the end.
 //!
-//! `VTMOVE_SIM_SCHEDULES` sets the number of random schedules (default 2000);
+//! `VTMOVE_SIM_SCHEDULES` sets the number of random schedules (default 2000; `VTMOVE_SIM_SOAK=1`
+//! runs the 50,000-schedule soak);
 //! `VTMOVE_SIM_SEED=<seed>` with the `replay_seed` test replays one schedule verbosely.
 
 use std::collections::BTreeSet;
@@ -240,14 +241,37 @@ impl Interrupt for Schedule {
 
 #[derive(Clone, Debug)]
 enum Fault {
-    TabletDown { alias: &'static str, passes: u32 },
-    Roll { alias: &'static str },
-    FailRpc { alias: &'static str, method: Method, times: u32 },
-    Stall { keyspace: &'static str, passes: u32 },
-    Lag { keyspace: &'static str, seconds: u64, passes: u32 },
-    OldVersion { alias: &'static str },
-    CrashSoon { within: usize, release: bool },
-    LoseLeaseSoon { within: usize },
+    TabletDown {
+        alias: &'static str,
+        passes: u32,
+    },
+    Roll {
+        alias: &'static str,
+    },
+    FailRpc {
+        alias: &'static str,
+        method: Method,
+        times: u32,
+    },
+    Stall {
+        keyspace: &'static str,
+        passes: u32,
+    },
+    Lag {
+        keyspace: &'static str,
+        seconds: u64,
+        passes: u32,
+    },
+    OldVersion {
+        alias: &'static str,
+    },
+    CrashSoon {
+        within: usize,
+        release: bool,
+    },
+    LoseLeaseSoon {
+        within: usize,
+    },
 }
 
 const METHODS: [Method; 9] = [
@@ -354,6 +378,7 @@ struct RunStats {
     boundaries: usize,
     passes: usize,
     crashes: usize,
+    lost_leases: usize,
     heals: u64,
     faults: usize,
     points: Vec<String>,
@@ -408,6 +433,8 @@ async fn run(config: RunConfig) -> Result<RunStats, String> {
         }
     };
     for stage in &stages {
+        // I1's strictness depends on the stage's lifecycle: check afresh at each stage.
+        let mut previous: Option<Vec<InvariantViolation>> = None;
         if stage.source_down {
             for alias in SOURCE_TABLETS {
                 world.fleet.set_up(alias, false);
@@ -418,7 +445,11 @@ async fn run(config: RunConfig) -> Result<RunStats, String> {
             passes += 1;
             total_passes += 1;
             if passes > MAX_PASSES_PER_STAGE {
-                let plan = engine.plan_only(&stage.desired, &memory).await.ok().map(|p| p.1);
+                let plan = engine
+                    .plan_only(&stage.desired, &memory)
+                    .await
+                    .ok()
+                    .map(|p| p.1);
                 return Err(format!(
                     "stage {:?}: not converged after {MAX_PASSES_PER_STAGE} passes: step {:?}, blockers {:?}",
                     stage.name,
@@ -483,9 +514,15 @@ async fn run(config: RunConfig) -> Result<RunStats, String> {
                 pk += 1;
                 let _ = world.fleet.probe_write("zone1", table, pk).await;
             }
-            let before = world.check(&stage.desired).await;
+            // Faults between passes touch tablets, never the records I1 reads, so the state
+            // before this pass is the one checked after the previous pass.
+            let before = match previous.take() {
+                Some(checked) => checked,
+                None => world.check(&stage.desired).await,
+            };
             let report = engine.pass(&stage.desired, &mut memory).await;
             let after = world.check(&stage.desired).await;
+            previous = Some(after.clone());
             log(format!(
                 "pass {total_passes} ({}): {:?} -> {:?}; error {:?}",
                 stage.name,
@@ -496,22 +533,35 @@ async fn run(config: RunConfig) -> Result<RunStats, String> {
             if let Some(heal) = &report.heal {
                 log(format!("  heal: {} {}", heal.reason, heal.message));
             }
-            let crashed = matches!(
-                report.error,
-                Some(EngineError::Step {
-                    source: StepError::Interrupted { .. },
-                    ..
-                })
-            );
+            // A crash, or a lease lost mid-step (the step stops mutating at once), leaves the
+            // state where the fault cut it; the next passes must repair it.
+            let crashed = match &report.error {
+                Some(EngineError::Step { source, .. }) => match source {
+                    StepError::CutoverFailed { rollback, .. } => {
+                        rollback.as_ref().err().is_some_and(|e| e.must_stop())
+                    }
+                    other => other.must_stop(),
+                },
+                _ => false,
+            };
             if let Some(v) = after
                 .iter()
                 .find(|v| matches!(v, InvariantViolation::LockDiscipline(_)))
             {
                 return Err(format!("stage {:?}: {v}", stage.name));
             }
-            if crashed {
+            let killed = matches!(
+                report.error,
+                Some(EngineError::Step {
+                    source: StepError::Interrupted { .. },
+                    ..
+                })
+            );
+            if killed {
                 memory = EngineMemory::default();
                 stats.crashes += 1;
+            } else if crashed {
+                stats.lost_leases += 1;
             } else if before.is_empty() && !after.is_empty() {
                 return Err(format!(
                     "stage {:?}: {:?} broke an invariant: {after:?}",
@@ -596,15 +646,16 @@ async fn crash_at_every_step_boundary() {
             .map(|at| async move {
                 // Every third crash is a kill: the locks are left to expire.
                 let release = at % 3 != 0;
-                let result = run(RunConfig {
+                let result = tokio::spawn(run(RunConfig {
                     scenario,
                     crash_at: Some((at, release)),
                     seed: None,
                     fault_passes: 0,
                     record_points: false,
                     verbose: false,
-                })
-                .await;
+                }))
+                .await
+                .unwrap_or_else(|e| Err(format!("the run panicked: {e}")));
                 result.err().map(|e| {
                     format!("{scenario:?} crash at boundary {at} (release {release}): {e}")
                 })
@@ -614,7 +665,12 @@ async fn crash_at_every_step_boundary() {
             .collect()
             .await;
         total_runs += boundaries;
-        assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+        assert!(
+            failures.is_empty(),
+            "{} failures:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
     }
     eprintln!(
         "crash at every step boundary: {total_boundaries} boundaries, {total_runs} runs, all converged with zero violations and zero lost writes in {:?}",
@@ -622,11 +678,19 @@ async fn crash_at_every_step_boundary() {
     );
 }
 
+/// 2000 schedules per run; `VTMOVE_SIM_SCHEDULES` overrides; `VTMOVE_SIM_SOAK=1` runs the long
+/// soak (50,000).
 fn schedules() -> u64 {
-    std::env::var("VTMOVE_SIM_SCHEDULES")
+    if let Some(n) = std::env::var("VTMOVE_SIM_SCHEDULES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(2000)
+    {
+        return n;
+    }
+    if std::env::var("VTMOVE_SIM_SOAK").is_ok_and(|v| v == "1") {
+        return 50_000;
+    }
+    2000
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -638,15 +702,16 @@ async fn random_fault_schedules() {
         .map(|i| async move {
             let seed = base + i;
             let scenario = SCENARIOS[(seed % 3) as usize];
-            let result = run(RunConfig {
+            let result = tokio::spawn(run(RunConfig {
                 scenario,
                 crash_at: None,
                 seed: Some(seed),
                 fault_passes: 30,
                 record_points: false,
                 verbose: false,
-            })
-            .await;
+            }))
+            .await
+            .unwrap_or_else(|e| Err(format!("the run panicked: {e}")));
             (seed, result)
         })
         .buffer_unordered(16)
@@ -662,7 +727,10 @@ async fn random_fault_schedules() {
                 heals += stats.heals;
                 passes += stats.passes;
             }
-            Err(e) => failures.push(format!("seed {seed}: {e}\n  replay: {}", replay_command(seed))),
+            Err(e) => failures.push(format!(
+                "seed {seed}: {e}\n  replay: {}",
+                replay_command(seed)
+            )),
         }
     }
     eprintln!(

@@ -597,10 +597,10 @@ impl FakeFleet {
                 continue;
             }
             let source_key = (stream.source.keyspace.clone(), stream.source.shard.clone());
-            let Some(source) = state.dbs.get(&source_key).cloned() else {
+            let Some(source) = state.dbs.get(&source_key) else {
                 continue;
             };
-            let mut updated = stream.clone();
+            let mut updated = stream;
             let mut changes: Vec<(String, i64)> = Vec::new();
             match (updated.applied, updated.copy_left) {
                 (None, None) => {
@@ -628,7 +628,9 @@ impl FakeFleet {
                     updated.message.clear();
                 }
                 (Some(applied), None) => {
-                    for (gtid, table, id) in &source.log {
+                    // The log is in GTID order: only its tail is new.
+                    let start = source.log.partition_point(|(gtid, _, _)| *gtid <= applied);
+                    for (gtid, table, id) in &source.log[start..] {
                         if *gtid > applied
                             && updated.tables.contains(table)
                             && in_range(updated.range.as_ref(), *id)
