@@ -79,6 +79,9 @@ enum Scenario {
     Cancel,
     /// create → switch writes → the source goes away → complete with ignoreSourceKeyspace.
     CompleteWithoutSource,
+    /// create → switch reads → a write cutover whose catch-up fails (stalled streams) and rolls
+    /// back → the switch again once the streams move: covers every rollback boundary.
+    FailedCutover,
 }
 
 const SCENARIOS: [Scenario; 3] = [
@@ -87,10 +90,19 @@ const SCENARIOS: [Scenario; 3] = [
     Scenario::CompleteWithoutSource,
 ];
 
+const CRASH_SCENARIOS: [Scenario; 4] = [
+    Scenario::Lifecycle,
+    Scenario::Cancel,
+    Scenario::CompleteWithoutSource,
+    Scenario::FailedCutover,
+];
+
 struct Stage {
     name: &'static str,
     desired: Desired,
     source_down: bool,
+    /// Stall the target's streams until a write cutover has been tried once.
+    stall_first_cutover: bool,
 }
 
 fn desired(layout: &Layout, traffic: TrafficPlacement, lifecycle: DesiredLifecycle) -> Desired {
@@ -113,6 +125,7 @@ fn stages(scenario: Scenario, layout: &Layout) -> Vec<Stage> {
         name,
         desired: desired(layout, traffic, lifecycle.clone()),
         source_down,
+        stall_first_cutover: false,
     };
     match scenario {
         Scenario::Lifecycle => vec![
@@ -152,6 +165,14 @@ fn stages(scenario: Scenario, layout: &Layout) -> Vec<Stage> {
                 true,
             ),
         ],
+        Scenario::FailedCutover => vec![
+            stage("create", t(S, S, S), &active, false),
+            stage("switch reads", t(K, K, S), &active, false),
+            Stage {
+                stall_first_cutover: true,
+                ..stage("failed then good cutover", t(K, K, K), &active, false)
+            },
+        ],
     }
 }
 
@@ -178,7 +199,7 @@ struct Schedule {
     counter: AtomicUsize,
     planned: Mutex<Vec<(usize, PointFault)>>,
     points: Mutex<Vec<String>>,
-    store: Mutex<Option<Arc<dyn TopoStore>>>,
+    store: Mutex<Option<(Arc<dyn TopoStore>, String)>>,
     record: bool,
 }
 
@@ -220,9 +241,9 @@ impl Interrupt for Schedule {
             },
             Some(PointFault::LoseLease) => {
                 let store = self.store.lock().ok().and_then(|s| s.clone());
-                if let Some(store) = store {
+                if let Some((store, root)) = store {
                     for ks in ["commerce", "customer"] {
-                        let prefix = format!("/vitess/global/keyspaces/{ks}/locks/");
+                        let prefix = format!("{root}/keyspaces/{ks}/locks/");
                         for kv in store.list(&prefix).await.unwrap_or_default() {
                             let _ = store.delete(&kv.key, None).await;
                         }
@@ -363,6 +384,9 @@ impl Active {
 #[derive(Clone, Debug)]
 struct RunConfig {
     scenario: Scenario,
+    /// A shared store (a real etcd) and this run's key prefix in it; `None`: a fresh in-memory
+    /// store.
+    etcd: Option<(Arc<dyn TopoStore>, String)>,
     /// Crash once at this boundary.
     crash_at: Option<(usize, bool)>,
     /// Random faults from this seed.
@@ -387,20 +411,18 @@ struct RunStats {
 const MAX_PASSES_PER_STAGE: usize = 80;
 
 async fn run(config: RunConfig) -> Result<RunStats, String> {
-    let store: Arc<dyn TopoStore> = Arc::new(MemoryStore::new());
     let layout = Layout {
         rows: 8,
         ..Layout::default()
     };
-    let world = World::build(
-        store,
-        layout,
-        LockOptions {
-            ttl: Duration::from_secs(1),
-            acquire_timeout: Duration::from_secs(5),
-        },
-    )
-    .await?;
+    let lock = LockOptions {
+        ttl: Duration::from_secs(1),
+        acquire_timeout: Duration::from_secs(5),
+    };
+    let world = match &config.etcd {
+        Some((store, prefix)) => World::build_at(store.clone(), layout, lock, prefix).await?,
+        None => World::build(Arc::new(MemoryStore::new()), layout, lock).await?,
+    };
     world.fleet.set_options(FleetOptions {
         copy_observations: 2,
         copy_cycles_3024: config.seed.is_some_and(|s| s % 2 == 0),
@@ -411,7 +433,10 @@ async fn run(config: RunConfig) -> Result<RunStats, String> {
         ..Schedule::default()
     });
     if let Ok(mut s) = schedule.store.lock() {
-        *s = Some(world.store.clone() as Arc<dyn TopoStore>);
+        *s = Some((
+            world.store.clone() as Arc<dyn TopoStore>,
+            world.topo.root().to_string(),
+        ));
     }
     if let Some((at, release)) = config.crash_at {
         schedule.plan(at, PointFault::Crash { release });
@@ -441,6 +466,10 @@ async fn run(config: RunConfig) -> Result<RunStats, String> {
             }
         }
         let mut passes = 0;
+        let mut stalled_for_cutover = stage.stall_first_cutover;
+        if stalled_for_cutover {
+            world.fleet.stall("customer", "0", true);
+        }
         loop {
             passes += 1;
             total_passes += 1;
@@ -523,6 +552,15 @@ async fn run(config: RunConfig) -> Result<RunStats, String> {
             let report = engine.pass(&stage.desired, &mut memory).await;
             let after = world.check(&stage.desired).await;
             previous = Some(after.clone());
+            if stalled_for_cutover
+                && report
+                    .executed
+                    .as_ref()
+                    .is_some_and(|r| r.step == "SwitchWrites")
+            {
+                stalled_for_cutover = false;
+                world.fleet.stall("customer", "0", false);
+            }
             log(format!(
                 "pass {total_passes} ({}): {:?} -> {:?}; error {:?}",
                 stage.name,
@@ -620,9 +658,10 @@ async fn crash_at_every_step_boundary() {
     let started = Instant::now();
     let mut total_boundaries = 0;
     let mut total_runs = 0;
-    for scenario in SCENARIOS {
+    for scenario in CRASH_SCENARIOS {
         let clean = run(RunConfig {
             scenario,
+            etcd: None,
             crash_at: None,
             seed: None,
             fault_passes: 0,
@@ -648,6 +687,7 @@ async fn crash_at_every_step_boundary() {
                 let release = at % 3 != 0;
                 let result = tokio::spawn(run(RunConfig {
                     scenario,
+                    etcd: None,
                     crash_at: Some((at, release)),
                     seed: None,
                     fault_passes: 0,
@@ -704,6 +744,7 @@ async fn random_fault_schedules() {
             let scenario = SCENARIOS[(seed % 3) as usize];
             let result = tokio::spawn(run(RunConfig {
                 scenario,
+                etcd: None,
                 crash_at: None,
                 seed: Some(seed),
                 fault_passes: 30,
@@ -752,6 +793,7 @@ async fn replay_seed() {
     let scenario = SCENARIOS[(seed % 3) as usize];
     let result = run(RunConfig {
         scenario,
+        etcd: None,
         crash_at: None,
         seed: Some(seed),
         fault_passes: 30,
@@ -763,4 +805,66 @@ async fn replay_seed() {
         Ok(stats) => eprintln!("seed {seed} ({scenario:?}) passed: {stats:?}"),
         Err(e) => panic!("seed {seed} ({scenario:?}): {e}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_at_every_cutover_boundary_on_etcd() {
+    // The same crash runs over a real etcd (one server, one key prefix per run): lock leases,
+    // fenced writes and watches behave as in production. Every boundary inside the write
+    // cutovers and their rollbacks of the lifecycle scenario, plus a sample of the others.
+    let started = Instant::now();
+    let etcd = vtmove::vitess::topo::LocalEtcd::start()
+        .await
+        .expect("local etcd must start");
+    let store = etcd.dyn_store().expect("etcd client");
+    let clean = run(RunConfig {
+        scenario: Scenario::Lifecycle,
+        etcd: Some((store.clone(), "/clean".to_string())),
+        crash_at: None,
+        seed: None,
+        fault_passes: 0,
+        record_points: true,
+        verbose: false,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("clean run on etcd: {e}"));
+    let chosen: Vec<usize> = clean
+        .points
+        .iter()
+        .enumerate()
+        .filter(|(i, p)| p.starts_with("cutover") || p.starts_with("rollback") || i % 5 == 0)
+        .map(|(i, _)| i)
+        .collect();
+    let runs = chosen.len();
+    let failures: Vec<String> = futures::stream::iter(chosen)
+        .map(|at| {
+            let store = store.clone();
+            async move {
+                let release = at % 3 != 0;
+                let result = tokio::spawn(run(RunConfig {
+                    scenario: Scenario::Lifecycle,
+                    etcd: Some((store, format!("/run{at}"))),
+                    crash_at: Some((at, release)),
+                    seed: None,
+                    fault_passes: 0,
+                    record_points: false,
+                    verbose: false,
+                }))
+                .await
+                .unwrap_or_else(|e| Err(format!("the run panicked: {e}")));
+                result
+                    .err()
+                    .map(|e| format!("crash at boundary {at} (release {release}): {e}"))
+            }
+        })
+        .buffer_unordered(4)
+        .filter_map(|f| async move { f })
+        .collect()
+        .await;
+    eprintln!(
+        "etcd: {runs} crash runs of {} boundaries in {:?}",
+        clean.boundaries,
+        started.elapsed()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -139,11 +139,23 @@ impl World {
         layout: Layout,
         lock: LockOptions,
     ) -> Result<World, String> {
-        let audited = AuditedStore::new(store, ROOT);
+        Self::build_at(store, layout, lock, "/vitess").await
+    }
+
+    /// Builds the world under `prefix` (global root `<prefix>/global`, cell roots
+    /// `<prefix>/<cell>`), so several worlds can share one etcd.
+    pub async fn build_at(
+        store: Arc<dyn TopoStore>,
+        layout: Layout,
+        lock: LockOptions,
+        prefix: &str,
+    ) -> Result<World, String> {
+        let root = format!("{}/global", prefix.trim_end_matches('/'));
+        let audited = AuditedStore::new(store, &root);
         let cells_store: Arc<dyn TopoStore> = audited.clone();
         let factory: StoreFactory = Arc::new(move |_address: &str| Ok(cells_store.clone()));
         let topo =
-            Arc::new(TopoServer::new(audited.clone(), ROOT, factory).with_lock_options(lock));
+            Arc::new(TopoServer::new(audited.clone(), &root, factory).with_lock_options(lock));
         let fleet = FakeFleet::new(topo.clone(), FleetOptions::default());
         let e = |e: crate::vitess::topo::TopoError| e.to_string();
         for cell in &layout.cells {
@@ -151,7 +163,7 @@ impl World {
                 cell,
                 &CellInfo {
                     server_address: "shared".to_string(),
-                    root: format!("/vitess/{cell}"),
+                    root: format!("{}/{cell}", prefix.trim_end_matches('/')),
                 },
             )
             .await
