@@ -8,14 +8,19 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use vtmove::api::movetables::{CancelOptions, CompleteOptions, WorkflowPhase};
+
+use async_trait::async_trait;
+use vtmove::engine::execute::{Interrupt, InterruptAction};
 use vtmove::engine::invariants::check_single_writer_in_topology;
 use vtmove::engine::testing::instrument::{AuditedStore, CountingTablets};
 use vtmove::engine::testing::world::test_config;
 use vtmove::engine::{Desired, DesiredLifecycle, Engine, EngineMemory, PassReport};
 use vtmove::vitess::routing::{Side, TrafficPlacement};
 use vtmove::vitess::tablet::{TabletClient, TabletClientConfig, TabletRpc};
-use vtmove::vitess::topo::{MemoryStore, StoreFactory, TopoServer, TopoStore};
+use vtmove::vitess::topo::{LockOptions, MemoryStore, StoreFactory, TopoServer, TopoStore};
 use vtsim::{
     Fleet, FleetOptions, KeyspaceLayout, Layout, LayoutTabletType, Probe, TabletConfig,
     VReplicationConfig,
@@ -54,7 +59,13 @@ async fn sim(rows: u64, vreplication: VReplicationConfig) -> Sim {
     let store = AuditedStore::new(Arc::new(memory), "/vitess/global");
     let cells: Arc<dyn TopoStore> = store.clone();
     let factory: StoreFactory = Arc::new(move |_| Ok(cells.clone()));
-    let topo = Arc::new(TopoServer::new(store.clone(), "/vitess/global", factory));
+    // Short leases, so the locks of a killed engine expire quickly.
+    let topo = Arc::new(
+        TopoServer::new(store.clone(), "/vitess/global", factory).with_lock_options(LockOptions {
+            ttl: Duration::from_secs(1),
+            acquire_timeout: Duration::from_secs(10),
+        }),
+    );
     let options = FleetOptions {
         tablet: TabletConfig {
             vreplication,
@@ -292,4 +303,149 @@ async fn copy_cycles_ending_in_3024_on_vtsim() {
         sim.fleet.rows("commerce", "customer").len()
     );
     sim.fleet.shutdown().await;
+}
+
+/// Crashes once at the `at`-th crash point (locks left to expire when `kill`), recording the
+/// names of the points it passes.
+struct CrashAt {
+    at: Option<usize>,
+    kill: bool,
+    seen: AtomicUsize,
+    points: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Interrupt for CrashAt {
+    async fn at(&self, point: &str) -> InterruptAction {
+        let n = self.seen.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut points) = self.points.lock() {
+            points.push(point.to_string());
+        }
+        if self.at == Some(n) {
+            InterruptAction::Crash {
+                release_locks: !self.kill,
+            }
+        } else {
+            InterruptAction::Continue
+        }
+    }
+}
+
+/// Create, switch reads, then a forward write cutover and a reverse one, crashing at crash
+/// point `at` (if any). Returns the crash points seen.
+async fn cutover_with_crash(at: Option<usize>, kill: bool) -> Result<Vec<String>, String> {
+    let mut sim = sim(60, VReplicationConfig::default()).await;
+    let hook = Arc::new(CrashAt {
+        at,
+        kill,
+        seen: AtomicUsize::new(0),
+        points: Mutex::new(Vec::new()),
+    });
+    let mut d = desired();
+    d.traffic = TrafficPlacement {
+        replica: Side::Target,
+        rdonly: Side::Target,
+        primary: Side::Source,
+    };
+    let mut memory = EngineMemory::default();
+    sim.converge(&d, &mut memory, "setup").await;
+    let mut config = test_config();
+    config.interrupt = Some(hook.clone());
+    sim.engine = Engine::new(
+        sim.engine.topo().clone(),
+        sim.tablets.clone() as Arc<dyn TabletRpc>,
+        config,
+    );
+    let mut result = Ok(());
+    for (primary, serving) in [(Side::Target, "customer"), (Side::Source, "commerce")] {
+        d.traffic.primary = primary;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if Instant::now() > deadline {
+                result = Err(format!("no convergence toward {serving}"));
+                break;
+            }
+            sim.write_some(2).await;
+            let before = sim.i1(&d).await;
+            let report = sim.engine.pass(&d, &mut memory).await;
+            let after = sim.i1(&d).await;
+            let crashed = matches!(
+                report.error,
+                Some(vtmove::engine::EngineError::Step {
+                    source: vtmove::engine::StepError::Interrupted { .. },
+                    ..
+                })
+            );
+            if crashed {
+                memory = EngineMemory::default();
+            } else if before.is_empty() && !after.is_empty() {
+                result = Err(format!(
+                    "{:?} broke I1: {after:?}",
+                    report.executed.map(|r| r.action)
+                ));
+                break;
+            }
+            if !sim.store.violations().is_empty() {
+                result = Err(format!("I3: {:?}", sim.store.violations()));
+                break;
+            }
+            if report.error.is_none()
+                && report.executed.is_none()
+                && report.plan.as_ref().is_some_and(|p| p.converged())
+            {
+                break;
+            }
+            if report.executed.is_none() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        if result.is_err() {
+            break;
+        }
+        assert!(sim.fleet.wait_for_replication(Duration::from_secs(5)).await);
+        let rows = sim.fleet.rows(serving, "customer");
+        let lost = sim.probe.ledger().lost_writes("customer", |pk| {
+            rows.get(&pk).and_then(|r| r.get(1).cloned().flatten())
+        });
+        if !lost.is_empty() {
+            result = Err(format!(
+                "lost writes in {serving}: {:?}",
+                &lost[..lost.len().min(5)]
+            ));
+            break;
+        }
+    }
+    sim.fleet.shutdown().await;
+    let points = hook.points.lock().map(|p| p.clone()).unwrap_or_default();
+    result.map(|()| points)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_at_every_cutover_boundary_on_vtsim() {
+    let started = Instant::now();
+    let points = cutover_with_crash(None, false)
+        .await
+        .unwrap_or_else(|e| panic!("clean run: {e}"));
+    let boundaries: Vec<usize> = points
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.starts_with("cutover"))
+        .map(|(i, _)| i)
+        .collect();
+    assert!(boundaries.len() > 20, "{points:?}");
+    let mut failures = Vec::new();
+    for at in &boundaries {
+        // Every third crash kills the engine: its locks stay until their lease expires.
+        let kill = at % 3 == 0;
+        if let Err(e) = cutover_with_crash(Some(*at), kill).await {
+            failures.push(format!("crash at {at} ({}, kill {kill}): {e}", points[*at]));
+        }
+    }
+    eprintln!(
+        "vtsim: {} cutover boundaries crashed, {} failures, in {:?}",
+        boundaries.len(),
+        failures.len(),
+        started.elapsed()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
