@@ -10,7 +10,12 @@
 //!
 //! **Order** (Vitess's, `vitess-movetables.md` §1.5), with `from` the side giving up writes and
 //! `to` the side taking them:
-//! 1. `deny`: deny the moved tables on every `from` shard, then allow them on every `to` shard;
+//! 0. `reverse_prepare`: delete the streams into `from` and, with reverse replication, create
+//!    fresh ones (Stopped, no position yet). Vitess does this after the catch-up; doing it before
+//!    writes stop takes it out of the write-blocked window, and it is harmless until step 8:
+//!    the planner freezes streams into the side that takes writes, a rollback deletes them;
+//! 1. `deny`: deny the moved tables on every `from` shard, then allow them on every `to` shard
+//!    (each side's shards in parallel);
 //! 2. `refresh`: refresh every tablet of both sides, verified per tablet (a partial refresh fails
 //!    the unit unless `force`; the `from` primaries must acknowledge even with `force`, since the
 //!    positions recorded next are only final once they enforce the denial);
@@ -21,15 +26,14 @@
 //!    position (`VReplicationWaitForPos`) — this is I2;
 //! 6. `stop`: stop those streams with the message "stopped for cutover";
 //! 7. `positions_new`: record every `to` primary's position;
-//! 8. `reverse`: delete the streams into `from` and, with reverse replication, create fresh ones
-//!    (Stopped) starting at the positions of step 7;
+//! 8. `reverse`: give the streams into `from` their start positions (step 7);
 //! 9. `route`: primary routing to `to` and a rebuild of every cell's `SrvVSchema`.
 //!    **Point of no return**: once the new rules are stored, `to` accepts writes and routing
 //!    points to it; going back is a reverse cutover, not a rollback;
 //! 10. `start_reverse`: start the streams into `from`;
 //! 11. `freeze`: mark the streams into `to` FROZEN.
 //!
-//! **Budgets.** Steps 1–9 share the cutover budget (`cutover.timeout`); every call is bounded by
+//! **Budgets.** Steps 0–9 share the cutover budget (`cutover.timeout`); every call is bounded by
 //! what is left of it. A failure before the point of no return rolls back with a *fresh* budget
 //! (`rollback_timeout`), never the expired one of the step that failed: allow `from` again, deny
 //! `to`, refresh, restart the streams stopped for cutover, delete the fresh reverse streams.
@@ -196,7 +200,7 @@ fn shard_names(ex: &Executor, side: Side) -> Result<Vec<String>, StepError> {
         .collect())
 }
 
-/// Steps 1–8. Returns the positions of the `to` primaries (the reverse streams' start).
+/// Steps 0–8. Returns the positions of the `to` primaries (the reverse streams' start).
 async fn reversible(
     ex: &Executor,
     held: &Held,
@@ -207,6 +211,66 @@ async fn reversible(
 ) -> Result<BTreeMap<String, Position>, (&'static str, StepError)> {
     let from_shards = shard_names(ex, from).map_err(|e| ("deny", e))?;
     let to_shards = shard_names(ex, to).map_err(|e| ("deny", e))?;
+
+    // 0. Fresh streams back into the old side, Stopped and without a position yet. Made before
+    //    writes stop, so the write-blocked window only has to give them their start positions.
+    //    Until then they are harmless: the planner freezes streams into the side that takes
+    //    writes, and a rollback deletes them.
+    ex.checkpoint("cutover:reverse_prepare")
+        .await
+        .map_err(|e| ("reverse_prepare", e))?;
+    let prepare = async {
+        let limit = ex
+            .remaining(deadline, "reverse_prepare", budget)?
+            .min(ex.config.rpc_timeout);
+        ex.delete_streams_on(held, from, &from_shards, false, limit)
+            .await?;
+        if !ex.desired.cutover.reverse_replication {
+            return Ok(());
+        }
+        let from_view = ex.view(from)?;
+        let to_view = ex.view(to)?;
+        let workflow = ex.desired.workflow_into(from);
+        let mut creations = Vec::new();
+        for shard in &from_view.shards {
+            let primary = shard.primary.as_ref().ok_or_else(|| {
+                StepError::Precondition(format!("shard {} has no primary", shard.name))
+            })?;
+            let sources = binlog_sources(
+                to_view,
+                from_view,
+                &shard.name,
+                &ex.desired.tables,
+                &stream_settings(&ex.desired),
+            )?;
+            creations.push((primary, ex.create_request(&workflow, sources)));
+        }
+        ex.checkpoint("cutover:reverse_create").await?;
+        held.check("creating the reverse streams").await?;
+        let creates = creations.into_iter().map(|(primary, request)| {
+            let workflow = workflow.clone();
+            async move {
+                bounded(
+                    limit,
+                    &primary.addr,
+                    Method::CreateVReplicationWorkflow,
+                    ex.tablets
+                        .create_vreplication_workflow(&primary.addr, request, Some(limit)),
+                )
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    StepError::tablet(format!("creating {workflow} on {}", primary.alias), e)
+                })
+            }
+        });
+        join_all(creates)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>, StepError>>()?;
+        Ok(())
+    };
+    stage(ex, "reverse_prepare", prepare).await?;
 
     // 1. Deny on the old side, then allow on the new side.
     ex.checkpoint("cutover:deny")
@@ -396,65 +460,48 @@ async fn reversible(
         .map_err(|e| ("positions_new", e))?;
     let new_positions = stage(ex, "positions_new", positions(ex, to, deadline, budget)).await?;
 
-    // 8. Fresh streams back into the old side.
+    // 8. The reverse streams start where the new side stood when its streams stopped.
     ex.checkpoint("cutover:reverse")
         .await
         .map_err(|e| ("reverse", e))?;
     let reverse = async {
-        let limit = ex
-            .remaining(deadline, "reverse", budget)?
-            .min(ex.config.rpc_timeout);
-        ex.delete_streams_on(held, from, &from_shards, false, limit)
-            .await?;
         if !ex.desired.cutover.reverse_replication {
             return Ok(());
         }
+        let limit = ex
+            .remaining(deadline, "reverse", budget)?
+            .min(ex.config.rpc_timeout);
         let from_view = ex.view(from)?;
-        let to_view = ex.view(to)?;
         let workflow = ex.desired.workflow_into(from);
-        for shard in &from_view.shards {
-            let primary = shard.primary.as_ref().ok_or_else(|| {
-                StepError::Precondition(format!("shard {} has no primary", shard.name))
-            })?;
-            let sources = binlog_sources(
-                to_view,
-                from_view,
-                &shard.name,
-                &ex.desired.tables,
-                &stream_settings(&ex.desired),
-            )?;
-            ex.checkpoint("cutover:reverse_create").await?;
-            held.check("creating the reverse streams").await?;
-            let request = ex.create_request(&workflow, sources);
-            let limit = ex
-                .remaining(deadline, "reverse", budget)?
-                .min(ex.config.rpc_timeout);
-            bounded(
-                limit,
-                &primary.addr,
-                Method::CreateVReplicationWorkflow,
-                ex.tablets
-                    .create_vreplication_workflow(&primary.addr, request, Some(limit)),
-            )
-            .await
-            .map_err(|e| {
-                StepError::tablet(format!("creating {workflow} on {}", primary.alias), e)
-            })?;
-            let created = ex.read_streams(primary, &workflow).await?.ok_or_else(|| {
-                StepError::Precondition(format!("{workflow} vanished on {}", primary.alias))
-            })?;
-            for stream in created.streams {
-                let position = new_positions.get(&stream.source.shard).ok_or_else(|| {
-                    StepError::Precondition(format!(
-                        "no recorded position for shard {}",
-                        stream.source.shard
-                    ))
+        held.check("positioning the reverse streams").await?;
+        let positions = from_view.shards.iter().map(|shard| {
+            let workflow = workflow.clone();
+            let new_positions = &new_positions;
+            async move {
+                let primary = shard.primary.as_ref().ok_or_else(|| {
+                    StepError::Precondition(format!("shard {} has no primary", shard.name))
                 })?;
-                let query =
-                    set_position_sql(&from_view.sidecar_db, stream.id, &position.to_string())?;
-                ex.exec(primary, query, limit).await?;
+                let created = ex.read_streams(primary, &workflow).await?.ok_or_else(|| {
+                    StepError::Precondition(format!("{workflow} vanished on {}", primary.alias))
+                })?;
+                for stream in created.streams {
+                    let position = new_positions.get(&stream.source.shard).ok_or_else(|| {
+                        StepError::Precondition(format!(
+                            "no recorded position for shard {}",
+                            stream.source.shard
+                        ))
+                    })?;
+                    let query =
+                        set_position_sql(&from_view.sidecar_db, stream.id, &position.to_string())?;
+                    ex.exec(primary, query, limit).await?;
+                }
+                Ok::<(), StepError>(())
             }
-        }
+        });
+        join_all(positions)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>, StepError>>()?;
         Ok(())
     };
     stage(ex, "reverse", reverse).await?;
@@ -497,7 +544,7 @@ async fn positions(
     Ok(out)
 }
 
-/// Undoes steps 1–8 for a cutover from `from` to `to`: writes stay on (or return to) `from`.
+/// Undoes steps 0–8 for a cutover from `from` to `to`: writes stay on (or return to) `from`.
 /// Runs under the caller's locks with the deadline it is given (a fresh one).
 async fn rollback(
     ex: &Executor,

@@ -750,11 +750,11 @@ impl Executor {
             DenyOp::Add => DeniedTablesOp::Add,
             DenyOp::Remove => DeniedTablesOp::Remove,
         };
-        let mut versions = Vec::new();
-        for shard in shards {
-            self.checkpoint("denied:write").await?;
-            let written = self
-                .topo
+        // Every shard of the keyspace at once: each write is its own versioned, fenced
+        // read-modify-write, so they do not depend on each other.
+        self.checkpoint("denied:write").await?;
+        let writes = shards.iter().map(|shard| async move {
+            self.topo
                 .update_denied_tables(
                     guard,
                     keyspace,
@@ -765,12 +765,12 @@ impl Executor {
                     op,
                 )
                 .await
+                .map(|written| (shard.clone(), written.version))
                 .map_err(|e| {
                     StepError::topo(format!("updating denied tables of {keyspace}/{shard}"), e)
-                })?;
-            versions.push((shard.clone(), written.version));
-        }
-        Ok(versions)
+                })
+        });
+        join_all(writes).await.into_iter().collect()
     }
 
     async fn set_denied_tables(
@@ -1026,11 +1026,19 @@ impl Executor {
     ) -> Result<(), StepError> {
         let workflow = self.desired.workflow_into(into);
         let sidecar = self.view(into)?.sidecar_db.clone();
-        for shard in shards {
-            let primary = self.primary(into, shard)?;
-            let Some(streams) = self.read_streams(primary, &workflow).await? else {
-                continue;
-            };
+        let primaries = shards
+            .iter()
+            .map(|shard| self.primary(into, shard))
+            .collect::<Result<Vec<_>, _>>()?;
+        let read = join_all(
+            primaries
+                .iter()
+                .map(|primary| self.read_streams(primary, &workflow)),
+        )
+        .await;
+        let mut updates = Vec::new();
+        for (primary, streams) in primaries.into_iter().zip(read) {
+            let Some(streams) = streams? else { continue };
             let ids: Vec<i32> = streams
                 .streams
                 .iter()
@@ -1040,16 +1048,26 @@ impl Executor {
             if ids.is_empty() {
                 continue;
             }
-            self.checkpoint("streams:update").await?;
-            held.check("updating streams").await?;
             let (state, message) = change.state_and_message();
             let query = match message {
                 Some(message) => set_streams_sql(&sidecar, &ids, state, message)?,
                 None => super::requests::set_state_sql(&sidecar, &ids, state)?,
             };
-            self.exec(primary, query, limit).await?;
+            updates.push((primary, query));
         }
-        Ok(())
+        if updates.is_empty() {
+            return Ok(());
+        }
+        self.checkpoint("streams:update").await?;
+        held.check("updating streams").await?;
+        join_all(
+            updates
+                .into_iter()
+                .map(|(primary, query)| self.exec(primary, query, limit)),
+        )
+        .await
+        .into_iter()
+        .collect()
     }
 
     async fn set_streams(
@@ -1073,34 +1091,52 @@ impl Executor {
         limit: Duration,
     ) -> Result<(), StepError> {
         let workflow = self.desired.workflow_into(into);
-        for shard in shards {
-            let primary = self.primary(into, shard)?;
-            let Some(streams) = self.read_streams(primary, &workflow).await? else {
-                continue;
-            };
+        let primaries = shards
+            .iter()
+            .map(|shard| self.primary(into, shard))
+            .collect::<Result<Vec<_>, _>>()?;
+        let read = join_all(
+            primaries
+                .iter()
+                .map(|primary| self.read_streams(primary, &workflow)),
+        )
+        .await;
+        let mut doomed = Vec::new();
+        for (primary, streams) in primaries.into_iter().zip(read) {
+            let Some(streams) = streams? else { continue };
             if streams.streams.is_empty() || (keep_frozen && streams.is_frozen()) {
                 continue;
             }
-            self.checkpoint("streams:delete").await?;
-            held.check("deleting streams").await?;
-            bounded(
-                limit,
-                &primary.addr,
-                Method::DeleteVReplicationWorkflow,
-                self.tablets.delete_vreplication_workflow(
-                    &primary.addr,
-                    DeleteVReplicationWorkflowRequest {
-                        workflow: workflow.clone(),
-                    },
-                    Some(limit),
-                ),
-            )
-            .await
-            .map_err(|e| {
-                StepError::tablet(format!("deleting {workflow} on {}", primary.alias), e)
-            })?;
+            doomed.push(primary);
         }
-        Ok(())
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        self.checkpoint("streams:delete").await?;
+        held.check("deleting streams").await?;
+        let deletes = doomed.into_iter().map(|primary| {
+            let workflow = workflow.clone();
+            async move {
+                bounded(
+                    limit,
+                    &primary.addr,
+                    Method::DeleteVReplicationWorkflow,
+                    self.tablets.delete_vreplication_workflow(
+                        &primary.addr,
+                        DeleteVReplicationWorkflowRequest {
+                            workflow: workflow.clone(),
+                        },
+                        Some(limit),
+                    ),
+                )
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    StepError::tablet(format!("deleting {workflow} on {}", primary.alias), e)
+                })
+            }
+        });
+        join_all(deletes).await.into_iter().collect()
     }
 
     async fn delete_streams(
