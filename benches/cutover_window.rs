@@ -15,7 +15,21 @@ use std::time::{Duration, Instant};
 
 use vtmove::engine::{Desired, Engine, EngineConfig, EngineMemory};
 use vtmove::vitess::routing::{Side, TrafficPlacement};
-use vtmove::vitess::tablet::{TabletClient, TabletClientConfig, TabletRpc};
+use vtmove::vitess::tablet::{
+    CallObserver, CallOutcome, Method, TabletAddr, TabletClient, TabletClientConfig, TabletRpc,
+};
+
+/// Latency of every tablet call, per method.
+#[derive(Default)]
+struct Latencies(std::sync::Mutex<std::collections::BTreeMap<Method, Vec<Duration>>>);
+
+impl CallObserver for Latencies {
+    fn on_call(&self, _: &TabletAddr, method: Method, _: CallOutcome, elapsed: Duration) {
+        if let Ok(mut m) = self.0.lock() {
+            m.entry(method).or_default().push(elapsed);
+        }
+    }
+}
 use vtmove::vitess::topo::{EtcdStore, LocalEtcd, LockOptions, TopoServer, TopoStore};
 use vtsim::{DriveConfig, Fleet, FleetOptions, KeyspaceLayout, Layout, LayoutTabletType};
 
@@ -117,7 +131,9 @@ async fn main() -> anyhow::Result<()> {
     rtts.sort();
     let rtt = percentile(&rtts, 50.0);
 
-    let client: Arc<dyn TabletRpc> = Arc::new(TabletClient::new(TabletClientConfig::default()));
+    let latencies = Arc::new(Latencies::default());
+    let client: Arc<dyn TabletRpc> =
+        Arc::new(TabletClient::new(TabletClientConfig::default()).with_observer(latencies.clone()));
     let config = EngineConfig {
         flush_delay: Duration::from_millis(flush_ms),
         ..EngineConfig::default()
@@ -210,6 +226,18 @@ async fn main() -> anyhow::Result<()> {
             percentile(&times, 50.0).as_secs_f64() * 1e3,
             times.len()
         );
+    }
+    if let Ok(map) = latencies.0.lock() {
+        for (method, times) in map.iter() {
+            let mut times = times.clone();
+            times.sort();
+            println!(
+                "  tablet {method}: p50 {:.2} ms, p99 {:.2} ms over {}",
+                percentile(&times, 50.0).as_secs_f64() * 1e3,
+                percentile(&times, 99.0).as_secs_f64() * 1e3,
+                times.len()
+            );
+        }
     }
     println!(
         "etcd transaction round trip (median of 200): {:.2} ms; p50 window = {:.0} round trips, p99 = {:.0}",

@@ -14,6 +14,8 @@
 //!    fresh ones (Stopped, no position yet). Vitess does this after the catch-up; doing it before
 //!    writes stop takes it out of the write-blocked window, and it is harmless until step 8:
 //!    the planner freezes streams into the side that takes writes, a rollback deletes them;
+//!    then `streams`: read the ids of the streams into `to` and into `from` once, under the locks,
+//!    so that the write-blocked window makes no stream reads;
 //! 1. `deny`: deny the moved tables on every `from` shard, then allow them on every `to` shard
 //!    (each side's shards in parallel);
 //! 2. `refresh`: refresh every tablet of both sides, verified per tablet (a partial refresh fails
@@ -58,7 +60,7 @@ use crate::vitess::routing::{
 use crate::vitess::tablet::{Method, Position};
 
 use super::execute::{Executor, Held, StepError, StreamChange, describe_failures};
-use super::observe::bounded;
+use super::observe::{PrimaryView, bounded};
 use super::plan::DenyOp;
 use super::plan::stream_settings;
 use super::requests::{binlog_sources, lock_tables_sql, set_position_sql};
@@ -200,6 +202,53 @@ fn shard_names(ex: &Executor, side: Side) -> Result<Vec<String>, StepError> {
         .collect())
 }
 
+/// The streams of one workflow on one primary: `(id, source shard)` of each, read once under
+/// the locks before writes stop, so the write-blocked window needs no stream reads.
+struct OnPrimary<'a> {
+    primary: &'a PrimaryView,
+    streams: Vec<(i32, String)>,
+}
+
+/// Reads `workflow`'s streams on every primary of `side`, in parallel. A primary without them
+/// is a precondition failure when `required`.
+async fn read_stream_ids<'a>(
+    ex: &'a Executor,
+    side: Side,
+    workflow: &str,
+    required: bool,
+) -> Result<Vec<OnPrimary<'a>>, StepError> {
+    let view = ex.view(side)?;
+    let primaries = view
+        .shards
+        .iter()
+        .map(|shard| {
+            shard.primary.as_ref().ok_or_else(|| {
+                StepError::Precondition(format!("shard {} has no primary", shard.name))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let read = join_all(primaries.iter().map(|p| ex.read_streams(p, workflow))).await;
+    let mut out = Vec::new();
+    for (primary, streams) in primaries.into_iter().zip(read) {
+        let streams: Vec<(i32, String)> = streams?
+            .map(|w| {
+                w.streams
+                    .into_iter()
+                    .map(|s| (s.id, s.source.shard))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if streams.is_empty() && required {
+            return Err(StepError::Precondition(format!(
+                "{} has no {workflow} streams",
+                primary.alias
+            )));
+        }
+        out.push(OnPrimary { primary, streams });
+    }
+    Ok(out)
+}
+
 /// Steps 0–8. Returns the positions of the `to` primaries (the reverse streams' start).
 async fn reversible(
     ex: &Executor,
@@ -271,6 +320,21 @@ async fn reversible(
         Ok(())
     };
     stage(ex, "reverse_prepare", prepare).await?;
+    ex.checkpoint("cutover:streams")
+        .await
+        .map_err(|e| ("streams", e))?;
+    let into_to_workflow = ex.desired.workflow_into(to);
+    let into_from_workflow = ex.desired.workflow_into(from);
+    let (into_to, into_from) = stage(ex, "streams", async {
+        let into_to = read_stream_ids(ex, to, &into_to_workflow, true).await?;
+        let into_from = if ex.desired.cutover.reverse_replication {
+            read_stream_ids(ex, from, &into_from_workflow, true).await?
+        } else {
+            Vec::new()
+        };
+        Ok((into_to, into_from))
+    })
+    .await?;
 
     // 1. Deny on the old side, then allow on the new side.
     ex.checkpoint("cutover:deny")
@@ -384,27 +448,17 @@ async fn reversible(
         .await
         .map_err(|e| ("catch_up", e))?;
     let catch_up = async {
-        let workflow = ex.desired.workflow_into(to);
-        let view = ex.view(to)?;
         let mut waits = Vec::new();
-        for shard in &view.shards {
-            let primary = shard.primary.as_ref().ok_or_else(|| {
-                StepError::Precondition(format!("shard {} has no primary", shard.name))
-            })?;
-            let streams = ex.read_streams(primary, &workflow).await?.ok_or_else(|| {
-                StepError::Precondition(format!(
-                    "{} has no {workflow} streams to catch up",
-                    primary.alias
-                ))
-            })?;
-            for stream in streams.streams {
-                let position = old_positions.get(&stream.source.shard).ok_or_else(|| {
+        for on in &into_to {
+            for (id, source_shard) in &on.streams {
+                let position = old_positions.get(source_shard).ok_or_else(|| {
                     StepError::Precondition(format!(
-                        "stream {} on {} reads from shard {} whose position was not recorded",
-                        stream.id, primary.alias, stream.source.shard
+                        "stream {id} on {} reads from shard {source_shard} whose position was \
+                         not recorded",
+                        on.primary.alias
                     ))
                 })?;
-                waits.push((primary, stream.id, position.clone()));
+                waits.push((on.primary, *id, position.clone()));
             }
         }
         let left = ex.remaining(deadline, "catch_up", budget)?;
@@ -447,12 +501,29 @@ async fn reversible(
         .remaining(deadline, "stop", budget)
         .map_err(|e| ("stop", e))?
         .min(ex.config.rpc_timeout);
-    stage(
-        ex,
-        "stop",
-        ex.change_streams(held, to, &to_shards, StreamChange::StopForCutover, limit),
-    )
-    .await?;
+    let to_sidecar = ex.view(to).map_err(|e| ("stop", e))?.sidecar_db.clone();
+    let stop = async {
+        held.check("stopping the streams for cutover").await?;
+        let stops = into_to.iter().map(|on| {
+            let ids: Vec<i32> = on.streams.iter().map(|(id, _)| *id).collect();
+            let to_sidecar = &to_sidecar;
+            async move {
+                let query = super::requests::set_streams_sql(
+                    to_sidecar,
+                    &ids,
+                    "Stopped",
+                    crate::vitess::tablet::stream::STOPPED_FOR_CUTOVER_MESSAGE,
+                )?;
+                ex.exec(on.primary, query, limit).await
+            }
+        });
+        join_all(stops)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>, StepError>>()?;
+        Ok(())
+    };
+    stage(ex, "stop", stop).await?;
 
     // 7. Positions of the new side: where the reverse streams start.
     ex.checkpoint("cutover:positions_new")
@@ -472,28 +543,19 @@ async fn reversible(
             .remaining(deadline, "reverse", budget)?
             .min(ex.config.rpc_timeout);
         let from_view = ex.view(from)?;
-        let workflow = ex.desired.workflow_into(from);
         held.check("positioning the reverse streams").await?;
-        let positions = from_view.shards.iter().map(|shard| {
-            let workflow = workflow.clone();
+        let positions = into_from.iter().map(|on| {
             let new_positions = &new_positions;
             async move {
-                let primary = shard.primary.as_ref().ok_or_else(|| {
-                    StepError::Precondition(format!("shard {} has no primary", shard.name))
-                })?;
-                let created = ex.read_streams(primary, &workflow).await?.ok_or_else(|| {
-                    StepError::Precondition(format!("{workflow} vanished on {}", primary.alias))
-                })?;
-                for stream in created.streams {
-                    let position = new_positions.get(&stream.source.shard).ok_or_else(|| {
+                for (id, source_shard) in &on.streams {
+                    let position = new_positions.get(source_shard).ok_or_else(|| {
                         StepError::Precondition(format!(
-                            "no recorded position for shard {}",
-                            stream.source.shard
+                            "no recorded position for shard {source_shard}"
                         ))
                     })?;
                     let query =
-                        set_position_sql(&from_view.sidecar_db, stream.id, &position.to_string())?;
-                    ex.exec(primary, query, limit).await?;
+                        set_position_sql(&from_view.sidecar_db, *id, &position.to_string())?;
+                    ex.exec(on.primary, query, limit).await?;
                 }
                 Ok::<(), StepError>(())
             }

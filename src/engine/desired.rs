@@ -100,6 +100,15 @@ pub struct Desired {
     pub paused: bool,
 }
 
+/// Key prefixes a workflow depends on (see [`Desired::watched_keys`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatchedKeys {
+    /// Relative to the global root.
+    pub global: Vec<String>,
+    /// Relative to every cell's root.
+    pub cell: Vec<String>,
+}
+
 /// Why a spec cannot become a [`Desired`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid MoveTablesWorkflow spec: {}", format_field_errors(.0))]
@@ -293,6 +302,22 @@ impl Desired {
         format!("{}/{}", self.target_keyspace, self.workflow)
     }
 
+    /// The topology the workflow depends on, as key prefixes relative to the global root and to
+    /// each cell's root: a change under any of them may change the plan (the controller watches
+    /// them to trigger a pass within a second of an outside change).
+    pub fn watched_keys(&self) -> WatchedKeys {
+        let keyspaces = [&self.source_keyspace, &self.target_keyspace];
+        let mut global = vec![
+            "RoutingRules".to_string(),
+            format!("internal/named_locks/{}/", self.lock_name()),
+        ];
+        // Keyspace record, VSchema, Shard records and the keyspace locks.
+        global.extend(keyspaces.iter().map(|k| format!("keyspaces/{k}/")));
+        let mut cell = vec!["SrvVSchema".to_string(), "tablets/".to_string()];
+        cell.extend(keyspaces.iter().map(|k| format!("keyspaces/{k}/")));
+        WatchedKeys { global, cell }
+    }
+
     /// Whether switched reads of `traffic` should be visible in `cell`.
     pub fn reads_on_target_in(
         &self,
@@ -363,6 +388,20 @@ mod tests {
         assert_eq!(d.cutover.max_replication_lag, Duration::from_secs(5));
         assert!(!d.cutover.reverse_replication);
         assert!(d.cutover.force);
+    }
+
+    #[test]
+    fn watched_keys_cover_both_keyspaces_the_rules_and_the_cells() {
+        let d = Desired::new("wf", "commerce", "customer", ["t"]);
+        let keys = d.watched_keys();
+        assert!(keys.global.contains(&"RoutingRules".to_string()));
+        assert!(keys.global.contains(&"keyspaces/commerce/".to_string()));
+        assert!(
+            keys.global
+                .contains(&"internal/named_locks/customer/wf/".to_string())
+        );
+        assert!(keys.cell.contains(&"SrvVSchema".to_string()));
+        assert!(keys.cell.contains(&"keyspaces/customer/".to_string()));
     }
 
     #[test]

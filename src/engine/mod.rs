@@ -46,7 +46,7 @@ mod plan_tests;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-pub use desired::{CutoverOptions, Desired, DesiredError, DesiredLifecycle};
+pub use desired::{CutoverOptions, Desired, DesiredError, DesiredLifecycle, WatchedKeys};
 pub use execute::{EngineConfig, Interrupt, InterruptAction, StepError};
 pub use journal::{Outcome, StageRecord, StepRecord};
 pub use memory::{EngineMemory, HealEvent};

@@ -2017,6 +2017,12 @@ fn complete(f: &Facts<'_>) -> Decision {
         }
         Rules::State(_) => {
             if f.writes != Some(Side::Target) || !f.reads_on_target_everywhere() {
+                if ignore_source && f.writes != Some(Side::Target) {
+                    return blocked(
+                        BlockReason::TrafficNotSwitched,
+                        "complete.ignoreSourceKeyspace only applies once writes are served by the                          target: switching them needs the source keyspace; unset it until the                          write cutover is done",
+                    );
+                }
                 if d.traffic != TrafficPlacement::all(Side::Target) {
                     return blocked(
                         BlockReason::TrafficNotSwitched,

@@ -1196,6 +1196,17 @@ fn complete_without_the_source() {
 }
 
 #[test]
+fn ignoring_the_source_needs_writes_already_switched() {
+    let d = completing(CompleteOptions {
+        ignore_source_keyspace: true,
+        ..Default::default()
+    });
+    let p = run(&d, state_b(&d).observe_schema(true).not_contacted(S));
+    expect_blocked(&p, BlockReason::TrafficNotSwitched);
+    assert!(p.blockers[0].message.contains("ignoreSourceKeyspace"));
+}
+
+#[test]
 fn complete_refuses_without_proof_that_writes_moved() {
     let d = completing(CompleteOptions::default());
     // Rules gone (by hand) while the source still has its tables.
