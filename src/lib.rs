@@ -4,4 +4,5 @@
 //! the same code: CRD types ([`api`]) and the Vitess wire layer ([`vitess`]).
 
 pub mod api;
+pub mod engine;
 pub mod vitess;

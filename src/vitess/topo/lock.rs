@@ -404,6 +404,16 @@ impl LockHandle {
         }
     }
 
+    /// Stops renewing the lease and forgets the lock without revoking it, as a process that dies
+    /// would: the lock key stays until its lease expires (one TTL). Crash simulations use this to
+    /// reproduce what another holder sees after vtmove is killed mid-operation.
+    pub fn abandon_like_a_crash(mut self) {
+        self.released = true;
+        if let Some(task) = self.renewal.take() {
+            task.abort();
+        }
+    }
+
     /// Revokes the lease after a failed acquisition, ignoring errors (the lease expires anyway).
     async fn abandon(mut self) {
         self.released = true;
@@ -582,6 +592,12 @@ macro_rules! guard_common {
             /// Releases the lock (see [`LockHandle::unlock`]).
             pub async fn unlock(self) -> Result<()> {
                 self.handle.unlock().await
+            }
+
+            /// Forgets the lock without releasing it, as a crashed process would (see
+            /// [`LockHandle::abandon_like_a_crash`]).
+            pub fn abandon_like_a_crash(self) {
+                self.handle.abandon_like_a_crash()
             }
         }
     };

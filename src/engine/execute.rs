@@ -1,0 +1,1257 @@
+//! `execute`: runs the one step a plan chose, against the topology and the tablets.
+//!
+//! Every step is idempotent: it re-reads what it changes (read-modify-write with a version check
+//! for topology records, a fresh `ReadVReplicationWorkflow` before touching streams) and writes
+//! nothing that is already so, so running it twice, or after a crash half-way, is safe.
+//!
+//! **Locks.** Every mutating step takes the named workflow lock `<K>/<wf>` first, as Vitess's
+//! workflow commands do, then the keyspace locks it needs, always source before target:
+//! denied tables and VSchema changes take their keyspace's lock, routing rules both (the rules
+//! name both keyspaces, invariant I3), and the write cutover both for its whole duration. The
+//! topology layer refuses a write whose guard does not cover it and checks the lease right before
+//! writing; the executor also checks every guard before each tablet mutation, and stops at once
+//! when a lease is lost (the next pass re-plans from what it finds).
+//!
+//! **Deadlines.** Every tablet call is bounded by [`EngineConfig::rpc_timeout`] (the cutover
+//! further bounds them by its own budget), every topology call by the store's deadline, and lock
+//! acquisition by the lock options' acquire timeout.
+//!
+//! **Crash points.** [`Interrupt`] lets the crash simulation stop the executor at every step
+//! boundary (between stages and between per-shard mutations), exactly as a killed process would.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::join_all;
+use tokio::time::Instant;
+
+use crate::vitess::proto::binlogdata::{VReplicationWorkflowSubType, VReplicationWorkflowType};
+use crate::vitess::proto::tabletmanagerdata::{
+    ApplySchemaRequest, CreateVReplicationWorkflowRequest, DeleteVReplicationWorkflowRequest,
+    ExecuteFetchAsDbaRequest, GetSchemaRequest, TabletSelectionPreference, VReplicationExecRequest,
+};
+use crate::vitess::proto::topodata::TabletType;
+use crate::vitess::proto::vschema;
+use crate::vitess::routing::{RoutingState, Side, update_routing_rules};
+use crate::vitess::srv_vschema::{desired_srv_vschema, write_srv_vschema_if_stale};
+use crate::vitess::tablet::{Method, TabletAddr, TabletError, TabletRpc, WorkflowStreams};
+use crate::vitess::topo::{
+    DeniedTablesOp, KeyspaceLock, NamedLock, TopoError, TopoServer, Version,
+};
+
+use super::desired::Desired;
+use super::journal::StageRecord;
+use super::observe::{KeyspaceView, Observed, PrimaryView, bounded};
+use super::plan::{Action, DenyOp, TabletTarget, cell_srv_vschema, stream_settings};
+use super::requests::{
+    RequestError, binlog_sources, drop_table_sql, rename_table_sql, set_streams_sql,
+    strip_auto_increment,
+};
+
+/// What an [`Interrupt`] asks the executor to do at a crash point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InterruptAction {
+    /// Go on.
+    Continue,
+    /// Stop now, as if the process died. With `release_locks` the locks are released (a process
+    /// that exits cleanly on a signal); without, they are left to expire with their lease (a
+    /// process that was killed).
+    Crash {
+        /// Release the locks instead of leaving them to expire.
+        release_locks: bool,
+    },
+}
+
+/// A hook consulted at every crash point. Production engines have none. It is async so a
+/// simulation can also break things at that point (revoke a lease, take a tablet down).
+#[async_trait::async_trait]
+pub trait Interrupt: Send + Sync {
+    /// Called at the crash point `point` (e.g. `cutover:flush`).
+    async fn at(&self, point: &str) -> InterruptAction;
+}
+
+/// Settings of the executor.
+#[derive(Clone)]
+pub struct EngineConfig {
+    /// Observation settings.
+    pub observe: super::observe::ObserveOptions,
+    /// Upper bound on every mutating tablet call outside the cutover.
+    pub rpc_timeout: Duration,
+    /// Upper bound on each `RefreshState`.
+    pub refresh_timeout: Duration,
+    /// The budget of a rollback, fresh from the moment it starts (never the failed step's).
+    pub rollback_timeout: Duration,
+    /// Pause between the two `LOCK TABLES` flush cycles.
+    pub flush_delay: Duration,
+    /// Crash points (simulation only).
+    pub interrupt: Option<Arc<dyn Interrupt>>,
+}
+
+impl std::fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineConfig")
+            .field("observe", &self.observe)
+            .field("rpc_timeout", &self.rpc_timeout)
+            .field("refresh_timeout", &self.refresh_timeout)
+            .field("rollback_timeout", &self.rollback_timeout)
+            .field("flush_delay", &self.flush_delay)
+            .field("interrupt", &self.interrupt.is_some())
+            .finish()
+    }
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            observe: super::observe::ObserveOptions::default(),
+            rpc_timeout: Duration::from_secs(15),
+            refresh_timeout: Duration::from_secs(30),
+            rollback_timeout: Duration::from_secs(60),
+            flush_delay: Duration::from_millis(100),
+            interrupt: None,
+        }
+    }
+}
+
+/// Why a step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// A topology read or write failed.
+    #[error("{what}: {source}")]
+    Topo {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        #[source]
+        source: TopoError,
+    },
+    /// A tablet call failed.
+    #[error("{what}: {source}")]
+    Tablet {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        #[source]
+        source: TabletError,
+    },
+    /// A lock's lease was lost: the step stopped mutating at once.
+    #[error("lost a Vitess lock while {what}: {source}")]
+    LockLost {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        #[source]
+        source: TopoError,
+    },
+    /// Some tablets did not acknowledge a refresh.
+    #[error("tablets did not acknowledge RefreshState: {}", .failed.join("; "))]
+    RefreshIncomplete {
+        /// `alias: error` per tablet.
+        failed: Vec<String>,
+    },
+    /// A request could not be built.
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    /// What the plan relied on no longer holds (someone changed it in between).
+    #[error("precondition no longer holds: {0}")]
+    Precondition(String),
+    /// The cutover's budget ran out.
+    #[error("the cutover budget of {budget:?} ran out while {stage}")]
+    BudgetExhausted {
+        /// The stage.
+        stage: &'static str,
+        /// The budget.
+        budget: Duration,
+    },
+    /// The write cutover failed and was rolled back (or tried to be).
+    #[error("write cutover failed while {stage}: {cause}; rollback {}", match .rollback { Ok(()) => "completed".to_string(), Err(e) => format!("failed: {e}") })]
+    CutoverFailed {
+        /// The stage that failed.
+        stage: &'static str,
+        /// Why.
+        cause: Box<StepError>,
+        /// How the rollback went.
+        rollback: Result<(), Box<StepError>>,
+    },
+    /// Stopped at a crash point by the simulation.
+    #[error("interrupted at {point}")]
+    Interrupted {
+        /// The crash point.
+        point: String,
+        /// Whether locks are released.
+        release_locks: bool,
+    },
+}
+
+impl StepError {
+    /// A stable short name, for metric labels and Event reasons.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StepError::Topo { .. } => "topo",
+            StepError::Tablet { source, .. } if source.is_timeout() => "tablet_timeout",
+            StepError::Tablet { .. } => "tablet",
+            StepError::LockLost { .. } => "lock_lost",
+            StepError::RefreshIncomplete { .. } => "refresh_incomplete",
+            StepError::Request(_) => "request",
+            StepError::Precondition(_) => "precondition",
+            StepError::BudgetExhausted { .. } => "cutover_timeout",
+            StepError::CutoverFailed { .. } => "cutover_failed",
+            StepError::Interrupted { .. } => "interrupted",
+        }
+    }
+
+    /// Whether the error means "stop mutating now" (a lost lease or a simulated crash).
+    pub fn must_stop(&self) -> bool {
+        matches!(
+            self,
+            StepError::LockLost { .. } | StepError::Interrupted { .. }
+        )
+    }
+
+    pub(crate) fn topo(what: impl Into<String>, source: TopoError) -> Self {
+        match source {
+            TopoError::LockLost { .. } => StepError::LockLost {
+                what: what.into(),
+                source,
+            },
+            source => StepError::Topo {
+                what: what.into(),
+                source,
+            },
+        }
+    }
+
+    pub(crate) fn tablet(what: impl Into<String>, source: TabletError) -> Self {
+        StepError::Tablet {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+/// The locks a step holds.
+pub(crate) struct Held {
+    pub named: NamedLock,
+    pub source: Option<KeyspaceLock>,
+    pub target: Option<KeyspaceLock>,
+}
+
+impl Held {
+    pub fn keyspace(&self, side: Side) -> Option<&KeyspaceLock> {
+        match side {
+            Side::Source => self.source.as_ref(),
+            Side::Target => self.target.as_ref(),
+        }
+    }
+
+    /// Every keyspace guard held, source first.
+    pub fn keyspaces(&self) -> Vec<&KeyspaceLock> {
+        self.source.iter().chain(self.target.iter()).collect()
+    }
+
+    /// Confirms every lease (renewing it) before a mutation.
+    pub async fn check(&self, what: &str) -> Result<(), StepError> {
+        self.named
+            .check()
+            .await
+            .map_err(|e| StepError::topo(what, e))?;
+        for guard in self.keyspaces() {
+            guard.check().await.map_err(|e| StepError::topo(what, e))?;
+        }
+        Ok(())
+    }
+
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys = vec![self.named.key().to_string()];
+        keys.extend(self.keyspaces().iter().map(|g| g.key().to_string()));
+        keys
+    }
+
+    /// Releases the locks (target first, then source, then the named lock, as Vitess does), or
+    /// leaves them to expire when the step was "killed".
+    pub async fn finish(self, abandon: bool) {
+        let Held {
+            named,
+            source,
+            target,
+        } = self;
+        if abandon {
+            if let Some(t) = target {
+                t.abandon_like_a_crash();
+            }
+            if let Some(s) = source {
+                s.abandon_like_a_crash();
+            }
+            named.abandon_like_a_crash();
+            return;
+        }
+        for guard in [target, source].into_iter().flatten() {
+            if let Err(e) = guard.unlock().await {
+                tracing::warn!(error = %e, "Released a keyspace lock that was already lost");
+            }
+        }
+        if let Err(e) = named.unlock().await {
+            tracing::warn!(error = %e, "Released a workflow lock that was already lost");
+        }
+    }
+}
+
+/// One `RefreshState` to make: shard, the shard version it acknowledges, alias, address.
+type RefreshCall = (String, Version, String, Option<TabletAddr>);
+
+/// A refresh acknowledgement to record in the ledger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Ack {
+    pub keyspace: String,
+    pub shard: String,
+    pub version: Version,
+    pub alias: String,
+}
+
+/// Runs one step. Owns the inputs of the pass (so it can run in a task of its own that outlives
+/// a cancelled caller) and collects what the journal and the memory need.
+pub(crate) struct Executor {
+    pub topo: Arc<TopoServer>,
+    pub tablets: Arc<dyn TabletRpc>,
+    pub config: EngineConfig,
+    pub desired: Desired,
+    pub observed: Observed,
+    pub stages: Mutex<Vec<StageRecord>>,
+    pub locks: Mutex<Vec<String>>,
+    pub acks: Mutex<Vec<Ack>>,
+}
+
+fn lock_vec<T>(m: &Mutex<Vec<T>>) -> std::sync::MutexGuard<'_, Vec<T>> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Executor {
+    pub fn new(
+        topo: Arc<TopoServer>,
+        tablets: Arc<dyn TabletRpc>,
+        config: EngineConfig,
+        desired: Desired,
+        observed: Observed,
+    ) -> Self {
+        Executor {
+            topo,
+            tablets,
+            config,
+            desired,
+            observed,
+            stages: Mutex::new(Vec::new()),
+            locks: Mutex::new(Vec::new()),
+            acks: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Records a stage of a compound step.
+    pub fn record_stage(&self, name: &'static str, duration: Duration) {
+        lock_vec(&self.stages).push(StageRecord { name, duration });
+    }
+
+    /// Takes the journal buffers.
+    pub fn take_journal(&self) -> (Vec<StageRecord>, Vec<String>, Vec<Ack>) {
+        (
+            std::mem::take(&mut *lock_vec(&self.stages)),
+            std::mem::take(&mut *lock_vec(&self.locks)),
+            std::mem::take(&mut *lock_vec(&self.acks)),
+        )
+    }
+
+    /// A crash point.
+    pub async fn checkpoint(&self, point: &str) -> Result<(), StepError> {
+        if let Some(hook) = &self.config.interrupt
+            && let InterruptAction::Crash { release_locks } = hook.at(point).await
+        {
+            return Err(StepError::Interrupted {
+                point: point.to_string(),
+                release_locks,
+            });
+        }
+        Ok(())
+    }
+
+    pub fn view(&self, side: Side) -> Result<&KeyspaceView, StepError> {
+        self.observed.view(side).ok_or_else(|| {
+            StepError::Precondition(format!(
+                "keyspace {} does not exist",
+                self.desired.keyspace(side)
+            ))
+        })
+    }
+
+    pub fn primary(&self, side: Side, shard: &str) -> Result<&PrimaryView, StepError> {
+        self.view(side)?
+            .shard(shard)
+            .and_then(|s| s.primary.as_ref())
+            .ok_or_else(|| {
+                StepError::Precondition(format!(
+                    "shard {}/{shard} has no primary",
+                    self.desired.keyspace(side)
+                ))
+            })
+    }
+
+    /// Takes the named lock and the keyspace locks of `sides` (source before target).
+    pub async fn lock(&self, action: &str, sides: &[Side]) -> Result<Held, StepError> {
+        let label = format!("vtmove {action} {}", self.desired.workflow);
+        let named = self
+            .topo
+            .lock_named(&self.desired.lock_name(), &label)
+            .await
+            .map_err(|e| StepError::topo(format!("locking {}", self.desired.lock_name()), e))?;
+        let mut held = Held {
+            named,
+            source: None,
+            target: None,
+        };
+        for side in Side::BOTH {
+            if !sides.contains(&side) {
+                continue;
+            }
+            let keyspace = self.desired.keyspace(side);
+            let guard = match self.topo.lock_keyspace(keyspace, &label).await {
+                Ok(guard) => guard,
+                Err(e) => {
+                    held.finish(false).await;
+                    return Err(StepError::topo(format!("locking keyspace {keyspace}"), e));
+                }
+            };
+            match side {
+                Side::Source => held.source = Some(guard),
+                Side::Target => held.target = Some(guard),
+            }
+        }
+        *lock_vec(&self.locks) = held.keys();
+        Ok(held)
+    }
+
+    /// Releases `held` after a step, or abandons it when the step was "killed".
+    pub async fn release<T>(&self, held: Held, result: &Result<T, StepError>) {
+        let abandon = matches!(
+            result,
+            Err(StepError::Interrupted {
+                release_locks: false,
+                ..
+            })
+        );
+        held.finish(abandon).await;
+    }
+
+    /// Runs `action`.
+    pub async fn run(&self, action: &Action) -> Result<(), StepError> {
+        // Takes the named lock and the keyspace locks of `$sides`, runs `$body` with the guards,
+        // and releases them (or abandons them, when the step was "killed").
+        macro_rules! locked {
+            ($sides:expr, |$held:ident| $body:expr) => {{
+                let $held = self.lock(action.name(), $sides).await?;
+                let result = $body.await;
+                self.release($held, &result).await;
+                result
+            }};
+        }
+        match action {
+            Action::EnsureTargetSchema { shards, tables } => {
+                locked!(&[], |held| self.ensure_target_schema(&held, shards, tables))
+            }
+            Action::EnsureTargetVSchema { tables } => {
+                locked!(&[Side::Target], |held| self
+                    .ensure_target_vschema(&held, tables))
+            }
+            Action::CreateStreams { shards } => {
+                locked!(&[], |held| self.create_streams(&held, shards))
+            }
+            Action::SetDeniedTables { side, shards, op } => {
+                let side = *side;
+                locked!(&[side], |held| self
+                    .set_denied_tables(&held, side, shards, *op))
+            }
+            Action::SetRoutingRules { state } => {
+                let sides = self.routing_lock_sides();
+                locked!(&sides, |held| self.set_routing_rules(&held, *state))
+            }
+            Action::RebuildSrvVSchema { cells } => self.rebuild(Some(cells)).await.map(|_| ()),
+            Action::RefreshTablets { tablets } => self.refresh_targets(tablets, false).await,
+            Action::StartStreams { into, shards } => {
+                let into = *into;
+                locked!(&[], |held| self.set_streams(
+                    &held,
+                    into,
+                    shards,
+                    StreamChange::Start
+                ))
+            }
+            Action::StopStreams { into, shards } => {
+                let into = *into;
+                locked!(&[], |held| self.set_streams(
+                    &held,
+                    into,
+                    shards,
+                    StreamChange::Stop
+                ))
+            }
+            Action::FreezeStreams { into, shards } => {
+                let into = *into;
+                locked!(&[], |held| self.set_streams(
+                    &held,
+                    into,
+                    shards,
+                    StreamChange::Freeze
+                ))
+            }
+            Action::DeleteStreams { into, shards } => {
+                let into = *into;
+                locked!(&[], |held| self.delete_streams(&held, into, shards))
+            }
+            Action::SwitchWrites { to } => super::cutover::switch_writes(self, *to).await,
+            Action::RollbackWrites { to } => super::cutover::rollback_writes(self, *to).await,
+            Action::DropTables {
+                side,
+                shards,
+                tables,
+                rename,
+            } => {
+                let side = *side;
+                locked!(&[side], |held| self
+                    .drop_tables(&held, side, shards, tables, *rename))
+            }
+            Action::RemoveFromVSchema { side, tables } => {
+                let side = *side;
+                locked!(&[side], |held| self
+                    .remove_from_vschema(&held, side, tables))
+            }
+        }
+    }
+
+    /// Routing-rule changes touch keys of both keyspaces; with the source gone
+    /// (`ignoreSourceKeyspace` and no source keyspace record) only the target can be locked.
+    fn routing_lock_sides(&self) -> Vec<Side> {
+        if self.observed.view(Side::Source).is_none() {
+            vec![Side::Target]
+        } else {
+            vec![Side::Source, Side::Target]
+        }
+    }
+
+    // ----- Creation --------------------------------------------------------------------------
+
+    async fn ensure_target_schema(
+        &self,
+        held: &Held,
+        shards: &[String],
+        tables: &[String],
+    ) -> Result<(), StepError> {
+        let limit = self.config.rpc_timeout;
+        // DDL comes from the first source primary that answers.
+        let mut definitions = BTreeMap::new();
+        let mut last_error = None;
+        for shard in &self.view(Side::Source)?.shards {
+            let Some(primary) = &shard.primary else {
+                continue;
+            };
+            let request = GetSchemaRequest {
+                tables: tables.to_vec(),
+                ..Default::default()
+            };
+            match bounded(
+                limit,
+                &primary.addr,
+                Method::GetSchema,
+                self.tablets.get_schema(&primary.addr, request, Some(limit)),
+            )
+            .await
+            {
+                Ok(response) => {
+                    for t in response
+                        .schema_definition
+                        .map(|s| s.table_definitions)
+                        .unwrap_or_default()
+                    {
+                        if tables.contains(&t.name) {
+                            definitions.insert(t.name, t.schema);
+                        }
+                    }
+                    break;
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        if definitions.len() < tables.len() {
+            if let Some(e) = last_error {
+                return Err(StepError::tablet("reading the source schema", e));
+            }
+            return Err(StepError::Precondition(format!(
+                "the source schema lacks some of {}",
+                tables.join(", ")
+            )));
+        }
+        for shard in shards {
+            let primary = self.primary(Side::Target, shard)?;
+            let request = GetSchemaRequest {
+                tables: tables.to_vec(),
+                table_schema_only: true,
+                ..Default::default()
+            };
+            let present: Vec<String> = bounded(
+                limit,
+                &primary.addr,
+                Method::GetSchema,
+                self.tablets.get_schema(&primary.addr, request, Some(limit)),
+            )
+            .await
+            .map_err(|e| StepError::tablet(format!("reading the schema of {}", primary.alias), e))?
+            .schema_definition
+            .map(|s| s.table_definitions.into_iter().map(|t| t.name).collect())
+            .unwrap_or_default();
+            for (table, create) in &definitions {
+                if present.contains(table) {
+                    continue;
+                }
+                self.checkpoint("schema:apply").await?;
+                held.check("creating a target table").await?;
+                let request = ApplySchemaRequest {
+                    sql: strip_auto_increment(create),
+                    allow_replication: true,
+                    ..Default::default()
+                };
+                bounded(
+                    limit,
+                    &primary.addr,
+                    Method::ApplySchema,
+                    self.tablets
+                        .apply_schema(&primary.addr, request, Some(limit)),
+                )
+                .await
+                .map_err(|e| {
+                    StepError::tablet(format!("creating {table} on {}", primary.alias), e)
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn ensure_target_vschema(&self, held: &Held, tables: &[String]) -> Result<(), StepError> {
+        let source = self.observed.view(Side::Source);
+        let source_sharded = source.is_some_and(KeyspaceView::sharded);
+        let source_tables = source
+            .and_then(|s| s.vschema.as_ref())
+            .map(|v| v.tables.clone())
+            .unwrap_or_default();
+        let guard = held
+            .keyspace(Side::Target)
+            .ok_or_else(|| StepError::Precondition("target lock not held".into()))?;
+        let keyspace = &self.desired.target_keyspace;
+        self.checkpoint("vschema:update").await?;
+        self.topo
+            .update_vschema(guard, keyspace, |v| {
+                let mut changed = false;
+                for table in tables {
+                    if v.tables.contains_key(table) {
+                        continue;
+                    }
+                    let mut definition = source_tables.get(table).cloned().unwrap_or_default();
+                    if source_sharded {
+                        // An unsharded target has no vindexes.
+                        definition.column_vindexes.clear();
+                    }
+                    v.tables.insert(table.clone(), definition);
+                    changed = true;
+                }
+                Ok(changed)
+            })
+            .await
+            .map_err(|e| {
+                StepError::topo(format!("adding tables to the VSchema of {keyspace}"), e)
+            })?;
+        // vtgates see VSchema changes only through the cells' SrvVSchema.
+        self.checkpoint("vschema:rebuild").await?;
+        self.rebuild(None).await?;
+        Ok(())
+    }
+
+    async fn create_streams(&self, held: &Held, shards: &[String]) -> Result<(), StepError> {
+        let source = self.view(Side::Source)?;
+        let target = self.view(Side::Target)?;
+        for shard in shards {
+            let primary = self.primary(Side::Target, shard)?;
+            let existing = self.read_streams(primary, &self.desired.workflow).await?;
+            if existing.is_some_and(|w| !w.streams.is_empty()) {
+                continue;
+            }
+            let sources = binlog_sources(
+                source,
+                target,
+                shard,
+                &self.desired.tables,
+                &stream_settings(&self.desired),
+            )?;
+            self.checkpoint("streams:create").await?;
+            held.check("creating streams").await?;
+            let request = self.create_request(&self.desired.workflow, sources);
+            let limit = self.config.rpc_timeout;
+            bounded(
+                limit,
+                &primary.addr,
+                Method::CreateVReplicationWorkflow,
+                self.tablets
+                    .create_vreplication_workflow(&primary.addr, request, Some(limit)),
+            )
+            .await
+            .map_err(|e| StepError::tablet(format!("creating streams on {}", primary.alias), e))?;
+        }
+        Ok(())
+    }
+
+    /// A `CreateVReplicationWorkflow` request for `workflow` with the desired stream settings.
+    /// Streams are created Stopped (`auto_start` false) and started by a later step.
+    pub fn create_request(
+        &self,
+        workflow: &str,
+        sources: Vec<crate::vitess::proto::binlogdata::BinlogSource>,
+    ) -> CreateVReplicationWorkflowRequest {
+        let d = &self.desired;
+        CreateVReplicationWorkflowRequest {
+            workflow: workflow.to_string(),
+            binlog_source: sources,
+            cells: d.source_cells.clone(),
+            tablet_types: d.source_tablet_types.iter().map(|t| *t as i32).collect(),
+            tablet_selection_preference: if d.tablet_types_in_order {
+                TabletSelectionPreference::Inorder as i32
+            } else {
+                TabletSelectionPreference::Any as i32
+            },
+            workflow_type: VReplicationWorkflowType::MoveTables as i32,
+            workflow_sub_type: VReplicationWorkflowSubType::None as i32,
+            defer_secondary_keys: d.defer_secondary_keys,
+            auto_start: false,
+            stop_after_copy: d.stop_after_copy,
+            options: "{}".to_string(),
+        }
+    }
+
+    // ----- Denied tables, routing, serving data ----------------------------------------------
+
+    /// Adds or removes the moved tables from the denied tables of `shards` of `side`, returning
+    /// the new shard versions. Does not refresh.
+    pub async fn write_denied_tables(
+        &self,
+        held: &Held,
+        side: Side,
+        shards: &[String],
+        op: DenyOp,
+    ) -> Result<Vec<(String, Version)>, StepError> {
+        let keyspace = self.desired.keyspace(side);
+        let guard = held.keyspace(side).ok_or_else(|| {
+            StepError::Precondition(format!("the lock of keyspace {keyspace} is not held"))
+        })?;
+        let op = match op {
+            DenyOp::Add => DeniedTablesOp::Add,
+            DenyOp::Remove => DeniedTablesOp::Remove,
+        };
+        let mut versions = Vec::new();
+        for shard in shards {
+            self.checkpoint("denied:write").await?;
+            let written = self
+                .topo
+                .update_denied_tables(
+                    guard,
+                    keyspace,
+                    shard,
+                    TabletType::Primary,
+                    &[],
+                    &self.desired.tables,
+                    op,
+                )
+                .await
+                .map_err(|e| {
+                    StepError::topo(format!("updating denied tables of {keyspace}/{shard}"), e)
+                })?;
+            versions.push((shard.clone(), written.version));
+        }
+        Ok(versions)
+    }
+
+    async fn set_denied_tables(
+        &self,
+        held: &Held,
+        side: Side,
+        shards: &[String],
+        op: DenyOp,
+    ) -> Result<(), StepError> {
+        let versions = self.write_denied_tables(held, side, shards, op).await?;
+        self.checkpoint("denied:refresh").await?;
+        let failed = self
+            .refresh_shards(side, &versions, self.config.refresh_timeout)
+            .await;
+        if !failed.is_empty() && !self.desired.cutover.force {
+            return Err(StepError::RefreshIncomplete {
+                failed: describe_failures(&failed),
+            });
+        }
+        Ok(())
+    }
+
+    /// Rewrites the workflow's rules to `state` under `held`'s keyspace locks. Returns whether
+    /// anything changed.
+    pub async fn write_routing_rules(
+        &self,
+        held: &Held,
+        state: RoutingState,
+    ) -> Result<bool, StepError> {
+        let moved = self.desired.moved();
+        let guards = held.keyspaces();
+        let mut changed = false;
+        self.checkpoint("rules:write").await?;
+        self.topo
+            .update_routing_rules(&guards, |rules| {
+                let update = update_routing_rules(rules, &moved, state);
+                if update.diff.is_empty() {
+                    return Ok(false);
+                }
+                *rules = update.rules;
+                changed = true;
+                Ok(true)
+            })
+            .await
+            .map_err(|e| StepError::topo("writing the routing rules", e))?;
+        Ok(changed)
+    }
+
+    async fn set_routing_rules(&self, held: &Held, state: RoutingState) -> Result<(), StepError> {
+        self.write_routing_rules(held, state).await?;
+        self.checkpoint("rules:rebuild").await?;
+        // Rules take effect in a cell only once its SrvVSchema is rebuilt.
+        self.rebuild(None).await?;
+        Ok(())
+    }
+
+    /// Rebuilds the `SrvVSchema` of `cells` (all cells when `None`) with the per-cell read rules,
+    /// writing only stale cells. Returns the cells written.
+    pub async fn rebuild(&self, cells: Option<&[String]>) -> Result<Vec<String>, StepError> {
+        let rollup = desired_srv_vschema(&self.topo)
+            .await
+            .map_err(|e| StepError::topo("reading the SrvVSchema inputs", e))?;
+        let rules = rollup.routing_rules.clone().unwrap_or_default();
+        let cells = match cells {
+            Some(cells) => cells.to_vec(),
+            None => self
+                .topo
+                .list_cells()
+                .await
+                .map_err(|e| StepError::topo("listing cells", e))?,
+        };
+        let mut written = Vec::new();
+        for cell in cells {
+            let srv = cell_srv_vschema(&self.desired, &rollup, &rules, &cell);
+            if write_srv_vschema_if_stale(&self.topo, &cell, &srv)
+                .await
+                .map_err(|e| StepError::topo(format!("rebuilding the SrvVSchema of {cell}"), e))?
+            {
+                written.push(cell);
+            }
+        }
+        Ok(written)
+    }
+
+    /// Refreshes every tablet of `shards` (with the shard versions just written) of `side`,
+    /// recording acknowledgements. Returns the failures as `(alias, error)`.
+    pub async fn refresh_shards(
+        &self,
+        side: Side,
+        versions: &[(String, Version)],
+        limit: Duration,
+    ) -> Vec<(String, String)> {
+        let Some(view) = self.observed.view(side) else {
+            return Vec::new();
+        };
+        let mut calls = Vec::new();
+        for (shard, version) in versions {
+            let Some(shard_view) = view.shard(shard) else {
+                continue;
+            };
+            for tablet in &shard_view.tablets {
+                calls.push((
+                    shard.clone(),
+                    *version,
+                    tablet.alias.clone(),
+                    tablet.addr.clone(),
+                ));
+            }
+        }
+        self.refresh_calls(&view.name.clone(), calls, limit).await
+    }
+
+    async fn refresh_calls(
+        &self,
+        keyspace: &str,
+        calls: Vec<RefreshCall>,
+        limit: Duration,
+    ) -> Vec<(String, String)> {
+        let tablets = &self.tablets;
+        let results = join_all(calls.iter().map(|(_, _, _, addr)| async move {
+            let Some(addr) = addr else {
+                return Err("no gRPC address".to_string());
+            };
+            bounded(
+                limit,
+                addr,
+                Method::RefreshState,
+                tablets.refresh_state(addr, Some(limit)),
+            )
+            .await
+            .map_err(|e| e.to_string())
+        }))
+        .await;
+        let mut failed = Vec::new();
+        for ((shard, version, alias, _), result) in calls.into_iter().zip(results) {
+            match result {
+                Ok(()) => lock_vec(&self.acks).push(Ack {
+                    keyspace: keyspace.to_string(),
+                    shard,
+                    version,
+                    alias,
+                }),
+                Err(e) => failed.push((alias, e)),
+            }
+        }
+        failed
+    }
+
+    /// Refreshes individual tablets (a heal), against the shard version read just before.
+    async fn refresh_targets(
+        &self,
+        targets: &[TabletTarget],
+        _force: bool,
+    ) -> Result<(), StepError> {
+        let mut by_side: BTreeMap<Side, Vec<RefreshCall>> = BTreeMap::new();
+        let mut versions: BTreeMap<(Side, String), Version> = BTreeMap::new();
+        for t in targets {
+            let keyspace = self.desired.keyspace(t.side);
+            let version = match versions.get(&(t.side, t.shard.clone())) {
+                Some(v) => *v,
+                None => {
+                    let v = self
+                        .topo
+                        .get_shard(keyspace, &t.shard)
+                        .await
+                        .map_err(|e| {
+                            StepError::topo(format!("reading shard {keyspace}/{}", t.shard), e)
+                        })?
+                        .version;
+                    versions.insert((t.side, t.shard.clone()), v);
+                    v
+                }
+            };
+            let addr = self
+                .observed
+                .view(t.side)
+                .and_then(|v| v.shard(&t.shard))
+                .and_then(|s| s.tablets.iter().find(|x| x.alias == t.alias))
+                .and_then(|x| x.addr.clone());
+            by_side.entry(t.side).or_default().push((
+                t.shard.clone(),
+                version,
+                t.alias.clone(),
+                addr,
+            ));
+        }
+        let mut failed = Vec::new();
+        for (side, calls) in by_side {
+            self.checkpoint("refresh").await?;
+            let keyspace = self.desired.keyspace(side).to_string();
+            failed.extend(
+                self.refresh_calls(&keyspace, calls, self.config.refresh_timeout)
+                    .await,
+            );
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(StepError::RefreshIncomplete {
+                failed: describe_failures(&failed),
+            })
+        }
+    }
+
+    // ----- Streams ---------------------------------------------------------------------------
+
+    /// One primary's streams of `workflow`, read fresh.
+    pub async fn read_streams(
+        &self,
+        primary: &PrimaryView,
+        workflow: &str,
+    ) -> Result<Option<WorkflowStreams>, StepError> {
+        bounded(
+            self.config.rpc_timeout,
+            &primary.addr,
+            Method::ReadVReplicationWorkflow,
+            self.tablets.read_workflow(&primary.addr, workflow),
+        )
+        .await
+        .map_err(|e| StepError::tablet(format!("reading {workflow} on {}", primary.alias), e))
+    }
+
+    /// Runs a `VReplicationExec` statement on a primary.
+    pub async fn exec(
+        &self,
+        primary: &PrimaryView,
+        query: String,
+        limit: Duration,
+    ) -> Result<(), StepError> {
+        bounded(
+            limit,
+            &primary.addr,
+            Method::VReplicationExec,
+            self.tablets.vreplication_exec(
+                &primary.addr,
+                VReplicationExecRequest { query },
+                Some(limit),
+            ),
+        )
+        .await
+        .map_err(|e| StepError::tablet(format!("updating streams on {}", primary.alias), e))?;
+        Ok(())
+    }
+
+    /// Applies `change` to the streams flowing into `into` on `shards`' primaries.
+    pub async fn change_streams(
+        &self,
+        held: &Held,
+        into: Side,
+        shards: &[String],
+        change: StreamChange,
+        limit: Duration,
+    ) -> Result<(), StepError> {
+        let workflow = self.desired.workflow_into(into);
+        let sidecar = self.view(into)?.sidecar_db.clone();
+        for shard in shards {
+            let primary = self.primary(into, shard)?;
+            let Some(streams) = self.read_streams(primary, &workflow).await? else {
+                continue;
+            };
+            let ids: Vec<i32> = streams
+                .streams
+                .iter()
+                .filter(|s| change.applies_to(s))
+                .map(|s| s.id)
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            self.checkpoint("streams:update").await?;
+            held.check("updating streams").await?;
+            let (state, message) = change.state_and_message();
+            let query = match message {
+                Some(message) => set_streams_sql(&sidecar, &ids, state, message)?,
+                None => super::requests::set_state_sql(&sidecar, &ids, state)?,
+            };
+            self.exec(primary, query, limit).await?;
+        }
+        Ok(())
+    }
+
+    async fn set_streams(
+        &self,
+        held: &Held,
+        into: Side,
+        shards: &[String],
+        change: StreamChange,
+    ) -> Result<(), StepError> {
+        self.change_streams(held, into, shards, change, self.config.rpc_timeout)
+            .await
+    }
+
+    /// Deletes the streams flowing into `into` on `shards`' primaries.
+    pub async fn delete_streams_on(
+        &self,
+        held: &Held,
+        into: Side,
+        shards: &[String],
+        keep_frozen: bool,
+        limit: Duration,
+    ) -> Result<(), StepError> {
+        let workflow = self.desired.workflow_into(into);
+        for shard in shards {
+            let primary = self.primary(into, shard)?;
+            let Some(streams) = self.read_streams(primary, &workflow).await? else {
+                continue;
+            };
+            if streams.streams.is_empty() || (keep_frozen && streams.is_frozen()) {
+                continue;
+            }
+            self.checkpoint("streams:delete").await?;
+            held.check("deleting streams").await?;
+            bounded(
+                limit,
+                &primary.addr,
+                Method::DeleteVReplicationWorkflow,
+                self.tablets.delete_vreplication_workflow(
+                    &primary.addr,
+                    DeleteVReplicationWorkflowRequest {
+                        workflow: workflow.clone(),
+                    },
+                    Some(limit),
+                ),
+            )
+            .await
+            .map_err(|e| {
+                StepError::tablet(format!("deleting {workflow} on {}", primary.alias), e)
+            })?;
+        }
+        Ok(())
+    }
+
+    async fn delete_streams(
+        &self,
+        held: &Held,
+        into: Side,
+        shards: &[String],
+    ) -> Result<(), StepError> {
+        self.delete_streams_on(held, into, shards, false, self.config.rpc_timeout)
+            .await
+    }
+
+    // ----- Cleanup ---------------------------------------------------------------------------
+
+    async fn drop_tables(
+        &self,
+        held: &Held,
+        side: Side,
+        shards: &[String],
+        tables: &[String],
+        rename: bool,
+    ) -> Result<(), StepError> {
+        let limit = self.config.rpc_timeout;
+        for shard in shards {
+            let primary = self.primary(side, shard)?;
+            let request = GetSchemaRequest {
+                tables: tables.to_vec(),
+                table_schema_only: true,
+                ..Default::default()
+            };
+            let present: Vec<String> = bounded(
+                limit,
+                &primary.addr,
+                Method::GetSchema,
+                self.tablets.get_schema(&primary.addr, request, Some(limit)),
+            )
+            .await
+            .map_err(|e| StepError::tablet(format!("reading the schema of {}", primary.alias), e))?
+            .schema_definition
+            .map(|s| s.table_definitions.into_iter().map(|t| t.name).collect())
+            .unwrap_or_default();
+            for table in tables.iter().filter(|t| present.contains(t)) {
+                let sql = if rename {
+                    rename_table_sql(table)?
+                } else {
+                    drop_table_sql(table)?
+                };
+                self.checkpoint("tables:drop").await?;
+                held.check("dropping tables").await?;
+                let request = ExecuteFetchAsDbaRequest {
+                    query: sql.into_bytes(),
+                    db_name: primary.db_name.clone(),
+                    reload_schema: true,
+                    disable_foreign_key_checks: true,
+                    ..Default::default()
+                };
+                bounded(
+                    limit,
+                    &primary.addr,
+                    Method::ExecuteFetchAsDba,
+                    self.tablets
+                        .execute_fetch_as_dba(&primary.addr, request, Some(limit)),
+                )
+                .await
+                .map_err(|e| {
+                    StepError::tablet(format!("removing {table} on {}", primary.alias), e)
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove_from_vschema(
+        &self,
+        held: &Held,
+        side: Side,
+        tables: &[String],
+    ) -> Result<(), StepError> {
+        let keyspace = self.desired.keyspace(side).to_string();
+        let guard = held.keyspace(side).ok_or_else(|| {
+            StepError::Precondition(format!("the lock of {keyspace} is not held"))
+        })?;
+        self.checkpoint("vschema:update").await?;
+        self.topo
+            .update_vschema(guard, &keyspace, |v: &mut vschema::Keyspace| {
+                let before = v.tables.len();
+                v.tables.retain(|t, _| !tables.contains(t));
+                Ok(v.tables.len() != before)
+            })
+            .await
+            .map_err(|e| {
+                StepError::topo(format!("removing tables from the VSchema of {keyspace}"), e)
+            })?;
+        self.checkpoint("vschema:rebuild").await?;
+        self.rebuild(None).await?;
+        Ok(())
+    }
+
+    /// What is left of a budget that ends at `deadline`; BudgetExhausted when nothing is.
+    pub fn remaining(
+        &self,
+        deadline: Instant,
+        stage: &'static str,
+        budget: Duration,
+    ) -> Result<Duration, StepError> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(StepError::BudgetExhausted { stage, budget });
+        }
+        Ok(left)
+    }
+}
+
+/// `alias: error` lines.
+pub(crate) fn describe_failures(failed: &[(String, String)]) -> Vec<String> {
+    failed.iter().map(|(a, e)| format!("{a}: {e}")).collect()
+}
+
+/// A change to streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamChange {
+    /// Running, message cleared (stopped, non-frozen streams).
+    Start,
+    /// Stopped, message kept (streams not stopped).
+    Stop,
+    /// Stopped with message "stopped for cutover" (all not frozen).
+    StopForCutover,
+    /// Stopped with message FROZEN (all not frozen).
+    Freeze,
+}
+
+impl StreamChange {
+    fn applies_to(self, s: &crate::vitess::tablet::StreamStatus) -> bool {
+        use crate::vitess::proto::binlogdata::VReplicationWorkflowState as St;
+        match self {
+            StreamChange::Start => matches!(s.state, St::Stopped | St::Init) && !s.is_frozen(),
+            StreamChange::Stop => s.state != St::Stopped,
+            StreamChange::StopForCutover => {
+                !(s.is_frozen() || (s.state == St::Stopped && s.is_stopped_for_cutover()))
+            }
+            StreamChange::Freeze => !s.is_frozen(),
+        }
+    }
+
+    fn state_and_message(self) -> (&'static str, Option<&'static str>) {
+        use crate::vitess::tablet::stream::{FROZEN_MESSAGE, STOPPED_FOR_CUTOVER_MESSAGE};
+        match self {
+            StreamChange::Start => ("Running", Some("")),
+            StreamChange::Stop => ("Stopped", None),
+            StreamChange::StopForCutover => ("Stopped", Some(STOPPED_FOR_CUTOVER_MESSAGE)),
+            StreamChange::Freeze => ("Stopped", Some(FROZEN_MESSAGE)),
+        }
+    }
+}

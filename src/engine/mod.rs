@@ -1,0 +1,297 @@
+//! The MoveTables engine: observe → plan → execute, one step per pass, healing as it goes.
+//!
+//! [`Engine::pass`] is the whole loop body, and it is level-triggered: it never asks why it runs.
+//! It
+//! 1. **observes** the topology and the tablets ([`observe`]; every call under a deadline),
+//! 2. **plans** from that snapshot alone ([`plan`]: pure, `Desired × Observed × EngineMemory →
+//!    Plan`), and
+//! 3. **executes** at most one step ([`execute`], or the locked write cutover of [`cutover`]),
+//!
+//! then returns a [`PassReport`] (the plan, the step's journal record, the heal it made, the
+//! error if any). Several mutations of different phases never happen in one pass: the next pass
+//! observes the effect first.
+//!
+//! The engine knows nothing of Kubernetes: [`Desired`] is a plain type (the controller builds it
+//! with [`Desired::from_spec`]), and everything external sits behind [`TopoServer`] and
+//! `Arc<dyn TabletRpc>`, so the controllers, `vtmove plan`, the sandbox, the simulations and
+//! the benchmarks all drive the same engine.
+//!
+//! **Lock scope and points of no return.** Every mutating step holds the named workflow lock
+//! `<K>/<wf>` and the keyspace locks its writes need (see [`execute`]); the write cutover holds
+//! both keyspace locks for its whole reversible part and rolls back under them with a fresh
+//! budget. Its point of no return is the routing switch: after it, writes are served by the new
+//! side and going back is a reverse cutover (see [`cutover`]). Complete's and Cancel's
+//! destructive steps (dropping tables) only run while the routing rules still prove where writes
+//! are served; the rules are removed last.
+//!
+//! **Invariants.** [`invariants`] holds I1 (single writer), the test-side I3 audit (no
+//! denied-table, VSchema or routing write without the keyspace lock held) and the I5 counters
+//! (a converged pass writes nothing).
+
+pub mod cutover;
+pub mod desired;
+pub mod dry_run;
+pub mod execute;
+pub mod invariants;
+pub mod journal;
+pub mod memory;
+pub mod observe;
+pub mod plan;
+pub mod requests;
+pub mod testing;
+
+#[cfg(test)]
+mod plan_tests;
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+pub use desired::{CutoverOptions, Desired, DesiredError, DesiredLifecycle};
+pub use execute::{EngineConfig, Interrupt, InterruptAction, StepError};
+pub use journal::{Outcome, StageRecord, StepRecord};
+pub use memory::{EngineMemory, HealEvent};
+pub use observe::{ObserveError, ObserveOptions, Observed};
+pub use plan::{
+    Action, BlockReason, Blocker, DenyOp, Heal, HealReason, InvariantReport, Plan, Requeue, Step,
+    plan,
+};
+
+use crate::vitess::tablet::TabletRpc;
+use crate::vitess::topo::TopoServer;
+
+/// Why a pass failed as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The observation failed: nothing was planned or executed.
+    #[error(transparent)]
+    Observe(#[from] ObserveError),
+    /// The step failed.
+    #[error("step {step} failed: {source}")]
+    Step {
+        /// The step's name.
+        step: &'static str,
+        /// Why.
+        #[source]
+        source: StepError,
+    },
+}
+
+impl EngineError {
+    /// A stable short name, for metric labels and Event reasons.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EngineError::Observe(ObserveError::Topo(_)) => "observe_topo",
+            EngineError::Observe(ObserveError::Timeout(_)) => "observe_timeout",
+            EngineError::Step { source, .. } => source.kind(),
+        }
+    }
+}
+
+/// What one pass saw, decided and did.
+#[derive(Debug)]
+pub struct PassReport {
+    /// When the pass started.
+    pub started: SystemTime,
+    /// The plan (absent when the observation failed).
+    pub plan: Option<Plan>,
+    /// The executed step, if one ran.
+    pub executed: Option<StepRecord>,
+    /// The heal the step made, if it was one and it succeeded.
+    pub heal: Option<HealEvent>,
+    /// What failed.
+    pub error: Option<EngineError>,
+}
+
+impl PassReport {
+    /// Whether the pass changed anything (a step ran, successfully or not).
+    pub fn acted(&self) -> bool {
+        self.executed.is_some()
+    }
+
+    /// The step journal record, if a step ran.
+    pub fn record(&self) -> Option<&StepRecord> {
+        self.executed.as_ref()
+    }
+}
+
+/// The engine: the topology, the tablets and the settings. Cheap to clone; one engine can
+/// serve many workflows (each with its own [`EngineMemory`]).
+#[derive(Clone)]
+pub struct Engine {
+    topo: Arc<TopoServer>,
+    tablets: Arc<dyn TabletRpc>,
+    config: EngineConfig,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("topo", &self.topo)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// An engine over `topo` and `tablets`.
+    pub fn new(topo: Arc<TopoServer>, tablets: Arc<dyn TabletRpc>, config: EngineConfig) -> Self {
+        Engine {
+            topo,
+            tablets,
+            config,
+        }
+    }
+
+    /// The topology.
+    pub fn topo(&self) -> &Arc<TopoServer> {
+        &self.topo
+    }
+
+    /// The tablet client.
+    pub fn tablets(&self) -> &Arc<dyn TabletRpc> {
+        &self.tablets
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Observes only (for `vtmove plan`, status without acting, tests).
+    pub async fn observe(&self, desired: &Desired) -> Result<Observed, ObserveError> {
+        let deadline = self.config.observe.rpc_timeout * 4;
+        match tokio::time::timeout(
+            deadline,
+            observe::observe(&self.topo, &self.tablets, desired, &self.config.observe),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(ObserveError::Timeout(deadline)),
+        }
+    }
+
+    /// Observes and plans, without executing anything.
+    pub async fn plan_only(
+        &self,
+        desired: &Desired,
+        memory: &EngineMemory,
+    ) -> Result<(Observed, Plan), ObserveError> {
+        let observed = self.observe(desired).await?;
+        let plan = plan::plan(desired, &observed, memory);
+        Ok((observed, plan))
+    }
+
+    /// One pass: observe, plan, execute at most one step. See the module docs.
+    pub async fn pass(&self, desired: &Desired, memory: &mut EngineMemory) -> PassReport {
+        let started = SystemTime::now();
+        let observed = match self.observe(desired).await {
+            Ok(observed) => observed,
+            Err(e) => {
+                return PassReport {
+                    started,
+                    plan: None,
+                    executed: None,
+                    heal: None,
+                    error: Some(e.into()),
+                };
+            }
+        };
+        memory.observe_copy_progress(&observed);
+        let plan = plan::plan(desired, &observed, memory);
+        let Some(step) = plan.step.clone() else {
+            return PassReport {
+                started,
+                plan: Some(plan),
+                executed: None,
+                heal: None,
+                error: None,
+            };
+        };
+        let step_started = SystemTime::now();
+        let clock = Instant::now();
+        // The step runs in a task of its own: if the caller gives up on the pass (a deadline,
+        // a shutdown), a cutover in progress still finishes or rolls back under its locks
+        // instead of being dropped half-way (#17620).
+        let executor = Arc::new(execute::Executor::new(
+            self.topo.clone(),
+            self.tablets.clone(),
+            self.config.clone(),
+            desired.clone(),
+            observed,
+        ));
+        let task = {
+            let executor = executor.clone();
+            let action = step.action.clone();
+            tokio::spawn(async move { executor.run(&action).await })
+        };
+        let result = match task.await {
+            Ok(result) => result,
+            Err(e) => Err(StepError::Precondition(format!(
+                "the step's task failed: {e}"
+            ))),
+        };
+        let (stages, locks, acks) = executor.take_journal();
+        for ack in acks {
+            memory.ack_refresh(&ack.keyspace, &ack.shard, ack.version, &ack.alias);
+        }
+        let outcome = match &result {
+            Ok(()) => Outcome::Succeeded,
+            Err(e) => Outcome::Failed {
+                kind: e.kind(),
+                message: e.to_string(),
+                rolled_back: match e {
+                    StepError::CutoverFailed { rollback, .. } => Some(rollback.is_ok()),
+                    _ => None,
+                },
+            },
+        };
+        let record = StepRecord {
+            step: step.action.name(),
+            action: step.action.clone(),
+            message: step.message.clone(),
+            heal: step.heal.as_ref().map(|h| h.reason),
+            started: step_started,
+            duration: clock.elapsed(),
+            outcome,
+            locks,
+            stages,
+        };
+        let heal = match (&result, &step.heal) {
+            (Ok(()), Some(h)) => {
+                let event = HealEvent {
+                    at: SystemTime::now(),
+                    reason: h.reason,
+                    message: h.message.clone(),
+                };
+                memory.record_heal(event.clone());
+                Some(event)
+            }
+            _ => None,
+        };
+        match result {
+            Ok(()) => tracing::info!(
+                workflow = %desired.workflow,
+                step = record.step,
+                duration_ms = record.duration.as_millis() as u64,
+                "Executed workflow step"
+            ),
+            Err(ref e) => tracing::warn!(
+                workflow = %desired.workflow,
+                step = record.step,
+                error = %e,
+                "Workflow step failed"
+            ),
+        }
+        PassReport {
+            started,
+            plan: Some(plan),
+            executed: Some(record),
+            heal,
+            error: result.err().map(|source| EngineError::Step {
+                step: step.action.name(),
+                source,
+            }),
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! The engine end to end over a real topology (in memory, and on a real etcd) with the fake
+//! tablet fleet: the whole lifecycle, cancel, and completing without the source. After every
+//! pass: I1 (outside the lock window) and I3; at the end of every stage: I5 (a converged pass
+//! writes nothing) and no lost write.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use vtmove::api::movetables::{CancelOptions, CompleteOptions, WorkflowPhase};
+use vtmove::engine::invariants::quiet_pass;
+use vtmove::engine::testing::world::{Layout, World};
+use vtmove::engine::{BlockReason, Desired, DesiredLifecycle, EngineMemory};
+use vtmove::vitess::routing::{Side, TrafficPlacement};
+use vtmove::vitess::topo::{LocalEtcd, LockOptions, MemoryStore, TopoStore};
+
+enum Backend {
+    Memory,
+    Etcd(#[allow(dead_code)] LocalEtcd),
+}
+
+async fn backend(etcd: bool) -> (Backend, Arc<dyn TopoStore>) {
+    if etcd {
+        let local = LocalEtcd::start().await.expect("local etcd must start");
+        let store = local.dyn_store().expect("etcd client");
+        (Backend::Etcd(local), store)
+    } else {
+        let memory = MemoryStore::new();
+        (Backend::Memory, Arc::new(memory))
+    }
+}
+
+fn lock_options() -> LockOptions {
+    LockOptions {
+        ttl: Duration::from_secs(5),
+        acquire_timeout: Duration::from_secs(10),
+    }
+}
+
+async fn world(etcd: bool, layout: Layout) -> (Backend, World) {
+    let (backend, store) = backend(etcd).await;
+    let world = World::build(store, layout, lock_options())
+        .await
+        .expect("test world");
+    (backend, world)
+}
+
+/// Converges, then checks I5 and that no accepted write is missing.
+async fn stage(world: &World, desired: &Desired, memory: &mut EngineMemory, what: &str) {
+    let reports = world
+        .converge(desired, memory, 40)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let steps: Vec<&str> = reports
+        .iter()
+        .filter_map(|r| r.executed.as_ref().map(|e| e.step))
+        .collect();
+    eprintln!("{what}: {} passes, steps {steps:?}", reports.len());
+    if let Some(v) = quiet_pass(world, desired, memory).await {
+        panic!("{what}: {v}");
+    }
+    let lost = world.lost_writes(desired).await.expect("data check");
+    assert!(lost.is_empty(), "{what}: lost writes {lost:?}");
+}
+
+async fn writes(world: &World, from: i64, n: i64) -> usize {
+    let mut accepted = 0;
+    for id in from..from + n {
+        for table in ["customer", "corder"] {
+            if world.fleet.probe_write("zone1", table, id).await.is_ok() {
+                accepted += 1;
+            }
+        }
+    }
+    accepted
+}
+
+fn traffic(replica: Side, rdonly: Side, primary: Side) -> TrafficPlacement {
+    TrafficPlacement {
+        replica,
+        rdonly,
+        primary,
+    }
+}
+
+async fn full_lifecycle(etcd: bool) {
+    let (_backend, world) = world(etcd, Layout::default()).await;
+    let mut desired = world.layout.desired("wf");
+    let mut memory = EngineMemory::default();
+
+    // Create and copy.
+    stage(&world, &desired, &mut memory, "create").await;
+    let plan = world
+        .engine
+        .plan_only(&desired, &memory)
+        .await
+        .expect("plan")
+        .1;
+    assert_eq!(plan.phase, WorkflowPhase::Running);
+    assert!(world.fleet.has_table("customer", "0", "corder"));
+    assert_eq!(world.fleet.rows("customer", "0", "customer").len(), 20);
+    assert!(writes(&world, 1000, 5).await > 0);
+
+    // Switch reads.
+    desired.traffic = traffic(Side::Target, Side::Target, Side::Source);
+    stage(&world, &desired, &mut memory, "switch reads").await;
+    assert!(writes(&world, 1100, 5).await > 0);
+
+    // Switch writes.
+    desired.traffic = TrafficPlacement::all(Side::Target);
+    stage(&world, &desired, &mut memory, "switch writes").await;
+    let plan = world
+        .engine
+        .plan_only(&desired, &memory)
+        .await
+        .expect("plan")
+        .1;
+    assert_eq!(plan.phase, WorkflowPhase::Switched);
+    assert_eq!(
+        plan.traffic_state.as_deref(),
+        Some("All Reads Switched. Writes Switched")
+    );
+    assert!(world.fleet.lock_tables_calls("commerce", "0") >= 2);
+    let accepted = world.fleet.accepted_writes().len();
+    assert!(writes(&world, 1200, 5).await > 0);
+    assert!(
+        world.fleet.accepted_writes()[accepted..]
+            .iter()
+            .all(|w| w.keyspace == "customer")
+    );
+
+    // Reverse writes (reads stay switched), then reverse reads.
+    desired.traffic = traffic(Side::Target, Side::Target, Side::Source);
+    // The CEL rules allow this: reads on the target while writes come back.
+    stage(&world, &desired, &mut memory, "reverse writes").await;
+    let accepted = world.fleet.accepted_writes().len();
+    assert!(writes(&world, 1300, 5).await > 0);
+    assert!(
+        world.fleet.accepted_writes()[accepted..]
+            .iter()
+            .all(|w| w.keyspace == "commerce")
+    );
+    desired.traffic = TrafficPlacement::all(Side::Source);
+    stage(&world, &desired, &mut memory, "reverse reads").await;
+    let plan = world
+        .engine
+        .plan_only(&desired, &memory)
+        .await
+        .expect("plan")
+        .1;
+    assert_eq!(
+        plan.traffic_state.as_deref(),
+        Some("Reads Not Switched. Writes Not Switched")
+    );
+
+    // Switch again, all at once (reads first, then writes).
+    desired.traffic = TrafficPlacement::all(Side::Target);
+    stage(&world, &desired, &mut memory, "switch again").await;
+    assert!(writes(&world, 1400, 5).await > 0);
+
+    // Complete.
+    desired.lifecycle = DesiredLifecycle::Complete(CompleteOptions::default());
+    stage(&world, &desired, &mut memory, "complete").await;
+    let plan = world
+        .engine
+        .plan_only(&desired, &memory)
+        .await
+        .expect("plan")
+        .1;
+    assert_eq!(plan.phase, WorkflowPhase::Completed);
+    assert!(!plan.workflow_exists);
+    assert!(!world.fleet.has_table("commerce", "0", "customer"));
+    assert!(writes(&world, 1500, 5).await > 0);
+    let lost = world.lost_writes(&desired).await.expect("data check");
+    assert!(lost.is_empty(), "{lost:?}");
+    assert!(world.store.violations().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_lifecycle_in_memory() {
+    full_lifecycle(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_lifecycle_on_etcd() {
+    full_lifecycle(true).await;
+}
+
+async fn create_then_cancel(etcd: bool) {
+    let (_backend, world) = world(etcd, Layout::default()).await;
+    let mut desired = world.layout.desired("wf");
+    let mut memory = EngineMemory::default();
+    desired.traffic = traffic(Side::Target, Side::Target, Side::Source);
+    stage(&world, &desired, &mut memory, "create and switch reads").await;
+    desired.traffic = TrafficPlacement::all(Side::Source);
+    desired.lifecycle = DesiredLifecycle::Cancel(CancelOptions::default());
+    stage(&world, &desired, &mut memory, "cancel").await;
+    let plan = world
+        .engine
+        .plan_only(&desired, &memory)
+        .await
+        .expect("plan")
+        .1;
+    assert_eq!(plan.phase, WorkflowPhase::Cancelled);
+    assert!(!plan.workflow_exists);
+    assert!(!world.fleet.has_table("customer", "0", "customer"));
+    let rules = world.topo.get_routing_rules().await.expect("rules");
+    assert!(rules.value.rules.is_empty());
+    assert!(
+        writes(&world, 2000, 3).await > 0,
+        "the source takes writes after cancel"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_then_cancel_in_memory() {
+    create_then_cancel(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_then_cancel_on_etcd() {
+    create_then_cancel(true).await;
+}
+
+async fn complete_without_source(etcd: bool) {
+    let (_backend, world) = world(etcd, Layout::default()).await;
+    let mut desired = world.layout.desired("wf");
+    let mut memory = EngineMemory::default();
+    desired.traffic = TrafficPlacement::all(Side::Target);
+    stage(&world, &desired, &mut memory, "switch writes").await;
+    // #17517: the source keyspace's tablets are gone.
+    for uid in [100, 101] {
+        world.fleet.set_up(&format!("zone1-{uid:010}"), false);
+    }
+    desired.lifecycle = DesiredLifecycle::Complete(CompleteOptions::default());
+    let report = world.engine.pass(&desired, &mut memory).await;
+    let plan = report.plan.expect("plan");
+    assert!(report.executed.is_none());
+    assert!(
+        plan.blockers
+            .iter()
+            .any(|b| b.reason == BlockReason::SourceKeyspaceUnreachable
+                && b.message.contains("ignoreSourceKeyspace")),
+        "{:?}",
+        plan.blockers
+    );
+    desired.lifecycle = DesiredLifecycle::Complete(CompleteOptions {
+        ignore_source_keyspace: true,
+        ..Default::default()
+    });
+    stage(
+        &world,
+        &desired,
+        &mut memory,
+        "complete ignoring the source",
+    )
+    .await;
+    let plan = world
+        .engine
+        .plan_only(&desired, &memory)
+        .await
+        .expect("plan")
+        .1;
+    assert_eq!(plan.phase, WorkflowPhase::Completed);
+    assert!(
+        world
+            .topo
+            .get_routing_rules()
+            .await
+            .expect("rules")
+            .value
+            .rules
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn complete_without_source_in_memory() {
+    complete_without_source(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn complete_without_source_on_etcd() {
+    complete_without_source(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_target_lifecycle() {
+    let layout = Layout {
+        target: (
+            "customer".to_string(),
+            vec!["-80".to_string(), "80-".to_string()],
+        ),
+        ..Layout::default()
+    };
+    let (_backend, world) = world(false, layout).await;
+    let mut desired = world.layout.desired("wf");
+    let mut memory = EngineMemory::default();
+    stage(&world, &desired, &mut memory, "create").await;
+    let copied: usize = ["-80", "80-"]
+        .iter()
+        .map(|s| world.fleet.rows("customer", s, "customer").len())
+        .sum();
+    assert_eq!(copied, 20, "every row lands on exactly one target shard");
+    desired.traffic = TrafficPlacement::all(Side::Target);
+    assert!(writes(&world, 3000, 4).await > 0);
+    stage(&world, &desired, &mut memory, "switch").await;
+    assert!(writes(&world, 3100, 4).await > 0);
+    desired.traffic = TrafficPlacement::all(Side::Source);
+    stage(&world, &desired, &mut memory, "reverse").await;
+}

@@ -1,0 +1,451 @@
+//! The engine against vtsim: simulated vttablets on loopback gRPC (real `TabletClient`), data,
+//! binlogs, VReplication with copy cycles, and a vtgate probe with a ledger of accepted writes.
+//! Unsharded `commerce` → sharded `customer` (`-80`, `80-`).
+//!
+//! After every pass: I1 is never introduced outside the lock window, I3 holds; at the end of
+//! every stage: the ledger has no lost write and the next pass is quiet (I5).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use vtmove::api::movetables::{CancelOptions, CompleteOptions, WorkflowPhase};
+
+use async_trait::async_trait;
+use vtmove::engine::execute::{Interrupt, InterruptAction};
+use vtmove::engine::invariants::check_single_writer_in_topology;
+use vtmove::engine::testing::instrument::{AuditedStore, CountingTablets};
+use vtmove::engine::testing::world::test_config;
+use vtmove::engine::{Desired, DesiredLifecycle, Engine, EngineMemory, PassReport};
+use vtmove::vitess::routing::{Side, TrafficPlacement};
+use vtmove::vitess::tablet::{TabletClient, TabletClientConfig, TabletRpc};
+use vtmove::vitess::topo::{LockOptions, MemoryStore, StoreFactory, TopoServer, TopoStore};
+use vtsim::{
+    Fleet, FleetOptions, KeyspaceLayout, Layout, LayoutTabletType, Probe, TabletConfig,
+    VReplicationConfig,
+};
+
+const CUSTOMER: &str =
+    "create table customer (id bigint not null, email varchar(128), primary key (id))";
+
+struct Sim {
+    fleet: Fleet,
+    store: Arc<AuditedStore>,
+    tablets: Arc<CountingTablets>,
+    engine: Engine,
+    probe: Probe,
+    next_pk: i64,
+}
+
+fn layout(rows: u64) -> Layout {
+    use LayoutTabletType::*;
+    Layout::new(["zone1", "zone2"])
+        .keyspace(
+            KeyspaceLayout::unsharded("commerce")
+                .tablets("zone1", &[Primary, Replica, Rdonly])
+                .table(CUSTOMER, rows),
+        )
+        .keyspace(
+            KeyspaceLayout::sharded("customer", ["-80", "80-"])
+                .tablets("zone1", &[Primary, Replica])
+                .tablets("zone2", &[Rdonly])
+                .table(CUSTOMER, 0),
+        )
+}
+
+async fn sim(rows: u64, vreplication: VReplicationConfig) -> Sim {
+    let memory = MemoryStore::new();
+    let store = AuditedStore::new(Arc::new(memory), "/vitess/global");
+    let cells: Arc<dyn TopoStore> = store.clone();
+    let factory: StoreFactory = Arc::new(move |_| Ok(cells.clone()));
+    // Short leases, so the locks of a killed engine expire quickly.
+    let topo = Arc::new(
+        TopoServer::new(store.clone(), "/vitess/global", factory).with_lock_options(LockOptions {
+            ttl: Duration::from_secs(1),
+            acquire_timeout: Duration::from_secs(10),
+        }),
+    );
+    let options = FleetOptions {
+        tablet: TabletConfig {
+            vreplication,
+            ..TabletConfig::default()
+        },
+        ..FleetOptions::default()
+    };
+    let fleet = Fleet::start(topo.clone(), layout(rows), options)
+        .await
+        .unwrap_or_else(|e| panic!("fleet: {e}"));
+    store.enable_audit();
+    let client: Arc<dyn TabletRpc> = Arc::new(TabletClient::new(TabletClientConfig::default()));
+    let tablets = CountingTablets::new(client);
+    let engine = Engine::new(topo, tablets.clone() as Arc<dyn TabletRpc>, test_config());
+    let probe = fleet.probe("zone1");
+    Sim {
+        fleet,
+        store,
+        tablets,
+        engine,
+        probe,
+        next_pk: 10_000,
+    }
+}
+
+impl Sim {
+    async fn write_some(&mut self, n: usize) -> usize {
+        let mut accepted = 0;
+        for _ in 0..n {
+            self.next_pk += 1;
+            let value = format!("v{}", self.next_pk);
+            if self
+                .probe
+                .write("customer", self.next_pk, &value)
+                .await
+                .is_ok()
+            {
+                accepted += 1;
+            }
+        }
+        accepted
+    }
+
+    async fn i1(&self, desired: &Desired) -> Vec<String> {
+        check_single_writer_in_topology(self.engine.topo(), desired)
+            .await
+            .unwrap_or_else(|e| panic!("observe: {e}"))
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    /// Passes until converged, with probe writes between them.
+    async fn converge(
+        &mut self,
+        desired: &Desired,
+        memory: &mut EngineMemory,
+        what: &str,
+    ) -> Vec<PassReport> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut reports = Vec::new();
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not converged in time: {:?}",
+                reports
+                    .last()
+                    .and_then(|r: &PassReport| r.plan.as_ref())
+                    .map(|p| (&p.step, &p.blockers, p.phase))
+            );
+            self.write_some(3).await;
+            let before = self.i1(desired).await;
+            let report = self.engine.pass(desired, memory).await;
+            let after = self.i1(desired).await;
+            assert!(
+                !before.is_empty() || after.is_empty(),
+                "{what}: {:?} broke I1: {after:?}",
+                report.executed.as_ref().map(|r| &r.action)
+            );
+            assert!(
+                self.store.violations().is_empty(),
+                "{what}: I3: {:?}",
+                self.store.violations()
+            );
+            let done = report.error.is_none()
+                && report.executed.is_none()
+                && report.plan.as_ref().is_some_and(|p| p.converged());
+            let acted = report.executed.is_some();
+            if let Some(e) = &report.error {
+                eprintln!("{what}: pass error: {e}");
+            }
+            reports.push(report);
+            if done {
+                break;
+            }
+            if !acted {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let steps: Vec<&str> = reports
+            .iter()
+            .filter_map(|r| r.executed.as_ref().map(|e| e.step))
+            .collect();
+        eprintln!("{what}: {} passes, steps {steps:?}", reports.len());
+        // I5: a converged pass changes nothing.
+        let writes = self.store.writes();
+        let mutations = self.tablets.mutating();
+        let quiet = self.engine.pass(desired, memory).await;
+        assert!(quiet.executed.is_none(), "{what}: {:?}", quiet.executed);
+        assert_eq!(
+            self.store.writes(),
+            writes,
+            "{what}: etcd writes in a converged pass"
+        );
+        assert_eq!(
+            self.tablets.mutating(),
+            mutations,
+            "{what}: tablet mutations in a converged pass"
+        );
+        reports
+    }
+
+    /// Every accepted write is in the keyspace that serves writes now.
+    async fn no_lost_writes(&self, serving: &str) {
+        assert!(
+            self.fleet
+                .wait_for_replication(Duration::from_secs(5))
+                .await
+        );
+        let rows = self.fleet.rows(serving, "customer");
+        let lost = self.probe.ledger().lost_writes("customer", |pk| {
+            rows.get(&pk).and_then(|r| r.get(1).cloned().flatten())
+        });
+        assert!(
+            lost.is_empty(),
+            "lost writes in {serving}: {:?}",
+            &lost[..lost.len().min(5)]
+        );
+    }
+}
+
+fn desired() -> Desired {
+    Desired::new("wf", "commerce", "customer", ["customer"])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_lifecycle_on_vtsim() {
+    let mut sim = sim(300, VReplicationConfig::default()).await;
+    let mut d = desired();
+    let mut memory = EngineMemory::default();
+
+    sim.converge(&d, &mut memory, "create").await;
+    assert_eq!(
+        sim.fleet.rows("customer", "customer").len(),
+        sim.fleet.rows("commerce", "customer").len()
+    );
+    sim.no_lost_writes("commerce").await;
+
+    d.traffic = TrafficPlacement {
+        replica: Side::Target,
+        rdonly: Side::Target,
+        primary: Side::Source,
+    };
+    sim.converge(&d, &mut memory, "switch reads").await;
+
+    d.traffic = TrafficPlacement::all(Side::Target);
+    sim.converge(&d, &mut memory, "switch writes").await;
+    sim.no_lost_writes("customer").await;
+    assert_eq!(
+        sim.probe.ledger().interleavings("customer"),
+        0,
+        "no dual writes"
+    );
+
+    d.traffic.primary = Side::Source;
+    sim.converge(&d, &mut memory, "reverse writes").await;
+    sim.no_lost_writes("commerce").await;
+    d.traffic = TrafficPlacement::all(Side::Source);
+    sim.converge(&d, &mut memory, "reverse reads").await;
+
+    d.traffic = TrafficPlacement::all(Side::Target);
+    sim.converge(&d, &mut memory, "switch again").await;
+    sim.no_lost_writes("customer").await;
+
+    d.lifecycle = DesiredLifecycle::Complete(CompleteOptions::default());
+    sim.converge(&d, &mut memory, "complete").await;
+    let plan = sim.engine.plan_only(&d, &memory).await.expect("plan").1;
+    assert_eq!(plan.phase, WorkflowPhase::Completed);
+    sim.no_lost_writes("customer").await;
+    sim.fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_then_cancel_on_vtsim() {
+    let mut sim = sim(100, VReplicationConfig::default()).await;
+    let mut d = desired();
+    let mut memory = EngineMemory::default();
+    sim.converge(&d, &mut memory, "create").await;
+    d.lifecycle = DesiredLifecycle::Cancel(CancelOptions::default());
+    sim.converge(&d, &mut memory, "cancel").await;
+    let plan = sim.engine.plan_only(&d, &memory).await.expect("plan").1;
+    assert_eq!(plan.phase, WorkflowPhase::Cancelled);
+    sim.no_lost_writes("commerce").await;
+    sim.fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_cycles_ending_in_3024_on_vtsim() {
+    // #17778: copy cycles bounded to a few rows end with MySQL 3024 and resume.
+    let config = VReplicationConfig {
+        copy_cycle_rows: Some(40),
+        copy_batch_rows: 10,
+        ..VReplicationConfig::default()
+    };
+    let mut sim = sim(400, config).await;
+    let d = desired();
+    let mut memory = EngineMemory::default();
+    let reports = sim
+        .converge(&d, &mut memory, "create with copy cycles")
+        .await;
+    for r in &reports {
+        let plan = r.plan.as_ref().expect("plan");
+        assert!(
+            plan.blockers
+                .iter()
+                .all(|b| b.reason.as_str() != "StreamError"),
+            "{:?}",
+            plan.blockers
+        );
+    }
+    let cycles: u32 = memory.copy_progress.values().map(|p| p.cycles).sum();
+    assert!(cycles > 0, "copy cycles are counted");
+    assert_eq!(
+        sim.fleet.rows("customer", "customer").len(),
+        sim.fleet.rows("commerce", "customer").len()
+    );
+    sim.fleet.shutdown().await;
+}
+
+/// Crashes once at the `at`-th crash point (locks left to expire when `kill`), recording the
+/// names of the points it passes.
+struct CrashAt {
+    at: Option<usize>,
+    kill: bool,
+    seen: AtomicUsize,
+    points: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Interrupt for CrashAt {
+    async fn at(&self, point: &str) -> InterruptAction {
+        let n = self.seen.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut points) = self.points.lock() {
+            points.push(point.to_string());
+        }
+        if self.at == Some(n) {
+            InterruptAction::Crash {
+                release_locks: !self.kill,
+            }
+        } else {
+            InterruptAction::Continue
+        }
+    }
+}
+
+/// Create, switch reads, then a forward write cutover and a reverse one, crashing at crash
+/// point `at` (if any). Returns the crash points seen.
+async fn cutover_with_crash(at: Option<usize>, kill: bool) -> Result<Vec<String>, String> {
+    let mut sim = sim(60, VReplicationConfig::default()).await;
+    let hook = Arc::new(CrashAt {
+        at,
+        kill,
+        seen: AtomicUsize::new(0),
+        points: Mutex::new(Vec::new()),
+    });
+    let mut d = desired();
+    d.traffic = TrafficPlacement {
+        replica: Side::Target,
+        rdonly: Side::Target,
+        primary: Side::Source,
+    };
+    let mut memory = EngineMemory::default();
+    sim.converge(&d, &mut memory, "setup").await;
+    let mut config = test_config();
+    config.interrupt = Some(hook.clone());
+    sim.engine = Engine::new(
+        sim.engine.topo().clone(),
+        sim.tablets.clone() as Arc<dyn TabletRpc>,
+        config,
+    );
+    let mut result = Ok(());
+    for (primary, serving) in [(Side::Target, "customer"), (Side::Source, "commerce")] {
+        d.traffic.primary = primary;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if Instant::now() > deadline {
+                result = Err(format!("no convergence toward {serving}"));
+                break;
+            }
+            sim.write_some(2).await;
+            let before = sim.i1(&d).await;
+            let report = sim.engine.pass(&d, &mut memory).await;
+            let after = sim.i1(&d).await;
+            let crashed = matches!(
+                report.error,
+                Some(vtmove::engine::EngineError::Step {
+                    source: vtmove::engine::StepError::Interrupted { .. },
+                    ..
+                })
+            );
+            if crashed {
+                memory = EngineMemory::default();
+            } else if before.is_empty() && !after.is_empty() {
+                result = Err(format!(
+                    "{:?} broke I1: {after:?}",
+                    report.executed.map(|r| r.action)
+                ));
+                break;
+            }
+            if !sim.store.violations().is_empty() {
+                result = Err(format!("I3: {:?}", sim.store.violations()));
+                break;
+            }
+            if report.error.is_none()
+                && report.executed.is_none()
+                && report.plan.as_ref().is_some_and(|p| p.converged())
+            {
+                break;
+            }
+            if report.executed.is_none() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        if result.is_err() {
+            break;
+        }
+        assert!(sim.fleet.wait_for_replication(Duration::from_secs(5)).await);
+        let rows = sim.fleet.rows(serving, "customer");
+        let lost = sim.probe.ledger().lost_writes("customer", |pk| {
+            rows.get(&pk).and_then(|r| r.get(1).cloned().flatten())
+        });
+        if !lost.is_empty() {
+            result = Err(format!(
+                "lost writes in {serving}: {:?}",
+                &lost[..lost.len().min(5)]
+            ));
+            break;
+        }
+    }
+    sim.fleet.shutdown().await;
+    let points = hook.points.lock().map(|p| p.clone()).unwrap_or_default();
+    result.map(|()| points)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_at_every_cutover_boundary_on_vtsim() {
+    let started = Instant::now();
+    let points = cutover_with_crash(None, false)
+        .await
+        .unwrap_or_else(|e| panic!("clean run: {e}"));
+    let boundaries: Vec<usize> = points
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.starts_with("cutover"))
+        .map(|(i, _)| i)
+        .collect();
+    assert!(boundaries.len() > 20, "{points:?}");
+    let mut failures = Vec::new();
+    for at in &boundaries {
+        // Every third crash kills the engine: its locks stay until their lease expires.
+        let kill = at % 3 == 0;
+        if let Err(e) = cutover_with_crash(Some(*at), kill).await {
+            failures.push(format!("crash at {at} ({}, kill {kill}): {e}", points[*at]));
+        }
+    }
+    eprintln!(
+        "vtsim: {} cutover boundaries crashed, {} failures, in {:?}",
+        boundaries.len(),
+        failures.len(),
+        started.elapsed()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
