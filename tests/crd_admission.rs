@@ -318,3 +318,39 @@ fn status_written_by_the_controller_is_admitted() {
     let typed: vtmove::api::MoveTablesWorkflow = serde_json::from_value(object).unwrap();
     assert_eq!(serde_json::to_value(typed.status.unwrap()).unwrap(), status);
 }
+
+#[test]
+fn cutover_durations_stay_in_range() {
+    let timeout = |d: &str| create_errors(MTW, &with(&mtw(), "/spec/cutover/timeout", json!(d)));
+    let lag = |d: &str| {
+        create_errors(
+            MTW,
+            &with(&mtw(), "/spec/cutover/maxReplicationLagAllowed", json!(d)),
+        )
+    };
+    for ok in ["1s", "1000ms", "1m30s", "1.5s", "10m"] {
+        assert_eq!(timeout(ok), Vec::<String>::new(), "timeout {ok}");
+    }
+    for ok in ["1s", "0.5s500ms", "30s", "1h"] {
+        assert_eq!(lag(ok), Vec::<String>::new(), "lag {ok}");
+    }
+    for bad in ["0s", "999ms", "10m1s", "1h"] {
+        assert_eq!(
+            timeout(bad),
+            ["timeout must be between 1s and 10m"],
+            "timeout {bad}"
+        );
+    }
+    for bad in ["500ms", "1h0m1s", "1.5h"] {
+        assert_eq!(
+            lag(bad),
+            ["maxReplicationLagAllowed must be between 1s and 1h"],
+            "lag {bad}"
+        );
+    }
+    // A malformed value gets the pattern's error alone: the rule steps aside rather than fail
+    // to parse it.
+    let errors = timeout("forever");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("does not match"), "{errors:?}");
+}

@@ -1,8 +1,9 @@
 //! Go-style duration strings (`30s`, `1m30s`, `250ms`, `1.5h`) as they appear in the spec.
 //!
 //! Vitess's own flags (`--timeout`, `--max-replication-lag-allowed`) take Go durations, so the
-//! spec does too. The schema admits them with [`DURATION_PATTERN`]; [`parse_duration`] turns one
-//! into a [`std::time::Duration`], and `validate()` checks the ranges a pattern cannot express.
+//! spec does too. The schema admits them with [`DURATION_PATTERN`] and a CEL rule per field keeps
+//! each in its range; [`parse_duration`] turns one into a [`std::time::Duration`], and
+//! `validate()` checks the same ranges again.
 
 use std::borrow::Cow;
 use std::fmt;

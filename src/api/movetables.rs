@@ -5,15 +5,17 @@
 //! step at a time toward the spec, and reports what it sees in the status.
 //!
 //! Admission checks live in the schema (patterns, enums, defaults) and in CEL rules
-//! (`x-kubernetes-validations`): the identity fields are immutable, and the traffic and lifecycle
-//! fields cannot contradict each other. [`MoveTablesWorkflowSpec::validate`] repeats those checks
-//! and adds the ones a schema cannot express (duration ranges, reserved names), so the controller
-//! can rely on a validated spec whatever API server stored it.
+//! (`x-kubernetes-validations`): the identity fields are immutable, the cutover durations stay in
+//! range, and the traffic and lifecycle fields cannot contradict each other.
+//! [`MoveTablesWorkflowSpec::validate`] repeats those checks and adds the ones the schema leaves
+//! out (reserved names), so the controller can rely on a validated spec whatever API server
+//! stored it.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::core::Rule;
 use kube::{CustomResource, KubeSchema, ResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -22,8 +24,9 @@ use super::condition::{self, ConditionUpdate};
 use super::duration::{DurationString, format_duration};
 use super::schema::drop_type_description;
 use super::validation::{
-    FieldError, MAX_CELLS, MAX_TABLES, NAME_MAX_LENGTH, NAME_PATTERN, REVERSE_WORKFLOW_SUFFIX,
-    TABLE_NAME_MAX_LENGTH, TABLE_NAME_PATTERN, check_name, check_name_list,
+    DURATION_PATTERN, FieldError, MAX_CELLS, MAX_TABLES, NAME_MAX_LENGTH, NAME_PATTERN,
+    REVERSE_WORKFLOW_SUFFIX, TABLE_NAME_MAX_LENGTH, TABLE_NAME_PATTERN, check_name,
+    check_name_list,
 };
 
 /// Default for `cutover.maxReplicationLagAllowed` (Vitess's `--max-replication-lag-allowed`).
@@ -440,19 +443,25 @@ pub struct CancelOptions {
 }
 
 /// How the write cutover runs.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct CutoverSpec {
     /// Switch traffic only while every stream's replication lag is at most this (vtctldclient
     /// `--max-replication-lag-allowed`). A Go duration such as `30s` or `1m30s`, between 1s and
     /// 1h. Default `30s`.
     #[serde(default = "default_max_replication_lag_allowed")]
+    #[x_kube(validation = duration_range_rule(
+        "maxReplicationLagAllowed",
+        MIN_MAX_REPLICATION_LAG,
+        MAX_MAX_REPLICATION_LAG
+    ))]
     pub max_replication_lag_allowed: DurationString,
 
     /// Time budget of the write cutover, during which writes to the moved tables are blocked;
     /// if the target has not caught up by then, the cutover is rolled back (vtctldclient
     /// `--timeout`). A Go duration between 1s and 10m. Default `30s`.
     #[serde(default = "default_cutover_timeout")]
+    #[x_kube(validation = duration_range_rule("timeout", MIN_CUTOVER_TIMEOUT, MAX_CUTOVER_TIMEOUT))]
     pub timeout: DurationString,
 
     /// Create and start the reverse workflow (`<workflow>_reverse`, target to source) at the
@@ -476,6 +485,23 @@ impl Default for CutoverSpec {
             force: false,
         }
     }
+}
+
+/// The CEL rule that keeps the duration field `field` between `min` and `max` at admission, as
+/// [`MoveTablesWorkflowSpec::validate`] does afterwards.
+///
+/// CEL's `duration()` reads Go durations, a superset of [`DURATION_PATTERN`]. The rule checks
+/// the pattern first: an API server still runs the rules after a pattern mismatch, and without
+/// the guard a malformed value would get a second error from `duration()` failing to parse it.
+fn duration_range_rule(field: &str, min: Duration, max: Duration) -> Rule {
+    let (min, max) = (format_duration(min), format_duration(max));
+    // In a CEL string literal a backslash starts an escape, so the pattern's own are doubled.
+    let pattern = DURATION_PATTERN.replace('\\', "\\\\");
+    Rule::new(format!(
+        "!self.matches('{pattern}') || (duration(self) >= duration('{min}') && \
+         duration(self) <= duration('{max}'))"
+    ))
+    .message(format!("{field} must be between {min} and {max}").as_str())
 }
 
 fn default_max_replication_lag_allowed() -> DurationString {
@@ -893,8 +919,8 @@ fn check_duration_range(
 
 impl MoveTablesWorkflowSpec {
     /// Checks everything about the spec that does not need Vitess: the schema's patterns and
-    /// limits, the CEL rules that involve a single version of the object, and what neither can
-    /// express (duration ranges, names Vitess reserves, tables listed twice).
+    /// limits, the CEL rules that involve a single version of the object (duration ranges
+    /// included), and what neither expresses (names Vitess reserves, all-digit table names).
     ///
     /// Returns every problem found, not just the first.
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {

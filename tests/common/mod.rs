@@ -1,9 +1,12 @@
 //! Helpers shared by the CRD tests: the generated schemas as JSON, a small OpenAPI checker that
 //! applies the parts of a structural schema an API server enforces at admission (types, enums,
 //! patterns, lengths, item counts, required and unknown fields), and CEL evaluation of the
-//! `x-kubernetes-validations` rules with kube-cel.
+//! `x-kubernetes-validations` rules with kube-cel. [`sim`] runs the same CRDs on kube-sim, the
+//! in-memory API server, for the tests that need a server (admission, kubectl).
 
 #![allow(dead_code)] // each test binary uses a different subset
+
+pub mod sim;
 
 use serde_json::Value;
 use vtmove::api::crds;

@@ -6,7 +6,9 @@
 //! types (`integer` → int, `number` → double, `format: date-time` → timestamp,
 //! `format: duration` → duration). Transition rules (those that mention `oldSelf`) only
 //! run on updates where the node existed before and can be correlated with its stored
-//! value; on create they are skipped, as in Kubernetes.
+//! value; on create they are skipped, as in Kubernetes. Equality on lists with
+//! `x-kubernetes-list-type: set` or `map` ignores their order, as in Kubernetes, so
+//! `self == oldSelf` on a set admits a reordering (see [`align_unordered`]).
 //!
 //! The environment is the CEL standard library plus the strings, lists and math
 //! extensions the `cel` crate ships; the Kubernetes-specific libraries (quantity, IP,
@@ -146,10 +148,14 @@ pub fn evaluate(
         }
         x
     };
+    // Only transition rules read oldSelf; they see it with unordered lists aligned.
+    let old = old
+        .filter(|_| rule.transition)
+        .map(|o| align_unordered(o, v, schema));
     let (v, old) = if path.is_empty() {
-        (root_view(v), old.map(root_view))
+        (root_view(v), old.as_ref().map(root_view))
     } else {
-        (v.clone(), old.cloned())
+        (v.clone(), old)
     };
     ctx.add_variable_from_value("self", to_cel(&v, Some(schema)));
     match &old {
@@ -255,6 +261,102 @@ pub fn to_cel(v: &Value, schema: Option<&Schema>) -> Cel {
             }
             Cel::Map(CelMap { map: Arc::new(out) })
         }
+    }
+}
+
+/// `old` made comparable with `new` the way Kubernetes CEL compares lists: equality on a
+/// list with `x-kubernetes-list-type: set` or `map` ignores the order of its items
+/// (`[1, 2] == [2, 1]`), while the `cel` crate compares every list in order. Wherever a part
+/// of `old` equals the same part of `new` up to the order of such lists, `new`'s part takes
+/// its place, so `self == oldSelf` holds on the list and on every object above it. (Indexing
+/// into `oldSelf` then sees `new`'s order for those lists, which no rule can tell apart from
+/// equality.)
+pub fn align_unordered(old: &Value, new: &Value, schema: &Schema) -> Value {
+    if old == new {
+        return old.clone();
+    }
+    if unordered_eq(old, new, Some(schema)) {
+        return new.clone();
+    }
+    match (old, new) {
+        (Value::Object(o), Value::Object(n)) => Value::Object(
+            o.iter()
+                .map(|(k, ov)| {
+                    let aligned = match (n.get(k), sub_schema(Some(schema), k)) {
+                        (Some(nv), Some(s)) => align_unordered(ov, nv, s),
+                        _ => ov.clone(),
+                    };
+                    (k.clone(), aligned)
+                })
+                .collect(),
+        ),
+        (Value::Array(o), Value::Array(n)) if o.len() == n.len() && !is_unordered(schema) => {
+            match schema.items.as_deref() {
+                Some(items) => Value::Array(
+                    o.iter()
+                        .zip(n)
+                        .map(|(ov, nv)| align_unordered(ov, nv, items))
+                        .collect(),
+                ),
+                None => old.clone(),
+            }
+        }
+        _ => old.clone(),
+    }
+}
+
+fn is_unordered(schema: &Schema) -> bool {
+    matches!(schema.list_type.as_deref(), Some("set" | "map"))
+}
+
+fn sub_schema<'a>(schema: Option<&'a Schema>, key: &str) -> Option<&'a Schema> {
+    let s = schema?;
+    s.properties.get(key).or(match &s.additional {
+        AdditionalProps::Schema(a) => Some(a.as_ref()),
+        _ => None,
+    })
+}
+
+/// JSON equality, except that `set` and `map` lists compare as multisets.
+fn unordered_eq(a: &Value, b: &Value, schema: Option<&Schema>) -> bool {
+    match (a, b) {
+        (Value::Array(x), Value::Array(y)) => {
+            if x.len() != y.len() {
+                return false;
+            }
+            let items = schema.and_then(|s| s.items.as_deref());
+            if !schema.is_some_and(is_unordered) {
+                return x.iter().zip(y).all(|(p, q)| unordered_eq(p, q, items));
+            }
+            let scalar = |v: &Value| !v.is_array() && !v.is_object();
+            if x.iter().chain(y).all(scalar) {
+                // Sets of scalars (the common case, e.g. thousands of table names).
+                let sorted = |l: &[Value]| {
+                    let mut s: Vec<String> = l.iter().map(Value::to_string).collect();
+                    s.sort_unstable();
+                    s
+                };
+                return sorted(x) == sorted(y);
+            }
+            let mut used = vec![false; y.len()];
+            x.iter().all(|p| {
+                match (0..y.len()).find(|&j| !used[j] && unordered_eq(p, &y[j], items)) {
+                    Some(j) => {
+                        used[j] = true;
+                        true
+                    }
+                    None => false,
+                }
+            })
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter().all(|(k, p)| {
+                    y.get(k)
+                        .is_some_and(|q| unordered_eq(p, q, sub_schema(schema, k)))
+                })
+        }
+        _ => a == b,
     }
 }
 
@@ -376,6 +478,57 @@ mod tests {
         );
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].field, "s.x-kubernetes-validations[0].rule");
+    }
+
+    #[test]
+    fn set_and_map_lists_compare_without_order() {
+        let s = node(json!({
+            "type": "object",
+            "properties": {
+                "set": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"},
+                    "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "set is immutable"}]},
+                "atomic": {"type": "array", "items": {"type": "string"},
+                    "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "atomic is immutable"}]},
+                "map": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["k"],
+                    "items": {"type": "object", "properties": {
+                        "k": {"type": "string"},
+                        "v": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "integer"}}
+                    }}},
+                "other": {"type": "string"}
+            },
+            "x-kubernetes-validations": [
+                {"rule": "self.map == oldSelf.map", "message": "map is immutable"},
+                {"rule": "self.set == oldSelf.set", "message": "set is immutable (from above)"}
+            ]
+        }));
+        let old = json!({"set": ["a", "b", "c"], "atomic": ["a", "b"],
+            "map": [{"k": "x", "v": [1, 2]}, {"k": "y", "v": [3]}], "other": "1"});
+        let check = |new: Value| {
+            let mut errs = Vec::new();
+            s.validate_value(&new, Some(&old), "spec", &mut errs);
+            errs.iter().map(FieldError::render).collect::<Vec<_>>()
+        };
+        // Reordered set and map lists (and a set inside a map item) are equal.
+        let reordered = json!({"set": ["c", "a", "b"], "atomic": ["a", "b"],
+            "map": [{"k": "y", "v": [3]}, {"k": "x", "v": [2, 1]}], "other": "2"});
+        assert_eq!(check(reordered), Vec::<String>::new());
+        // An atomic list keeps its order.
+        let swapped = json!({"set": ["a", "b", "c"], "atomic": ["b", "a"],
+            "map": [{"k": "x", "v": [1, 2]}, {"k": "y", "v": [3]}], "other": "1"});
+        assert_eq!(
+            check(swapped),
+            ["spec.atomic: Invalid value: \"array\": atomic is immutable"]
+        );
+        // A changed set is still a change, seen from the list and from above.
+        let changed = json!({"set": ["a", "b", "d"], "atomic": ["a", "b"],
+            "map": [{"k": "x", "v": [1, 2]}, {"k": "y", "v": [3]}], "other": "1"});
+        assert_eq!(
+            check(changed),
+            [
+                "spec.set: Invalid value: \"array\": set is immutable",
+                "spec: Invalid value: \"object\": set is immutable (from above)"
+            ]
+        );
     }
 
     #[test]

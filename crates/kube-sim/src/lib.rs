@@ -21,7 +21,7 @@
 //!
 //! Start it with [`KubeSim::start`]; the returned [`Handle`] gives the URL, a kubeconfig
 //! path, a ready [`kube::Client`], and knobs for tests (expire all resourceVersions, drop
-//! all watch connections).
+//! all watch connections). [`testing::Kubectl`] runs the real kubectl against it.
 
 pub mod builtin;
 pub mod celrules;
@@ -39,6 +39,7 @@ mod server;
 pub mod ssa;
 pub mod store;
 pub mod table;
+pub mod testing;
 pub mod watch;
 
 use std::net::SocketAddr;

@@ -385,7 +385,17 @@ fn write(
     match rt.flavor {
         Flavor::Custom => {
             if let Some(schema) = rt.version(&t.version).and_then(|v| v.schema.clone()) {
-                schema.validate_value(&req_form, old_req.as_ref(), "", &mut errs);
+                schema.validate_schema(&req_form, old_req.as_ref(), "", &mut errs);
+                // As the apiextensions strategy does: CEL rules only run on an object free
+                // of blocking errors (metadata's included); otherwise a fieldless error says
+                // they were skipped.
+                if schema.has_rules() {
+                    if errs.iter().any(crate::schema::blocks_rules) {
+                        errs.push(crate::schema::rules_not_checked());
+                    } else {
+                        schema.validate_rules(&req_form, old_req.as_ref(), "", &mut errs);
+                    }
+                }
             }
         }
         Flavor::Builtin(b) => {

@@ -139,6 +139,43 @@ pub struct Schema {
     pub description: Option<String>,
 }
 
+/// Which checks a validation walk runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pass {
+    /// Schema keywords and CEL rules.
+    Both,
+    /// Schema keywords only.
+    Schema,
+    /// CEL rules only.
+    Rules,
+}
+
+/// Whether a schema error stops a real apiserver from evaluating a custom resource's CEL
+/// rules: an unsupported enum value, a missing required field, a string too long, too many
+/// items or properties, or a wrong type (the apiextensions strategy's `hasBlockingErr`). The
+/// rules then are skipped and [`rules_not_checked`] is reported instead.
+pub fn blocks_rules(e: &FieldError) -> bool {
+    matches!(
+        e.reason,
+        "FieldValueNotSupported"
+            | "FieldValueRequired"
+            | "FieldValueTooLong"
+            | "FieldValueTooMany"
+            | "FieldValueTypeInvalid"
+    )
+}
+
+/// The error a real apiserver adds when blocking errors kept it from running the CEL rules:
+/// `field.Invalid(nil, nil, ...)`, so its field renders as `<nil>` and its value as `null`.
+pub fn rules_not_checked() -> FieldError {
+    FieldError::invalid(
+        "<nil>",
+        "null",
+        "some validation rules were not checked because the object was invalid; correct the \
+         existing errors to complete validation",
+    )
+}
+
 /// Appends a property name to a field path.
 pub fn child(path: &str, key: &str) -> String {
     if path.is_empty() {
@@ -604,6 +641,10 @@ impl Schema {
 
     /// Validates `v` against this node (schema keywords and CEL rules), appending errors.
     /// `old` is the correlated stored value on updates (for ratcheting and `oldSelf`).
+    ///
+    /// This runs both passes unconditionally; admission of a custom resource instead runs
+    /// [`Schema::validate_schema`], then [`Schema::validate_rules`] only if no blocking error
+    /// was found (see [`blocks_rules`]).
     pub fn validate_value(
         &self,
         v: &Value,
@@ -611,12 +652,55 @@ impl Schema {
         path: &str,
         errs: &mut Vec<FieldError>,
     ) {
+        self.walk(v, old, path, errs, Pass::Both);
+    }
+
+    /// The schema keywords only (types, enums, bounds, patterns, list types, ...).
+    pub fn validate_schema(
+        &self,
+        v: &Value,
+        old: Option<&Value>,
+        path: &str,
+        errs: &mut Vec<FieldError>,
+    ) {
+        self.walk(v, old, path, errs, Pass::Schema);
+    }
+
+    /// The CEL `x-kubernetes-validations` rules only, for a value whose schema pass found
+    /// no blocking error.
+    pub fn validate_rules(
+        &self,
+        v: &Value,
+        old: Option<&Value>,
+        path: &str,
+        errs: &mut Vec<FieldError>,
+    ) {
+        self.walk(v, old, path, errs, Pass::Rules);
+    }
+
+    /// Whether this node or any node below it carries CEL rules.
+    pub fn has_rules(&self) -> bool {
+        !self.rules.is_empty()
+            || self.properties.values().any(Schema::has_rules)
+            || matches!(&self.additional, AdditionalProps::Schema(s) if s.has_rules())
+            || self.items.as_ref().is_some_and(|i| i.has_rules())
+    }
+
+    fn walk(
+        &self,
+        v: &Value,
+        old: Option<&Value>,
+        path: &str,
+        errs: &mut Vec<FieldError>,
+        pass: Pass,
+    ) {
         if old == Some(v) {
             // Ratcheting: an unchanged, correlated subtree is not re-validated.
             return;
         }
+        let schema_pass = pass != Pass::Rules;
         if v.is_null() {
-            if !self.nullable && (self.stype.is_some() || self.int_or_string) {
+            if schema_pass && !self.nullable && (self.stype.is_some() || self.int_or_string) {
                 errs.push(FieldError::invalid(
                     path,
                     "\"null\"",
@@ -629,10 +713,64 @@ impl Schema {
             }
             return;
         }
-        if !self.check_type(v, path, errs) {
+        if !schema_pass {
+            // The schema pass found no type error here, or the rules would not run.
+            if !self.type_matches(v) {
+                return;
+            }
+        } else if !self.check_type(v, path, errs) {
             return;
         }
-        self.check_keywords(v, path, errs);
+        if schema_pass {
+            self.check_keywords(v, path, errs);
+            self.check_combinators(v, path, errs);
+        }
+        // Children.
+        match v {
+            Value::Object(m) => {
+                let old_m = old.and_then(Value::as_object);
+                for (k, val) in m {
+                    let sub = match self.properties.get(k) {
+                        Some(p) => Some(p),
+                        None => match &self.additional {
+                            AdditionalProps::Schema(s) => Some(s.as_ref()),
+                            _ => None,
+                        },
+                    };
+                    if let Some(p) = sub {
+                        let cp = if self.properties.contains_key(k) {
+                            child(path, k)
+                        } else {
+                            index(path, k)
+                        };
+                        p.walk(val, old_m.and_then(|o| o.get(k)), &cp, errs, pass);
+                    }
+                }
+            }
+            Value::Array(a) => {
+                if let Some(items) = &self.items {
+                    let old_a = old.and_then(Value::as_array);
+                    for (i, item) in a.iter().enumerate() {
+                        let old_item = old_a.and_then(|oa| self.correlate_item(item, oa));
+                        items.walk(item, old_item, &index(path, i), errs, pass);
+                    }
+                }
+            }
+            _ => {}
+        }
+        // CEL rules at this node run after its children's schema checks, as the real
+        // server reports them after the structural errors.
+        if pass != Pass::Schema {
+            for rule in &self.rules {
+                if let Some(e) = celrules::evaluate(rule, self, v, old, path) {
+                    errs.push(e);
+                }
+            }
+        }
+    }
+
+    /// `allOf`, `anyOf`, `oneOf` and `not`.
+    fn check_combinators(&self, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
         for (key, subs) in [
             ("allOf", &self.all_of),
             ("anyOf", &self.any_of),
@@ -685,46 +823,6 @@ impl Schema {
                 ));
             }
         }
-        // Children.
-        match v {
-            Value::Object(m) => {
-                let old_m = old.and_then(Value::as_object);
-                for (k, val) in m {
-                    let sub = match self.properties.get(k) {
-                        Some(p) => Some(p),
-                        None => match &self.additional {
-                            AdditionalProps::Schema(s) => Some(s.as_ref()),
-                            _ => None,
-                        },
-                    };
-                    if let Some(p) = sub {
-                        let cp = if self.properties.contains_key(k) {
-                            child(path, k)
-                        } else {
-                            index(path, k)
-                        };
-                        p.validate_value(val, old_m.and_then(|o| o.get(k)), &cp, errs);
-                    }
-                }
-            }
-            Value::Array(a) => {
-                if let Some(items) = &self.items {
-                    let old_a = old.and_then(Value::as_array);
-                    for (i, item) in a.iter().enumerate() {
-                        let old_item = old_a.and_then(|oa| self.correlate_item(item, oa));
-                        items.validate_value(item, old_item, &index(path, i), errs);
-                    }
-                }
-            }
-            _ => {}
-        }
-        // CEL rules at this node run after its children's schema checks, as the real
-        // server reports them after the structural errors.
-        for rule in &self.rules {
-            if let Some(e) = celrules::evaluate(rule, self, v, old, path) {
-                errs.push(e);
-            }
-        }
     }
 
     /// Finds the stored list item an item corresponds to: only `listType: map` items
@@ -743,12 +841,28 @@ impl Schema {
         old.iter().find(|o| key_of(o) == want)
     }
 
+    /// Whether `v` has this node's type (what [`Schema::check_type`] reports on).
+    fn type_matches(&self, v: &Value) -> bool {
+        if self.int_or_string {
+            return v.is_string() || v.is_i64() || v.is_u64();
+        }
+        match self.stype {
+            None => true,
+            Some(SType::Object) => v.is_object(),
+            Some(SType::Array) => v.is_array(),
+            Some(SType::String) => v.is_string(),
+            Some(SType::Integer) => v.is_i64() || v.is_u64(),
+            Some(SType::Number) => v.is_number(),
+            Some(SType::Boolean) => v.is_boolean(),
+        }
+    }
+
     fn check_type(&self, v: &Value, path: &str, errs: &mut Vec<FieldError>) -> bool {
+        if self.type_matches(v) {
+            return true;
+        }
         let actual = json_type(v);
         if self.int_or_string {
-            if v.is_string() || v.is_i64() || v.is_u64() {
-                return true;
-            }
             errs.push(FieldError::invalid(
                 path,
                 &format!("{actual:?}"),
@@ -757,18 +871,7 @@ impl Schema {
                     display_path(path)
                 ),
             ));
-            return false;
-        }
-        let Some(t) = self.stype else { return true };
-        let ok = match t {
-            SType::Object => v.is_object(),
-            SType::Array => v.is_array(),
-            SType::String => v.is_string(),
-            SType::Integer => v.is_i64() || v.is_u64(),
-            SType::Number => v.is_number(),
-            SType::Boolean => v.is_boolean(),
-        };
-        if !ok {
+        } else if let Some(t) = self.stype {
             errs.push(FieldError {
                 field: path.to_string(),
                 reason: "FieldValueTypeInvalid",
@@ -779,7 +882,7 @@ impl Schema {
                 ),
             });
         }
-        ok
+        false
     }
 
     fn check_keywords(&self, v: &Value, path: &str, errs: &mut Vec<FieldError>) {

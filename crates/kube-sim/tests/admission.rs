@@ -310,12 +310,107 @@ async fn several_errors_are_aggregated() {
     });
     let r = raw(&sim, "POST", TM_PATH, &[JSON], &o.to_string()).await;
     let s = r.json();
-    assert_eq!(s["details"]["causes"].as_array().unwrap().len(), 2);
+    // Both errors block the CEL rules, which a fieldless third cause says.
+    let causes = s["details"]["causes"].as_array().unwrap();
+    assert_eq!(causes.len(), 3, "{causes:?}");
+    assert_eq!(causes[2], not_checked());
     let msg = s["message"].as_str().unwrap();
     assert!(
         msg.starts_with("TableMove.test.vtmove.dev \"agg\" is invalid: [spec.cells: Too many"),
         "{msg}"
     );
+    assert!(
+        msg.ends_with(&format!(
+            ", <nil>: Invalid value: null: {RULES_NOT_CHECKED}]"
+        )),
+        "{msg}"
+    );
+}
+
+const RULES_NOT_CHECKED: &str = "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation";
+
+/// The cause a real apiserver adds when blocking errors keep it from running CEL rules.
+fn not_checked() -> Value {
+    json!({"reason": "FieldValueInvalid", "field": "<nil>",
+        "message": format!("Invalid value: null: {RULES_NOT_CHECKED}")})
+}
+
+#[tokio::test]
+async fn cel_rules_run_only_on_objects_free_of_blocking_errors() {
+    let sim = setup().await;
+    let causes = |r: common::Raw| {
+        assert_eq!(r.status, 422, "{}", r.body);
+        r.json()["details"]["causes"].as_array().unwrap().clone()
+    };
+    // Source equals target (a CEL rule), plus an unsupported enum value: a real server
+    // reports the enum and that the rules were not checked, not the rule.
+    let o = variant("blocked", |o| {
+        o["spec"]["targetKeyspace"] = json!("commerce");
+        o["spec"]["lifecycle"] = json!("Nope");
+    });
+    let got = causes(raw(&sim, "POST", TM_PATH, &[JSON], &o.to_string()).await);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0]["field"], "spec.lifecycle");
+    assert_eq!(got[1], not_checked());
+    // Each blocking kind: required, wrong type, too long, too many.
+    for (name, edit) in [
+        ("b-required", json!({"tables": null})),
+        ("b-type", json!({"paused": "yes"})),
+        ("b-long", json!({"sourceKeyspace": "k".repeat(64)})),
+        ("b-many", json!({"cells": ["a", "b", "c", "d"]})),
+    ] {
+        let mut o = variant(name, |o| o["spec"]["targetKeyspace"] = json!("commerce"));
+        json_patch::merge(&mut o["spec"], &edit);
+        let got = causes(raw(&sim, "POST", TM_PATH, &[JSON], &o.to_string()).await);
+        assert_eq!(got.last(), Some(&not_checked()), "{name}: {got:?}");
+        assert!(
+            !got.iter()
+                .any(|c| c["message"].as_str().unwrap().contains("must differ")),
+            "{name}: {got:?}"
+        );
+    }
+    // A pattern mismatch does not block: the rule runs and fails too, with no notice.
+    let o = variant("unblocked", |o| {
+        o["spec"]["sourceKeyspace"] = json!("Commerce");
+        o["spec"]["targetKeyspace"] = json!("Commerce");
+    });
+    let got = causes(raw(&sim, "POST", TM_PATH, &[JSON], &o.to_string()).await);
+    let fields: Vec<&str> = got.iter().map(|c| c["field"].as_str().unwrap()).collect();
+    assert_eq!(
+        fields,
+        ["spec.sourceKeyspace", "spec.targetKeyspace", "spec"],
+        "{got:?}"
+    );
+    assert!(got[2]["message"].as_str().unwrap().contains("must differ"));
+}
+
+#[tokio::test]
+async fn set_lists_compare_without_order_in_rules() {
+    let sim = setup().await;
+    let r = raw(&sim, "POST", TM_PATH, &[JSON], &tm("ord").to_string()).await;
+    assert_eq!(r.status, 201);
+    let merge = ("Content-Type", "application/merge-patch+json");
+    // `tables` is a set guarded by `self == oldSelf`; in Kubernetes CEL, equality on a set
+    // (or map) list ignores the order, so reordering it is no change.
+    let r = raw(
+        &sim,
+        "PATCH",
+        &format!("{TM_PATH}/ord"),
+        &[merge],
+        r#"{"spec":{"tables":["customer","corder"]}}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["spec"]["tables"], json!(["customer", "corder"]));
+    let r = raw(
+        &sim,
+        "PATCH",
+        &format!("{TM_PATH}/ord"),
+        &[merge],
+        r#"{"spec":{"tables":["customer","corder","extra"]}}"#,
+    )
+    .await;
+    assert_eq!(r.status, 422, "{}", r.body);
 }
 
 #[tokio::test]

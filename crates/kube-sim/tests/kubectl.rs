@@ -2,90 +2,18 @@
 //! validation, Table output with the CRD's printer columns, status patches and
 //! `kubectl wait`, describe with events, and deletion with a pending finalizer.
 //!
-//! kubectl is found through `VTMOVE_KUBECTL`, else `kubectl` on PATH. The project's
-//! supported kubectl (v1.37) comes from `shared/tools/install-helm-kubectl.sh`; CI
-//! (`.ci/run`) installs it and exports the variable. A missing kubectl fails the test
-//! with instructions rather than skipping it.
+//! kubectl is found by `kube_sim::testing::kubectl_binary` (`VTMOVE_KUBECTL`, else PATH);
+//! a missing kubectl fails the test with instructions rather than skipping it.
 
 #![recursion_limit = "256"]
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use kube::api::{Api, PostParams};
+use kube_sim::testing::Kubectl;
 use serde_json::json;
-
-fn kubectl_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("VTMOVE_KUBECTL") {
-        let p = PathBuf::from(p);
-        assert!(p.is_file(), "VTMOVE_KUBECTL={} does not exist", p.display());
-        return p;
-    }
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("kubectl"))
-            .find(|p| p.is_file())
-    });
-    found.unwrap_or_else(|| {
-        panic!(
-            "kubectl not found: set VTMOVE_KUBECTL to a kubectl binary (install the supported one with \
-             `bash shared/tools/install-helm-kubectl.sh DIR` and export VTMOVE_KUBECTL=DIR/kubectl), \
-             or put kubectl on PATH"
-        )
-    })
-}
-
-struct Kubectl {
-    bin: PathBuf,
-    kubeconfig: PathBuf,
-    home: tempfile::TempDir,
-}
-
-struct Out {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-impl Kubectl {
-    async fn run(&self, args: &[&str]) -> Out {
-        let cache = self.home.path().join("cache");
-        let out = tokio::process::Command::new(&self.bin)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--cache-dir")
-            .arg(&cache)
-            .args(args)
-            .env("HOME", self.home.path())
-            .env_remove("KUBECONFIG")
-            .kill_on_drop(true)
-            .output()
-            .await
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.bin.display()));
-        Out {
-            ok: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    async fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args).await;
-        assert!(
-            o.ok,
-            "kubectl {args:?} failed:\nstdout: {}\nstderr: {}",
-            o.stdout, o.stderr
-        );
-        o.stdout
-    }
-
-    async fn fails(&self, args: &[&str]) -> String {
-        let o = self.run(args).await;
-        assert!(!o.ok, "kubectl {args:?} should fail:\nstdout: {}", o.stdout);
-        o.stderr
-    }
-}
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
     let p = dir.join(name);
@@ -107,13 +35,8 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_workflow() {
-    let bin = kubectl_binary();
     let sim = common::start().await;
-    let k = Kubectl {
-        bin,
-        kubeconfig: sim.kubeconfig_path().to_path_buf(),
-        home: tempfile::tempdir().unwrap(),
-    };
+    let k = Kubectl::new(sim.kubeconfig_path());
     let work = tempfile::tempdir().unwrap();
     let crds = work.path().join("crds");
     std::fs::create_dir(&crds).unwrap();
