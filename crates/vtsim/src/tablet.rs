@@ -428,7 +428,10 @@ impl TabletCore {
         let svc = crate::service::server(self.clone(), inc.token.clone());
         let stop = server_token.clone();
         let handle = tokio::spawn(async move {
-            let incoming = tonic::transport::server::TcpIncoming::from(listener);
+            // Like a real vttablet (Go sets TCP_NODELAY by default): without it small replies
+            // wait on delayed ACKs and every RPC looks ~40 ms slower than it is.
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
             if let Err(e) = tonic::transport::Server::builder()
                 .add_service(svc)
                 .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
