@@ -4,5 +4,6 @@
 //! the same code: CRD types ([`api`]) and the Vitess wire layer ([`vitess`]).
 
 pub mod api;
+pub mod controller;
 pub mod engine;
 pub mod vitess;

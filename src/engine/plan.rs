@@ -1297,6 +1297,22 @@ fn decide(f: &Facts<'_>) -> Decision {
         );
     }
 
+    // 1b. Ownership: routing rules carry no workflow name, so rules between these keyspaces
+    // with none of this workflow's streams, while another workflow streams the moved tables,
+    // belong to that other workflow. Acting on them would hijack it.
+    if f.rules != Rules::Absent && !f.into_target.any_present() && !f.into_source.any_present() {
+        let conflicts = f.conflicts();
+        if !conflicts.is_empty() {
+            return blocked(
+                BlockReason::WorkflowConflict,
+                format!(
+                    "another workflow covers the moved tables: {}; finish or cancel it first",
+                    conflicts.join("; ")
+                ),
+            );
+        }
+    }
+
     // 2. Someone is inside a cutover window.
     if f.invariants.inside_lock_window {
         return Decision::Wait(

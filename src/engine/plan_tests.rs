@@ -1461,3 +1461,32 @@ fn sharded_layouts_plan_per_shard() {
         HealReason::SingleWriterViolated,
     );
 }
+
+#[test]
+fn rules_of_another_workflow_between_the_same_keyspaces_are_not_adopted() {
+    // A second workflow over tables another workflow moves between the same keyspaces: the
+    // rules look like its own, but its streams are absent and the other's stream the tables.
+    let d = desired();
+    let p = run(
+        &d,
+        world(&d)
+            .rules(RoutingState::CREATED)
+            .deny(K)
+            .conflict(K, "first"),
+    );
+    assert!(p.step.is_none(), "{:?}", p.step);
+    assert_eq!(
+        p.blockers.iter().map(|b| b.reason).collect::<Vec<_>>(),
+        vec![BlockReason::WorkflowConflict]
+    );
+    assert!(!p.converged());
+    // Without the other workflow, the same rules are this workflow's, missing its streams.
+    let p = run(&d, world(&d).rules(RoutingState::CREATED).deny(K));
+    assert!(
+        p.blockers
+            .iter()
+            .all(|b| b.reason != BlockReason::WorkflowConflict),
+        "{:?}",
+        p.blockers
+    );
+}

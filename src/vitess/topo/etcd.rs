@@ -50,6 +50,41 @@ pub struct EtcdStoreOptions {
     /// connection that died silently fails instead of hanging. `None` disables it. The interval
     /// must stay above etcd's `--grpc-keepalive-min-time` (5 s by default).
     pub keep_alive: Option<(Duration, Duration)>,
+    /// TLS to the etcd servers (Vitess's `--topo-etcd-tls-*` flags), or plaintext when `None`.
+    /// Endpoints must then be `https://` URLs; bare `host:port` addresses get that scheme.
+    pub tls: Option<EtcdTls>,
+}
+
+/// PEM material for TLS to etcd.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EtcdTls {
+    /// CA certificate(s) that sign the servers' certificates (`--topo-etcd-tls-ca`).
+    pub ca_pem: Option<Vec<u8>>,
+    /// Client certificate and key for mutual TLS (`--topo-etcd-tls-cert` / `-key`).
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for EtcdTls {
+    // Never print key material.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdTls")
+            .field("ca", &self.ca_pem.is_some())
+            .field("client_identity", &self.identity.is_some())
+            .finish()
+    }
+}
+
+impl EtcdTls {
+    fn options(&self) -> etcd_client::TlsOptions {
+        let mut tls = etcd_client::TlsOptions::new();
+        if let Some(ca) = &self.ca_pem {
+            tls = tls.ca_certificate(etcd_client::Certificate::from_pem(ca));
+        }
+        if let Some((cert, key)) = &self.identity {
+            tls = tls.identity(etcd_client::Identity::from_pem(cert, key));
+        }
+        tls
+    }
 }
 
 impl EtcdStoreOptions {
@@ -60,7 +95,19 @@ impl EtcdStoreOptions {
             op_timeout: DEFAULT_OP_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             keep_alive: Some((Duration::from_secs(10), Duration::from_secs(10))),
+            tls: None,
         }
+    }
+
+    /// Sets TLS; bare `host:port` endpoints become `https://host:port`.
+    pub fn with_tls(mut self, tls: EtcdTls) -> Self {
+        for endpoint in &mut self.endpoints {
+            if !endpoint.contains("://") {
+                *endpoint = format!("https://{endpoint}");
+            }
+        }
+        self.tls = Some(tls);
+        self
     }
 
     /// Options from a Vitess server address: comma-separated endpoints, as found in
@@ -139,6 +186,9 @@ impl EtcdStore {
                     ConnectOptions::new().with_connect_timeout(options.connect_timeout);
                 if let Some((interval, timeout)) = options.keep_alive {
                     connect = connect.with_keep_alive(interval, timeout);
+                }
+                if let Some(tls) = &options.tls {
+                    connect = connect.with_tls(tls.options());
                 }
                 match tokio::time::timeout(
                     options.connect_timeout,

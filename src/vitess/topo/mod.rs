@@ -31,7 +31,7 @@ pub mod tablet_alias;
 
 pub use denied_tables::{DeniedTablesOp, apply_denied_tables, denied_tables};
 pub use error::{Result, TopoError};
-pub use etcd::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_OP_TIMEOUT, EtcdStore, EtcdStoreOptions};
+pub use etcd::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_OP_TIMEOUT, EtcdStore, EtcdStoreOptions, EtcdTls};
 pub use local_etcd::{LocalEtcd, LocalEtcdError};
 pub use lock::{
     DEFAULT_LOCK_TIMEOUT, DEFAULT_LOCK_TTL, KeyspaceLock, LockHandle, LockOptions, NamedLock,
@@ -58,6 +58,23 @@ impl MemoryStore {
 }
 
 impl EtcdStore {
+    /// A [`StoreFactory`] that opens an [`EtcdStore`] on each cell's server address with the
+    /// deadline and TLS of `template` (its endpoints are ignored): cells are reached with the
+    /// same credentials as the global topology, as Vitess does.
+    pub fn factory_like(template: &EtcdStoreOptions) -> StoreFactory {
+        let template = template.clone();
+        Arc::new(move |address: &str| {
+            let mut options =
+                EtcdStoreOptions::from_server_address(address).with_op_timeout(template.op_timeout);
+            options.connect_timeout = template.connect_timeout;
+            options.keep_alive = template.keep_alive;
+            if let Some(tls) = &template.tls {
+                options = options.with_tls(tls.clone());
+            }
+            Ok(Arc::new(EtcdStore::new(options)?) as Arc<dyn TopoStore>)
+        })
+    }
+
     /// A [`StoreFactory`] that opens an [`EtcdStore`] on each cell's server address (comma-separated
     /// endpoints), with the per-call deadline `op_timeout`.
     pub fn factory(op_timeout: std::time::Duration) -> StoreFactory {

@@ -1,0 +1,113 @@
+//! The Kubernetes shell around the engine: kube-runtime controllers for `MoveTablesWorkflow`
+//! and `Keyspace` (style H1–H12).
+//!
+//! Each reconcile is short: read the object, turn its spec into the engine's [`Desired`], run
+//! one engine pass, compute the status in pure code ([`status`]), patch it only when it changed,
+//! publish Events for what happened, and return when to look again. Decisions live in the engine;
+//! this module only maps them onto the Kubernetes surface.
+//!
+//! Besides the watch on their own resources, the controllers are woken by [`triggers`] (an etcd
+//! watch on the topology keys a workflow depends on) and by a periodic resync. They run only
+//! while this instance holds the leader Lease (see [`run`]): losing it stops them at once.
+//!
+//! [`Desired`]: crate::engine::Desired
+
+pub mod run;
+pub mod status;
+pub mod triggers;
+pub mod workflow;
+
+use std::time::Duration;
+
+/// The finalizer vtmove puts on the resources it must clean up after.
+pub const FINALIZER: &str = "vtmove.dev/cleanup";
+
+/// The field manager of vtmove's server-side-apply patches.
+pub const FIELD_MANAGER: &str = "vtmove";
+
+/// Settings shared by the controllers.
+#[derive(Clone, Debug)]
+pub struct ControllerSettings {
+    /// How often a converged resource is looked at again, as a backstop for missed triggers.
+    pub resync_period: Duration,
+    /// Delay after a failed pass, doubled per consecutive failure up to `max_backoff`.
+    pub min_backoff: Duration,
+    /// Longest delay after failures.
+    pub max_backoff: Duration,
+    /// Deadline of each Kubernetes API call the reconcilers make.
+    pub api_timeout: Duration,
+    /// How many resources of one kind are reconciled at once.
+    pub concurrency: u16,
+}
+
+impl Default for ControllerSettings {
+    fn default() -> Self {
+        ControllerSettings {
+            resync_period: Duration::from_secs(300),
+            min_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(60),
+            api_timeout: Duration::from_secs(10),
+            concurrency: 8,
+        }
+    }
+}
+
+impl ControllerSettings {
+    /// The delay before retrying after `attempts` consecutive failures.
+    pub fn backoff(&self, attempts: i64) -> Duration {
+        let exponent = u32::try_from(attempts.saturating_sub(1).clamp(0, 16)).unwrap_or(16);
+        self.min_backoff
+            .saturating_mul(2u32.saturating_pow(exponent))
+            .min(self.max_backoff)
+    }
+}
+
+/// Runs `future` with the API-call deadline, as a typed error when it expires.
+pub(crate) async fn with_deadline<T>(
+    deadline: Duration,
+    what: &'static str,
+    future: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<T, ApiError> {
+    match tokio::time::timeout(deadline, future).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(source)) => Err(ApiError::Kube { what, source }),
+        Err(_) => Err(ApiError::Timeout { what, deadline }),
+    }
+}
+
+/// A Kubernetes API call that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The API server answered with an error.
+    #[error("{what}: {source}")]
+    Kube {
+        /// The call.
+        what: &'static str,
+        /// The error.
+        #[source]
+        source: kube::Error,
+    },
+    /// No answer within the deadline.
+    #[error("{what}: no answer within {deadline:?}")]
+    Timeout {
+        /// The call.
+        what: &'static str,
+        /// The deadline.
+        deadline: Duration,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let s = ControllerSettings::default();
+        assert_eq!(s.backoff(1), Duration::from_millis(500));
+        assert_eq!(s.backoff(2), Duration::from_secs(1));
+        assert_eq!(s.backoff(4), Duration::from_secs(4));
+        assert_eq!(s.backoff(50), Duration::from_secs(60));
+        assert_eq!(s.backoff(0), Duration::from_millis(500));
+    }
+}

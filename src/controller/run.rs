@@ -1,0 +1,242 @@
+//! Wiring of the controllers: which namespaces they watch, the topology triggers, and the
+//! leader gate (controllers run only while this instance leads).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::ListParams;
+use kube::runtime::controller::Config as ControllerConfig;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::triggers::{TopoChange, watch_topology, workflow_triggers};
+use super::workflow::{self, WorkflowContext, WorkflowObserver};
+use super::{ApiError, ControllerSettings, with_deadline};
+use crate::api::{Keyspace, MoveTablesWorkflow};
+use crate::engine::Engine;
+use crate::vitess::tablet::TabletRpc;
+use crate::vitess::topo::TopoServer;
+
+/// Which namespaces the controllers watch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NamespaceScope {
+    /// Every namespace (cluster-wide RBAC).
+    All,
+    /// Only these (namespaced RBAC in each).
+    Only(Vec<String>),
+}
+
+impl NamespaceScope {
+    /// From a list of namespaces: empty means all.
+    pub fn from_list(namespaces: Vec<String>) -> Self {
+        if namespaces.is_empty() {
+            NamespaceScope::All
+        } else {
+            NamespaceScope::Only(namespaces)
+        }
+    }
+
+    fn apis<K>(&self, client: &Client) -> Vec<Api<K>>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match self {
+            NamespaceScope::All => vec![Api::all(client.clone())],
+            NamespaceScope::Only(namespaces) => namespaces
+                .iter()
+                .map(|ns| Api::namespaced(client.clone(), ns))
+                .collect(),
+        }
+    }
+}
+
+/// Everything the controllers share.
+#[derive(Clone)]
+pub struct ControllerDeps {
+    /// The Kubernetes client.
+    pub client: Client,
+    /// The engine (its topology and tablet client are the keyspace controller's too).
+    pub engine: Engine,
+    /// Settings.
+    pub settings: ControllerSettings,
+    /// Namespaces to watch.
+    pub scope: NamespaceScope,
+    /// The reporting identity of Events (controller name, pod name).
+    pub reporter: Reporter,
+    /// Metrics hooks of the workflow controller.
+    pub workflow_observer: Arc<dyn WorkflowObserver>,
+}
+
+impl ControllerDeps {
+    /// The topology server.
+    pub fn topo(&self) -> &Arc<TopoServer> {
+        self.engine.topo()
+    }
+
+    /// The tablet client.
+    pub fn tablets(&self) -> &Arc<dyn TabletRpc> {
+        self.engine.tablets()
+    }
+}
+
+/// Why the controllers could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// A CRD is not installed.
+    #[error(
+        "the {kind} CustomResourceDefinition is not installed in the cluster (install it with \
+         `kubectl apply -f crds/` or `vtmove crds | kubectl apply -f -`): {source}"
+    )]
+    CrdMissing {
+        /// The kind.
+        kind: &'static str,
+        /// The API error.
+        #[source]
+        source: ApiError,
+    },
+    /// The API server could not be reached or refused the request.
+    #[error("the Kubernetes API server refused to list {kind} resources: {source}")]
+    Api {
+        /// The kind.
+        kind: &'static str,
+        /// The API error.
+        #[source]
+        source: ApiError,
+    },
+}
+
+/// Checks that both CRDs are served, with one list call each (no RBAC on CRDs themselves is
+/// needed): a missing CRD gives a clear error instead of a controller that watches nothing.
+pub async fn check_crds(deps: &ControllerDeps) -> Result<(), StartupError> {
+    async fn check<K>(deps: &ControllerDeps, kind: &'static str) -> Result<(), StartupError>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        for api in deps.scope.apis::<K>(&deps.client) {
+            let result = with_deadline(
+                deps.settings.api_timeout,
+                "listing resources",
+                api.list_metadata(&ListParams::default().limit(1)),
+            )
+            .await;
+            match result {
+                Ok(_) => {}
+                Err(source) => {
+                    let missing = matches!(
+                        &source,
+                        ApiError::Kube { source: kube::Error::Api(status), .. } if status.code == 404
+                    );
+                    return Err(if missing {
+                        StartupError::CrdMissing { kind, source }
+                    } else {
+                        StartupError::Api { kind, source }
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+    check::<MoveTablesWorkflow>(deps, "MoveTablesWorkflow").await?;
+    check::<Keyspace>(deps, "Keyspace").await?;
+    Ok(())
+}
+
+/// Runs the controllers whenever `leading` is true, until `shutdown`. Losing leadership stops
+/// them at once (their futures are dropped: no reconcile starts, and the engine's in-flight
+/// step finishes or rolls back under its Vitess locks, see `engine::Engine::pass`). `ready` is
+/// set once the caches are filled (or while standing by as a non-leader).
+pub async fn run_controllers(
+    deps: ControllerDeps,
+    mut leading: watch::Receiver<bool>,
+    ready: watch::Sender<bool>,
+    shutdown: CancellationToken,
+) {
+    // The topology watch outlives leadership changes; it only publishes.
+    let changes = watch_topology(deps.topo().clone(), shutdown.clone());
+    loop {
+        // Standing by is a healthy state.
+        let _ = ready.send(true);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            result = async { leading.wait_for(|leads| *leads).await.map(|_| ()) } => {
+                if result.is_err() {
+                    return;
+                }
+            }
+        }
+        tracing::info!("Became the leader; starting the controllers");
+        let _ = ready.send(false);
+        let term = shutdown.child_token();
+        let controllers = controllers(&deps, &changes, term.clone(), ready.clone());
+        tokio::pin!(controllers);
+        tokio::select! {
+            _ = &mut controllers => {}
+            _ = shutdown.cancelled() => {
+                term.cancel();
+                // Graceful: reconciles in flight finish.
+                let _ = tokio::time::timeout(Duration::from_secs(10), controllers).await;
+                return;
+            }
+            _ = async { leading.wait_for(|leads| !*leads).await.map(|_| ()) } => {
+                tracing::warn!("Lost the leader lease; stopping the controllers at once");
+                term.cancel();
+            }
+        }
+    }
+}
+
+async fn controllers(
+    deps: &ControllerDeps,
+    changes: &tokio::sync::broadcast::Sender<TopoChange>,
+    term: CancellationToken,
+    ready: watch::Sender<bool>,
+) {
+    let recorder = Recorder::new(deps.client.clone(), deps.reporter.clone());
+    let workflow_ctx = Arc::new(WorkflowContext::new(
+        deps.client.clone(),
+        deps.engine.clone(),
+        recorder.clone(),
+        deps.settings.clone(),
+        deps.workflow_observer.clone(),
+    ));
+    let config = ControllerConfig::default().concurrency(deps.settings.concurrency);
+    let mut runs: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> = Vec::new();
+    let mut stores = Vec::new();
+    for api in deps.scope.apis::<MoveTablesWorkflow>(&deps.client) {
+        let controller = Controller::new(api, watcher::Config::default().any_semantic())
+            .with_config(config.clone());
+        let store = controller.store();
+        stores.push(store.clone());
+        let triggers = workflow_triggers(changes.subscribe(), store.clone());
+        let run = controller
+            .reconcile_on(triggers)
+            .graceful_shutdown_on(term.clone().cancelled_owned())
+            .run(
+                workflow::reconcile,
+                workflow::error_policy,
+                workflow_ctx.clone(),
+            )
+            .for_each(|_| futures::future::ready(()));
+        runs.push(Box::pin(run));
+    }
+    let readiness = async move {
+        for store in stores {
+            let _ = store.wait_until_ready().await;
+        }
+        let _ = ready.send(true);
+        futures::future::pending::<()>().await;
+    };
+    tokio::select! {
+        _ = futures::future::join_all(runs) => {}
+        _ = readiness => {}
+    }
+}

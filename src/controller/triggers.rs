@@ -1,0 +1,251 @@
+//! Topology-watch triggers: an outside change to Vitess (a person running vtctldclient, a tablet
+//! roll, vtorc electing a primary) wakes the workflows and keyspaces it concerns within a second,
+//! instead of waiting for the periodic resync.
+//!
+//! [`watch_topology`] keeps one etcd watch on the global root and one on each cell's root and
+//! publishes every changed key, relative to its root, as a [`TopoChange`]. When a watch breaks it
+//! is re-established after a short backoff and a [`TopoChange::Resync`] is published, because
+//! changes may have been missed in between. Each controller maps changes to its own objects
+//! ([`workflows_for_change`] for MoveTablesWorkflows); the mapping is deliberately generous: an
+//! extra pass over a converged workflow writes nothing (I5), a missed one would leave a repair
+//! waiting for the resync.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::runtime::reflector::{ObjectRef, Store};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::MoveTablesWorkflow;
+use crate::engine::{Desired, WatchedKeys};
+use crate::vitess::topo::{TopoServer, TopoStore, WatchEvent};
+
+/// Where a changed key lives.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum TopoScope {
+    /// The global topology.
+    Global,
+    /// A cell's topology.
+    Cell(String),
+}
+
+/// One change seen by the topology watches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TopoChange {
+    /// `key` (relative to its root) was written or deleted.
+    Key {
+        /// Global or a cell.
+        scope: TopoScope,
+        /// The key relative to the scope's root, e.g. `keyspaces/customer/shards/-80/Shard`.
+        key: String,
+    },
+    /// A watch was (re)established after a break: anything may have changed.
+    Resync,
+}
+
+/// How long to wait before re-establishing a broken watch.
+const WATCH_RETRY: Duration = Duration::from_millis(500);
+
+/// Starts the watches; they run until `shutdown` is cancelled. Returns the sender whose
+/// subscribers receive every change (a lagging subscriber is told so by the channel and should
+/// treat it as a resync).
+pub fn watch_topology(
+    topo: Arc<TopoServer>,
+    shutdown: CancellationToken,
+) -> broadcast::Sender<TopoChange> {
+    let (sender, _) = broadcast::channel(4096);
+    let global = (topo.global_store().clone(), topo.key(""));
+    spawn_watch(TopoScope::Global, global, sender.clone(), shutdown.clone());
+    let cells_sender = sender.clone();
+    tokio::spawn(async move {
+        // Cells are listed once at start; a cell added later is watched after a restart, and
+        // the periodic resync covers it until then.
+        let cells = loop {
+            match topo.list_cells().await {
+                Ok(cells) => break cells,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Listing cells for the topology watch failed");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(WATCH_RETRY) => {}
+                    }
+                }
+            }
+        };
+        for cell in cells {
+            match topo.cell(&cell).await {
+                Ok(cell_topo) => {
+                    let root = cell_topo.key("");
+                    spawn_watch(
+                        TopoScope::Cell(cell),
+                        (cell_topo.store, root),
+                        cells_sender.clone(),
+                        shutdown.clone(),
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(cell = %cell, error = %e, "Resolving a cell for the topology watch failed");
+                }
+            }
+        }
+    });
+    sender
+}
+
+fn spawn_watch(
+    scope: TopoScope,
+    (store, root): (Arc<dyn TopoStore>, String),
+    sender: broadcast::Sender<TopoChange>,
+    shutdown: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let mut first = true;
+        loop {
+            let stream = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                stream = store.watch_prefix(&root, None) => stream,
+            };
+            let mut stream = match stream {
+                Ok(stream) => stream,
+                Err(e) => {
+                    tracing::warn!(?scope, error = %e, "Establishing a topology watch failed");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(WATCH_RETRY) => continue,
+                    }
+                }
+            };
+            if !first {
+                let _ = sender.send(TopoChange::Resync);
+            }
+            first = false;
+            loop {
+                let event = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    event = stream.next() => event,
+                };
+                match event {
+                    Some(Ok(WatchEvent::Put { key, .. } | WatchEvent::Delete { key, .. })) => {
+                        if let Some(rel) = key.strip_prefix(&root) {
+                            // No receiver yet is fine: nobody depends on the change.
+                            let _ = sender.send(TopoChange::Key {
+                                scope: scope.clone(),
+                                key: rel.trim_start_matches('/').to_string(),
+                            });
+                        }
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(?scope, error = %e, "A topology watch broke; re-establishing it");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(WATCH_RETRY) => {}
+            }
+        }
+    });
+}
+
+/// Whether a change of `key` in `scope` concerns a workflow that depends on `watched`.
+pub fn concerns(watched: &WatchedKeys, scope: &TopoScope, key: &str) -> bool {
+    let prefixes = match scope {
+        TopoScope::Global => &watched.global,
+        TopoScope::Cell(_) => &watched.cell,
+    };
+    prefixes
+        .iter()
+        .any(|prefix| key.starts_with(prefix.as_str()))
+}
+
+/// The workflows in `store` that a change concerns (all of them on a resync). A workflow whose
+/// spec is invalid is skipped: no topology change can make it valid.
+pub fn workflows_for_change(
+    store: &Store<MoveTablesWorkflow>,
+    change: &TopoChange,
+) -> Vec<ObjectRef<MoveTablesWorkflow>> {
+    store
+        .state()
+        .iter()
+        .filter(|wf| match change {
+            TopoChange::Resync => true,
+            TopoChange::Key { scope, key } => {
+                let name = wf.metadata.name.as_deref().unwrap_or_default();
+                Desired::from_spec(&wf.spec, name)
+                    .map(|desired| concerns(&desired.watched_keys(), scope, key))
+                    .unwrap_or(false)
+            }
+        })
+        .map(|wf| ObjectRef::from_obj(wf.as_ref()))
+        .collect()
+}
+
+/// A stream of the workflows each change concerns, for `Controller::reconcile_on`. A receiver
+/// that fell behind the channel reconciles every workflow, since it cannot know what it missed.
+pub fn workflow_triggers(
+    changes: broadcast::Receiver<TopoChange>,
+    store: Store<MoveTablesWorkflow>,
+) -> impl futures::Stream<Item = ObjectRef<MoveTablesWorkflow>> + Send + 'static {
+    futures::stream::unfold((changes, store), |(mut changes, store)| async move {
+        let change = match changes.recv().await {
+            Ok(change) => change,
+            Err(broadcast::error::RecvError::Lagged(_)) => TopoChange::Resync,
+            Err(broadcast::error::RecvError::Closed) => return None,
+        };
+        let refs = workflows_for_change(&store, &change);
+        Some((futures::stream::iter(refs), (changes, store)))
+    })
+    .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watched() -> WatchedKeys {
+        Desired::new("wf", "commerce", "customer", ["customer"]).watched_keys()
+    }
+
+    #[test]
+    fn shard_records_of_both_keyspaces_concern_the_workflow() {
+        let w = watched();
+        for key in [
+            "keyspaces/commerce/shards/0/Shard",
+            "keyspaces/customer/shards/-80/Shard",
+            "keyspaces/customer/VSchema",
+            "RoutingRules",
+            "internal/named_locks/customer/wf/locks/123",
+        ] {
+            assert!(concerns(&w, &TopoScope::Global, key), "{key}");
+        }
+    }
+
+    #[test]
+    fn other_keyspaces_and_workflows_do_not() {
+        let w = watched();
+        for key in [
+            "keyspaces/other/shards/0/Shard",
+            "keyspaces/commerce2/Keyspace",
+            "internal/named_locks/customer/wf2/locks/1",
+            "cells/zone1/CellInfo",
+        ] {
+            assert!(!concerns(&w, &TopoScope::Global, key), "{key}");
+        }
+    }
+
+    #[test]
+    fn cell_keys_are_matched_against_cell_prefixes() {
+        let w = watched();
+        let cell = TopoScope::Cell("zone1".into());
+        assert!(concerns(&w, &cell, "SrvVSchema"));
+        assert!(concerns(&w, &cell, "tablets/zone1-0000000100/Tablet"));
+        assert!(concerns(&w, &cell, "keyspaces/customer/SrvKeyspace"));
+        assert!(!concerns(&w, &cell, "keyspaces/other/SrvKeyspace"));
+        // A global-only prefix does not match in a cell.
+        assert!(!concerns(&w, &cell, "RoutingRules"));
+    }
+}

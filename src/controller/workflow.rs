@@ -1,0 +1,536 @@
+//! The MoveTablesWorkflow reconciler: one engine pass per reconcile.
+//!
+//! Order of a reconcile, each stage returning early when it changed something the next pass
+//! should observe first (anti-pattern 5):
+//! 1. deletion → [`finalize`]: cancel a workflow whose writes were never switched, refuse (with a
+//!    `Blocked` condition) one whose writes are switched;
+//! 2. no finalizer yet → add it;
+//! 3. spec → [`Desired`]; an invalid spec is reported and waits for an edit (no hot loop);
+//! 4. no identity in the status yet → record it before the first change to Vitess (style H7);
+//! 5. one engine pass; status patched only when it changed; Events for the step, heals, failures
+//!    and new blockers; requeue as the plan says (soon while a transition runs, the resync
+//!    period once converged).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+
+use super::status::{
+    deletion_refused_status, identity, invalid_spec_status, status_changed, workflow_status,
+};
+use super::{ApiError, ControllerSettings, FIELD_MANAGER, FINALIZER, with_deadline};
+use crate::api::condition::{find_condition, reasons, types};
+use crate::api::movetables::WorkflowPhase;
+use crate::api::{MoveTablesWorkflow, MoveTablesWorkflowStatus};
+use crate::engine::{
+    Desired, DesiredLifecycle, Engine, EngineMemory, Outcome, PassReport, Requeue,
+};
+use crate::vitess::routing::{Side, TrafficPlacement};
+
+/// What the reconciler observes of itself, for metrics. The controller binary plugs Prometheus
+/// in; tests can count.
+pub trait WorkflowObserver: Send + Sync {
+    /// A pass ran (`report` says what it did).
+    fn on_pass(&self, _workflow: &ObjectRef<MoveTablesWorkflow>, _report: &PassReport) {}
+    /// A reconcile ended, `outcome` being `ok` or an error kind.
+    fn on_reconcile(&self, _outcome: &str, _elapsed: Duration) {}
+}
+
+/// An observer that ignores everything.
+#[derive(Debug, Default)]
+pub struct NoObserver;
+
+impl WorkflowObserver for NoObserver {}
+
+/// Everything the reconciler needs.
+pub struct WorkflowContext {
+    /// The Kubernetes client.
+    pub client: Client,
+    /// The engine (topology, tablets, settings).
+    pub engine: Engine,
+    /// Publishes Events.
+    pub recorder: Recorder,
+    /// Requeue and deadline settings.
+    pub settings: ControllerSettings,
+    /// Metrics hooks.
+    pub observer: Arc<dyn WorkflowObserver>,
+    /// The engine's memory per workflow: a cache that may be lost (see `engine::memory`).
+    memories: Mutex<HashMap<ObjectRef<MoveTablesWorkflow>, EngineMemory>>,
+}
+
+impl WorkflowContext {
+    /// A context with an empty memory.
+    pub fn new(
+        client: Client,
+        engine: Engine,
+        recorder: Recorder,
+        settings: ControllerSettings,
+        observer: Arc<dyn WorkflowObserver>,
+    ) -> Self {
+        WorkflowContext {
+            client,
+            engine,
+            recorder,
+            settings,
+            observer,
+            memories: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn take_memory(
+        &self,
+        key: &ObjectRef<MoveTablesWorkflow>,
+        status: Option<&MoveTablesWorkflowStatus>,
+    ) -> EngineMemory {
+        let cached = self.memories.lock().ok().and_then(|mut m| m.remove(key));
+        cached.unwrap_or_else(|| EngineMemory {
+            // The heal count outlives restarts through the status.
+            heals: status
+                .map(|s| u64::try_from(s.heals).unwrap_or(0))
+                .unwrap_or(0),
+            ..EngineMemory::default()
+        })
+    }
+
+    fn put_memory(&self, key: ObjectRef<MoveTablesWorkflow>, memory: EngineMemory) {
+        if let Ok(mut m) = self.memories.lock() {
+            m.insert(key, memory);
+        }
+    }
+
+    fn forget(&self, key: &ObjectRef<MoveTablesWorkflow>) {
+        if let Ok(mut m) = self.memories.lock() {
+            m.remove(key);
+        }
+    }
+}
+
+/// Why a reconcile failed (the engine's own failures are not errors here: they are reported in
+/// the status and retried with backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum WorkflowError {
+    /// The object has no namespace (the CRD is namespaced, so the API server sent garbage).
+    #[error("MoveTablesWorkflow {0} has no namespace")]
+    MissingNamespace(String),
+    /// A Kubernetes API call failed.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
+
+impl WorkflowError {
+    /// A stable short name for metric labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WorkflowError::MissingNamespace(_) => "missing_namespace",
+            WorkflowError::Api(ApiError::Kube { .. }) => "kube_api",
+            WorkflowError::Api(ApiError::Timeout { .. }) => "kube_api_timeout",
+        }
+    }
+}
+
+/// The reconcile function of the MoveTablesWorkflow controller.
+pub async fn reconcile(
+    workflow: Arc<MoveTablesWorkflow>,
+    ctx: Arc<WorkflowContext>,
+) -> Result<Action, WorkflowError> {
+    let started = std::time::Instant::now();
+    let result = reconcile_inner(&workflow, &ctx).await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.kind(),
+    };
+    ctx.observer.on_reconcile(outcome, started.elapsed());
+    result
+}
+
+/// What kube-runtime does after a failed reconcile: retry with a delay.
+pub fn error_policy(
+    _workflow: Arc<MoveTablesWorkflow>,
+    error: &WorkflowError,
+    ctx: Arc<WorkflowContext>,
+) -> Action {
+    tracing::warn!(error = %error, "Reconciling a MoveTablesWorkflow failed");
+    match error {
+        // Cannot get better by retrying soon.
+        WorkflowError::MissingNamespace(_) => Action::requeue(ctx.settings.resync_period),
+        WorkflowError::Api(_) => Action::requeue(ctx.settings.min_backoff * 4),
+    }
+}
+
+#[tracing::instrument(skip_all, fields(namespace, workflow = %workflow.name_any()))]
+async fn reconcile_inner(
+    workflow: &MoveTablesWorkflow,
+    ctx: &WorkflowContext,
+) -> Result<Action, WorkflowError> {
+    let name = workflow.name_any();
+    let namespace = workflow
+        .namespace()
+        .ok_or_else(|| WorkflowError::MissingNamespace(name.clone()))?;
+    tracing::Span::current().record("namespace", namespace.as_str());
+    let api: Api<MoveTablesWorkflow> = Api::namespaced(ctx.client.clone(), &namespace);
+    let key = ObjectRef::from_obj(workflow);
+
+    if workflow.meta().deletion_timestamp.is_some() {
+        return finalize(workflow, ctx, &api, &key).await;
+    }
+    if !workflow.finalizers().iter().any(|f| f == FINALIZER) {
+        add_finalizer(workflow, ctx, &api).await?;
+        return Ok(Action::requeue(Duration::ZERO));
+    }
+
+    let generation = workflow.meta().generation;
+    let previous = workflow.status.as_ref();
+    let desired = match Desired::from_spec(&workflow.spec, &name) {
+        Ok(desired) => desired,
+        Err(e) => {
+            let status =
+                invalid_spec_status(previous, &e.to_string(), generation, SystemTime::now());
+            if status_changed(previous, &status) {
+                publish(
+                    ctx,
+                    workflow,
+                    EventType::Warning,
+                    "InvalidSpec",
+                    &e.to_string(),
+                )
+                .await;
+                patch_status(ctx, &api, &name, &status).await?;
+            }
+            // Only an edit can fix it.
+            return Ok(Action::await_change());
+        }
+    };
+    if previous.and_then(|s| s.identity.as_ref()).is_none() {
+        let mut status = previous.cloned().unwrap_or_default();
+        status.identity = Some(identity(&desired));
+        status.phase.get_or_insert(WorkflowPhase::Pending);
+        status.observed_generation = generation;
+        status.ensure_conditions(generation, &super::status::kube_time(SystemTime::now()));
+        patch_status(ctx, &api, &name, &status).await?;
+        return Ok(Action::requeue(Duration::ZERO));
+    }
+
+    let mut memory = ctx.take_memory(&key, previous);
+    let report = ctx.engine.pass(&desired, &mut memory).await;
+    let status = workflow_status(
+        previous,
+        &desired,
+        &report,
+        &memory,
+        generation,
+        SystemTime::now(),
+    );
+    ctx.put_memory(key.clone(), memory);
+    ctx.observer.on_pass(&key, &report);
+
+    publish_pass_events(ctx, workflow, previous, &status, &report).await;
+    if status_changed(previous, &status) {
+        patch_status(ctx, &api, &name, &status).await?;
+    }
+    Ok(next_action(&report, &status, &ctx.settings))
+}
+
+/// When to look again after a pass.
+fn next_action(
+    report: &PassReport,
+    status: &MoveTablesWorkflowStatus,
+    settings: &ControllerSettings,
+) -> Action {
+    if report.error.is_some() {
+        let attempts = status.retry.as_ref().map(|r| r.attempts).unwrap_or(1);
+        return Action::requeue(settings.backoff(attempts));
+    }
+    let Some(plan) = &report.plan else {
+        return Action::requeue(settings.min_backoff);
+    };
+    if report.executed.is_some() {
+        // The step's effect is observed by the next pass, right away.
+        return Action::requeue(Duration::ZERO);
+    }
+    match plan.requeue {
+        Requeue::Now => Action::requeue(Duration::ZERO),
+        Requeue::Poll => Action::requeue(Requeue::Poll.after()),
+        Requeue::Resync => Action::requeue(settings.resync_period),
+    }
+}
+
+async fn publish_pass_events(
+    ctx: &WorkflowContext,
+    workflow: &MoveTablesWorkflow,
+    previous: Option<&MoveTablesWorkflowStatus>,
+    status: &MoveTablesWorkflowStatus,
+    report: &PassReport,
+) {
+    if let Some(record) = &report.executed {
+        match (&record.outcome, &report.heal) {
+            (Outcome::Succeeded, Some(heal)) => {
+                let note = format!("Repaired: {}", heal.message);
+                publish(
+                    ctx,
+                    workflow,
+                    EventType::Warning,
+                    heal.reason.as_str(),
+                    &note,
+                )
+                .await;
+            }
+            (Outcome::Succeeded, None) => {
+                let note = format!("{} ({} ms)", record.message, record.duration.as_millis());
+                publish(ctx, workflow, EventType::Normal, record.step, &note).await;
+            }
+            (Outcome::Failed { message, .. }, _) => {
+                let note = format!("{} failed: {message}", record.step);
+                publish(ctx, workflow, EventType::Warning, "StepFailed", &note).await;
+            }
+        }
+    } else if let Some(error) = &report.error {
+        publish(
+            ctx,
+            workflow,
+            EventType::Warning,
+            "ObserveFailed",
+            &error.to_string(),
+        )
+        .await;
+    }
+    let old: BTreeSet<&str> = previous
+        .map(|s| s.blockers.iter().map(|b| b.reason.as_str()).collect())
+        .unwrap_or_default();
+    for blocker in &status.blockers {
+        if !old.contains(blocker.reason.as_str()) {
+            publish(
+                ctx,
+                workflow,
+                EventType::Warning,
+                &blocker.reason,
+                &blocker.message,
+            )
+            .await;
+        }
+    }
+}
+
+/// The finalizer's cleanup branch. Idempotent; copes with a workflow that never started.
+async fn finalize(
+    workflow: &MoveTablesWorkflow,
+    ctx: &WorkflowContext,
+    api: &Api<MoveTablesWorkflow>,
+    key: &ObjectRef<MoveTablesWorkflow>,
+) -> Result<Action, WorkflowError> {
+    if !workflow.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let name = workflow.name_any();
+    let previous = workflow.status.as_ref();
+    let Some(desired) = cleanup_desired(workflow) else {
+        // vtmove never changed Vitess for this resource: nothing to clean up.
+        remove_finalizer(workflow, ctx, api).await?;
+        ctx.forget(key);
+        return Ok(Action::await_change());
+    };
+    let generation = workflow.meta().generation;
+    let memory = ctx.take_memory(key, previous);
+    // Look before acting: once writes are switched, the cancel desired here would mean a reverse
+    // cutover, which deletion must never start on its own.
+    if matches!(desired.lifecycle, DesiredLifecycle::Cancel(_))
+        && let Ok((_, plan)) = ctx.engine.plan_only(&desired, &memory).await
+        && plan.writes_switched
+    {
+        ctx.put_memory(key.clone(), memory);
+        let status = deletion_refused_status(
+            previous.cloned().unwrap_or_default(),
+            generation,
+            SystemTime::now(),
+        );
+        let was_refused = previous
+            .and_then(|s| find_condition(&s.conditions, types::BLOCKED))
+            .is_some_and(|c| c.reason == reasons::DELETION_REFUSED);
+        if !was_refused {
+            publish(
+                ctx,
+                workflow,
+                EventType::Warning,
+                reasons::DELETION_REFUSED,
+                super::status::DELETION_REFUSED_MESSAGE,
+            )
+            .await;
+        }
+        if status_changed(previous, &status) {
+            patch_status(ctx, api, &name, &status).await?;
+        }
+        // Waits for an edit of the spec (lifecycle: Complete) or for traffic to move back.
+        return Ok(Action::requeue(ctx.settings.resync_period));
+    }
+    let mut memory = memory;
+    let report = ctx.engine.pass(&desired, &mut memory).await;
+    let status = workflow_status(
+        previous,
+        &desired,
+        &report,
+        &memory,
+        generation,
+        SystemTime::now(),
+    );
+    ctx.put_memory(key.clone(), memory);
+    ctx.observer.on_pass(key, &report);
+    if report.plan.as_ref().is_some_and(|p| !p.workflow_exists) && report.executed.is_none() {
+        remove_finalizer(workflow, ctx, api).await?;
+        ctx.forget(key);
+        return Ok(Action::await_change());
+    }
+    publish_pass_events(ctx, workflow, previous, &status, &report).await;
+    if status_changed(previous, &status) {
+        patch_status(ctx, api, &name, &status).await?;
+    }
+    Ok(next_action(&report, &status, &ctx.settings))
+}
+
+/// The desired state of a workflow being deleted, from the identity recorded in its status
+/// (never from a spec that may have become invalid, style H7): a spec asking to complete keeps
+/// completing; anything else is cancelled (traffic back to the source first, per the spec's
+/// cancel options). `None` when vtmove never recorded an identity, i.e. never acted.
+fn cleanup_desired(workflow: &MoveTablesWorkflow) -> Option<Desired> {
+    let identity = workflow.status.as_ref()?.identity.as_ref()?;
+    let name = workflow.name_any();
+    // A valid spec keeps its options (cells, cutover budget, ...); its identity fields are
+    // immutable, so they match the recorded one.
+    let mut desired = Desired::from_spec(&workflow.spec, &name).unwrap_or_else(|_| {
+        Desired::new(
+            identity.workflow.clone(),
+            identity.source_keyspace.clone(),
+            identity.target_keyspace.clone(),
+            identity.tables.iter().cloned(),
+        )
+    });
+    desired.workflow = identity.workflow.clone();
+    desired.source_keyspace = identity.source_keyspace.clone();
+    desired.target_keyspace = identity.target_keyspace.clone();
+    desired.paused = false;
+    if !matches!(desired.lifecycle, DesiredLifecycle::Complete(_)) {
+        desired.traffic = TrafficPlacement::all(Side::Source);
+        desired.lifecycle = DesiredLifecycle::Cancel(workflow.spec.cancel.clone());
+    }
+    Some(desired)
+}
+
+async fn add_finalizer(
+    workflow: &MoveTablesWorkflow,
+    ctx: &WorkflowContext,
+    api: &Api<MoveTablesWorkflow>,
+) -> Result<(), WorkflowError> {
+    let mut finalizers = workflow.finalizers().to_vec();
+    finalizers.push(FINALIZER.to_string());
+    // The resourceVersion makes the patch fail rather than overwrite a concurrent change.
+    let patch = json!({
+        "metadata": {
+            "finalizers": finalizers,
+            "resourceVersion": workflow.resource_version(),
+        }
+    });
+    with_deadline(
+        ctx.settings.api_timeout,
+        "adding the finalizer",
+        api.patch(
+            &workflow.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        ),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn remove_finalizer(
+    workflow: &MoveTablesWorkflow,
+    ctx: &WorkflowContext,
+    api: &Api<MoveTablesWorkflow>,
+) -> Result<(), WorkflowError> {
+    let finalizers: Vec<&String> = workflow
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .collect();
+    let patch = json!({
+        "metadata": {
+            "finalizers": finalizers,
+            "resourceVersion": workflow.resource_version(),
+        }
+    });
+    let result = with_deadline(
+        ctx.settings.api_timeout,
+        "removing the finalizer",
+        api.patch(
+            &workflow.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        ),
+    )
+    .await;
+    match result {
+        // Already gone is success.
+        Err(ApiError::Kube {
+            source: kube::Error::Api(status),
+            ..
+        }) if status.code == 404 => Ok(()),
+        other => other.map(|_| ()).map_err(Into::into),
+    }
+}
+
+async fn patch_status(
+    ctx: &WorkflowContext,
+    api: &Api<MoveTablesWorkflow>,
+    name: &str,
+    status: &MoveTablesWorkflowStatus,
+) -> Result<(), WorkflowError> {
+    let patch = json!({
+        "apiVersion": "vtmove.dev/v1alpha1",
+        "kind": "MoveTablesWorkflow",
+        "status": status,
+    });
+    with_deadline(
+        ctx.settings.api_timeout,
+        "patching the status",
+        api.patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        ),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Publishes an Event; a failure is logged, never fatal (Events are best effort).
+async fn publish(
+    ctx: &WorkflowContext,
+    workflow: &MoveTablesWorkflow,
+    type_: EventType,
+    reason: &str,
+    note: &str,
+) {
+    let event = Event {
+        type_,
+        reason: reason.chars().take(128).collect(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "Reconcile".to_string(),
+        secondary: None,
+    };
+    let reference = workflow.object_ref(&());
+    match tokio::time::timeout(
+        ctx.settings.api_timeout,
+        ctx.recorder.publish(&event, &reference),
+    )
+    .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, reason, "Publishing an Event failed"),
+        Err(_) => tracing::warn!(reason, "Publishing an Event timed out"),
+    }
+}

@@ -1,0 +1,672 @@
+//! The MoveTablesWorkflow controller end to end, driven only through resources, as a user would:
+//! kube-sim (the real kube-runtime `Controller` over `kube::Client`), a real etcd holding the
+//! Vitess topology, and a vtsim fleet (`commerce` unsharded → `customer` with two shards).
+//!
+//! - the full lifecycle by patching `spec.traffic` and `spec.lifecycle`, each step visible in
+//!   conditions and Events, no lost probe write, `Ready=True` at the end;
+//! - #17326: a reverse write cutover killed mid-way with a tablet roll heals with no spec change
+//!   (`status.heals` grows, a Warning Event says what was repaired);
+//! - a converged workflow's resync pass writes nothing to etcd and leaves the status alone;
+//! - invalid or conflicting resources get a clear `Blocked` condition, never a hot loop;
+//! - deletion: cancelled when nothing is switched, refused while writes are switched.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use k8s_openapi::api::events::v1::Event as KubeEvent;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::events::Reporter;
+use kube::runtime::reflector::ObjectRef;
+use serde_json::json;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use vtmove::api::MoveTablesWorkflow;
+use vtmove::api::condition::{find_condition, reasons, types};
+use vtmove::api::movetables::WorkflowPhase;
+use vtmove::controller::ControllerSettings;
+use vtmove::controller::run::{ControllerDeps, NamespaceScope, run_controllers};
+use vtmove::controller::workflow::WorkflowObserver;
+use vtmove::engine::execute::{Interrupt, InterruptAction};
+use vtmove::engine::testing::instrument::AuditedStore;
+use vtmove::engine::testing::world::test_config;
+use vtmove::engine::{Engine, PassReport};
+use vtmove::vitess::proto::topodata::TabletType;
+use vtmove::vitess::tablet::{TabletClient, TabletClientConfig, TabletRpc};
+use vtmove::vitess::topo::{
+    EtcdStore, EtcdStoreOptions, LocalEtcd, LockOptions, TopoServer, TopoStore,
+};
+use vtsim::{Fleet, FleetOptions, KeyspaceLayout, Layout, LayoutTabletType, Probe};
+
+const CUSTOMER: &str =
+    "create table customer (id bigint not null, email varchar(128), primary key (id))";
+const CORDER: &str =
+    "create table corder (order_id bigint not null, customer_id bigint, primary key (order_id))";
+const NS: &str = "default";
+
+fn layout() -> Layout {
+    use LayoutTabletType::*;
+    Layout::new(["zone1", "zone2"])
+        .keyspace(
+            KeyspaceLayout::unsharded("commerce")
+                .tablets("zone1", &[Primary, Replica, Rdonly])
+                .table(CUSTOMER, 300)
+                .table(CORDER, 50),
+        )
+        .keyspace(
+            KeyspaceLayout::sharded("customer", ["-80", "80-"])
+                .tablets("zone1", &[Primary, Replica])
+                .tablets("zone2", &[Rdonly])
+                .table(CUSTOMER, 0)
+                .table(CORDER, 0),
+        )
+}
+
+/// Counts passes and remembers the last one, to tell a hot loop from a quiet workflow.
+#[derive(Default)]
+struct PassCounter {
+    passes: AtomicU64,
+    steps: AtomicU64,
+}
+
+impl WorkflowObserver for PassCounter {
+    fn on_pass(&self, _: &ObjectRef<MoveTablesWorkflow>, report: &PassReport) {
+        self.passes.fetch_add(1, Ordering::SeqCst);
+        if report.executed.is_some() {
+            self.steps.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Kills the engine at a cutover crash point once armed, after rolling a tablet: a vtmove
+/// process dying while a tablet restarts, locks left to expire.
+#[derive(Default)]
+struct KillSwitch {
+    armed: AtomicBool,
+    fleet: std::sync::Mutex<Option<(Arc<Fleet>, String)>>,
+}
+
+#[async_trait]
+impl Interrupt for KillSwitch {
+    async fn at(&self, point: &str) -> InterruptAction {
+        if point != "cutover:flush" || !self.armed.swap(false, Ordering::SeqCst) {
+            return InterruptAction::Continue;
+        }
+        let roll = self.fleet.lock().ok().and_then(|f| f.clone());
+        if let Some((fleet, alias)) = roll
+            && let Some(tablet) = fleet.tablet(&alias)
+        {
+            let _ = tablet.restart(Duration::from_millis(300)).await;
+        }
+        InterruptAction::Crash {
+            release_locks: false,
+        }
+    }
+}
+
+struct World {
+    _etcd: LocalEtcd,
+    fleet: Arc<Fleet>,
+    store: Arc<AuditedStore>,
+    kube: kube_sim::Handle,
+    api: Api<MoveTablesWorkflow>,
+    counter: Arc<PassCounter>,
+    kill: Arc<KillSwitch>,
+    probe: Probe,
+    next_pk: i64,
+    shutdown: CancellationToken,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn world() -> World {
+    let etcd = LocalEtcd::start().await.expect("etcd starts");
+    let options = EtcdStoreOptions::from_server_address(etcd.endpoint());
+    let etcd_store: Arc<dyn TopoStore> =
+        Arc::new(EtcdStore::connect(options.clone()).await.expect("etcd"));
+    let store = AuditedStore::new(etcd_store, "/vitess/global");
+    // Short leases, so the locks of a killed cutover expire quickly.
+    let topo = Arc::new(
+        TopoServer::new(
+            store.clone(),
+            "/vitess/global",
+            EtcdStore::factory_like(&options),
+        )
+        .with_lock_options(LockOptions {
+            ttl: Duration::from_secs(1),
+            acquire_timeout: Duration::from_secs(10),
+        }),
+    );
+    let fleet_options = FleetOptions {
+        cell_server_address: etcd.endpoint().to_string(),
+        ..FleetOptions::default()
+    };
+    let fleet = Arc::new(
+        Fleet::start(topo.clone(), layout(), fleet_options)
+            .await
+            .unwrap_or_else(|e| panic!("fleet: {e}")),
+    );
+    store.enable_audit();
+    let kube = common::sim::start_with_crds().await;
+    let client = kube.client();
+    let tablets: Arc<dyn TabletRpc> = Arc::new(TabletClient::new(TabletClientConfig::default()));
+    let kill = Arc::new(KillSwitch::default());
+    let mut config = test_config();
+    config.interrupt = Some(kill.clone());
+    let counter = Arc::new(PassCounter::default());
+    let deps = ControllerDeps {
+        client: client.clone(),
+        engine: Engine::new(topo, tablets, config),
+        settings: ControllerSettings {
+            resync_period: Duration::from_secs(3),
+            min_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(2),
+            api_timeout: Duration::from_secs(5),
+            concurrency: 4,
+        },
+        scope: NamespaceScope::All,
+        reporter: Reporter {
+            controller: "vtmove".into(),
+            instance: Some("test".into()),
+        },
+        workflow_observer: counter.clone(),
+    };
+    vtmove::controller::run::check_crds(&deps)
+        .await
+        .expect("CRDs are served");
+    let shutdown = CancellationToken::new();
+    let (_leading_tx, leading) = watch::channel(true);
+    let (ready_tx, _ready) = watch::channel(false);
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            let _keep = _leading_tx;
+            run_controllers(deps, leading, ready_tx, shutdown).await;
+        }
+    });
+    let probe = fleet.probe("zone1");
+    World {
+        _etcd: etcd,
+        fleet,
+        store,
+        api: Api::namespaced(client, NS),
+        kube,
+        counter,
+        kill,
+        probe,
+        next_pk: 100_000,
+        shutdown,
+    }
+}
+
+fn workflow(name: &str, tables: &[&str]) -> MoveTablesWorkflow {
+    serde_json::from_value(json!({
+        "apiVersion": "vtmove.dev/v1alpha1",
+        "kind": "MoveTablesWorkflow",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "sourceKeyspace": "commerce",
+            "targetKeyspace": "customer",
+            "tables": tables,
+            "cutover": {"maxReplicationLagAllowed": "30s", "timeout": "10s"},
+        }
+    }))
+    .expect("workflow decodes")
+}
+
+impl World {
+    async fn create(&self, wf: &MoveTablesWorkflow) {
+        self.api
+            .create(&PostParams::default(), wf)
+            .await
+            .expect("workflow created");
+    }
+
+    async fn patch_spec(&self, name: &str, spec: serde_json::Value) {
+        self.api
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({ "spec": spec })),
+            )
+            .await
+            .expect("spec patched");
+    }
+
+    /// Waits until `check` holds for the workflow, sending probe writes meanwhile.
+    async fn wait_for(
+        &mut self,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&MoveTablesWorkflow) -> bool,
+    ) -> MoveTablesWorkflow {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let current = self.api.get(name).await.expect("workflow readable");
+            if check(&current) {
+                return current;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not reached within {timeout:?}; status: {}",
+                serde_json::to_string_pretty(&current.status).unwrap_or_default()
+            );
+            self.write_some(2).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn write_some(&mut self, n: usize) {
+        for _ in 0..n {
+            self.next_pk += 1;
+            let _ = self
+                .probe
+                .write("customer", self.next_pk, &format!("v{}", self.next_pk))
+                .await;
+        }
+    }
+
+    async fn no_lost_writes(&self, serving: &str) {
+        assert!(
+            self.fleet
+                .wait_for_replication(Duration::from_secs(5))
+                .await
+        );
+        let rows = self.fleet.rows(serving, "customer");
+        let lost = self.probe.ledger().lost_writes("customer", |pk| {
+            rows.get(&pk).and_then(|r| r.get(1).cloned().flatten())
+        });
+        assert!(
+            lost.is_empty(),
+            "lost writes in {serving}: {:?}",
+            &lost[..lost.len().min(5)]
+        );
+    }
+
+    async fn events(&self, name: &str) -> Vec<KubeEvent> {
+        let events: Api<KubeEvent> = Api::namespaced(self.kube.client(), NS);
+        events
+            .list(&ListParams::default())
+            .await
+            .expect("events listed")
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .collect()
+    }
+
+    async fn event_reasons(&self, name: &str) -> Vec<(String, String)> {
+        self.events(name)
+            .await
+            .into_iter()
+            .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default()))
+            .collect()
+    }
+}
+
+fn condition(wf: &MoveTablesWorkflow, type_: &str) -> Option<(String, String)> {
+    let status = wf.status.as_ref()?;
+    find_condition(&status.conditions, type_).map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+fn is_true(wf: &MoveTablesWorkflow, type_: &str) -> bool {
+    condition(wf, type_).is_some_and(|(s, _)| s == "True")
+}
+
+fn current_generation(wf: &MoveTablesWorkflow) -> bool {
+    wf.status.as_ref().and_then(|s| s.observed_generation) == wf.metadata.generation
+}
+
+/// Ready=True for the current generation: what `kubectl wait --for=condition=Ready` waits on.
+fn ready(wf: &MoveTablesWorkflow) -> bool {
+    current_generation(wf) && is_true(wf, types::READY)
+}
+
+fn phase(wf: &MoveTablesWorkflow) -> Option<WorkflowPhase> {
+    wf.status.as_ref().and_then(|s| s.phase)
+}
+
+const STEP: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn full_lifecycle_through_resources() {
+    let mut w = world().await;
+    w.create(&workflow("move", &["customer", "corder"])).await;
+
+    let wf = w
+        .wait_for("move", "copied and replicating", STEP, |wf| {
+            ready(wf) && is_true(wf, types::COPY_COMPLETED)
+        })
+        .await;
+    let status = wf.status.as_ref().expect("status");
+    assert!(
+        wf.finalizers()
+            .iter()
+            .any(|f| f == vtmove::controller::FINALIZER)
+    );
+    assert_eq!(
+        status.identity.as_ref().map(|i| i.workflow.as_str()),
+        Some("move")
+    );
+    assert_eq!(
+        status.streams.len(),
+        2,
+        "one forward stream per target shard"
+    );
+    assert_eq!(
+        status.traffic_state.as_deref(),
+        Some("Reads Not Switched. Writes Not Switched")
+    );
+
+    w.patch_spec(
+        "move",
+        json!({"traffic": {"replica": "Target", "rdonly": "Target"}}),
+    )
+    .await;
+    w.wait_for("move", "reads switched", STEP, |wf| {
+        ready(wf) && is_true(wf, types::READS_SWITCHED)
+    })
+    .await;
+
+    w.patch_spec("move", json!({"traffic": {"primary": "Target"}}))
+        .await;
+    let wf = w
+        .wait_for("move", "writes switched", STEP, |wf| {
+            ready(wf) && is_true(wf, types::WRITES_SWITCHED)
+        })
+        .await;
+    assert_eq!(
+        wf.status.as_ref().and_then(|s| s.traffic_state.as_deref()),
+        Some("All Reads Switched. Writes Switched")
+    );
+    w.no_lost_writes("customer").await;
+
+    // Reverse writes, then switch again.
+    w.patch_spec("move", json!({"traffic": {"primary": "Source"}}))
+        .await;
+    w.wait_for("move", "writes reversed", STEP, |wf| {
+        ready(wf) && condition(wf, types::WRITES_SWITCHED).is_some_and(|(s, _)| s == "False")
+    })
+    .await;
+    w.no_lost_writes("commerce").await;
+    w.patch_spec("move", json!({"traffic": {"primary": "Target"}}))
+        .await;
+    w.wait_for("move", "writes switched again", STEP, |wf| {
+        ready(wf) && is_true(wf, types::WRITES_SWITCHED)
+    })
+    .await;
+    w.no_lost_writes("customer").await;
+
+    w.patch_spec("move", json!({"lifecycle": "Complete"})).await;
+    let wf = w
+        .wait_for("move", "completed", STEP, |wf| {
+            ready(wf) && phase(wf) == Some(WorkflowPhase::Completed)
+        })
+        .await;
+    assert!(wf.status.as_ref().is_some_and(|s| s.blockers.is_empty()));
+    w.no_lost_writes("customer").await;
+
+    let reasons: Vec<String> = w
+        .event_reasons("move")
+        .await
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect();
+    for expected in [
+        "CreateStreams",
+        "SetRoutingRules",
+        "SwitchWrites",
+        "DeleteStreams",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r == expected),
+            "no {expected} Event among {reasons:?}"
+        );
+    }
+    assert!(
+        w.store.violations().is_empty(),
+        "I3: {:?}",
+        w.store.violations()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn interrupted_reverse_heals_without_a_spec_change() {
+    let mut w = world().await;
+    w.create(&workflow("heal", &["customer"])).await;
+    w.wait_for("heal", "copied", STEP, |wf| {
+        ready(wf) && is_true(wf, types::COPY_COMPLETED)
+    })
+    .await;
+    w.patch_spec(
+        "heal",
+        json!({"traffic": {"replica": "Target", "rdonly": "Target", "primary": "Target"}}),
+    )
+    .await;
+    w.wait_for("heal", "switched", STEP, |wf| {
+        ready(wf) && is_true(wf, types::WRITES_SWITCHED)
+    })
+    .await;
+    let before = w.api.get("heal").await.expect("readable");
+    let heals_before = before.status.as_ref().map(|s| s.heals).unwrap_or(0);
+
+    // The reverse write cutover dies after the denied tables moved, while a source replica
+    // restarts (#17326). The spec is not touched again.
+    let replica = w
+        .fleet
+        .tablets()
+        .iter()
+        .find(|t| t.keyspace() == "commerce" && t.tablet_type() == TabletType::Replica)
+        .map(|t| t.alias_string().to_string())
+        .expect("a commerce replica");
+    *w.kill.fleet.lock().expect("kill switch") = Some((w.fleet.clone(), replica));
+    w.kill.armed.store(true, Ordering::SeqCst);
+    // The admission rules let primary go back only with the reads (Vitess's ReverseTraffic).
+    w.patch_spec(
+        "heal",
+        json!({"traffic": {"replica": "Source", "rdonly": "Source", "primary": "Source"}}),
+    )
+    .await;
+
+    let healed = w
+        .wait_for("heal", "healed and reversed", STEP, |wf| {
+            ready(wf)
+                && condition(wf, types::WRITES_SWITCHED).is_some_and(|(s, _)| s == "False")
+                && wf.status.as_ref().is_some_and(|s| s.heals > heals_before)
+        })
+        .await;
+    assert!(
+        !w.kill.armed.load(Ordering::SeqCst),
+        "the cutover was interrupted"
+    );
+    let last = healed
+        .status
+        .as_ref()
+        .and_then(|s| s.last_heal.clone())
+        .expect("lastHeal recorded");
+    let warnings: Vec<(String, String)> = w
+        .event_reasons("heal")
+        .await
+        .into_iter()
+        .filter(|(t, _)| t == "Warning")
+        .collect();
+    assert!(
+        warnings.iter().any(|(_, r)| *r == last.reason),
+        "a Warning Event names the repair {}: {warnings:?}",
+        last.reason
+    );
+    w.no_lost_writes("commerce").await;
+    assert!(
+        w.store.violations().is_empty(),
+        "I3: {:?}",
+        w.store.violations()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn converged_resync_writes_nothing() {
+    let mut w = world().await;
+    w.create(&workflow("quiet", &["customer"])).await;
+    let wf = w
+        .wait_for("quiet", "copied", STEP, |wf| {
+            ready(wf) && is_true(wf, types::COPY_COMPLETED)
+        })
+        .await;
+    // Let the last status patch and its own watch event settle.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let wf_before = w.api.get("quiet").await.expect("readable");
+    let writes = w.store.writes();
+    let passes = w.counter.passes.load(Ordering::SeqCst);
+    // Two resync periods (3 s each).
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let after = w.api.get("quiet").await.expect("readable");
+    assert!(
+        w.counter.passes.load(Ordering::SeqCst) >= passes + 2,
+        "resync passes ran"
+    );
+    assert_eq!(w.store.writes(), writes, "a converged pass wrote to etcd");
+    assert_eq!(
+        after.metadata.resource_version,
+        wf_before.metadata.resource_version,
+        "a converged pass patched the status: {} -> {}",
+        serde_json::to_string(&wf_before.status).unwrap_or_default(),
+        serde_json::to_string(&after.status).unwrap_or_default()
+    );
+    assert!(wf.status.as_ref().is_some_and(|s| s.blockers.is_empty()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_resources_are_blocked_with_a_reason_and_no_hot_loop() {
+    let mut w = world().await;
+    let mut missing = workflow("missing-keyspace", &["customer"]);
+    missing.spec.target_keyspace = "nowhere".into();
+    w.create(&missing).await;
+    w.create(&workflow("no-such-table", &["ghost"])).await;
+    let blocked = |reason: &'static str| {
+        move |wf: &MoveTablesWorkflow| {
+            current_generation(wf)
+                && condition(wf, types::BLOCKED).is_some_and(|(s, r)| s == "True" && r == reason)
+        }
+    };
+    w.wait_for(
+        "missing-keyspace",
+        "blocked",
+        STEP,
+        blocked(reasons::KEYSPACE_NOT_FOUND),
+    )
+    .await;
+    w.wait_for(
+        "no-such-table",
+        "blocked",
+        STEP,
+        blocked(reasons::TABLE_NOT_FOUND),
+    )
+    .await;
+
+    // Two workflows over the same table: the second is blocked by the first.
+    w.create(&workflow("first", &["customer"])).await;
+    w.wait_for("first", "running", STEP, ready).await;
+    w.create(&workflow("second", &["customer"])).await;
+    w.wait_for(
+        "second",
+        "blocked",
+        STEP,
+        blocked(reasons::WORKFLOW_CONFLICT),
+    )
+    .await;
+
+    // Blocked workflows are looked at on the resync period, not in a loop.
+    let passes = w.counter.passes.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let during = w.counter.passes.load(Ordering::SeqCst) - passes;
+    assert!(
+        during <= 20,
+        "{during} passes in 4 s over 4 workflows: a hot loop"
+    );
+    let reasons = w.event_reasons("second").await;
+    assert!(
+        reasons
+            .iter()
+            .any(|(t, r)| t == "Warning" && r == reasons::WORKFLOW_CONFLICT),
+        "a Warning Event for the blocker: {reasons:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deletion_cancels_or_refuses() {
+    let mut w = world().await;
+    w.create(&workflow("gone", &["corder"])).await;
+    w.wait_for("gone", "running", STEP, ready).await;
+    w.api
+        .delete("gone", &DeleteParams::default())
+        .await
+        .expect("delete accepted");
+    let deadline = Instant::now() + STEP;
+    while w.api.get_opt("gone").await.expect("readable").is_some() {
+        assert!(Instant::now() < deadline, "deletion did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The cancel removed the streams and the routing rules.
+    let rules = w
+        .fleet
+        .topo()
+        .get_routing_rules()
+        .await
+        .expect("routing rules")
+        .value;
+    assert!(
+        rules.rules.iter().all(|r| !r.from_table.contains("corder")),
+        "routing rules left behind: {:?}",
+        rules.rules
+    );
+
+    w.create(&workflow("switched", &["customer"])).await;
+    w.wait_for("switched", "copied", STEP, |wf| {
+        ready(wf) && is_true(wf, types::COPY_COMPLETED)
+    })
+    .await;
+    w.patch_spec(
+        "switched",
+        json!({"traffic": {"replica": "Target", "rdonly": "Target", "primary": "Target"}}),
+    )
+    .await;
+    w.wait_for("switched", "switched", STEP, |wf| {
+        ready(wf) && is_true(wf, types::WRITES_SWITCHED)
+    })
+    .await;
+    w.api
+        .delete("switched", &DeleteParams::default())
+        .await
+        .expect("delete accepted");
+    let refused = w
+        .wait_for("switched", "deletion refused", STEP, |wf| {
+            condition(wf, types::BLOCKED)
+                .is_some_and(|(s, r)| s == "True" && r == reasons::DELETION_REFUSED)
+        })
+        .await;
+    assert!(refused.metadata.deletion_timestamp.is_some());
+    // Still switched: nothing was reversed on the way.
+    assert!(is_true(&refused, types::WRITES_SWITCHED));
+    // Completing lets the deletion finish.
+    w.patch_spec("switched", json!({"lifecycle": "Complete"}))
+        .await;
+    let deadline = Instant::now() + STEP;
+    while w.api.get_opt("switched").await.expect("readable").is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "deletion after Complete did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    w.no_lost_writes("customer").await;
+}
