@@ -141,8 +141,8 @@ pub fn policy_rules(scope: Scope) -> Vec<PolicyRule> {
 }
 
 /// Every `(group, resource, verb)` triple of [`REQUIRED_ACCESS`] with the scope it is needed in.
-pub fn required_triples() -> impl Iterator<Item = (Scope, (&'static str, &'static str, &'static str))>
-{
+pub fn required_triples()
+-> impl Iterator<Item = (Scope, (&'static str, &'static str, &'static str))> {
     REQUIRED_ACCESS
         .iter()
         .flat_map(|a| a.triples().map(move |t| (a.scope, t)))
@@ -186,7 +186,13 @@ mod tests {
         let listed: BTreeSet<&str> = ours.iter().map(|a| a.resource).collect();
         let expected: BTreeSet<String> = plurals
             .iter()
-            .flat_map(|p| [p.to_string(), format!("{p}/status"), format!("{p}/finalizers")])
+            .flat_map(|p| {
+                [
+                    p.to_string(),
+                    format!("{p}/status"),
+                    format!("{p}/finalizers"),
+                ]
+            })
             .collect();
         let expected: BTreeSet<&str> = expected.iter().map(String::as_str).collect();
         assert_eq!(listed, expected);
@@ -221,8 +227,10 @@ mod tests {
         }
         assert_eq!(got, want);
         // One entry per resource, no duplicate verbs, no wildcards, a reason for each.
-        let resources: BTreeSet<(&str, &str)> =
-            REQUIRED_ACCESS.iter().map(|a| (a.group, a.resource)).collect();
+        let resources: BTreeSet<(&str, &str)> = REQUIRED_ACCESS
+            .iter()
+            .map(|a| (a.group, a.resource))
+            .collect();
         assert_eq!(resources.len(), REQUIRED_ACCESS.len());
         for a in REQUIRED_ACCESS {
             let verbs: BTreeSet<&str> = a.verbs.iter().copied().collect();

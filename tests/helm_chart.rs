@@ -28,7 +28,10 @@ use vtmove::rbac::{REQUIRED_ACCESS, Scope, required_triples};
 
 const RELEASE: &str = "vtmove";
 const RELEASE_NS: &str = "vtmove-system";
-const TOPO: &str = "topology.globalServerAddress=etcd-0.etcd:2379,etcd-1.etcd:2379";
+/// Two etcd endpoints; `--set` needs the comma escaped.
+const TOPO: &str = r"topology.globalServerAddress=etcd-0.etcd:2379\,etcd-1.etcd:2379";
+/// The same endpoints as a list, which the chart joins with commas.
+const TOPO_LIST: &str = "topology.globalServerAddress={etcd-0.etcd:2379,etcd-1.etcd:2379}";
 
 /// Every flag of `vtmove run` the chart may pass (the operator's command line, architecture §8).
 const RUN_FLAGS: &[&str] = &[
@@ -99,7 +102,13 @@ fn run_helm(args: &[&str]) -> Output {
 }
 
 fn template_args<'a>(sets: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec!["template", RELEASE, "charts/vtmove", "--namespace", RELEASE_NS];
+    let mut args = vec![
+        "template",
+        RELEASE,
+        "charts/vtmove",
+        "--namespace",
+        RELEASE_NS,
+    ];
     for s in sets {
         args.push("--set");
         args.push(s);
@@ -273,14 +282,22 @@ fn granted(docs: &[Value], ns: Option<&str>) -> BTreeSet<Triple> {
             .iter()
             .filter(|d| kind(d) == k && self::name(d) == name && namespace(d) == in_ns)
             .collect();
-        assert_eq!(found.len(), 1, "a binding refers to {k} {name}, which is missing");
+        assert_eq!(
+            found.len(),
+            1,
+            "a binding refers to {k} {name}, which is missing"
+        );
         role_triples(found[0])
     };
     let mut out = BTreeSet::new();
     for b in of_kind(docs, "ClusterRoleBinding") {
         if binds_our_service_account(b) {
             assert_eq!(b["roleRef"]["kind"], "ClusterRole");
-            out.extend(role("ClusterRole", b["roleRef"]["name"].as_str().unwrap_or(""), None));
+            out.extend(role(
+                "ClusterRole",
+                b["roleRef"]["name"].as_str().unwrap_or(""),
+                None,
+            ));
         }
     }
     if let Some(ns) = ns {
@@ -288,7 +305,11 @@ fn granted(docs: &[Value], ns: Option<&str>) -> BTreeSet<Triple> {
             if namespace(b) == Some(ns) && binds_our_service_account(b) {
                 let role_kind = b["roleRef"]["kind"].as_str().unwrap_or("");
                 let role_ns = (role_kind == "Role").then_some(ns);
-                out.extend(role(role_kind, b["roleRef"]["name"].as_str().unwrap_or(""), role_ns));
+                out.extend(role(
+                    role_kind,
+                    b["roleRef"]["name"].as_str().unwrap_or(""),
+                    role_ns,
+                ));
             }
         }
     }
@@ -328,14 +349,20 @@ fn check_rbac(docs: &[Value], watched: Option<&[&str]>, leader_election: bool) {
             for ns in namespaces {
                 let got = granted(docs, Some(ns));
                 let missing: Vec<_> = watched_triples.difference(&got).collect();
-                assert!(missing.is_empty(), "not granted in namespace {ns}: {missing:?}");
+                assert!(
+                    missing.is_empty(),
+                    "not granted in namespace {ns}: {missing:?}"
+                );
             }
         }
     }
     let home = granted(docs, Some(RELEASE_NS));
     if leader_election {
         let missing: Vec<_> = lease_triples.difference(&home).collect();
-        assert!(missing.is_empty(), "leader election needs {missing:?} in {RELEASE_NS}");
+        assert!(
+            missing.is_empty(),
+            "leader election needs {missing:?} in {RELEASE_NS}"
+        );
     } else {
         assert!(
             home.is_disjoint(&lease_triples),
@@ -350,16 +377,17 @@ fn check_rbac(docs: &[Value], watched: Option<&[&str]>, leader_election: bool) {
 /// The container's args after `run`, as (flag, value) pairs in order.
 fn run_args(container: &Value) -> Vec<(String, String)> {
     let args = strings(&container["args"]);
-    assert_eq!(args.first(), Some(&"run"), "the container must run `vtmove run`");
+    assert_eq!(
+        args.first(),
+        Some(&"run"),
+        "the container must run `vtmove run`"
+    );
     let mut out = Vec::new();
     for arg in &args[1..] {
         let (flag, value) = arg
             .split_once('=')
             .unwrap_or_else(|| panic!("pass flags as --flag=value: {arg}"));
-        assert!(
-            RUN_FLAGS.contains(&flag),
-            "`vtmove run` has no flag {flag}"
-        );
+        assert!(RUN_FLAGS.contains(&flag), "`vtmove run` has no flag {flag}");
         out.push((flag.to_string(), value.to_string()));
     }
     out
@@ -440,7 +468,10 @@ fn check_deployment(docs: &[Value]) -> Vec<(String, String)> {
         assert_eq!(le, ["true"], "{replicas} replicas without leader election");
     }
     if le == ["true"] {
-        assert_eq!(flag(&args, "--leader-election-namespace"), ["$(POD_NAMESPACE)"]);
+        assert_eq!(
+            flag(&args, "--leader-election-namespace"),
+            ["$(POD_NAMESPACE)"]
+        );
         assert_eq!(flag(&args, "--leader-election-identity"), ["$(POD_NAME)"]);
         assert_eq!(flag(&args, "--leader-election-lease-name").len(), 1);
     } else {
@@ -450,10 +481,21 @@ fn check_deployment(docs: &[Value]) -> Vec<(String, String)> {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|e| (e["name"].as_str().unwrap_or(""), &e["valueFrom"]["fieldRef"]["fieldPath"]))
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap_or(""),
+                &e["valueFrom"]["fieldRef"]["fieldPath"],
+            )
+        })
         .collect();
-    assert_eq!(env.get("POD_NAME").copied(), Some(&Value::from("metadata.name")));
-    assert_eq!(env.get("POD_NAMESPACE").copied(), Some(&Value::from("metadata.namespace")));
+    assert_eq!(
+        env.get("POD_NAME").copied(),
+        Some(&Value::from("metadata.name"))
+    );
+    assert_eq!(
+        env.get("POD_NAMESPACE").copied(),
+        Some(&Value::from("metadata.namespace"))
+    );
 
     // Required topology flags.
     assert_eq!(flag(&args, "--topo-implementation"), ["etcd2"]);
@@ -470,12 +512,19 @@ fn secret_holding(docs: &[Value], file: &str) -> Option<String> {
     let deployment = one(docs, "Deployment");
     let pod = &deployment["spec"]["template"]["spec"];
     let c = the_container(docs);
-    let mount = c["volumeMounts"].as_array().into_iter().flatten().find(|m| {
-        m["mountPath"]
-            .as_str()
-            .is_some_and(|p| Path::new(file).parent() == Some(Path::new(p)))
-    })?;
-    assert_eq!(mount["readOnly"], true, "{file}: TLS mount must be read-only");
+    let mount = c["volumeMounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| {
+            m["mountPath"]
+                .as_str()
+                .is_some_and(|p| Path::new(file).parent() == Some(Path::new(p)))
+        })?;
+    assert_eq!(
+        mount["readOnly"], true,
+        "{file}: TLS mount must be read-only"
+    );
     let volume = pod["volumes"]
         .as_array()
         .into_iter()
@@ -486,7 +535,14 @@ fn secret_holding(docs: &[Value], file: &str) -> Option<String> {
 
 fn check_tls(docs: &[Value], args: &[(String, String)], etcd: Option<&str>, tablet: Option<&str>) {
     for (flags, secret) in [
-        (["--topo-etcd-tls-ca", "--topo-etcd-tls-cert", "--topo-etcd-tls-key"], etcd),
+        (
+            [
+                "--topo-etcd-tls-ca",
+                "--topo-etcd-tls-cert",
+                "--topo-etcd-tls-key",
+            ],
+            etcd,
+        ),
         (
             [
                 "--tablet-manager-grpc-ca",
@@ -593,7 +649,7 @@ fn default_values_cluster_wide() {
 
 #[test]
 fn namespaced_values() {
-    let docs = render(&[TOPO, "namespaces={a,b}"]);
+    let docs = render(&[TOPO_LIST, "namespaces={a,b}"]);
     check_rbac(&docs, Some(&["a", "b"]), true);
     let args = check_deployment(&docs);
     assert_eq!(flag(&args, "--namespace"), ["a", "b"]);
@@ -617,14 +673,26 @@ fn tls_and_service_monitor() {
     check_rbac(&docs, None, true);
     let args = check_deployment(&docs);
     check_tls(&docs, &args, Some("etcd-client"), Some("tablet-client"));
-    assert_eq!(flag(&args, "--tablet-manager-grpc-server-name"), ["vttablet.vitess"]);
+    assert_eq!(
+        flag(&args, "--tablet-manager-grpc-server-name"),
+        ["vttablet.vitess"]
+    );
     check_metrics_service(&docs);
     let sm = one(&docs, "ServiceMonitor");
     let svc = one(&docs, "Service");
-    assert_eq!(sm["spec"]["endpoints"][0]["port"], svc["spec"]["ports"][0]["name"]);
+    assert_eq!(
+        sm["spec"]["endpoints"][0]["port"],
+        svc["spec"]["ports"][0]["name"]
+    );
     assert_eq!(sm["spec"]["endpoints"][0]["path"], "/metrics");
-    for (k, v) in sm["spec"]["selector"]["matchLabels"].as_object().expect("matchLabels") {
-        assert_eq!(&svc["metadata"]["labels"][k], v, "ServiceMonitor selector {k}");
+    for (k, v) in sm["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .expect("matchLabels")
+    {
+        assert_eq!(
+            &svc["metadata"]["labels"][k], v,
+            "ServiceMonitor selector {k}"
+        );
     }
 }
 
@@ -642,7 +710,10 @@ fn chart_refuses_unsafe_or_incomplete_values() {
     let err = render_error(&[TOPO, "replicas=3", "leaderElection.enabled=false"]);
     assert!(err.contains("needs leaderElection.enabled"), "{err}");
     let err = render_error(&[]);
-    assert!(err.contains("topology.globalServerAddress is required"), "{err}");
+    assert!(
+        err.contains("topology.globalServerAddress is required"),
+        "{err}"
+    );
     let err = render_error(&[TOPO, "logFormat=xml"]);
     assert!(err.contains("logFormat must be json or text"), "{err}");
 }
@@ -666,8 +737,12 @@ fn rbac_check_catches_extra_and_missing_verbs() {
         .as_array_mut()
         .expect("verbs")
         .push("delete".into())));
-    assert!(tamper(&|rules| rules[0]["verbs"] = serde_json::json!(["get", "list", "patch"])));
-    assert!(tamper(&|rules| rules[0]["resources"] = serde_json::json!(["*"])));
+    assert!(tamper(
+        &|rules| rules[0]["verbs"] = serde_json::json!(["get", "list", "patch"])
+    ));
+    assert!(tamper(
+        &|rules| rules[0]["resources"] = serde_json::json!(["*"])
+    ));
     assert!(tamper(&|rules| rules.push(serde_json::json!({
         "apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get"]
     }))));
@@ -692,7 +767,8 @@ fn app_version_is_the_crate_version() {
 #[test]
 fn chart_crds_match_the_rust_types() {
     let dir = chart_dir().join("crds");
-    let regenerate = "run `cargo run -- crds --output-dir charts/vtmove/crds` and commit the result";
+    let regenerate =
+        "run `cargo run -- crds --output-dir charts/vtmove/crds` and commit the result";
     let files = crd_files().expect("the CRDs render");
     for file in &files {
         let path = dir.join(&file.file_name);
@@ -707,9 +783,17 @@ fn chart_crds_match_the_rust_types() {
     let generated: BTreeSet<String> = files.into_iter().map(|f| f.file_name).collect();
     let present: BTreeSet<String> = std::fs::read_dir(&dir)
         .expect("charts/vtmove/crds exists")
-        .map(|e| e.expect("readable entry").file_name().to_string_lossy().into_owned())
+        .map(|e| {
+            e.expect("readable entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
-    assert_eq!(present, generated, "stale files in charts/vtmove/crds; {regenerate}");
+    assert_eq!(
+        present, generated,
+        "stale files in charts/vtmove/crds; {regenerate}"
+    );
 }
 
 /// `REQUIRED_ACCESS` is not empty and lists each resource once: otherwise the both-ways check
