@@ -632,7 +632,7 @@ fn default_values_cluster_wide() {
     check_tls(&docs, &args, None, None);
     check_metrics_service(&docs);
     assert!(of_kind(&docs, "ServiceMonitor").is_empty());
-    let kinds: BTreeSet<&str> = docs.iter().map(|d| kind(d)).collect();
+    let kinds: BTreeSet<&str> = docs.iter().map(kind).collect();
     assert_eq!(
         kinds,
         BTreeSet::from([
