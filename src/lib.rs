@@ -1,9 +1,11 @@
 //! vtmove: a Kubernetes operator that runs Vitess MoveTables workflows declaratively.
 //!
 //! The library holds everything the `vtmove` binary runs, so tests, benchmarks and the sandbox use
-//! the same code: CRD types ([`api`]) and the Vitess wire layer ([`vitess`]).
+//! the same code: CRD types ([`api`]), the Vitess wire layer ([`vitess`]), and the Kubernetes API
+//! access vtmove needs ([`rbac`]), from which the Helm chart's RBAC is checked.
 
 pub mod api;
 pub mod controller;
 pub mod engine;
+pub mod rbac;
 pub mod vitess;

@@ -12,7 +12,9 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use serde_json::{Value, json};
 use vtmove::api::{crd_files, crd_yaml, crds};
 
-const REGENERATE: &str = "run `cargo run -- crds --output-dir crds` and commit the result";
+// The Helm chart carries a copy (tests/helm_chart.rs checks it), so regenerate both.
+const REGENERATE: &str = "run `cargo run -- crds --output-dir crds` and \
+    `cargo run -- crds --output-dir charts/vtmove/crds`, and commit the result";
 
 fn crds_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("crds")

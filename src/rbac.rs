@@ -1,0 +1,258 @@
+//! The Kubernetes API access vtmove's code makes, as data.
+//!
+//! This table is the single source of truth for vtmove's RBAC. The Helm chart's ClusterRole and
+//! Roles are written by hand (Helm cannot read Rust), so `tests/helm_chart.rs` renders the chart
+//! and checks, in both directions, that the granted `(group, resource, verb)` triples are exactly
+//! the ones listed here. Code that starts calling a new API (or a new verb) must add it here
+//! first; the chart test then fails until the chart grants it, and a verb the chart grants beyond
+//! this table fails the same test.
+
+use k8s_openapi::api::rbac::v1::PolicyRule;
+
+/// Where a grant has to be made: the chart binds the two scopes differently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    /// Every namespace vtmove watches (all of them when no `--namespace` is given): the chart
+    /// grants these through a ClusterRole, or through one Role per watched namespace.
+    WatchedNamespaces,
+    /// Only the namespace vtmove itself runs in (`--leader-election-namespace`): the chart grants
+    /// these through a Role there, never cluster-wide.
+    OperatorNamespace,
+}
+
+/// One API resource vtmove uses, the verbs it needs on it, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApiAccess {
+    /// API group (`""` would be the core group; vtmove uses none of it).
+    pub group: &'static str,
+    /// Resource plural, with `/<subresource>` for subresources (`keyspaces/status`).
+    pub resource: &'static str,
+    /// Verbs, as RBAC spells them.
+    pub verbs: &'static [&'static str],
+    /// Whether the resource is namespaced, so a Role (not only a ClusterRole) can grant it.
+    pub namespaced: bool,
+    /// Where the grant is needed.
+    pub scope: Scope,
+    /// Which code makes these calls, so a reviewer can judge whether each verb is still needed.
+    pub why: &'static str,
+}
+
+/// Every API call vtmove makes, grouped by resource. Nothing else may be granted to it.
+pub const REQUIRED_ACCESS: &[ApiAccess] = &[
+    ApiAccess {
+        group: "vtmove.dev",
+        resource: "movetablesworkflows",
+        verbs: &["get", "list", "watch", "patch"],
+        namespaced: true,
+        scope: Scope::WatchedNamespaces,
+        why: "The workflow controller lists and watches MoveTablesWorkflows, reads one per \
+              reconcile, and patches metadata to add or remove its finalizer.",
+    },
+    ApiAccess {
+        group: "vtmove.dev",
+        resource: "keyspaces",
+        verbs: &["get", "list", "watch", "patch"],
+        namespaced: true,
+        scope: Scope::WatchedNamespaces,
+        why: "The keyspace controller lists and watches Keyspaces (and the workflow controller \
+              reads them to resolve source and target), patching metadata for its finalizer.",
+    },
+    ApiAccess {
+        group: "vtmove.dev",
+        resource: "movetablesworkflows/status",
+        verbs: &["get", "patch"],
+        namespaced: true,
+        scope: Scope::WatchedNamespaces,
+        why: "Each pass writes the workflow's status (conditions, phase, streams) with one \
+              server-side apply patch on the status subresource.",
+    },
+    ApiAccess {
+        group: "vtmove.dev",
+        resource: "keyspaces/status",
+        verbs: &["get", "patch"],
+        namespaced: true,
+        scope: Scope::WatchedNamespaces,
+        why: "The keyspace controller reports topology and tablet health with one server-side \
+              apply patch on the status subresource.",
+    },
+    ApiAccess {
+        group: "vtmove.dev",
+        resource: "movetablesworkflows/finalizers",
+        verbs: &["update"],
+        namespaced: true,
+        scope: Scope::WatchedNamespaces,
+        why: "API servers that enforce OwnerReferencesPermissionEnforcement require update on \
+              the finalizers subresource to set a finalizer.",
+    },
+    ApiAccess {
+        group: "vtmove.dev",
+        resource: "keyspaces/finalizers",
+        verbs: &["update"],
+        namespaced: true,
+        scope: Scope::WatchedNamespaces,
+        why: "Same as for movetablesworkflows/finalizers, for the Keyspace finalizer.",
+    },
+    ApiAccess {
+        group: "events.k8s.io",
+        resource: "events",
+        verbs: &["create", "patch"],
+        namespaced: true,
+        scope: Scope::WatchedNamespaces,
+        why: "kube-runtime's event Recorder creates an Event in the object's namespace for each \
+              step and warning, and patches it to count repeats of the same event.",
+    },
+    ApiAccess {
+        group: "coordination.k8s.io",
+        resource: "leases",
+        verbs: &["get", "create", "update", "patch"],
+        namespaced: true,
+        scope: Scope::OperatorNamespace,
+        why: "Leader election (kube-lease-manager) reads the Lease, creates it when missing, \
+              takes it with a server-side apply and renews it, so one replica writes at a time.",
+    },
+];
+
+impl ApiAccess {
+    /// This entry as an RBAC rule granting exactly its verbs on its resource.
+    pub fn policy_rule(&self) -> PolicyRule {
+        PolicyRule {
+            api_groups: Some(vec![self.group.to_string()]),
+            resources: Some(vec![self.resource.to_string()]),
+            verbs: self.verbs.iter().map(|v| v.to_string()).collect(),
+            ..PolicyRule::default()
+        }
+    }
+
+    /// The `(group, resource, verb)` triples this entry grants, the unit the chart test compares.
+    pub fn triples(&self) -> impl Iterator<Item = (&'static str, &'static str, &'static str)> {
+        let (group, resource) = (self.group, self.resource);
+        self.verbs.iter().map(move |verb| (group, resource, *verb))
+    }
+}
+
+/// The rules a Role or ClusterRole needs for the entries of [`REQUIRED_ACCESS`] in `scope`, one
+/// rule per resource: what a chart template or a generated manifest should contain.
+pub fn policy_rules(scope: Scope) -> Vec<PolicyRule> {
+    REQUIRED_ACCESS
+        .iter()
+        .filter(|a| a.scope == scope)
+        .map(ApiAccess::policy_rule)
+        .collect()
+}
+
+/// Every `(group, resource, verb)` triple of [`REQUIRED_ACCESS`] with the scope it is needed in.
+pub fn required_triples()
+-> impl Iterator<Item = (Scope, (&'static str, &'static str, &'static str))> {
+    REQUIRED_ACCESS
+        .iter()
+        .flat_map(|a| a.triples().map(move |t| (a.scope, t)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::api::crds::crds;
+
+    /// Every vtmove.dev resource in the table is a CRD plural (or one of its subresources), and
+    /// every CRD gets the main resource, `/status` and `/finalizers`, so renaming a CRD or adding
+    /// a new one cannot leave RBAC behind.
+    #[test]
+    fn resources_match_the_crd_plurals() {
+        let crds = crds();
+        let plurals: BTreeSet<&str> = crds
+            .iter()
+            .map(|c| {
+                assert_eq!(c.spec.group, "vtmove.dev");
+                assert_eq!(c.spec.scope, "Namespaced");
+                c.spec.names.plural.as_str()
+            })
+            .collect();
+        let ours: Vec<&ApiAccess> = REQUIRED_ACCESS
+            .iter()
+            .filter(|a| a.group == "vtmove.dev")
+            .collect();
+        for a in &ours {
+            let base = a.resource.split('/').next().unwrap_or_default();
+            assert!(
+                plurals.contains(base),
+                "{} is not a plural of vtmove's CRDs {plurals:?}",
+                a.resource
+            );
+            assert!(a.namespaced, "{}: the CRDs are namespaced", a.resource);
+            assert_eq!(a.scope, Scope::WatchedNamespaces, "{}", a.resource);
+        }
+        let listed: BTreeSet<&str> = ours.iter().map(|a| a.resource).collect();
+        let expected: BTreeSet<String> = plurals
+            .iter()
+            .flat_map(|p| {
+                [
+                    p.to_string(),
+                    format!("{p}/status"),
+                    format!("{p}/finalizers"),
+                ]
+            })
+            .collect();
+        let expected: BTreeSet<&str> = expected.iter().map(String::as_str).collect();
+        assert_eq!(listed, expected);
+    }
+
+    /// The exact grants, so a change to the table is a deliberate, reviewed change.
+    #[test]
+    fn exact_grants() {
+        let got: BTreeSet<(Scope, (&str, &str, &str))> = required_triples().collect();
+        let mut want = BTreeSet::new();
+        for plural in ["movetablesworkflows", "keyspaces"] {
+            for verb in ["get", "list", "watch", "patch"] {
+                want.insert((Scope::WatchedNamespaces, ("vtmove.dev", plural, verb)));
+            }
+        }
+        for res in ["movetablesworkflows/status", "keyspaces/status"] {
+            for verb in ["get", "patch"] {
+                want.insert((Scope::WatchedNamespaces, ("vtmove.dev", res, verb)));
+            }
+        }
+        for res in ["movetablesworkflows/finalizers", "keyspaces/finalizers"] {
+            want.insert((Scope::WatchedNamespaces, ("vtmove.dev", res, "update")));
+        }
+        for verb in ["create", "patch"] {
+            want.insert((Scope::WatchedNamespaces, ("events.k8s.io", "events", verb)));
+        }
+        for verb in ["get", "create", "update", "patch"] {
+            want.insert((
+                Scope::OperatorNamespace,
+                ("coordination.k8s.io", "leases", verb),
+            ));
+        }
+        assert_eq!(got, want);
+        // One entry per resource, no duplicate verbs, no wildcards, a reason for each.
+        let resources: BTreeSet<(&str, &str)> = REQUIRED_ACCESS
+            .iter()
+            .map(|a| (a.group, a.resource))
+            .collect();
+        assert_eq!(resources.len(), REQUIRED_ACCESS.len());
+        for a in REQUIRED_ACCESS {
+            let verbs: BTreeSet<&str> = a.verbs.iter().copied().collect();
+            assert_eq!(verbs.len(), a.verbs.len(), "{}: duplicate verb", a.resource);
+            assert!(!verbs.contains("*") && !a.resource.contains('*') && !a.group.contains('*'));
+            assert!(a.why.len() > 20, "{}: say why", a.resource);
+        }
+    }
+
+    #[test]
+    fn policy_rules_render_each_entry() {
+        let rules = policy_rules(Scope::OperatorNamespace);
+        assert_eq!(rules.len(), 1);
+        assert_eq!(
+            serde_json::to_value(&rules[0]).expect("a PolicyRule serializes"),
+            serde_json::json!({
+                "apiGroups": ["coordination.k8s.io"],
+                "resources": ["leases"],
+                "verbs": ["get", "create", "update", "patch"],
+            })
+        );
+        let watched = policy_rules(Scope::WatchedNamespaces);
+        assert_eq!(watched.len(), REQUIRED_ACCESS.len() - 1);
+    }
+}
