@@ -4,5 +4,11 @@
 //! the same code: CRD types ([`api`]) and the Vitess wire layer ([`vitess`]).
 
 pub mod api;
+// Temporary until src/controller/mod.rs (kube-runtime wiring) lands: the integrator replaces this
+// line with `pub mod controller;` and declares `pub mod keyspace;` there.
+pub mod controller {
+    //! Controllers. Only the Keyspace controller's core is here for now.
+    pub mod keyspace;
+}
 pub mod engine;
 pub mod vitess;
