@@ -194,12 +194,13 @@ async fn observe_for(deps: &KeyspaceDeps, ks: &str) -> Result<KeyspaceObserved, 
     observe_keyspace(&deps.topo, &deps.tablets, ks, &deps.timeouts)
         .await
         .map_err(|source| match source {
-            crate::vitess::topo::TopoError::Timeout { op, .. } if op == "observe keyspace" => {
-                KeyspaceError::ObserveTimeout {
-                    keyspace: ks.to_string(),
-                    timeout: deps.timeouts.observe,
-                }
-            }
+            crate::vitess::topo::TopoError::Timeout {
+                op: observe::OBSERVE_OP,
+                ..
+            } => KeyspaceError::ObserveTimeout {
+                keyspace: ks.to_string(),
+                timeout: deps.timeouts.observe,
+            },
             source => KeyspaceError::Observe {
                 keyspace: ks.to_string(),
                 source,

@@ -34,6 +34,9 @@ use crate::vitess::topo::path::rel;
 use crate::vitess::topo::routing_rules::rule_keyspace;
 use crate::vitess::topo::{TopoError, TopoServer, Version};
 
+/// The `op` of the Timeout an observation that overran its deadline fails with.
+pub const OBSERVE_OP: &str = "observe keyspace";
+
 /// Deadlines of one keyspace pass.
 #[derive(Clone, Debug)]
 pub struct KeyspaceTimeouts {
@@ -117,7 +120,7 @@ pub async fn observe_keyspace(
     {
         Ok(result) => result,
         Err(_) => Err(TopoError::Timeout {
-            op: "observe keyspace",
+            op: OBSERVE_OP,
             key: topo.key(&rel::keyspace_dir(keyspace)),
         }),
     }
