@@ -1,8 +1,9 @@
 //! vtmove: a Kubernetes operator that runs Vitess MoveTables workflows declaratively.
 //!
 //! The library holds everything the `vtmove` binary runs, so tests, benchmarks and the sandbox use
-//! the same code: CRD types ([`api`]), the Vitess wire layer ([`vitess`]), and the Kubernetes API
-//! access vtmove needs ([`rbac`]), from which the Helm chart's RBAC is checked.
+//! the same code: CRD types ([`api`]), the Vitess wire layer ([`vitess`]), the MoveTables engine
+//! ([`engine`]), the Kubernetes controllers ([`controller`]), and the Kubernetes API access vtmove
+//! needs ([`rbac`]), from which the Helm chart's RBAC is checked.
 
 pub mod api;
 pub mod controller;

@@ -179,6 +179,7 @@ async fn world() -> World {
             instance: Some("test".into()),
         },
         workflow_observer: counter.clone(),
+        keyspace_observer: Arc::new(vtmove::controller::workflow::NoObserver),
     };
     vtmove::controller::run::check_crds(&deps)
         .await

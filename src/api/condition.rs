@@ -172,6 +172,14 @@ pub mod reasons {
     pub const TABLETS_UNHEALTHY: &str = "TabletsUnhealthy";
     /// A shard in the spec is missing from the topology.
     pub const SHARD_MISSING: &str = "ShardMissing";
+    /// A shard's denied tables list tables that no workflow moves into or out of the keyspace.
+    pub const UNEXPLAINED_DENIED_TABLES: &str = "UnexplainedDeniedTables";
+    /// A routing rule names the keyspace but no workflow explains it.
+    pub const UNEXPLAINED_ROUTING_RULES: &str = "UnexplainedRoutingRules";
+    /// A shard exists in the topology but is not declared in the spec (reported, never deleted).
+    pub const SHARD_NOT_IN_SPEC: &str = "ShardNotInSpec";
+    /// No tablet is registered for the keyspace yet.
+    pub const NO_TABLETS: &str = "NoTablets";
 
     /// Every reason above, for checks and documentation.
     pub const ALL: &[&str] = &[
@@ -227,6 +235,10 @@ pub mod reasons {
         TABLETS_HEALTHY,
         TABLETS_UNHEALTHY,
         SHARD_MISSING,
+        UNEXPLAINED_DENIED_TABLES,
+        UNEXPLAINED_ROUTING_RULES,
+        SHARD_NOT_IN_SPEC,
+        NO_TABLETS,
     ];
 }
 

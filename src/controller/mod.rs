@@ -12,6 +12,8 @@
 //!
 //! [`Desired`]: crate::engine::Desired
 
+pub mod keyspace;
+pub mod kube_calls;
 pub mod run;
 pub mod status;
 pub mod triggers;

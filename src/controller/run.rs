@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::triggers::{TopoChange, watch_topology, workflow_triggers};
 use super::workflow::{self, WorkflowContext, WorkflowObserver};
+use super::keyspace::{self, KeyspaceContext, KeyspaceDeps, KeyspaceObserver, KeyspaceTimeouts};
 use super::{ApiError, ControllerSettings, with_deadline};
 use crate::api::{Keyspace, MoveTablesWorkflow};
 use crate::engine::Engine;
@@ -70,6 +71,8 @@ pub struct ControllerDeps {
     pub reporter: Reporter,
     /// Metrics hooks of the workflow controller.
     pub workflow_observer: Arc<dyn WorkflowObserver>,
+    /// Metrics hooks of the keyspace controller.
+    pub keyspace_observer: Arc<dyn KeyspaceObserver>,
 }
 
 impl ControllerDeps {
@@ -208,15 +211,32 @@ async fn controllers(
         deps.settings.clone(),
         deps.workflow_observer.clone(),
     ));
+    let keyspace_ctx = Arc::new(KeyspaceContext::new(
+        deps.client.clone(),
+        KeyspaceDeps {
+            topo: deps.topo().clone(),
+            tablets: deps.tablets().clone(),
+            timeouts: KeyspaceTimeouts {
+                rpc: deps.engine.config().rpc_timeout,
+                ..KeyspaceTimeouts::default()
+            },
+        },
+        recorder.clone(),
+        deps.settings.clone(),
+        deps.keyspace_observer.clone(),
+    ));
     let config = ControllerConfig::default().concurrency(deps.settings.concurrency);
     let mut runs: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> = Vec::new();
     let mut stores = Vec::new();
+    let mut stores_ks = Vec::new();
     for api in deps.scope.apis::<MoveTablesWorkflow>(&deps.client) {
         let controller = Controller::new(api, watcher::Config::default().any_semantic())
             .with_config(config.clone());
         let store = controller.store();
         stores.push(store.clone());
         let triggers = workflow_triggers(changes.subscribe(), store.clone());
+        // The keyspace controller explains denied tables with the workflows it can see.
+        keyspace_ctx.add_workflow_store(store.clone());
         let run = controller
             .reconcile_on(triggers)
             .graceful_shutdown_on(term.clone().cancelled_owned())
@@ -228,7 +248,23 @@ async fn controllers(
             .for_each(|_| futures::future::ready(()));
         runs.push(Box::pin(run));
     }
+    for api in deps.scope.apis::<Keyspace>(&deps.client) {
+        let controller = Controller::new(api, watcher::Config::default().any_semantic())
+            .with_config(config.clone());
+        let store = controller.store();
+        stores_ks.push(store.clone());
+        let triggers = keyspace::keyspace_triggers(changes.subscribe(), store);
+        let run = controller
+            .reconcile_on(triggers)
+            .graceful_shutdown_on(term.clone().cancelled_owned())
+            .run(keyspace::reconcile, keyspace::error_policy, keyspace_ctx.clone())
+            .for_each(|_| futures::future::ready(()));
+        runs.push(Box::pin(run));
+    }
     let readiness = async move {
+        for store in stores_ks {
+            let _ = store.wait_until_ready().await;
+        }
         for store in stores {
             let _ = store.wait_until_ready().await;
         }

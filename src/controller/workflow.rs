@@ -15,17 +15,15 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, Resource, ResourceExt};
-use serde_json::json;
 
 use super::status::{
     deletion_refused_status, identity, invalid_spec_status, status_changed, workflow_status,
 };
-use super::{ApiError, ControllerSettings, FIELD_MANAGER, FINALIZER, with_deadline};
+use super::{ApiError, ControllerSettings, FINALIZER, kube_calls};
 use crate::api::condition::{find_condition, reasons, types};
 use crate::api::movetables::WorkflowPhase;
 use crate::api::{MoveTablesWorkflow, MoveTablesWorkflowStatus};
@@ -425,26 +423,7 @@ async fn add_finalizer(
     ctx: &WorkflowContext,
     api: &Api<MoveTablesWorkflow>,
 ) -> Result<(), WorkflowError> {
-    let mut finalizers = workflow.finalizers().to_vec();
-    finalizers.push(FINALIZER.to_string());
-    // The resourceVersion makes the patch fail rather than overwrite a concurrent change.
-    let patch = json!({
-        "metadata": {
-            "finalizers": finalizers,
-            "resourceVersion": workflow.resource_version(),
-        }
-    });
-    with_deadline(
-        ctx.settings.api_timeout,
-        "adding the finalizer",
-        api.patch(
-            &workflow.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        ),
-    )
-    .await?;
-    Ok(())
+    Ok(kube_calls::add_finalizer(api, workflow, ctx.settings.api_timeout).await?)
 }
 
 async fn remove_finalizer(
@@ -452,35 +431,7 @@ async fn remove_finalizer(
     ctx: &WorkflowContext,
     api: &Api<MoveTablesWorkflow>,
 ) -> Result<(), WorkflowError> {
-    let finalizers: Vec<&String> = workflow
-        .finalizers()
-        .iter()
-        .filter(|f| *f != FINALIZER)
-        .collect();
-    let patch = json!({
-        "metadata": {
-            "finalizers": finalizers,
-            "resourceVersion": workflow.resource_version(),
-        }
-    });
-    let result = with_deadline(
-        ctx.settings.api_timeout,
-        "removing the finalizer",
-        api.patch(
-            &workflow.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        ),
-    )
-    .await;
-    match result {
-        // Already gone is success.
-        Err(ApiError::Kube {
-            source: kube::Error::Api(status),
-            ..
-        }) if status.code == 404 => Ok(()),
-        other => other.map(|_| ()).map_err(Into::into),
-    }
+    Ok(kube_calls::remove_finalizer(api, workflow, ctx.settings.api_timeout).await?)
 }
 
 async fn patch_status(
@@ -489,25 +440,9 @@ async fn patch_status(
     name: &str,
     status: &MoveTablesWorkflowStatus,
 ) -> Result<(), WorkflowError> {
-    let patch = json!({
-        "apiVersion": "vtmove.dev/v1alpha1",
-        "kind": "MoveTablesWorkflow",
-        "status": status,
-    });
-    with_deadline(
-        ctx.settings.api_timeout,
-        "patching the status",
-        api.patch_status(
-            name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        ),
-    )
-    .await?;
-    Ok(())
+    Ok(kube_calls::apply_status(api, name, status, ctx.settings.api_timeout).await?)
 }
 
-/// Publishes an Event; a failure is logged, never fatal (Events are best effort).
 async fn publish(
     ctx: &WorkflowContext,
     workflow: &MoveTablesWorkflow,
@@ -515,22 +450,5 @@ async fn publish(
     reason: &str,
     note: &str,
 ) {
-    let event = Event {
-        type_,
-        reason: reason.chars().take(128).collect(),
-        note: Some(note.chars().take(1000).collect()),
-        action: "Reconcile".to_string(),
-        secondary: None,
-    };
-    let reference = workflow.object_ref(&());
-    match tokio::time::timeout(
-        ctx.settings.api_timeout,
-        ctx.recorder.publish(&event, &reference),
-    )
-    .await
-    {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, reason, "Publishing an Event failed"),
-        Err(_) => tracing::warn!(reason, "Publishing an Event timed out"),
-    }
+    kube_calls::publish(&ctx.recorder, workflow, type_, reason, note, ctx.settings.api_timeout).await;
 }

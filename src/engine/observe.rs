@@ -33,7 +33,7 @@ use crate::vitess::tablet::{
     Method, Position, TabletAddr, TabletError, TabletHealth, TabletRpc, WorkflowStreams,
 };
 use crate::vitess::topo::path::rel;
-use crate::vitess::topo::{TopoError, TopoServer, Version, tablet_alias_string};
+use crate::vitess::topo::{ShardInfo, TopoError, TopoServer, Version, tablet_alias_string};
 
 /// Deadlines and scope of one observation.
 #[derive(Clone, Debug)]
@@ -325,7 +325,7 @@ pub async fn observe(
     Ok(observed)
 }
 
-async fn lock_dir_held(topo: &TopoServer, dir: &str) -> Result<bool, TopoError> {
+pub(crate) async fn lock_dir_held(topo: &TopoServer, dir: &str) -> Result<bool, TopoError> {
     let prefix = format!("{}/locks/", topo.key(dir));
     Ok(!topo.global_store().list(&prefix).await?.is_empty())
 }
@@ -357,69 +357,9 @@ async fn observe_keyspace(
     };
     let mut shards = Vec::new();
     for info in topo.list_shards(name).await? {
-        let mut aliases: BTreeSet<String> = BTreeSet::new();
-        let mut records = Vec::new();
-        for cell in cells {
-            let replication = topo.get_shard_replication(cell, name, &info.name).await?;
-            for node in replication.value.nodes {
-                let Some(alias) = node.tablet_alias else {
-                    continue;
-                };
-                let text = tablet_alias_string(&alias);
-                if !aliases.insert(text.clone()) {
-                    continue;
-                }
-                match topo.get_tablet(&alias).await {
-                    Ok(found) => records.push((text, alias, found.value, found.version)),
-                    // A ShardReplication entry outliving its tablet: not a tablet.
-                    Err(TopoError::NoNode { .. }) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        // The primary may be missing from ShardReplication (it is written separately).
-        if let Some(primary) = info.shard.primary_alias.clone() {
-            let text = tablet_alias_string(&primary);
-            if !aliases.contains(&text) {
-                match topo.get_tablet(&primary).await {
-                    Ok(found) => records.push((text, primary, found.value, found.version)),
-                    Err(TopoError::NoNode { .. }) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        records.sort_by(|a, b| a.0.cmp(&b.0));
-        let health = join_all(records.iter().map(|(_, _, tablet, _)| async {
-            if !contact_tablets {
-                return None;
-            }
-            let addr = TabletAddr::from_tablet(tablet).ok()?;
-            Some(
-                bounded(
-                    options.rpc_timeout,
-                    &addr,
-                    Method::FullStatus,
-                    tablets.health(&addr),
-                )
-                .await,
-            )
-        }))
-        .await;
-        let tablet_views: Vec<TabletView> = records
-            .into_iter()
-            .zip(health)
-            .map(
-                |((alias, tablet_alias, tablet, version), health)| TabletView {
-                    alias,
-                    tablet_alias,
-                    tablet_type: TabletType::try_from(tablet.r#type).unwrap_or(TabletType::Unknown),
-                    addr: TabletAddr::from_tablet(&tablet).ok(),
-                    record_version: version,
-                    db_name: db_name_of(&tablet),
-                    health,
-                },
-            )
-            .collect();
+        let tablet_views =
+            observe_shard_tablets(topo, tablets, name, &info, cells, contact_tablets, options)
+                .await?;
         let primary_alias = info.shard.primary_alias.as_ref().map(tablet_alias_string);
         let primary = match (&primary_alias, contact_tablets) {
             (Some(alias), true) => match tablet_views.iter().find(|t| &t.alias == alias) {
@@ -459,6 +399,85 @@ async fn observe_keyspace(
         shards,
         tablets_contacted: contact_tablets,
     })))
+}
+
+/// Every tablet of one shard: the Tablet records listed by each cell's `ShardReplication` (plus
+/// the primary, which may be missing from it), sorted by alias, with `FullStatus` under the RPC
+/// deadline when `contact_tablets` is set. Shared by the workflow engine and the Keyspace
+/// controller so both read a shard's tablets the same way.
+pub(crate) async fn observe_shard_tablets(
+    topo: &TopoServer,
+    tablets: &Arc<dyn TabletRpc>,
+    name: &str,
+    info: &ShardInfo,
+    cells: &[String],
+    contact_tablets: bool,
+    options: &ObserveOptions,
+) -> Result<Vec<TabletView>, TopoError> {
+    let mut aliases: BTreeSet<String> = BTreeSet::new();
+    let mut records = Vec::new();
+    for cell in cells {
+        let replication = topo.get_shard_replication(cell, name, &info.name).await?;
+        for node in replication.value.nodes {
+            let Some(alias) = node.tablet_alias else {
+                continue;
+            };
+            let text = tablet_alias_string(&alias);
+            if !aliases.insert(text.clone()) {
+                continue;
+            }
+            match topo.get_tablet(&alias).await {
+                Ok(found) => records.push((text, alias, found.value, found.version)),
+                // A ShardReplication entry outliving its tablet: not a tablet.
+                Err(TopoError::NoNode { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    // The primary may be missing from ShardReplication (it is written separately).
+    if let Some(primary) = info.shard.primary_alias.clone() {
+        let text = tablet_alias_string(&primary);
+        if !aliases.contains(&text) {
+            match topo.get_tablet(&primary).await {
+                Ok(found) => records.push((text, primary, found.value, found.version)),
+                Err(TopoError::NoNode { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    records.sort_by(|a, b| a.0.cmp(&b.0));
+    let health = join_all(records.iter().map(|(_, _, tablet, _)| async {
+        if !contact_tablets {
+            return None;
+        }
+        let addr = TabletAddr::from_tablet(tablet).ok()?;
+        Some(
+            bounded(
+                options.rpc_timeout,
+                &addr,
+                Method::FullStatus,
+                tablets.health(&addr),
+            )
+            .await,
+        )
+    }))
+    .await;
+    let views: Vec<TabletView> = records
+        .into_iter()
+        .zip(health)
+        .map(
+            |((alias, tablet_alias, tablet, version), health)| TabletView {
+                alias,
+                tablet_alias,
+                tablet_type: TabletType::try_from(tablet.r#type).unwrap_or(TabletType::Unknown),
+                addr: TabletAddr::from_tablet(&tablet).ok(),
+                record_version: version,
+                db_name: db_name_of(&tablet),
+                health,
+            },
+        )
+        .collect();
+    Ok(views)
 }
 
 #[allow(clippy::too_many_arguments)]

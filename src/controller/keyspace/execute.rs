@@ -1,0 +1,516 @@
+//! `execute`: carries out a [`KeyspacePlan`] against the topology and the tablets.
+//!
+//! * Creates are idempotent: NodeExists is success (another pass, or a person, was first).
+//! * Drift repairs run only under the keyspace lock (and the lock of every other keyspace a
+//!   repaired rule names), with the guard passed to the writing functions (I3). After the lock is
+//!   taken the keyspace is observed and planned again, and only the repairs both plans agree on
+//!   are made: a denied table or rule that a workflow started using in between is left alone.
+//!   Each shard whose denied tables changed gets its tablets refreshed (RefreshState).
+//! * A repaired routing rule is also removed from each cell's SrvVSchema copy, surgically, so it
+//!   stops steering vtgates without spreading any other (possibly cell-scoped) difference.
+//! * Deletion removes the shard records, the VSchema and the keyspace record under the lock, and
+//!   the keyspace's entry from each cell's SrvVSchema.
+
+use std::collections::BTreeSet;
+
+use super::KeyspaceDeps;
+use super::error::{KeyspaceError, lock_error};
+use super::explained::Explained;
+use super::observe::{CellSrvVSchema, observe_keyspace};
+use super::plan::{Deletion, KeyspacePlan, PlanOptions, Repair, plan};
+use crate::api::keyspace::KeyspaceSpec;
+use crate::engine::observe::bounded;
+use crate::vitess::proto::topodata::TabletType;
+use crate::vitess::proto::vschema::SrvVSchema;
+use crate::vitess::srv_vschema::{desired_srv_vschema, write_srv_vschema_if_stale};
+use crate::vitess::tablet::Method;
+use crate::vitess::topo::path::rel;
+use crate::vitess::topo::routing_rules::rule_keyspace;
+use crate::vitess::topo::{
+    Change, DeniedTablesOp, Expected, FencedWrite, KeyspaceLock, TopoError, TopoServer,
+};
+
+/// What one execution did, for Events and the report.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Executed {
+    /// The keyspace record was created.
+    pub keyspace_created: bool,
+    /// Shards created.
+    pub shards_created: Vec<String>,
+    /// Repairs made.
+    pub repaired: Vec<Repair>,
+    /// Repairs planned but dropped after the re-check under the lock (no longer drift).
+    pub dropped: Vec<Repair>,
+    /// Cells whose SrvVSchema was written.
+    pub cells_rebuilt: Vec<String>,
+    /// Tablets that did not acknowledge RefreshState (`alias: error`).
+    pub refresh_failures: Vec<String>,
+    /// The keyspace was deleted.
+    pub deleted: bool,
+    /// Topology writes made (creates, updates, deletes).
+    pub writes: u64,
+}
+
+const LOCK_ACTION: &str = "vtmove Keyspace controller";
+
+/// Executes `planned`. `spec`, `explained` and `options` are those the plan was made from; they
+/// are needed to re-plan under the lock.
+pub async fn execute(
+    deps: &KeyspaceDeps,
+    spec: &KeyspaceSpec,
+    explained: &Explained,
+    options: &PlanOptions,
+    planned: &KeyspacePlan,
+) -> Result<Executed, KeyspaceError> {
+    let ks = planned.keyspace.as_str();
+    let topo = deps.topo.as_ref();
+    let mut done = Executed::default();
+    if let Some(record) = &planned.create_keyspace {
+        match topo.create_keyspace(ks, record).await {
+            Ok(_) => {
+                done.keyspace_created = true;
+                done.writes += 1;
+            }
+            Err(TopoError::NodeExists { .. }) => {}
+            Err(source) => {
+                return Err(KeyspaceError::Create {
+                    keyspace: ks.to_string(),
+                    what: "the keyspace record".to_string(),
+                    source,
+                });
+            }
+        }
+    }
+    if !planned.create_shards.is_empty() {
+        let guard = topo
+            .lock_keyspace(ks, LOCK_ACTION)
+            .await
+            .map_err(|e| lock_error(ks, "creating shards", e))?;
+        let result = async {
+            for shard in &planned.create_shards {
+                match topo
+                    .create_shard(&guard, ks, &shard.name, &shard.record)
+                    .await
+                {
+                    Ok(_) => {
+                        done.shards_created.push(shard.name.clone());
+                        done.writes += 1;
+                    }
+                    Err(TopoError::NodeExists { .. }) => {}
+                    Err(source) => {
+                        return Err(KeyspaceError::Create {
+                            keyspace: ks.to_string(),
+                            what: format!("shard {}", shard.name),
+                            source,
+                        });
+                    }
+                }
+            }
+            Ok(())
+        }
+        .await;
+        unlock(guard).await;
+        result?;
+    }
+    if !planned.repairs.is_empty() {
+        repair(deps, spec, explained, options, planned, &mut done).await?;
+    }
+    if !planned.rebuild_cells.is_empty() {
+        rebuild(topo, ks, &planned.rebuild_cells, &mut done).await?;
+    }
+    if let Deletion::Delete { shards } = &planned.deletion {
+        delete(topo, ks, shards, &mut done).await?;
+    }
+    Ok(done)
+}
+
+async fn unlock(guard: KeyspaceLock) {
+    if let Err(e) = guard.unlock().await {
+        // The lease expires on its own within one TTL; nothing else to do.
+        tracing::warn!(error = %e, "Keyspace lock release failed");
+    }
+}
+
+async fn repair(
+    deps: &KeyspaceDeps,
+    spec: &KeyspaceSpec,
+    explained: &Explained,
+    options: &PlanOptions,
+    planned: &KeyspacePlan,
+    done: &mut Executed,
+) -> Result<(), KeyspaceError> {
+    let ks = planned.keyspace.as_str();
+    let topo = deps.topo.as_ref();
+    // Every keyspace a repaired rule names must be locked too; lock in name order so two
+    // vtmove passes cannot wait on each other in opposite orders.
+    let mut names: BTreeSet<String> = [ks.to_string()].into();
+    for r in &planned.repairs {
+        if let Repair::RoutingRule {
+            from_table,
+            to_tables,
+        } = r
+        {
+            names.extend(
+                std::iter::once(from_table)
+                    .chain(to_tables)
+                    .filter_map(|t| rule_keyspace(t))
+                    .map(str::to_string),
+            );
+        }
+    }
+    let mut guards: Vec<KeyspaceLock> = Vec::new();
+    for name in &names {
+        match topo.lock_keyspace(name, LOCK_ACTION).await {
+            Ok(g) => guards.push(g),
+            Err(e) => {
+                for g in guards {
+                    unlock(g).await;
+                }
+                return Err(lock_error(ks, &format!("locking keyspace {name}"), e));
+            }
+        }
+    }
+    let result = repair_locked(deps, spec, explained, options, planned, &guards, done).await;
+    for g in guards {
+        unlock(g).await;
+    }
+    result
+}
+
+async fn repair_locked(
+    deps: &KeyspaceDeps,
+    spec: &KeyspaceSpec,
+    explained: &Explained,
+    options: &PlanOptions,
+    planned: &KeyspacePlan,
+    guards: &[KeyspaceLock],
+    done: &mut Executed,
+) -> Result<(), KeyspaceError> {
+    let ks = planned.keyspace.as_str();
+    let topo = deps.topo.as_ref();
+    let own = guards
+        .iter()
+        .find(|g| g.keyspace() == ks)
+        .ok_or_else(|| KeyspaceError::Repair {
+            keyspace: ks.to_string(),
+            subject: "lock".to_string(),
+            source: TopoError::NotLocked {
+                resource: format!("keyspace {ks}"),
+                reason: "the keyspace's own lock is missing from the repair".to_string(),
+            },
+        })?;
+    // Re-check under the lock: the finding must still hold now that nobody else can change the
+    // keyspace's denied tables or rules.
+    let fresh = observe_keyspace(topo, &deps.tablets, ks, &deps.timeouts)
+        .await
+        .map_err(|source| KeyspaceError::Observe {
+            keyspace: ks.to_string(),
+            source,
+        })?;
+    let again = plan(spec, &fresh, explained, options);
+    let (confirmed, dropped) = agree(&planned.repairs, &again.repairs);
+    done.dropped = dropped;
+    let all: Vec<&KeyspaceLock> = guards.iter().collect();
+    let mut removed_rules = Vec::new();
+    for r in &confirmed {
+        match r {
+            Repair::DeniedTables {
+                shard,
+                tablet_type,
+                tables,
+            } => {
+                let tablet_type = TabletType::try_from(*tablet_type).unwrap_or(TabletType::Unknown);
+                topo.update_denied_tables(
+                    own,
+                    ks,
+                    shard,
+                    tablet_type,
+                    &[],
+                    tables,
+                    DeniedTablesOp::Remove,
+                )
+                .await
+                .map_err(|source| KeyspaceError::Repair {
+                    keyspace: ks.to_string(),
+                    subject: r.subject(ks),
+                    source,
+                })?;
+                done.writes += 1;
+                done.repaired.push(r.clone());
+                // Tablets keep enforcing the old list until they re-read their Shard record.
+                if let Some(observed) = fresh.shards.iter().find(|s| &s.name == shard) {
+                    for tablet in &observed.tablets {
+                        let Some(addr) = &tablet.addr else { continue };
+                        let call = deps.tablets.refresh_state(addr, Some(deps.timeouts.rpc));
+                        if let Err(e) =
+                            bounded(deps.timeouts.rpc, addr, Method::RefreshState, call).await
+                        {
+                            done.refresh_failures.push(format!("{}: {e}", tablet.alias));
+                        }
+                    }
+                }
+            }
+            Repair::RoutingRule {
+                from_table,
+                to_tables,
+            } => {
+                topo.update_routing_rules(&all, |rules| {
+                    let before = rules.rules.len();
+                    rules
+                        .rules
+                        .retain(|x| !(&x.from_table == from_table && &x.to_tables == to_tables));
+                    Ok(rules.rules.len() != before)
+                })
+                .await
+                .map_err(|source| KeyspaceError::Repair {
+                    keyspace: ks.to_string(),
+                    subject: r.subject(ks),
+                    source,
+                })?;
+                done.writes += 1;
+                done.repaired.push(r.clone());
+                removed_rules.push((from_table.clone(), to_tables.clone()));
+            }
+        }
+    }
+    if !removed_rules.is_empty() {
+        for cell in fresh.cells.keys() {
+            let wrote = edit_cell(topo, cell, |srv| {
+                let mut changed = false;
+                for rr in srv.routing_rules.iter_mut() {
+                    let before = rr.rules.len();
+                    rr.rules.retain(|x| {
+                        !removed_rules
+                            .iter()
+                            .any(|(f, t)| &x.from_table == f && &x.to_tables == t)
+                    });
+                    changed |= rr.rules.len() != before;
+                }
+                changed
+            })
+            .await
+            .map_err(|source| KeyspaceError::Rebuild {
+                keyspace: ks.to_string(),
+                source,
+            })?;
+            if wrote {
+                done.writes += 1;
+                done.cells_rebuilt.push(cell.clone());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The repairs both plans contain (denied tables intersected per shard and type), and the ones
+/// the second plan no longer wants.
+fn agree(first: &[Repair], second: &[Repair]) -> (Vec<Repair>, Vec<Repair>) {
+    let mut confirmed = Vec::new();
+    let mut dropped = Vec::new();
+    for r in first {
+        match r {
+            Repair::DeniedTables {
+                shard,
+                tablet_type,
+                tables,
+            } => {
+                let still: BTreeSet<&String> = second
+                    .iter()
+                    .filter_map(|s| match s {
+                        Repair::DeniedTables {
+                            shard: s2,
+                            tablet_type: t2,
+                            tables: tables2,
+                        } if s2 == shard && t2 == tablet_type => Some(tables2.iter()),
+                        _ => None,
+                    })
+                    .flatten()
+                    .collect();
+                let (keep, drop): (Vec<String>, Vec<String>) =
+                    tables.iter().cloned().partition(|t| still.contains(t));
+                if !keep.is_empty() {
+                    confirmed.push(Repair::DeniedTables {
+                        shard: shard.clone(),
+                        tablet_type: *tablet_type,
+                        tables: keep,
+                    });
+                }
+                if !drop.is_empty() {
+                    dropped.push(Repair::DeniedTables {
+                        shard: shard.clone(),
+                        tablet_type: *tablet_type,
+                        tables: drop,
+                    });
+                }
+            }
+            Repair::RoutingRule { .. } => {
+                if second.contains(r) {
+                    confirmed.push(r.clone());
+                } else {
+                    dropped.push(r.clone());
+                }
+            }
+        }
+    }
+    (confirmed, dropped)
+}
+
+/// Read-modify-write of one cell's SrvVSchema with `change`; a missing one is left missing.
+/// Returns whether it wrote.
+async fn edit_cell(
+    topo: &TopoServer,
+    cell: &str,
+    mut change: impl FnMut(&mut SrvVSchema) -> bool,
+) -> Result<bool, TopoError> {
+    for _ in 0..10 {
+        let found = match topo.get_srv_vschema(cell).await {
+            Ok(found) => found,
+            Err(TopoError::NoNode { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let mut value = found.value;
+        if !change(&mut value) {
+            return Ok(false);
+        }
+        match topo
+            .update_srv_vschema(cell, &value, Some(found.version))
+            .await
+        {
+            Ok(_) => return Ok(true),
+            Err(TopoError::BadVersion { .. }) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(TopoError::BadVersion {
+        key: format!("SrvVSchema of cell {cell} (still changing)"),
+    })
+}
+
+/// Rebuilds the planned cells, re-checking each against a fresh rollup: a cell whose routing
+/// rules now differ is skipped (see the plan's module docs).
+async fn rebuild(
+    topo: &TopoServer,
+    ks: &str,
+    cells: &[String],
+    done: &mut Executed,
+) -> Result<(), KeyspaceError> {
+    let err = |source| KeyspaceError::Rebuild {
+        keyspace: ks.to_string(),
+        source,
+    };
+    let desired = desired_srv_vschema(topo).await.map_err(err)?;
+    for cell in cells {
+        let state = match topo.get_srv_vschema(cell).await {
+            Ok(found) => super::observe::compare_cell(&found.value, &desired),
+            Err(TopoError::NoNode { .. }) => CellSrvVSchema::Missing,
+            Err(e) => return Err(err(e)),
+        };
+        if matches!(state, CellSrvVSchema::Stale { rules_differ: true }) {
+            continue;
+        }
+        if write_srv_vschema_if_stale(topo, cell, &desired)
+            .await
+            .map_err(err)?
+        {
+            done.writes += 1;
+            done.cells_rebuilt.push(cell.clone());
+        }
+    }
+    Ok(())
+}
+
+/// Deletes a fenced key under `guard`; NoNode is success.
+async fn delete_fenced(
+    topo: &TopoServer,
+    guard: &KeyspaceLock,
+    key: &str,
+) -> Result<bool, TopoError> {
+    guard.check().await?;
+    match topo
+        .global_store()
+        .write_fenced(FencedWrite {
+            key,
+            change: Change::Delete,
+            expected: Expected::Any,
+            fences: &[guard.key()],
+        })
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(TopoError::NoNode { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+async fn delete(
+    topo: &TopoServer,
+    ks: &str,
+    shards: &[String],
+    done: &mut Executed,
+) -> Result<(), KeyspaceError> {
+    let guard = topo.lock_keyspace(ks, LOCK_ACTION).await.map_err(|e| {
+        match lock_error(ks, "deleting", e) {
+            KeyspaceError::Repair { source, .. } => KeyspaceError::Delete {
+                keyspace: ks.to_string(),
+                what: "taking the lock".to_string(),
+                source,
+            },
+            other => other,
+        }
+    })?;
+    let result = async {
+        let fail = |what: String| {
+            move |source| KeyspaceError::Delete {
+                keyspace: ks.to_string(),
+                what,
+                source,
+            }
+        };
+        for shard in shards {
+            let key = topo.key(&rel::shard(ks, shard));
+            if delete_fenced(topo, &guard, &key)
+                .await
+                .map_err(fail(format!("shard {shard}")))?
+            {
+                done.writes += 1;
+            }
+        }
+        for (what, key) in [
+            ("VSchema", topo.key(&rel::vschema(ks))),
+            ("keyspace record", topo.key(&rel::keyspace(ks))),
+        ] {
+            if delete_fenced(topo, &guard, &key)
+                .await
+                .map_err(fail(what.to_string()))?
+            {
+                done.writes += 1;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    unlock(guard).await;
+    result?;
+    done.deleted = true;
+    let cells = topo
+        .list_cells()
+        .await
+        .map_err(|source| KeyspaceError::Delete {
+            keyspace: ks.to_string(),
+            what: "listing cells".to_string(),
+            source,
+        })?;
+    for cell in cells {
+        let wrote = edit_cell(topo, &cell, |srv| srv.keyspaces.remove(ks).is_some())
+            .await
+            .map_err(|source| KeyspaceError::Rebuild {
+                keyspace: ks.to_string(),
+                source,
+            })?;
+        if wrote {
+            done.writes += 1;
+            done.cells_rebuilt.push(cell);
+        }
+    }
+    Ok(())
+}
