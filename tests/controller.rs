@@ -671,3 +671,148 @@ async fn deletion_cancels_or_refuses() {
     }
     w.no_lost_writes("customer").await;
 }
+
+fn keyspace_resource(name: &str, shards: &[&str], drift: &str) -> vtmove::api::Keyspace {
+    serde_json::from_value(json!({
+        "apiVersion": "vtmove.dev/v1alpha1",
+        "kind": "Keyspace",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"shards": shards, "driftPolicy": drift},
+    }))
+    .expect("keyspace decodes")
+}
+
+/// Writes a denied table into commerce's Shard record under the keyspace lock, as a person with
+/// `vtctldclient SetShardTabletControl` would, and returns when the write landed.
+async fn deny_by_hand(topo: &TopoServer, table: &str) -> Instant {
+    let guard = topo
+        .lock_keyspace("commerce", "by hand")
+        .await
+        .expect("lock");
+    topo.update_denied_tables(
+        &guard,
+        "commerce",
+        "0",
+        TabletType::Primary,
+        &[],
+        &[table.to_string()],
+        vtmove::vitess::topo::DeniedTablesOp::Add,
+    )
+    .await
+    .expect("denied by hand");
+    let written = Instant::now();
+    guard.unlock().await.expect("unlock");
+    written
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn outside_drift_is_detected_within_a_second_then_repaired() {
+    let w = world().await;
+    let keyspaces: Api<vtmove::api::Keyspace> = Api::namespaced(w.kube.client(), NS);
+    keyspaces
+        .create(
+            &PostParams::default(),
+            &keyspace_resource("commerce", &["0"], "Report"),
+        )
+        .await
+        .expect("keyspace created");
+    let consistent = |ks: &vtmove::api::Keyspace| {
+        ks.status
+            .as_ref()
+            .and_then(|s| find_condition(&s.conditions, types::TOPOLOGY_CONSISTENT))
+            .map(|c| (c.status.clone(), c.reason.clone()))
+    };
+    let deadline = Instant::now() + STEP;
+    loop {
+        let ks = keyspaces.get("commerce").await.expect("readable");
+        let ready = ks
+            .status
+            .as_ref()
+            .and_then(|s| find_condition(&s.conditions, types::READY))
+            .is_some_and(|c| c.status == "True");
+        if ready && consistent(&ks).is_some_and(|(s, _)| s == "True") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "adopted keyspace not ready: {:?}",
+            ks.status
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Adoption changed nothing in Vitess.
+    assert!(w.store.violations().is_empty());
+
+    let written = deny_by_hand(w.fleet.topo(), "stray").await;
+    let detected = loop {
+        let ks = keyspaces.get("commerce").await.expect("readable");
+        if consistent(&ks).is_some_and(|(s, r)| s == "False" && r == "UnexplainedDeniedTables") {
+            break written.elapsed();
+        }
+        assert!(
+            written.elapsed() < Duration::from_secs(10),
+            "drift not reported: {:?}",
+            ks.status
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    eprintln!("drift reported {detected:?} after the write");
+    assert!(
+        detected < Duration::from_secs(1),
+        "drift reported after {detected:?}"
+    );
+    // Report only: the entry stays.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let shard = w
+        .fleet
+        .topo()
+        .get_shard("commerce", "0")
+        .await
+        .expect("shard")
+        .value;
+    assert_eq!(
+        vtmove::vitess::topo::denied_tables(&shard, TabletType::Primary),
+        vec!["stray".to_string()]
+    );
+
+    keyspaces
+        .patch(
+            "commerce",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"driftPolicy": "Repair"}})),
+        )
+        .await
+        .expect("policy patched");
+    let deadline = Instant::now() + STEP;
+    loop {
+        let shard = w
+            .fleet
+            .topo()
+            .get_shard("commerce", "0")
+            .await
+            .expect("shard")
+            .value;
+        if vtmove::vitess::topo::denied_tables(&shard, TabletType::Primary).is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "drift not repaired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        w.store.violations().is_empty(),
+        "I3: {:?}",
+        w.store.violations()
+    );
+    let events: Api<KubeEvent> = Api::namespaced(w.kube.client(), NS);
+    let reasons: Vec<String> = events
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("Keyspace"))
+        .filter_map(|e| e.reason)
+        .collect();
+    assert!(reasons.iter().any(|r| r == "DriftDetected"), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r == "DriftRepaired"), "{reasons:?}");
+}

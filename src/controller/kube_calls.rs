@@ -68,7 +68,11 @@ where
     with_deadline(
         deadline,
         what,
-        api.patch(&object.name_any(), &PatchParams::default(), &Patch::Merge(&patch)),
+        api.patch(
+            &object.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        ),
     )
     .await
     .map(|_| ())

@@ -13,9 +13,9 @@ use kube::{Api, Client};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::keyspace::{self, KeyspaceContext, KeyspaceDeps, KeyspaceObserver, KeyspaceTimeouts};
 use super::triggers::{TopoChange, watch_topology, workflow_triggers};
 use super::workflow::{self, WorkflowContext, WorkflowObserver};
-use super::keyspace::{self, KeyspaceContext, KeyspaceDeps, KeyspaceObserver, KeyspaceTimeouts};
 use super::{ApiError, ControllerSettings, with_deadline};
 use crate::api::{Keyspace, MoveTablesWorkflow};
 use crate::engine::Engine;
@@ -257,7 +257,11 @@ async fn controllers(
         let run = controller
             .reconcile_on(triggers)
             .graceful_shutdown_on(term.clone().cancelled_owned())
-            .run(keyspace::reconcile, keyspace::error_policy, keyspace_ctx.clone())
+            .run(
+                keyspace::reconcile,
+                keyspace::error_policy,
+                keyspace_ctx.clone(),
+            )
             .for_each(|_| futures::future::ready(()));
         runs.push(Box::pin(run));
     }

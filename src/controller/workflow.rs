@@ -450,5 +450,13 @@ async fn publish(
     reason: &str,
     note: &str,
 ) {
-    kube_calls::publish(&ctx.recorder, workflow, type_, reason, note, ctx.settings.api_timeout).await;
+    kube_calls::publish(
+        &ctx.recorder,
+        workflow,
+        type_,
+        reason,
+        note,
+        ctx.settings.api_timeout,
+    )
+    .await;
 }

@@ -35,11 +35,11 @@ pub use explained::{Explained, WorkflowOrigin, WorkflowRef};
 pub use observe::{
     CellSrvVSchema, KeyspaceObserved, KeyspaceTimeouts, ObservedShard, observe_keyspace,
 };
+pub use plan::{Deletion, KeyspacePlan, PlanOptions, Repair, ShardToCreate, plan};
 pub use reconcile::{
     KeyspaceContext, KeyspaceObserver, KeyspaceReconcileError, error_policy, keyspace_triggers,
     reconcile,
 };
-pub use plan::{Deletion, KeyspacePlan, PlanOptions, Repair, ShardToCreate, plan};
 
 /// What a keyspace pass needs from the outside world.
 #[derive(Clone)]

@@ -176,7 +176,14 @@ async fn reconcile_inner(
         );
         status.ensure_conditions(generation, &now);
         if status_changed(previous, &status) {
-            publish(ctx, keyspace, KubeEventType::Warning, reasons::INVALID_SPEC, &message).await;
+            publish(
+                ctx,
+                keyspace,
+                KubeEventType::Warning,
+                reasons::INVALID_SPEC,
+                &message,
+            )
+            .await;
             kube_calls::apply_status(&api, &name, &status, deadline).await?;
         }
         if deleting && has_finalizer {
@@ -215,7 +222,14 @@ async fn reconcile_inner(
                     kube_calls::apply_status(&api, &name, &status, deadline).await?;
                 }
                 if !e.is_lock_busy() {
-                    publish(ctx, keyspace, KubeEventType::Warning, e.kind(), &e.to_string()).await;
+                    publish(
+                        ctx,
+                        keyspace,
+                        KubeEventType::Warning,
+                        e.kind(),
+                        &e.to_string(),
+                    )
+                    .await;
                 }
                 return Err(e.into());
             }
@@ -239,7 +253,9 @@ async fn reconcile_inner(
     if status_changed(previous, &report.status) {
         kube_calls::apply_status(&api, &name, &report.status, deadline).await?;
     }
-    Ok(Action::requeue(report.requeue_after.min(ctx.settings.resync_period)))
+    Ok(Action::requeue(
+        report.requeue_after.min(ctx.settings.resync_period),
+    ))
 }
 
 /// Whether `new` differs from `old` in anything but condition timestamps.
@@ -264,8 +280,15 @@ async fn publish(
     reason: &str,
     note: &str,
 ) {
-    kube_calls::publish(&ctx.recorder, keyspace, type_, reason, note, ctx.settings.api_timeout)
-        .await;
+    kube_calls::publish(
+        &ctx.recorder,
+        keyspace,
+        type_,
+        reason,
+        note,
+        ctx.settings.api_timeout,
+    )
+    .await;
 }
 
 /// Whether a topology change concerns keyspace `ks`: its own records (global or cell), the
@@ -316,13 +339,33 @@ mod tests {
     fn own_records_routing_rules_and_srv_vschema_concern_a_keyspace() {
         let g = TopoScope::Global;
         let c = TopoScope::Cell("zone1".into());
-        assert!(concerns_keyspace("customer", &g, "keyspaces/customer/shards/-80/Shard"));
-        assert!(concerns_keyspace("customer", &g, "keyspaces/customer/Keyspace"));
+        assert!(concerns_keyspace(
+            "customer",
+            &g,
+            "keyspaces/customer/shards/-80/Shard"
+        ));
+        assert!(concerns_keyspace(
+            "customer",
+            &g,
+            "keyspaces/customer/Keyspace"
+        ));
         assert!(concerns_keyspace("customer", &g, "RoutingRules"));
         assert!(concerns_keyspace("customer", &c, "SrvVSchema"));
-        assert!(concerns_keyspace("customer", &c, "keyspaces/customer/SrvKeyspace"));
-        assert!(!concerns_keyspace("customer", &g, "keyspaces/customer2/Keyspace"));
-        assert!(!concerns_keyspace("customer", &g, "keyspaces/commerce/shards/0/Shard"));
+        assert!(concerns_keyspace(
+            "customer",
+            &c,
+            "keyspaces/customer/SrvKeyspace"
+        ));
+        assert!(!concerns_keyspace(
+            "customer",
+            &g,
+            "keyspaces/customer2/Keyspace"
+        ));
+        assert!(!concerns_keyspace(
+            "customer",
+            &g,
+            "keyspaces/commerce/shards/0/Shard"
+        ));
         assert!(!concerns_keyspace("customer", &c, "RoutingRules"));
     }
 
