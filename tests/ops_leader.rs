@@ -3,7 +3,8 @@
 //! release it) decide who leads.
 //!
 //! - Two candidates for one Lease: exactly one leads, and never both at any sampled moment.
-//! - The leader releases: the other takes over within seconds, and the Lease names it.
+//! - The leader releases: the other takes over within seconds, the Lease names it, and each
+//!   instance's `vtmove_leader` gauge follows.
 //! - The leader is cut off from the API server (its connections dropped, as in a network
 //!   partition or a frozen process): it stops leading on its own before the Lease expires, and
 //!   the other takes over after expiry; again never both at once.
@@ -16,7 +17,7 @@ use kube::Api;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep};
-use vtmove::ops::{LeaderElection, LeaderHandle, LeaderOptions};
+use vtmove::ops::{LeaderElection, LeaderHandle, LeaderOptions, Metrics};
 
 const NAMESPACE: &str = "default";
 
@@ -57,6 +58,19 @@ async fn wait_exclusive(
     }
 }
 
+/// Waits up to 2 s for the `vtmove_leader` gauge line `line`.
+async fn wait_for_gauge(metrics: &Metrics, line: &str) {
+    let start = Instant::now();
+    while !metrics.encode().lines().any(|l| l == line) {
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "no {line:?} in\n{}",
+            metrics.encode()
+        );
+        sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn holder(sim: &kube_sim::Handle, name: &str) -> Option<String> {
     let api: Api<Lease> = Api::namespaced(sim.client(), NAMESPACE);
     api.get(name)
@@ -76,9 +90,13 @@ async fn one_of_two_leads_and_the_other_takes_over_after_release() {
         .await
         .expect("b starts");
 
-    wait_exclusive(&a, &b, Duration::from_secs(10), "someone leads", |la, lb| {
-        la || lb
-    })
+    wait_exclusive(
+        &a,
+        &b,
+        Duration::from_secs(10),
+        "someone leads",
+        |la, lb| la || lb,
+    )
     .await;
     // Several renewal periods with one leader throughout.
     let first_is_a = a.is_leader();
@@ -96,6 +114,14 @@ async fn one_of_two_leads_and_the_other_takes_over_after_release() {
     );
     let mut changes = follower.subscribe();
     assert!(!*changes.borrow_and_update());
+    let leader_metrics = Metrics::new();
+    let follower_metrics = Metrics::new();
+    let _reporters = (
+        leader.report_to(leader_metrics.clone()),
+        follower.report_to(follower_metrics.clone()),
+    );
+    wait_for_gauge(&leader_metrics, "vtmove_leader 1").await;
+    wait_for_gauge(&follower_metrics, "vtmove_leader 0").await;
 
     leader.release().await.expect("release");
     assert!(!leader.is_leader(), "released leadership ends at once");
@@ -112,6 +138,8 @@ async fn one_of_two_leads_and_the_other_takes_over_after_release() {
         holder(&sim, "vtmove").await.as_deref(),
         Some(follower.identity())
     );
+    wait_for_gauge(&leader_metrics, "vtmove_leader 0").await;
+    wait_for_gauge(&follower_metrics, "vtmove_leader 1").await;
     follower.release().await.expect("release");
     assert_eq!(holder(&sim, "vtmove").await, None, "released Lease is free");
 }

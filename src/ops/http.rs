@@ -21,7 +21,8 @@ use tokio::task::JoinHandle;
 use super::metrics::Metrics;
 
 /// The content type of the OpenMetrics text format, which [`Metrics::encode`] produces.
-pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -174,9 +175,7 @@ mod tests {
 
     /// One HTTP/1.1 request over a fresh connection, read to the end.
     async fn request(addr: SocketAddr, path: &str) -> Reply {
-        let mut stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .expect("connect");
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
         stream.write_all(req.as_bytes()).await.expect("send");
         let mut raw = Vec::new();
@@ -231,8 +230,9 @@ mod tests {
         let r = request(addr, "/metrics").await;
         assert_eq!(r.status, 200);
         assert!(
-            r.headers
-                .contains("content-type: application/openmetrics-text; version=1.0.0; charset=utf-8"),
+            r.headers.contains(
+                "content-type: application/openmetrics-text; version=1.0.0; charset=utf-8"
+            ),
             "{}",
             r.headers
         );
@@ -256,9 +256,14 @@ mod tests {
             .await
             .expect("bind");
         let addr = taken.local_addr().expect("addr");
-        let err = serve(addr, Metrics::new(), Readiness::new(), std::future::pending())
-            .await
-            .expect_err("port in use");
+        let err = serve(
+            addr,
+            Metrics::new(),
+            Readiness::new(),
+            std::future::pending(),
+        )
+        .await
+        .expect_err("port in use");
         assert!(matches!(err, ServeError::Bind { .. }), "{err:?}");
         let msg = err.to_string();
         assert!(msg.contains(&addr.to_string()), "{msg}");

@@ -187,7 +187,8 @@ impl LeaderHandle {
         }
     }
 
-    /// Whether this instance leads at this moment. One clock read and one atomic load; check it before every mutation.
+    /// Whether this instance leads at this moment: one clock read and one atomic load, cheap
+    /// enough to check before every mutation.
     pub fn is_leader(&self) -> bool {
         self.shared.is_leader()
     }
@@ -429,5 +430,112 @@ impl Campaign {
         } else {
             tracing::warn!(lease = %self.lease_name, identity = %self.identity, "Stopped being the leader");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::coordination::v1::LeaseSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+    #[test]
+    fn options_must_leave_room_for_the_grace_period() {
+        let ok = LeaderOptions::default();
+        assert_eq!(ok.seconds().expect("valid"), (15, 5));
+        for (duration, grace) in [(5, 5), (5, 0), (1, 2)] {
+            let bad = LeaderOptions {
+                duration: Duration::from_secs(duration),
+                grace: Duration::from_secs(grace),
+            };
+            assert!(
+                matches!(bad.seconds(), Err(LeaderError::InvalidOptions(_))),
+                "{duration}/{grace}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn always_leads_and_reports_it() {
+        let handle = LeaderHandle::always();
+        assert!(handle.is_leader());
+        assert!(*handle.subscribe().borrow());
+        handle.wait_until_leader().await;
+        handle.release().await.expect("nothing to release");
+        assert!(handle.is_leader(), "always stays the leader");
+
+        let metrics = Metrics::new();
+        let task = handle.report_to(metrics.clone());
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !metrics.encode().contains("vtmove_leader 1") {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("gauge set");
+        task.abort();
+    }
+
+    fn lease(holder: &str, renewed_secs_ago: i64, duration: i32) -> Lease {
+        let renewed = Timestamp::now() - SignedDuration::from_secs(renewed_secs_ago);
+        Lease {
+            spec: Some(LeaseSpec {
+                holder_identity: Some(holder.to_string()),
+                renew_time: Some(MicroTime(renewed)),
+                lease_duration_seconds: Some(duration),
+                ..LeaseSpec::default()
+            }),
+            ..Lease::default()
+        }
+    }
+
+    fn campaign() -> Campaign {
+        let config = kube::Config::new("http://127.0.0.1:1".parse().expect("url"));
+        let client = kube::Client::try_from(config).expect("client");
+        Campaign {
+            api: Api::namespaced(client, "default"),
+            namespace: "default".into(),
+            lease_name: "vtmove".into(),
+            identity: "me".into(),
+            options: LeaderOptions {
+                duration: Duration::from_secs(10),
+                grace: Duration::from_secs(4),
+            },
+            shared: Arc::new(Shared::new(0)),
+            logged: AtomicBool::new(false),
+        }
+    }
+
+    #[tokio::test]
+    async fn leadership_lasts_until_expiry_minus_half_the_grace() {
+        let c = campaign();
+        // Renewed 1 s ago for 10 s: 9 s left, 2 s of margin.
+        let left = c.held_until(&lease("me", 1, 10)).expect("held");
+        assert!(
+            left <= Duration::from_secs(7) && left > Duration::from_millis(6500),
+            "{left:?}"
+        );
+        assert_eq!(
+            c.held_until(&lease("other", 1, 10)),
+            None,
+            "someone else holds it"
+        );
+        assert_eq!(c.held_until(&lease("me", 9, 10)), None, "within the margin");
+        assert_eq!(c.held_until(&lease("me", 30, 10)), None, "expired");
+        assert_eq!(c.held_until(&Lease::default()), None, "empty spec");
+    }
+
+    #[test]
+    fn a_deadline_in_the_past_is_not_leadership() {
+        let shared = Shared::new(0);
+        assert!(!shared.is_leader());
+        let mut rx = shared.sender.subscribe();
+        shared.set_deadline(shared.now_ms() + 60_000);
+        assert!(shared.is_leader());
+        assert!(*rx.borrow_and_update());
+        shared.set_deadline(shared.now_ms());
+        assert!(!shared.is_leader(), "the deadline is exclusive");
+        assert!(!*rx.borrow_and_update());
     }
 }

@@ -70,7 +70,11 @@ fn parse_filter(text: &str) -> Result<EnvFilter, LoggingError> {
 
 /// A subscriber writing `format` lines to `writer`, filtered by `filter`. Split from [`init`] so
 /// tests can capture the output without installing anything globally.
-fn subscriber<W>(format: LogFormat, filter: EnvFilter, writer: W) -> Box<dyn Subscriber + Send + Sync>
+fn subscriber<W>(
+    format: LogFormat,
+    filter: EnvFilter,
+    writer: W,
+) -> Box<dyn Subscriber + Send + Sync>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
@@ -268,7 +272,11 @@ mod tests {
         assert_eq!(second["shard"], "-80");
         assert_eq!(second["elapsed_ms"], 12);
         assert_eq!(second["span"], "step");
-        assert!(second["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
+        assert!(
+            second["timestamp"]
+                .as_str()
+                .is_some_and(|t| t.ends_with('Z'))
+        );
     }
 
     #[test]
@@ -282,7 +290,10 @@ mod tests {
         });
         let text = out.text();
         assert!(text.contains("Observed workflow"), "{text}");
-        assert!(text.contains("workflow=\"w1\"") || text.contains("workflow=w1"), "{text}");
+        assert!(
+            text.contains("workflow=\"w1\"") || text.contains("workflow=w1"),
+            "{text}"
+        );
         assert!(!text.trim_start().starts_with('{'), "{text}");
     }
 

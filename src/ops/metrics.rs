@@ -410,9 +410,7 @@ impl Metrics {
     pub fn set_workflow_phase(&self, workflow: &str, phase: Option<&str>) {
         let mut tracked = self.tracked();
         let old = match phase {
-            Some(p) => tracked
-                .phases
-                .insert(workflow.to_string(), p.to_string()),
+            Some(p) => tracked.phases.insert(workflow.to_string(), p.to_string()),
             None => tracked.phases.remove(workflow),
         };
         if old.as_deref() == phase {
@@ -443,7 +441,12 @@ impl Metrics {
     }
 
     /// One topology store operation finished.
-    pub fn record_etcd_operation(&self, op: &'static str, outcome: &'static str, elapsed: Duration) {
+    pub fn record_etcd_operation(
+        &self,
+        op: &'static str,
+        outcome: &'static str,
+        elapsed: Duration,
+    ) {
         let f = self.f();
         f.etcd_operations
             .get_or_create(&OpOutcome { op, outcome })
@@ -571,7 +574,12 @@ impl MeteredStore {
         MeteredStore { inner, metrics }
     }
 
-    async fn timed<T, F>(&self, op: &'static str, classify: fn(&TopoResult<T>) -> &'static str, call: F) -> TopoResult<T>
+    async fn timed<T, F>(
+        &self,
+        op: &'static str,
+        classify: fn(&TopoResult<T>) -> &'static str,
+        call: F,
+    ) -> TopoResult<T>
     where
         F: std::future::Future<Output = TopoResult<T>>,
     {
@@ -600,8 +608,12 @@ impl TopoStore for MeteredStore {
         value: &[u8],
         version: Option<Version>,
     ) -> TopoResult<Version> {
-        self.timed("update", topo_outcome, self.inner.update(key, value, version))
-            .await
+        self.timed(
+            "update",
+            topo_outcome,
+            self.inner.update(key, value, version),
+        )
+        .await
     }
 
     async fn delete(&self, key: &str, version: Option<Version>) -> TopoResult<()> {
@@ -615,7 +627,8 @@ impl TopoStore for MeteredStore {
     }
 
     async fn list(&self, prefix: &str) -> TopoResult<Vec<KeyValue>> {
-        self.timed("list", topo_outcome, self.inner.list(prefix)).await
+        self.timed("list", topo_outcome, self.inner.list(prefix))
+            .await
     }
 
     async fn list_dir(&self, dir: &str) -> TopoResult<Vec<DirEntry>> {
@@ -624,8 +637,12 @@ impl TopoStore for MeteredStore {
     }
 
     async fn watch_prefix(&self, prefix: &str, start: Option<Version>) -> TopoResult<WatchStream> {
-        self.timed("watch", topo_outcome, self.inner.watch_prefix(prefix, start))
-            .await
+        self.timed(
+            "watch",
+            topo_outcome,
+            self.inner.watch_prefix(prefix, start),
+        )
+        .await
     }
 
     async fn grant_lease(&self, ttl: Duration) -> TopoResult<LeaseId> {
@@ -634,13 +651,21 @@ impl TopoStore for MeteredStore {
     }
 
     async fn keep_alive_once(&self, lease: LeaseId) -> TopoResult<bool> {
-        self.timed("keep_alive", lease_outcome, self.inner.keep_alive_once(lease))
-            .await
+        self.timed(
+            "keep_alive",
+            lease_outcome,
+            self.inner.keep_alive_once(lease),
+        )
+        .await
     }
 
     async fn revoke_lease(&self, lease: LeaseId) -> TopoResult<bool> {
-        self.timed("revoke_lease", lease_outcome, self.inner.revoke_lease(lease))
-            .await
+        self.timed(
+            "revoke_lease",
+            lease_outcome,
+            self.inner.revoke_lease(lease),
+        )
+        .await
     }
 
     async fn create_with_lease(
@@ -707,7 +732,11 @@ mod tests {
         let m = Metrics::new();
         m.record_reconcile("movetablesworkflow", Outcome::Ok, Duration::from_millis(30));
         m.record_reconcile("movetablesworkflow", Outcome::Ok, Duration::from_millis(10));
-        m.record_reconcile("movetablesworkflow", Outcome::Error, Duration::from_millis(10));
+        m.record_reconcile(
+            "movetablesworkflow",
+            Outcome::Error,
+            Duration::from_millis(10),
+        );
         m.record_step("SwitchWrites", Outcome::Timeout, Duration::from_secs(2));
         m.record_cutover(Duration::from_millis(400), Duration::from_millis(40));
         m.record_heal(HealReason::SrvVSchemaStale);
@@ -716,10 +745,7 @@ mod tests {
         let text = m.encode();
 
         assert!(text.ends_with("# EOF\n"), "{text}");
-        assert!(
-            text.contains("# TYPE vtmove_reconciles counter"),
-            "{text}"
-        );
+        assert!(text.contains("# TYPE vtmove_reconciles counter"), "{text}");
         assert_eq!(
             sample(
                 &text,
@@ -755,16 +781,25 @@ mod tests {
             Some(1.0)
         );
         assert_eq!(
-            sample(&text, r#"vtmove_step_duration_seconds_count{step="SwitchWrites"}"#),
+            sample(
+                &text,
+                r#"vtmove_step_duration_seconds_count{step="SwitchWrites"}"#
+            ),
             Some(1.0)
         );
         // 40 ms falls in the 0.04 bucket and above, not in 0.02.
         assert_eq!(
-            sample(&text, r#"vtmove_cutover_write_window_seconds_bucket{le="0.04"}"#),
+            sample(
+                &text,
+                r#"vtmove_cutover_write_window_seconds_bucket{le="0.04"}"#
+            ),
             Some(1.0)
         );
         assert_eq!(
-            sample(&text, r#"vtmove_cutover_write_window_seconds_bucket{le="0.02"}"#),
+            sample(
+                &text,
+                r#"vtmove_cutover_write_window_seconds_bucket{le="0.02"}"#
+            ),
             Some(0.0)
         );
         assert_eq!(
@@ -776,7 +811,10 @@ mod tests {
             Some(1.0)
         );
         assert_eq!(
-            sample(&text, r#"vtmove_invariant_violations_total{invariant="I1"}"#),
+            sample(
+                &text,
+                r#"vtmove_invariant_violations_total{invariant="I1"}"#
+            ),
             Some(1.0)
         );
         assert_eq!(sample(&text, "vtmove_leader"), Some(1.0));
@@ -791,7 +829,10 @@ mod tests {
         let copy = r#"vtmove_blockers{reason="CopyNotComplete"}"#;
         m.set_workflow_blockers(
             "ns/a",
-            [BlockReason::ReplicationLagTooHigh, BlockReason::CopyNotComplete],
+            [
+                BlockReason::ReplicationLagTooHigh,
+                BlockReason::CopyNotComplete,
+            ],
         );
         m.set_workflow_blockers("ns/b", [BlockReason::ReplicationLagTooHigh]);
         // Reporting the same set again changes nothing.
@@ -814,10 +855,16 @@ mod tests {
         // Two reasons with one label (the same Blocked reason) count the workflow once.
         m.set_workflow_blockers(
             "ns/c",
-            [BlockReason::TabletUnreachable, BlockReason::TargetUnreachable],
+            [
+                BlockReason::TabletUnreachable,
+                BlockReason::TargetUnreachable,
+            ],
         );
         assert_eq!(
-            sample(&m.encode(), r#"vtmove_blockers{reason="TabletUnreachable"}"#),
+            sample(
+                &m.encode(),
+                r#"vtmove_blockers{reason="TabletUnreachable"}"#
+            ),
             Some(1.0)
         );
     }
@@ -892,7 +939,10 @@ mod tests {
         ] {
             assert_eq!(sample(&text, series), Some(want), "{series} in\n{text}");
         }
-        assert!(!text.contains("t1"), "tablet host must not be a label:\n{text}");
+        assert!(
+            !text.contains("t1"),
+            "tablet host must not be a label:\n{text}"
+        );
     }
 
     #[tokio::test]
@@ -932,23 +982,38 @@ mod tests {
 
         let text = m.encode();
         for (series, want) in [
-            (r#"vtmove_etcd_operations_total{op="create",outcome="ok"}"#, 1.0),
+            (
+                r#"vtmove_etcd_operations_total{op="create",outcome="ok"}"#,
+                1.0,
+            ),
             (
                 r#"vtmove_etcd_operations_total{op="create",outcome="node_exists"}"#,
                 1.0,
             ),
-            (r#"vtmove_etcd_operations_total{op="get",outcome="ok"}"#, 1.0),
+            (
+                r#"vtmove_etcd_operations_total{op="get",outcome="ok"}"#,
+                1.0,
+            ),
             (
                 r#"vtmove_etcd_operations_total{op="get",outcome="not_found"}"#,
                 1.0,
             ),
-            (r#"vtmove_etcd_operations_total{op="update",outcome="ok"}"#, 1.0),
+            (
+                r#"vtmove_etcd_operations_total{op="update",outcome="ok"}"#,
+                1.0,
+            ),
             (
                 r#"vtmove_etcd_operations_total{op="update",outcome="bad_version"}"#,
                 1.0,
             ),
-            (r#"vtmove_etcd_operations_total{op="list",outcome="ok"}"#, 1.0),
-            (r#"vtmove_etcd_operations_total{op="list_dir",outcome="ok"}"#, 1.0),
+            (
+                r#"vtmove_etcd_operations_total{op="list",outcome="ok"}"#,
+                1.0,
+            ),
+            (
+                r#"vtmove_etcd_operations_total{op="list_dir",outcome="ok"}"#,
+                1.0,
+            ),
             (
                 r#"vtmove_etcd_operations_total{op="grant_lease",outcome="ok"}"#,
                 1.0,
@@ -965,8 +1030,14 @@ mod tests {
                 r#"vtmove_etcd_operations_total{op="revoke_lease",outcome="not_found"}"#,
                 1.0,
             ),
-            (r#"vtmove_etcd_operations_total{op="delete",outcome="ok"}"#, 1.0),
-            (r#"vtmove_etcd_operation_duration_seconds_count{op="get"}"#, 2.0),
+            (
+                r#"vtmove_etcd_operations_total{op="delete",outcome="ok"}"#,
+                1.0,
+            ),
+            (
+                r#"vtmove_etcd_operation_duration_seconds_count{op="get"}"#,
+                2.0,
+            ),
         ] {
             assert_eq!(sample(&text, series), Some(want), "{series} in\n{text}");
         }
