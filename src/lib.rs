@@ -2,11 +2,13 @@
 //!
 //! The library holds everything the `vtmove` binary runs, so tests, benchmarks and the sandbox use
 //! the same code: CRD types ([`api`]), the Vitess wire layer ([`vitess`]), the MoveTables engine
-//! ([`engine`]), the Kubernetes controllers ([`controller`]), and the Kubernetes API access vtmove
+//! ([`engine`]), the Kubernetes controllers ([`controller`]), their operational shell (metrics,
+//! health, logs, leader election: [`ops`]), and the Kubernetes API access vtmove
 //! needs ([`rbac`]), from which the Helm chart's RBAC is checked.
 
 pub mod api;
 pub mod controller;
 pub mod engine;
+pub mod ops;
 pub mod rbac;
 pub mod vitess;

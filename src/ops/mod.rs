@@ -1,0 +1,18 @@
+//! The operational shell around the controllers: metrics, the health and metrics HTTP endpoint,
+//! structured logging and leader election (style H11, H12; `architecture.md` §4).
+//!
+//! Nothing here knows about MoveTables: the controllers report into these pieces, and `main`
+//! wires them together. Keeping them apart from the engine keeps the engine testable without a
+//! registry, a subscriber or a Lease.
+
+#![warn(missing_docs)]
+
+pub mod http;
+pub mod leader;
+pub mod logging;
+pub mod metrics;
+
+pub use http::{Readiness, ServeError, serve};
+pub use leader::{LeaderElection, LeaderError, LeaderHandle, LeaderOptions};
+pub use logging::{LogFormat, LoggingError};
+pub use metrics::{MeteredStore, Metrics, Outcome, TabletCallMetrics};
