@@ -22,6 +22,93 @@ enum Command {
     /// Show, without changing anything, the step vtmove would take now for a MoveTablesWorkflow,
     /// in Vitess's dry-run style.
     Plan(PlanArgs),
+    /// Run the operator: reconcile MoveTablesWorkflow and Keyspace resources against the Vitess
+    /// topology.
+    Run(Box<RunArgs>),
+}
+
+/// Topology implementation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum TopoImplementation {
+    /// Vitess's etcd2 topology.
+    Etcd2,
+    /// An empty in-process topology (for trying vtmove out; nothing reaches a real Vitess).
+    Memory,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Topology implementation.
+    #[arg(long, value_enum, default_value = "etcd2")]
+    topo_implementation: TopoImplementation,
+    /// Comma-separated etcd endpoints of the global topology (required for etcd2).
+    #[arg(
+        long,
+        value_name = "ADDRESSES",
+        required_if_eq("topo_implementation", "etcd2")
+    )]
+    topo_global_server_address: Option<String>,
+    /// Root of the global topology.
+    #[arg(long, default_value = "/vitess/global")]
+    topo_global_root: String,
+    /// CA certificate (PEM) of the etcd servers; turns TLS on.
+    #[arg(long, value_name = "FILE")]
+    topo_etcd_tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd.
+    #[arg(long, value_name = "FILE", requires = "topo_etcd_tls_key")]
+    topo_etcd_tls_cert: Option<PathBuf>,
+    /// Client key (PEM) for etcd.
+    #[arg(long, value_name = "FILE", requires = "topo_etcd_tls_cert")]
+    topo_etcd_tls_key: Option<PathBuf>,
+    /// CA certificate (PEM) of the tablets' gRPC servers; turns TLS on.
+    #[arg(long, value_name = "FILE")]
+    tablet_manager_grpc_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for tablets.
+    #[arg(long, value_name = "FILE", requires = "tablet_manager_grpc_key")]
+    tablet_manager_grpc_cert: Option<PathBuf>,
+    /// Client key (PEM) for tablets.
+    #[arg(long, value_name = "FILE", requires = "tablet_manager_grpc_cert")]
+    tablet_manager_grpc_key: Option<PathBuf>,
+    /// Name to verify the tablets' certificates against.
+    #[arg(long, value_name = "NAME")]
+    tablet_manager_grpc_server_name: Option<String>,
+    /// Namespace to watch; repeat for several; none watches all namespaces.
+    #[arg(long = "namespace", value_name = "NAMESPACE")]
+    namespaces: Vec<String>,
+    /// Resources of one kind reconciled at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    concurrency: u16,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    metrics_address: std::net::SocketAddr,
+    /// Campaign for a Lease and reconcile only while holding it (needed with several replicas).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// Namespace of the leader Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    leader_election_namespace: String,
+    /// Name of the leader Lease.
+    #[arg(long, default_value = "vtmove")]
+    leader_election_lease_name: String,
+    /// This replica's identity in the Lease (the pod name).
+    #[arg(long, env = "POD_NAME")]
+    leader_election_identity: Option<String>,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "json")]
+    log_format: vtmove::ops::LogFormat,
+    /// Log filter (`info`, `vtmove=debug`, ...); RUST_LOG overrides it.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+    /// How often a converged resource is looked at again.
+    #[arg(long, default_value = "5m", value_parser = parse_duration_flag)]
+    resync_period: std::time::Duration,
+    /// Pause between the two LOCK TABLES flush cycles of a write cutover (Vitess uses 100ms).
+    #[arg(long, default_value = "100ms", value_parser = parse_duration_flag)]
+    cutover_flush_delay: std::time::Duration,
+}
+
+fn parse_duration_flag(value: &str) -> Result<std::time::Duration, String> {
+    vtmove::api::parse_duration(value).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Args)]
@@ -52,6 +139,144 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Crds(args) => crds(args),
         Command::Plan(args) => plan(args),
+        Command::Run(args) => run(*args),
+    }
+}
+
+fn read_pem(path: &std::path::Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading the {what} {}", path.display()))
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    use vtmove::controller::operator::{
+        LeaderSettings, OperatorOptions, TopologySource, start_operator,
+    };
+    use vtmove::controller::run::NamespaceScope;
+    use vtmove::vitess::tablet::{TabletClientConfig, TlsOptions};
+    use vtmove::vitess::topo::{EtcdStoreOptions, EtcdTls, MemoryStore};
+
+    vtmove::ops::logging::init(args.log_format, &args.log_level).context("setting up logging")?;
+    let topology = match args.topo_implementation {
+        TopoImplementation::Etcd2 => {
+            let address = args
+                .topo_global_server_address
+                .as_deref()
+                .context("--topo-global-server-address is required with etcd2")?;
+            let mut options = EtcdStoreOptions::from_server_address(address);
+            if args.topo_etcd_tls_ca.is_some() || args.topo_etcd_tls_cert.is_some() {
+                let ca_pem = match &args.topo_etcd_tls_ca {
+                    Some(p) => Some(read_pem(p, "etcd CA certificate")?),
+                    None => None,
+                };
+                let identity = match (&args.topo_etcd_tls_cert, &args.topo_etcd_tls_key) {
+                    (Some(c), Some(k)) => Some((
+                        read_pem(c, "etcd client certificate")?,
+                        read_pem(k, "etcd client key")?,
+                    )),
+                    _ => None,
+                };
+                options = options.with_tls(EtcdTls { ca_pem, identity });
+            }
+            TopologySource::Etcd {
+                options,
+                root: args.topo_global_root.clone(),
+            }
+        }
+        TopoImplementation::Memory => TopologySource::Memory {
+            store: MemoryStore::new(),
+            root: args.topo_global_root.clone(),
+        },
+    };
+    let mut tablets = TabletClientConfig::default();
+    if let Some(ca) = &args.tablet_manager_grpc_ca {
+        let client_identity = match (
+            &args.tablet_manager_grpc_cert,
+            &args.tablet_manager_grpc_key,
+        ) {
+            (Some(c), Some(k)) => Some((
+                read_pem(c, "tablet client certificate")?,
+                read_pem(k, "tablet client key")?,
+            )),
+            _ => None,
+        };
+        tablets.tls = Some(TlsOptions {
+            ca_pem: read_pem(ca, "tablet CA certificate")?,
+            client_identity,
+            server_name: args.tablet_manager_grpc_server_name.clone(),
+        });
+    }
+    let identity = args
+        .leader_election_identity
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| format!("vtmove-{}", std::process::id()));
+    let leader = args.leader_election.then(|| LeaderSettings {
+        namespace: args.leader_election_namespace.clone(),
+        lease_name: args.leader_election_lease_name.clone(),
+        identity: identity.clone(),
+        options: vtmove::ops::LeaderOptions::default(),
+    });
+    let engine = vtmove::engine::EngineConfig {
+        flush_delay: args.cutover_flush_delay,
+        ..Default::default()
+    };
+    let options = OperatorOptions {
+        topology,
+        tablets,
+        engine,
+        settings: vtmove::controller::ControllerSettings {
+            resync_period: args.resync_period,
+            concurrency: args.concurrency,
+            ..Default::default()
+        },
+        scope: NamespaceScope::from_list(args.namespaces.clone()),
+        metrics_address: Some(args.metrics_address),
+        leader,
+        reporter: kube::runtime::events::Reporter {
+            controller: "vtmove".to_string(),
+            instance: Some(identity),
+        },
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    runtime.block_on(async move {
+        let client = kube::Client::try_default()
+            .await
+            .context("connecting to the Kubernetes API server (in-cluster or KUBECONFIG)")?;
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let operator = start_operator(options, client, shutdown.clone()).await?;
+        tracing::info!(
+            metrics = ?operator.metrics_address,
+            "Started vtmove"
+        );
+        shutdown_signal().await;
+        tracing::info!("Shutting down");
+        shutdown.cancel();
+        // Let reconciles in flight finish and the Lease be released.
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        anyhow::Ok(())
+    })
+}
+
+/// SIGTERM (Kubernetes) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
     }
 }
 
@@ -124,6 +349,46 @@ fn crds(args: CrdsArgs) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn run_takes_the_charts_flags() {
+        let cli = Cli::try_parse_from([
+            "vtmove",
+            "run",
+            "--topo-implementation=etcd2",
+            "--topo-global-server-address=etcd-a:2379,etcd-b:2379",
+            "--topo-global-root=/vitess/global",
+            "--namespace=a",
+            "--namespace=b",
+            "--concurrency=4",
+            "--metrics-address=0.0.0.0:8080",
+            "--leader-election=true",
+            "--leader-election-namespace=vtmove",
+            "--leader-election-lease-name=vtmove",
+            "--leader-election-identity=pod-0",
+            "--log-format=json",
+            "--log-level=info",
+            "--resync-period=5m",
+        ])
+        .expect("parses");
+        let Command::Run(args) = cli.command else {
+            panic!("expected run");
+        };
+        assert_eq!(args.namespaces, vec!["a", "b"]);
+        assert_eq!(args.resync_period, std::time::Duration::from_secs(300));
+        assert!(args.leader_election);
+        // A half TLS identity is refused.
+        assert!(
+            Cli::try_parse_from([
+                "vtmove",
+                "run",
+                "--topo-global-server-address=x:1",
+                "--topo-etcd-tls-cert=c.pem",
+            ])
+            .is_err()
+        );
+        assert!(Cli::try_parse_from(["vtmove", "run", "--topo-implementation=memory"]).is_ok());
+    }
 
     #[test]
     fn cli_is_well_formed() {

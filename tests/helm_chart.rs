@@ -803,3 +803,21 @@ fn required_access_is_meaningful() {
     assert!(REQUIRED_ACCESS.len() >= 8);
     assert!(required().len() >= 20);
 }
+
+/// The flags the chart may pass are exactly the ones `vtmove run` accepts: each is listed by
+/// the real binary's `run --help`.
+#[test]
+fn chart_flags_exist_in_the_binary() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_vtmove"))
+        .args(["run", "--help"])
+        .output()
+        .expect("vtmove runs");
+    assert!(output.status.success(), "vtmove run --help failed");
+    let help = String::from_utf8_lossy(&output.stdout);
+    for flag in RUN_FLAGS {
+        assert!(
+            help.contains(&format!("{flag} ")) || help.contains(&format!("{flag}=")),
+            "`vtmove run` has no flag {flag}:\n{help}"
+        );
+    }
+}

@@ -14,6 +14,7 @@
 
 pub mod keyspace;
 pub mod kube_calls;
+pub mod operator;
 pub mod run;
 pub mod status;
 pub mod triggers;
