@@ -224,6 +224,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         topology,
         tablets,
         engine,
+        locks: Default::default(),
         settings: vtmove::controller::ControllerSettings {
             resync_period: args.resync_period,
             concurrency: args.concurrency,

@@ -816,3 +816,179 @@ async fn outside_drift_is_detected_within_a_second_then_repaired() {
     assert!(reasons.iter().any(|r| r == "DriftDetected"), "{reasons:?}");
     assert!(reasons.iter().any(|r| r == "DriftRepaired"), "{reasons:?}");
 }
+
+/// Cancels an operator (its process "dies") when the engine reaches a cutover crash point, and
+/// leaves the Vitess locks it held to expire.
+struct KillLeader {
+    armed: AtomicBool,
+    victim: std::sync::Mutex<Option<CancellationToken>>,
+}
+
+#[async_trait]
+impl Interrupt for KillLeader {
+    async fn at(&self, point: &str) -> InterruptAction {
+        if point != "cutover:catch_up" || !self.armed.swap(false, Ordering::SeqCst) {
+            return InterruptAction::Continue;
+        }
+        if let Some(token) = self.victim.lock().ok().and_then(|mut v| v.take()) {
+            token.cancel();
+        }
+        InterruptAction::Crash {
+            release_locks: false,
+        }
+    }
+}
+
+fn steps_recorded(metrics: &vtmove::ops::Metrics) -> usize {
+    metrics
+        .encode()
+        .lines()
+        .filter(|l| l.starts_with("vtmove_steps_total{"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_the_leader_mutates_and_a_successor_finishes_a_killed_cutover() {
+    use vtmove::controller::operator::{
+        LeaderSettings, OperatorOptions, TopologySource, start_operator,
+    };
+    let etcd = LocalEtcd::start().await.expect("etcd starts");
+    let etcd_options = EtcdStoreOptions::from_server_address(etcd.endpoint());
+    let store: Arc<dyn TopoStore> = Arc::new(
+        EtcdStore::connect(etcd_options.clone())
+            .await
+            .expect("etcd"),
+    );
+    let topo = Arc::new(TopoServer::new(
+        store,
+        "/vitess/global",
+        EtcdStore::factory_like(&etcd_options),
+    ));
+    let fleet = Fleet::start(
+        topo.clone(),
+        layout(),
+        FleetOptions {
+            cell_server_address: etcd.endpoint().to_string(),
+            ..FleetOptions::default()
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("fleet: {e}"));
+    let kube = common::sim::start_with_crds().await;
+    let kill = Arc::new(KillLeader {
+        armed: AtomicBool::new(false),
+        victim: std::sync::Mutex::new(None),
+    });
+    let options = |identity: &str| {
+        let mut engine = test_config();
+        engine.interrupt = Some(kill.clone() as Arc<dyn Interrupt>);
+        OperatorOptions {
+            topology: TopologySource::Etcd {
+                options: etcd_options.clone(),
+                root: "/vitess/global".into(),
+            },
+            tablets: TabletClientConfig::default(),
+            engine,
+            locks: LockOptions {
+                ttl: Duration::from_secs(1),
+                acquire_timeout: Duration::from_secs(10),
+            },
+            settings: ControllerSettings {
+                resync_period: Duration::from_secs(3),
+                min_backoff: Duration::from_millis(200),
+                max_backoff: Duration::from_secs(2),
+                api_timeout: Duration::from_secs(5),
+                concurrency: 4,
+            },
+            scope: NamespaceScope::Only(vec![NS.to_string()]),
+            metrics_address: Some("127.0.0.1:0".parse().expect("address")),
+            leader: Some(LeaderSettings {
+                namespace: NS.into(),
+                lease_name: "vtmove".into(),
+                identity: identity.into(),
+                options: vtmove::ops::LeaderOptions {
+                    duration: Duration::from_secs(2),
+                    grace: Duration::from_secs(1),
+                },
+            }),
+            reporter: Reporter {
+                controller: "vtmove".into(),
+                instance: Some(identity.into()),
+            },
+        }
+    };
+    let token_a = CancellationToken::new();
+    let token_b = CancellationToken::new();
+    let a = start_operator(options("a"), kube.client(), token_a.clone())
+        .await
+        .expect("operator a starts");
+    // a campaigns first and leads; b stands by.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !a.leader.is_leader() {
+        assert!(Instant::now() < deadline, "a never led");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let b = start_operator(options("b"), kube.client(), token_b.clone())
+        .await
+        .expect("operator b starts");
+
+    let api: Api<MoveTablesWorkflow> = Api::namespaced(kube.client(), NS);
+    api.create(&PostParams::default(), &workflow("failover", &["customer"]))
+        .await
+        .expect("created");
+    let wait = |check: fn(&MoveTablesWorkflow) -> bool, what: &'static str| {
+        let api = api.clone();
+        async move {
+            let deadline = Instant::now() + STEP;
+            loop {
+                let wf = api.get("failover").await.expect("readable");
+                if check(&wf) {
+                    return wf;
+                }
+                assert!(Instant::now() < deadline, "{what}: {:?}", wf.status);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    wait(
+        |wf| ready(wf) && is_true(wf, types::COPY_COMPLETED),
+        "copied",
+    )
+    .await;
+    assert!(steps_recorded(&a.metrics) > 0, "the leader acted");
+    assert_eq!(steps_recorded(&b.metrics), 0, "the standby acted");
+    assert!(!b.leader.is_leader());
+    assert!(b.readiness.is_ready(), "a standby is ready");
+
+    // The leader dies inside the write cutover, after writes stopped on the source.
+    *kill.victim.lock().expect("victim") = Some(token_a.clone());
+    kill.armed.store(true, Ordering::SeqCst);
+    api.patch(
+        "failover",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": {"traffic": {
+            "replica": "Target", "rdonly": "Target", "primary": "Target"
+        }}})),
+    )
+    .await
+    .expect("patched");
+    let wf = wait(
+        |wf| ready(wf) && is_true(wf, types::WRITES_SWITCHED),
+        "switched by the successor",
+    )
+    .await;
+    assert!(
+        !kill.armed.load(Ordering::SeqCst),
+        "the cutover was interrupted"
+    );
+    assert!(token_a.is_cancelled());
+    assert!(b.leader.is_leader(), "b took over");
+    assert!(steps_recorded(&b.metrics) > 0, "b finished the work");
+    let desired = vtmove::engine::Desired::from_spec(&wf.spec, "failover").expect("desired");
+    let violations = vtmove::engine::invariants::check_single_writer_in_topology(&topo, &desired)
+        .await
+        .expect("observed");
+    assert!(violations.is_empty(), "I1: {violations:?}");
+    token_b.cancel();
+    drop(fleet);
+}

@@ -21,7 +21,7 @@ use crate::engine::{Engine, EngineConfig, PassReport};
 use crate::ops::{LeaderElection, LeaderHandle, LeaderOptions, Metrics, Readiness};
 use crate::vitess::tablet::{TabletClient, TabletClientConfig, TabletRpc};
 use crate::vitess::topo::{
-    EtcdStore, EtcdStoreOptions, MemoryStore, TopoError, TopoServer, TopoStore,
+    EtcdStore, EtcdStoreOptions, LockOptions, MemoryStore, TopoError, TopoServer, TopoStore,
 };
 
 /// Where the Vitess topology lives.
@@ -65,6 +65,8 @@ pub struct OperatorOptions {
     pub tablets: TabletClientConfig,
     /// Engine settings (deadlines, the cutover's flush delay).
     pub engine: EngineConfig,
+    /// Vitess lock settings (lease TTL, acquire timeout).
+    pub locks: LockOptions,
     /// Controller settings (resync, backoff, concurrency).
     pub settings: ControllerSettings,
     /// Namespaces to watch.
@@ -267,14 +269,8 @@ pub async fn start_operator(
     };
     let leader = match &options.leader {
         Some(l) => {
-            LeaderElection::start(
-                client,
-                &l.namespace,
-                &l.lease_name,
-                &l.identity,
-                l.options.clone(),
-            )
-            .await?
+            LeaderElection::start(client, &l.namespace, &l.lease_name, &l.identity, l.options)
+                .await?
         }
         None => LeaderHandle::always(),
     };
