@@ -19,6 +19,8 @@ struct Cli {
 enum Command {
     /// Print the CustomResourceDefinitions (MoveTablesWorkflow, Keyspace) as YAML.
     Crds(CrdsArgs),
+    /// Print the resource reference (every spec and status field) as Markdown.
+    Reference,
     /// Show, without changing anything, the step vtmove would take now for a MoveTablesWorkflow,
     /// in Vitess's dry-run style.
     Plan(PlanArgs),
@@ -138,6 +140,12 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Crds(args) => crds(args),
+        Command::Reference => {
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(vtmove::api::reference::reference_markdown().as_bytes())
+                .context("writing to stdout")
+        }
         Command::Plan(args) => plan(args),
         Command::Run(args) => run(*args),
     }

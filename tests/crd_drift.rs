@@ -535,3 +535,20 @@ fn every_spec_field_is_described_for_users() {
         });
     }
 }
+
+/// `docs/reference.md` is generated from the same schemas; regenerate it with
+/// `cargo run -- reference > docs/reference.md`.
+#[test]
+fn committed_reference_matches_the_schemas() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/reference.md");
+    let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read {}: {e}; run `cargo run -- reference > docs/reference.md`",
+            path.display()
+        )
+    });
+    assert!(
+        committed == vtmove::api::reference::reference_markdown(),
+        "docs/reference.md is stale: run `cargo run -- reference > docs/reference.md` and commit it"
+    );
+}

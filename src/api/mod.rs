@@ -11,6 +11,7 @@ pub mod crds;
 pub mod duration;
 pub mod keyspace;
 pub mod movetables;
+pub mod reference;
 pub mod schema;
 pub mod validation;
 
