@@ -1,14 +1,19 @@
 //! Benchmark (not a test): the write-unavailable window of vtmove's write cutover, as the vtsim
 //! probe sees it, over a real etcd on loopback.
 //!
-//! 4 → 4 shards, 10 tables, a steady probe load of 1,000 writes/s on one moved table, and 50
-//! cutovers alternating forward and back (writes only; reads stay on the target). Reports p50 and
-//! p99 of the probe's unavailable windows, and their ratio to one etcd transaction round trip
-//! measured in the same run.
+//! For each shard layout (1 → 2, 4 → 4 and 16 → 16 by default), 10 tables, a steady probe load
+//! of 1,000 writes/s on one moved table, and N cutovers alternating forward and back (writes
+//! only; reads stay on the target). Reports p50, p99 and max of the probe's unavailable windows,
+//! and their ratio to one etcd transaction round trip and one tablet RPC round trip measured in
+//! the same run; prints a table and writes JSON.
 //!
 //! ```sh
-//! cargo bench --bench cutover_window -- [cutovers] [flush_delay_ms]
+//! cargo bench --bench cutover_window -- [--cutovers 50] [--flush-ms 100] \
+//!     [--layouts 1:2,4:4,16:16] [--json target/bench/cutover.json]
 //! ```
+//!
+//! `cargo test --bench cutover_window` runs a smoke version (2 cutovers, 1 → 2) so the harness
+//! cannot rot.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,7 +38,81 @@ impl CallObserver for Latencies {
 use vtmove::vitess::topo::{EtcdStore, LocalEtcd, LockOptions, TopoServer, TopoStore};
 use vtsim::{DriveConfig, Fleet, FleetOptions, KeyspaceLayout, Layout, LayoutTabletType};
 
-const SHARDS: [&str; 4] = ["-40", "40-80", "80-c0", "c0-"];
+/// `n` equal key-range shards (`0` for one: an unsharded keyspace).
+fn shard_names(n: usize) -> Vec<String> {
+    if n <= 1 {
+        return vec!["0".to_string()];
+    }
+    let step = 256 / n;
+    (0..n)
+        .map(|i| {
+            let start = if i == 0 {
+                String::new()
+            } else {
+                format!("{:02x}", i * step)
+            };
+            let end = if i + 1 == n {
+                String::new()
+            } else {
+                format!("{:02x}", (i + 1) * step)
+            };
+            format!("{start}-{end}")
+        })
+        .collect()
+}
+
+struct Options {
+    cutovers: usize,
+    flush_ms: u64,
+    layouts: Vec<(usize, usize)>,
+    json: Option<std::path::PathBuf>,
+}
+
+fn options() -> anyhow::Result<Options> {
+    // `cargo test --bench` passes `--bench`-less harness flags; run the smoke version then.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let smoke = !args.iter().any(|a| a == "--bench");
+    let mut o = Options {
+        cutovers: if smoke { 2 } else { 50 },
+        flush_ms: 100,
+        layouts: if smoke {
+            vec![(1, 2)]
+        } else {
+            vec![(1, 2), (4, 4), (16, 16)]
+        },
+        json: Some(std::path::PathBuf::from(if smoke {
+            "target/bench/cutover-smoke.json"
+        } else {
+            "target/bench/cutover.json"
+        })),
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("{arg} needs a value"))
+        };
+        match arg.as_str() {
+            "--cutovers" => o.cutovers = value()?.parse()?,
+            "--flush-ms" => o.flush_ms = value()?.parse()?,
+            "--json" => o.json = Some(value()?.into()),
+            "--layouts" => {
+                o.layouts = value()?
+                    .split(',')
+                    .map(|l| {
+                        let (a, b) = l
+                            .split_once(':')
+                            .ok_or_else(|| anyhow::anyhow!("layout {l}: expected SRC:DST"))?;
+                        Ok((a.parse()?, b.parse()?))
+                    })
+                    .collect::<anyhow::Result<_>>()?;
+            }
+            _ => {}
+        }
+    }
+    Ok(o)
+}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
@@ -76,10 +155,57 @@ async fn converge(
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1).filter(|a| !a.starts_with('-'));
-    let cutovers: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(50);
-    let flush_ms: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(100);
+    let o = options()?;
+    let mut results = Vec::new();
+    for &(from, to) in &o.layouts {
+        results.push(run_layout(&o, from, to).await?);
+    }
+    println!();
+    println!(
+        "| layout | cutovers | writes/s | window p50 | window p99 | window max | etcd txn RTT | tablet RPC RTT | p99 / etcd RTT | p99 / tablet RTT |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for r in &results {
+        let ms = |k: &str| r[k].as_f64().unwrap_or_default();
+        println!(
+            "| {} | {} | {:.0} | {:.1} ms | {:.1} ms | {:.1} ms | {:.2} ms | {:.2} ms | {:.0} | {:.0} |",
+            r["layout"].as_str().unwrap_or_default(),
+            r["cutovers"],
+            ms("writes_per_second"),
+            ms("window_p50_ms"),
+            ms("window_p99_ms"),
+            ms("window_max_ms"),
+            ms("etcd_txn_rtt_ms"),
+            ms("tablet_rpc_rtt_ms"),
+            ms("window_p99_ms") / ms("etcd_txn_rtt_ms").max(1e-9),
+            ms("window_p99_ms") / ms("tablet_rpc_rtt_ms").max(1e-9),
+        );
+    }
+    if let Some(path) = &o.json {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let doc = serde_json::json!({
+            "benchmark": "cutover_window",
+            "flush_delay_ms": o.flush_ms,
+            "results": results,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
+        println!("\nwrote {}", path.display());
+    }
+    for r in &results {
+        anyhow::ensure!(
+            r["lost_writes"].as_u64() == Some(0),
+            "lost writes in {}",
+            r["layout"]
+        );
+    }
+    Ok(())
+}
 
+async fn run_layout(o: &Options, from: usize, to: usize) -> anyhow::Result<serde_json::Value> {
+    let cutovers = o.cutovers;
+    let flush_ms = o.flush_ms;
     let etcd = LocalEtcd::start().await?;
     let store: Arc<dyn TopoStore> = etcd.dyn_store()?;
     let topo = Arc::new(
@@ -96,10 +222,16 @@ async fn main() -> anyhow::Result<()> {
 
     use LayoutTabletType::*;
     let tables: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
-    let mut source =
-        KeyspaceLayout::sharded("commerce", SHARDS).tablets("zone1", &[Primary, Replica]);
-    let mut target =
-        KeyspaceLayout::sharded("customer", SHARDS).tablets("zone1", &[Primary, Replica]);
+    let keyspace = |name: &str, shards: usize| {
+        let layout = if shards <= 1 {
+            KeyspaceLayout::unsharded(name)
+        } else {
+            KeyspaceLayout::sharded(name, shard_names(shards))
+        };
+        layout.tablets("zone1", &[Primary, Replica])
+    };
+    let mut source = keyspace("commerce", from);
+    let mut target = keyspace("customer", to);
     for t in &tables {
         let create =
             format!("create table {t} (id bigint not null, v varchar(64), primary key (id))");
@@ -130,6 +262,22 @@ async fn main() -> anyhow::Result<()> {
     }
     rtts.sort();
     let rtt = percentile(&rtts, 50.0);
+
+    // One tablet RPC round trip (FullStatus on a primary), measured in the same run.
+    let plain = TabletClient::new(TabletClientConfig::default());
+    let primary = fleet
+        .primaries("commerce")
+        .first()
+        .map(|t| t.addr())
+        .ok_or_else(|| anyhow::anyhow!("no commerce primary"))?;
+    let mut tablet_rtts = Vec::new();
+    for _ in 0..200 {
+        let started = Instant::now();
+        plain.full_status(&primary, None).await?;
+        tablet_rtts.push(started.elapsed());
+    }
+    tablet_rtts.sort();
+    let tablet_rtt = percentile(&tablet_rtts, 50.0);
 
     let latencies = Arc::new(Latencies::default());
     let client: Arc<dyn TabletRpc> =
@@ -202,7 +350,7 @@ async fn main() -> anyhow::Result<()> {
     let p50 = percentile(&windows, 50.0);
     let p99 = percentile(&windows, 99.0);
     println!(
-        "cutovers: {cutovers} (forward and back, 4 -> 4 shards, 10 tables), flush delay {flush_ms} ms"
+        "cutovers: {cutovers} (forward and back, {from} -> {to} shards, 10 tables), flush delay {flush_ms} ms"
     );
     println!(
         "probe load: {:.0} writes/s accepted ({accepted} of {attempted} attempts)",
@@ -245,6 +393,40 @@ async fn main() -> anyhow::Result<()> {
         p50.as_secs_f64() / rtt.as_secs_f64().max(1e-9),
         p99.as_secs_f64() / rtt.as_secs_f64().max(1e-9)
     );
+    println!(
+        "tablet RPC round trip (FullStatus, median of 200): {:.2} ms",
+        tablet_rtt.as_secs_f64() * 1e3
+    );
+    // Every write the probe saw accepted is on the side serving writes now.
+    let serving = if desired.traffic.primary == Side::Target {
+        "customer"
+    } else {
+        "commerce"
+    };
+    fleet.wait_for_replication(Duration::from_secs(10)).await;
+    let rows = fleet.rows(serving, "t0");
+    let lost = probe
+        .ledger()
+        .lost_writes("t0", |pk| {
+            rows.get(&pk).and_then(|r| r.get(1).cloned().flatten())
+        })
+        .len();
+    println!("lost writes: {lost}");
     fleet.shutdown().await;
-    Ok(())
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    Ok(serde_json::json!({
+        "layout": format!("{from}->{to}"),
+        "cutovers": cutovers,
+        "tables": 10,
+        "writes_per_second": accepted as f64 / drive_time.as_secs_f64().max(1e-9),
+        "writes_accepted": accepted,
+        "writes_attempted": attempted,
+        "window_p50_ms": ms(p50),
+        "window_p99_ms": ms(p99),
+        "window_max_ms": ms(windows.last().copied().unwrap_or_default()),
+        "cutover_pass_p50_ms": ms(percentile(&cutover_times, 50.0)),
+        "etcd_txn_rtt_ms": ms(rtt),
+        "tablet_rpc_rtt_ms": ms(tablet_rtt),
+        "lost_writes": lost,
+    }))
 }
