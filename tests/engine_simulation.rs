@@ -19,7 +19,7 @@
 //! runs the 50,000-schedule soak);
 //! `VTMOVE_SIM_SEED=<seed>` with the `replay_seed` test replays one schedule verbosely.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -405,6 +405,8 @@ struct RunStats {
     lost_leases: usize,
     heals: u64,
     faults: usize,
+    /// Faults injected, by kind (`TabletDown`, `Roll`, `FailRpc`, ...).
+    faults_by_kind: BTreeMap<String, usize>,
     points: Vec<String>,
 }
 
@@ -495,6 +497,13 @@ async fn run(config: RunConfig) -> Result<RunStats, String> {
                 let fault = random_fault(&mut rng);
                 log(format!("pass {total_passes}: fault {fault:?}"));
                 stats.faults += 1;
+                let kind = format!("{fault:?}");
+                let kind = kind
+                    .split([' ', '{', '('])
+                    .next()
+                    .unwrap_or("?")
+                    .to_string();
+                *stats.faults_by_kind.entry(kind).or_default() += 1;
                 match fault {
                     Fault::TabletDown { alias, passes } => {
                         if !(stage.source_down && SOURCE_TABLETS.contains(&alias)) {
@@ -760,6 +769,7 @@ async fn random_fault_schedules() {
         .await;
     let mut failures = Vec::new();
     let (mut crashes, mut faults, mut heals, mut passes) = (0, 0, 0, 0);
+    let mut by_kind: BTreeMap<String, usize> = BTreeMap::new();
     for (seed, result) in results {
         match result {
             Ok(stats) => {
@@ -767,6 +777,9 @@ async fn random_fault_schedules() {
                 faults += stats.faults;
                 heals += stats.heals;
                 passes += stats.passes;
+                for (kind, n) in stats.faults_by_kind {
+                    *by_kind.entry(kind).or_default() += n;
+                }
             }
             Err(e) => failures.push(format!(
                 "seed {seed}: {e}\n  replay: {}",
@@ -779,6 +792,7 @@ async fn random_fault_schedules() {
         started.elapsed(),
         failures.len()
     );
+    eprintln!("faults by kind: {by_kind:?}");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
