@@ -546,7 +546,8 @@ pub struct MoveTablesWorkflowStatus {
     pub traffic: Option<ObservedTraffic>,
 
     /// Largest replication lag of the forward streams, in seconds. Unset while streams are
-    /// copying or when unknown.
+    /// copying or when unknown. Updated when it moves by 5 seconds or more, so a steady workflow
+    /// does not rewrite its status on every heartbeat.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_lag_seconds: Option<i64>,
 
@@ -750,7 +751,8 @@ pub struct StreamStatus {
     /// GTID position at which the stream stops, if one is set (cutover, stop-after-copy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_position: Option<String>,
-    /// Replication lag in seconds; unset while copying or unknown.
+    /// Replication lag in seconds; unset while copying or unknown. Updated when it moves by 5
+    /// seconds or more.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag_seconds: Option<i64>,
     /// Rows copied so far in the copy phase.

@@ -66,6 +66,7 @@ pub fn workflow_status(
             status.set_condition(update.clone(), generation, &now_time);
         }
         status.streams = plan.streams.clone();
+        keep_small_lag_changes(previous, &mut status);
         status.blockers = plan.blockers.iter().map(|b| b.to_api()).collect();
     }
     // The heal count survives restarts through the status: the engine's memory starts from it.
@@ -114,6 +115,45 @@ pub fn workflow_status(
     }
     status.ensure_conditions(generation, &now_time);
     status
+}
+
+/// How much a reported lag must move before the status says so: heartbeats make lag jitter by a
+/// second or two, and a status rewritten on every jitter wakes every watcher (anti-pattern 9).
+pub const LAG_REPORT_STEP_SECONDS: i64 = 5;
+
+fn lag_moved(old: Option<i64>, new: Option<i64>) -> bool {
+    match (old, new) {
+        (Some(old), Some(new)) => (old - new).abs() >= LAG_REPORT_STEP_SECONDS,
+        (old, new) => old != new,
+    }
+}
+
+/// Keeps the previously reported lags (workflow and per stream) when they moved by less than
+/// [`LAG_REPORT_STEP_SECONDS`].
+fn keep_small_lag_changes(
+    previous: Option<&MoveTablesWorkflowStatus>,
+    status: &mut MoveTablesWorkflowStatus,
+) {
+    let Some(previous) = previous else {
+        return;
+    };
+    if !lag_moved(previous.max_lag_seconds, status.max_lag_seconds) {
+        status.max_lag_seconds = previous.max_lag_seconds;
+        status.lag = previous.lag.clone();
+    }
+    for stream in &mut status.streams {
+        let old = previous.streams.iter().find(|o| {
+            o.direction == stream.direction
+                && o.keyspace == stream.keyspace
+                && o.shard == stream.shard
+                && o.id == stream.id
+        });
+        if let Some(old) = old
+            && !lag_moved(old.lag_seconds, stream.lag_seconds)
+        {
+            stream.lag_seconds = old.lag_seconds;
+        }
+    }
 }
 
 /// The status of a workflow whose spec cannot become a [`Desired`]: `Blocked` with reason
@@ -353,6 +393,31 @@ mod tests {
         let blocked = find_condition(&status.conditions, types::BLOCKED).expect("blocked");
         assert_eq!(blocked.reason, reasons::DELETION_REFUSED);
         assert!(blocked.message.contains("lifecycle: Complete"));
+    }
+
+    #[test]
+    fn lag_jitter_is_not_reported_but_real_moves_are() {
+        assert!(!lag_moved(Some(1), Some(2)));
+        assert!(!lag_moved(Some(7), Some(3)));
+        assert!(!lag_moved(Some(1), Some(0)), "heartbeat jitter");
+        assert!(lag_moved(Some(6), Some(0)), "caught up");
+        assert!(lag_moved(Some(2), Some(9)));
+        assert!(lag_moved(None, Some(3)), "copy finished");
+        assert!(lag_moved(Some(3), None));
+        assert!(!lag_moved(None, None));
+        let previous = MoveTablesWorkflowStatus {
+            max_lag_seconds: Some(2),
+            lag: Some("2s".into()),
+            ..Default::default()
+        };
+        let mut next = MoveTablesWorkflowStatus {
+            max_lag_seconds: Some(3),
+            lag: Some("3s".into()),
+            ..Default::default()
+        };
+        keep_small_lag_changes(Some(&previous), &mut next);
+        assert_eq!(next.max_lag_seconds, Some(2));
+        assert_eq!(next.lag.as_deref(), Some("2s"));
     }
 
     #[test]
