@@ -368,8 +368,11 @@ impl Sandbox {
             .await
             .context("starting the vtsim fleet")?,
         );
+        // Absolute, so the printed `export KUBECONFIG=...` works from any directory.
+        let kubeconfig = std::path::absolute(&options.kubeconfig)
+            .with_context(|| format!("the kubeconfig path {}", options.kubeconfig.display()))?;
         let kube = kube_sim::KubeSim::start(kube_sim::Options {
-            kubeconfig: Some(options.kubeconfig.clone()),
+            kubeconfig: Some(kubeconfig),
             ..kube_sim::Options::default()
         })
         .await
@@ -393,7 +396,9 @@ impl Sandbox {
                 acquire_timeout: Duration::from_secs(10),
             },
             settings: ControllerSettings {
-                resync_period: Duration::from_secs(5),
+                // Short: a playground should show a change within a couple of seconds even when
+                // the topology changes without a Kubernetes event.
+                resync_period: Duration::from_secs(2),
                 min_backoff: Duration::from_millis(200),
                 max_backoff: Duration::from_secs(2),
                 api_timeout: Duration::from_secs(5),
