@@ -2,9 +2,9 @@
 //! the `etcd-bin-vendored` crate (etcd 3.7.2).
 //!
 //! Tests run the topology and lock code against it, so they exercise real etcd semantics rather
-//! than only the in-memory store, and `vtmove sandbox --etcd` uses it as a local playground. It
-//! never skips: if etcd cannot start, [`LocalEtcd::start`] returns an error that says why (with
-//! the tail of etcd's log), and the caller fails.
+//! than only the in-memory store, and `vtmove-sandbox --etcd` (crates/sandbox) uses it as a
+//! local playground. It never skips: if etcd cannot start, [`LocalEtcd::start`] returns an
+//! error that says why (with the tail of etcd's log), and the caller fails.
 //!
 //! Ports are picked by binding port 0 and releasing it, which can race with another process;
 //! a start that fails is retried on fresh ports a few times. The data directory is a fresh

@@ -1,0 +1,1030 @@
+//! vtmove's local playground. **Not part of the product**: the `vtmove` binary never depends on
+//! this crate, vtsim or kube-sim.
+//!
+//! Neither Kubernetes nor Vitess can run on the project's machines, so the sandbox puts the test
+//! world in one process and lets a person watch vtmove work: kube-sim (an in-memory API server
+//! with vtmove's CRDs, and a kubeconfig so `kubectl get mtw -w` works), a Vitess topology (memory,
+//! or a real etcd), a vtsim fleet from `examples/sandbox/layout.yaml`, the operator exactly as
+//! `vtmove run` starts it, and a vtgate probe sending steady writes and reads through the routing.
+//! It applies `examples/keyspaces.yaml` and `examples/commerce-to-customer.yaml` unchanged and
+//! plays a [`Scenario`] by patching the workflow as a person would, printing progress, checking
+//! I1 after every step and the probe's ledger for lost writes at the end.
+//!
+//! The scenarios live here, not in `main.rs`, so a test can play them and fail on a violation.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use async_trait::async_trait;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::events::Reporter;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use vtmove::api::condition::{find_condition, types};
+use vtmove::api::movetables::WorkflowPhase;
+use vtmove::api::{Keyspace, MoveTablesWorkflow};
+use vtmove::controller::ControllerSettings;
+use vtmove::controller::operator::{Operator, OperatorOptions, TopologySource, start_operator};
+use vtmove::controller::run::NamespaceScope;
+use vtmove::engine::EngineConfig;
+use vtmove::engine::execute::{Interrupt, InterruptAction};
+use vtmove::vitess::proto::topodata::TabletType;
+use vtmove::vitess::routing::TrafficType;
+use vtmove::vitess::tablet::TabletClientConfig;
+use vtmove::vitess::topo::{
+    EtcdStore, EtcdStoreOptions, LocalEtcd, LockOptions, MemoryStore, TopoServer, TopoStore,
+};
+use vtsim::{Fleet, FleetOptions, Layout, Probe};
+
+/// The namespace the examples are applied in.
+pub const NAMESPACE: &str = "default";
+/// The workflow of `examples/commerce-to-customer.yaml`.
+pub const WORKFLOW: &str = "commerce2customer";
+/// The table the probe writes to and reads from (one of the moved tables).
+pub const PROBE_TABLE: &str = "customer";
+/// Probe keys start here, above the seeded rows, so every probe write is a new row.
+const PROBE_FIRST_KEY: i64 = 1_000_000;
+const ROOT: &str = "/vitess/global";
+const FIELD_MANAGER: &str = "vtmove-sandbox";
+
+/// The files the sandbox applies, compiled in so the binary runs from any directory.
+const KEYSPACES_YAML: &str = include_str!("../../../examples/keyspaces.yaml");
+const WORKFLOW_YAML: &str = include_str!("../../../examples/commerce-to-customer.yaml");
+/// The default fleet (`examples/sandbox/layout.yaml`).
+pub const LAYOUT_YAML: &str = include_str!("../../../examples/sandbox/layout.yaml");
+/// The CRDs, as `kubectl apply -f crds/` would install them.
+const CRDS_YAML: [&str; 2] = [
+    include_str!("../../../crds/keyspaces.vtmove.dev.yaml"),
+    include_str!("../../../crds/movetablesworkflows.vtmove.dev.yaml"),
+];
+
+/// The scenario to play.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Scenario {
+    /// Copy, switch reads, switch writes, reverse everything with a tablet roll interrupting the
+    /// reverse (vtmove heals it), switch again, complete.
+    #[default]
+    Lifecycle,
+    /// Create the workflow, let the copy finish, then cancel it.
+    Cancel,
+    /// Switch all traffic, stop every source tablet, complete with
+    /// `complete.ignoreSourceKeyspace: true`.
+    SourceGone,
+}
+
+/// How to start the sandbox.
+#[derive(Clone, Debug)]
+pub struct SandboxOptions {
+    /// Where kube-sim's kubeconfig is written.
+    pub kubeconfig: PathBuf,
+    /// Spawn a real etcd (`LocalEtcd`) for the topology instead of the in-memory store.
+    pub etcd: bool,
+    /// The fleet layout (YAML text); [`LAYOUT_YAML`] by default.
+    pub layout_yaml: String,
+    /// Print progress lines while the scenario runs.
+    pub progress: bool,
+    /// Probe writes per second.
+    pub write_rate: u32,
+}
+
+impl SandboxOptions {
+    /// The defaults with the kubeconfig at `kubeconfig`.
+    pub fn new(kubeconfig: impl Into<PathBuf>) -> Self {
+        SandboxOptions {
+            kubeconfig: kubeconfig.into(),
+            etcd: false,
+            layout_yaml: LAYOUT_YAML.to_string(),
+            progress: true,
+            write_rate: 100,
+        }
+    }
+}
+
+/// Rolls a tablet at the reverse cutover's flush point, then abandons the step as a vtctld
+/// whose command died there would (Vitess #17326), so vtmove must heal the half-done reverse.
+/// Production engines have no interrupt; this is the sandbox's fault injection.
+#[derive(Default)]
+struct RollDuringCutover {
+    armed: AtomicBool,
+    fired: AtomicBool,
+    target: Mutex<Option<(Arc<Fleet>, String)>>,
+}
+
+#[async_trait]
+impl Interrupt for RollDuringCutover {
+    async fn at(&self, point: &str) -> InterruptAction {
+        if point != "cutover:flush" || !self.armed.swap(false, Ordering::SeqCst) {
+            return InterruptAction::Continue;
+        }
+        let target = self.target.lock().ok().and_then(|t| t.clone());
+        if let Some((fleet, alias)) = target
+            && let Some(tablet) = fleet.tablet(&alias)
+        {
+            say(&format!("fault: rolling tablet {alias} inside the cutover"));
+            if let Err(e) = tablet.restart(Duration::from_millis(300)).await {
+                say(&format!("fault: tablet {alias} did not come back: {e}"));
+            }
+        }
+        self.fired.store(true, Ordering::SeqCst);
+        InterruptAction::Crash {
+            release_locks: false,
+        }
+    }
+}
+
+/// One probe attempt: when it started and ended (since the probe started), and whether it
+/// was accepted.
+#[derive(Clone, Copy, Debug)]
+struct Attempt {
+    start: Duration,
+    end: Duration,
+    ok: bool,
+}
+
+/// What the probe has seen so far.
+#[derive(Default)]
+struct ProbeStats {
+    writes_ok: AtomicU64,
+    writes_failed: AtomicU64,
+    reads_ok: AtomicU64,
+    reads_failed: AtomicU64,
+    attempts: Mutex<Vec<Attempt>>,
+    last_error: Mutex<Option<String>>,
+}
+
+/// A period during which every probe write failed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WriteGap {
+    /// Start, since the probe started.
+    pub start: Duration,
+    /// End: the start of the next accepted write (or the last failure's end).
+    pub end: Duration,
+    /// Failed writes in it.
+    pub failures: usize,
+}
+
+impl WriteGap {
+    /// How long writes were unavailable.
+    pub fn length(&self) -> Duration {
+        self.end.saturating_sub(self.start)
+    }
+}
+
+fn gaps(mut attempts: Vec<Attempt>) -> Vec<WriteGap> {
+    attempts.sort_by_key(|a| a.start);
+    let mut out = Vec::new();
+    let mut open: Option<WriteGap> = None;
+    for a in attempts {
+        match (a.ok, open.as_mut()) {
+            (true, _) => {
+                if let Some(mut g) = open.take() {
+                    g.end = a.start;
+                    out.push(g);
+                }
+            }
+            (false, Some(g)) => {
+                g.failures += 1;
+                g.end = g.end.max(a.end);
+            }
+            (false, None) => {
+                open = Some(WriteGap {
+                    start: a.start,
+                    end: a.end,
+                    failures: 1,
+                })
+            }
+        }
+    }
+    out.extend(open);
+    out
+}
+
+/// The outcome of a scenario.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// The scenario's steps and how long each took.
+    pub steps: Vec<(String, Duration)>,
+    /// Probe writes accepted.
+    pub writes_ok: u64,
+    /// Probe writes refused or timed out.
+    pub writes_failed: u64,
+    /// Probe reads answered.
+    pub reads_ok: u64,
+    /// Probe reads that failed.
+    pub reads_failed: u64,
+    /// Periods during which every write failed, in order.
+    pub write_gaps: Vec<WriteGap>,
+    /// `status.heals` of the workflow at the end.
+    pub heals: i64,
+    /// `status.lastHeal` at the end: when and what was repaired.
+    pub last_heal: Option<String>,
+    /// I1 violations found after a step (each says after which step).
+    pub violations: Vec<String>,
+    /// Probe writes whose last accepted value is missing from the keyspace serving writes.
+    pub lost_writes: Vec<String>,
+    /// The whole scenario, setup included.
+    pub wall: Duration,
+}
+
+impl Report {
+    /// No invariant violation and no lost write: what the sandbox's exit status says.
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty() && self.lost_writes.is_empty()
+    }
+
+    /// The longest write-unavailable window.
+    pub fn longest_write_gap(&self) -> Option<&WriteGap> {
+        self.write_gaps.iter().max_by_key(|g| g.length())
+    }
+
+    /// The summary printed at the end.
+    pub fn summary(&self) -> String {
+        let mut s = String::from("== summary\n");
+        for (step, took) in &self.steps {
+            s.push_str(&format!("  step {step:<34} {took:>9.2?}\n"));
+        }
+        s.push_str(&format!(
+            "  wall time                               {:>9.2?}\n",
+            self.wall
+        ));
+        s.push_str(&format!(
+            "  probe writes: {} ok, {} failed; reads: {} ok, {} failed\n",
+            self.writes_ok, self.writes_failed, self.reads_ok, self.reads_failed
+        ));
+        match self.longest_write_gap() {
+            Some(g) => s.push_str(&format!(
+                "  write-unavailable windows: {}, longest {:.2?} ({} failed writes, at {:.1?})\n",
+                self.write_gaps.len(),
+                g.length(),
+                g.failures,
+                g.start
+            )),
+            None => s.push_str("  write-unavailable windows: none\n"),
+        }
+        s.push_str(&format!(
+            "  heals: {} (last: {})\n",
+            self.heals,
+            self.last_heal.as_deref().unwrap_or("-")
+        ));
+        s.push_str(&format!("  I1 violations: {}\n", self.violations.len()));
+        for v in &self.violations {
+            s.push_str(&format!("    {v}\n"));
+        }
+        s.push_str(&format!("  lost writes: {}\n", self.lost_writes.len()));
+        for l in self.lost_writes.iter().take(10) {
+            s.push_str(&format!("    {l}\n"));
+        }
+        s.push_str(if self.passed() {
+            "  result: PASS\n"
+        } else {
+            "  result: FAIL\n"
+        });
+        s
+    }
+}
+
+fn say(line: &str) {
+    println!("{line}");
+}
+
+/// A running sandbox. Dropping it stops everything.
+pub struct Sandbox {
+    kube: kube_sim::Handle,
+    client: kube::Client,
+    fleet: Arc<Fleet>,
+    topo: Arc<TopoServer>,
+    operator: Operator,
+    probe: Arc<Probe>,
+    stats: Arc<ProbeStats>,
+    probe_started: Instant,
+    roll: Arc<RollDuringCutover>,
+    progress: bool,
+    write_rate: u32,
+    started: Instant,
+    /// Stops the probe's load (a child of `shutdown`).
+    load: CancellationToken,
+    shutdown: CancellationToken,
+    _etcd: Option<LocalEtcd>,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Sandbox {
+    /// Starts kube-sim (with the CRDs and a kubeconfig), the topology, the fleet, the operator
+    /// and the probe's load.
+    pub async fn start(options: SandboxOptions) -> anyhow::Result<Sandbox> {
+        let started = Instant::now();
+        let layout = Layout::from_yaml(&options.layout_yaml).context("the fleet layout")?;
+        let (etcd, topology, topo, cell_server_address) = if options.etcd {
+            let etcd = LocalEtcd::start().await.context("starting etcd")?;
+            let etcd_options = EtcdStoreOptions::from_server_address(etcd.endpoint());
+            let store: Arc<dyn TopoStore> = Arc::new(
+                EtcdStore::connect(etcd_options.clone())
+                    .await
+                    .context("connecting to etcd")?,
+            );
+            let topo = Arc::new(TopoServer::new(
+                store,
+                ROOT,
+                EtcdStore::factory_like(&etcd_options),
+            ));
+            let address = etcd.endpoint().to_string();
+            let source = TopologySource::Etcd {
+                options: etcd_options,
+                root: ROOT.into(),
+            };
+            (Some(etcd), source, topo, address)
+        } else {
+            let store = MemoryStore::new();
+            let topo = Arc::new(TopoServer::new(
+                Arc::new(store.clone()),
+                ROOT,
+                store.shared_factory(),
+            ));
+            let source = TopologySource::Memory {
+                store,
+                root: ROOT.into(),
+            };
+            (None, source, topo, "memory".to_string())
+        };
+        let fleet = Arc::new(
+            Fleet::start(
+                topo.clone(),
+                layout,
+                FleetOptions {
+                    cell_server_address,
+                    ..FleetOptions::default()
+                },
+            )
+            .await
+            .context("starting the vtsim fleet")?,
+        );
+        // Absolute, so the printed `export KUBECONFIG=...` works from any directory.
+        let kubeconfig = std::path::absolute(&options.kubeconfig)
+            .with_context(|| format!("the kubeconfig path {}", options.kubeconfig.display()))?;
+        let kube = kube_sim::KubeSim::start(kube_sim::Options {
+            kubeconfig: Some(kubeconfig),
+            ..kube_sim::Options::default()
+        })
+        .await
+        .context("starting kube-sim")?;
+        let client = kube.try_client().context("a client for kube-sim")?;
+        install_crds(&client).await?;
+
+        let roll = Arc::new(RollDuringCutover::default());
+        let shutdown = CancellationToken::new();
+        let operator_options = OperatorOptions {
+            topology,
+            tablets: TabletClientConfig::default(),
+            engine: EngineConfig {
+                flush_delay: Duration::from_millis(20),
+                interrupt: Some(roll.clone()),
+                ..EngineConfig::default()
+            },
+            // Short leases: the locks of the interrupted cutover expire quickly.
+            locks: LockOptions {
+                ttl: Duration::from_secs(1),
+                acquire_timeout: Duration::from_secs(10),
+            },
+            settings: ControllerSettings {
+                // Short: a playground should show a change within a couple of seconds even when
+                // the topology changes without a Kubernetes event.
+                resync_period: Duration::from_secs(2),
+                min_backoff: Duration::from_millis(200),
+                max_backoff: Duration::from_secs(2),
+                api_timeout: Duration::from_secs(5),
+                concurrency: 4,
+            },
+            scope: NamespaceScope::All,
+            metrics_address: Some(([127, 0, 0, 1], 0).into()),
+            leader: None,
+            reporter: Reporter {
+                controller: "vtmove".into(),
+                instance: Some("sandbox".into()),
+            },
+        };
+        let operator = start_operator(operator_options, client.clone(), shutdown.clone())
+            .await
+            .context("starting the operator")?;
+
+        let probe = Arc::new(fleet.probe("zone1"));
+        let stats = Arc::new(ProbeStats::default());
+        let probe_started = Instant::now();
+        let load = shutdown.child_token();
+        let sandbox = Sandbox {
+            kube,
+            client,
+            fleet,
+            topo,
+            operator,
+            probe,
+            stats,
+            probe_started,
+            roll,
+            progress: options.progress,
+            write_rate: options.write_rate,
+            started,
+            load,
+            shutdown,
+            _etcd: etcd,
+        };
+        sandbox.say(&format!(
+            "sandbox up in {:.2?}: topology {}, {} tablets, kube-sim at {}, metrics at {}",
+            started.elapsed(),
+            if sandbox._etcd.is_some() {
+                "etcd"
+            } else {
+                "memory"
+            },
+            sandbox.fleet.tablets().len(),
+            sandbox.kube.url(),
+            sandbox
+                .operator
+                .metrics_address
+                .map(|a| format!("http://{a}/metrics"))
+                .unwrap_or_else(|| "-".into())
+        ));
+        sandbox.say(&format!(
+            "kubectl: export KUBECONFIG={}; kubectl get mtw -w",
+            sandbox.kubeconfig_path().display()
+        ));
+        Ok(sandbox)
+    }
+
+    /// The kubeconfig kube-sim wrote.
+    pub fn kubeconfig_path(&self) -> &Path {
+        self.kube.kubeconfig_path()
+    }
+
+    /// A client for kube-sim.
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
+    }
+
+    /// The fleet.
+    pub fn fleet(&self) -> &Arc<Fleet> {
+        &self.fleet
+    }
+
+    fn say(&self, line: &str) {
+        if self.progress {
+            say(line);
+        }
+    }
+
+    /// Applies `examples/keyspaces.yaml` and waits until both keyspaces are Ready.
+    pub async fn apply_keyspaces(&self) -> anyhow::Result<()> {
+        apply(&self.client, KEYSPACES_YAML).await?;
+        let keyspaces: Api<Keyspace> = Api::namespaced(self.client.clone(), NAMESPACE);
+        for name in ["commerce", "customer"] {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let ready = keyspaces.get(name).await.ok().is_some_and(|ks| {
+                    ks.status.as_ref().is_some_and(|s| {
+                        s.observed_generation == ks.metadata.generation
+                            && find_condition(&s.conditions, types::READY)
+                                .is_some_and(|c| c.status == "True")
+                    })
+                });
+                if ready {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("Keyspace {name} is not Ready after 30s");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies `examples/commerce-to-customer.yaml`, waits until vtgate can route the moved
+    /// tables (before MoveTables writes its routing rules, `customer` exists in both keyspaces
+    /// and vtgate calls it ambiguous, so an application could not use it either), then starts
+    /// the probe's steady load.
+    pub async fn apply_workflow(&self) -> anyhow::Result<()> {
+        apply(&self.client, WORKFLOW_YAML).await?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self
+            .probe
+            .route(PROBE_TABLE, PROBE_FIRST_KEY, TrafficType::Primary)
+            .await
+            .is_err()
+        {
+            if Instant::now() > deadline {
+                bail!("vtgate cannot route {PROBE_TABLE} 30s after the workflow was applied");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        spawn_load(
+            self.probe.clone(),
+            self.stats.clone(),
+            self.probe_started,
+            self.write_rate,
+            self.load.clone(),
+        );
+        Ok(())
+    }
+
+    /// Runs until Ctrl-C with progress lines: for hand-made `kubectl patch` experiments.
+    pub async fn interactive(&self) -> anyhow::Result<()> {
+        self.apply_keyspaces().await?;
+        self.apply_workflow().await?;
+        self.say("interactive: everything runs until Ctrl-C. Try:");
+        self.say(&format!(
+            "  kubectl patch mtw {WORKFLOW} --type merge -p '{{\"spec\":{{\"traffic\":{{\"replica\":\"Target\",\"rdonly\":\"Target\"}}}}}}'"
+        ));
+        let printer = self.spawn_progress();
+        tokio::signal::ctrl_c()
+            .await
+            .context("waiting for Ctrl-C")?;
+        printer.cancel();
+        Ok(())
+    }
+
+    /// Plays `scenario` and reports. An error means the scenario could not be played (a step
+    /// never converged); violations and lost writes are in the report.
+    pub async fn play(&self, scenario: Scenario) -> anyhow::Result<Report> {
+        let printer = self.spawn_progress();
+        let result = self.play_inner(scenario).await;
+        printer.cancel();
+        result
+    }
+
+    async fn play_inner(&self, scenario: Scenario) -> anyhow::Result<Report> {
+        let mut run = Run {
+            sandbox: self,
+            report: Report::default(),
+            last: Instant::now(),
+        };
+        self.apply_keyspaces().await?;
+        run.step("keyspaces Ready").await?;
+        self.apply_workflow().await?;
+        run.wait("copy (CopyCompleted, Ready)", |wf| {
+            is_true(wf, types::COPY_COMPLETED) && ready(wf)
+        })
+        .await?;
+        let serving = match scenario {
+            Scenario::Lifecycle => {
+                run.patch(json!({"traffic": {"replica": "Target", "rdonly": "Target"}}))
+                    .await?;
+                run.wait("switch reads", |wf| {
+                    is_true(wf, types::READS_SWITCHED) && ready(wf)
+                })
+                .await?;
+                run.patch(json!({"traffic": {"primary": "Target"}})).await?;
+                run.wait("switch writes", |wf| {
+                    is_true(wf, types::WRITES_SWITCHED) && ready(wf)
+                })
+                .await?;
+                let heals_before = run.heals().await;
+                self.arm_roll()?;
+                run.patch(
+                    json!({"traffic": {"replica": "Source", "rdonly": "Source", "primary": "Source"}}),
+                )
+                .await?;
+                run.wait("reverse + tablet roll + heal", move |wf| {
+                    ready(wf)
+                        && is_false(wf, types::WRITES_SWITCHED)
+                        && is_false(wf, types::READS_SWITCHED)
+                        && wf.status.as_ref().is_some_and(|s| s.heals > heals_before)
+                })
+                .await?;
+                if !self.roll.fired.load(Ordering::SeqCst) {
+                    bail!("the tablet roll was never injected: the reverse ran no write cutover");
+                }
+                run.patch(
+                    json!({"traffic": {"replica": "Target", "rdonly": "Target", "primary": "Target"}}),
+                )
+                .await?;
+                run.wait("switch again", |wf| {
+                    is_true(wf, types::WRITES_SWITCHED) && ready(wf)
+                })
+                .await?;
+                run.patch_workflow(json!({"spec": {"lifecycle": "Complete"}}))
+                    .await?;
+                run.wait("complete", |wf| {
+                    ready(wf) && phase(wf) == Some(WorkflowPhase::Completed)
+                })
+                .await?;
+                "customer"
+            }
+            Scenario::Cancel => {
+                run.patch_workflow(json!({"spec": {"lifecycle": "Cancel"}}))
+                    .await?;
+                run.wait("cancel", |wf| phase(wf) == Some(WorkflowPhase::Cancelled))
+                    .await?;
+                "commerce"
+            }
+            Scenario::SourceGone => {
+                run.patch(
+                    json!({"traffic": {"replica": "Target", "rdonly": "Target", "primary": "Target"}}),
+                )
+                .await?;
+                run.wait("switch all traffic", |wf| {
+                    is_true(wf, types::WRITES_SWITCHED) && ready(wf)
+                })
+                .await?;
+                for t in self.fleet.tablets() {
+                    if t.keyspace() == "commerce" {
+                        t.stop().await;
+                    }
+                }
+                self.say("fault: every commerce tablet stopped");
+                run.patch_workflow(json!({"spec": {
+                    "lifecycle": "Complete",
+                    "complete": {"ignoreSourceKeyspace": true},
+                }}))
+                .await?;
+                run.wait("complete without the source", |wf| {
+                    ready(wf) && phase(wf) == Some(WorkflowPhase::Completed)
+                })
+                .await?;
+                "customer"
+            }
+        };
+        if let Ok(wf) = run.api().get(WORKFLOW).await
+            && let Some(status) = wf.status
+        {
+            run.report.heals = status.heals;
+            run.report.last_heal = status
+                .last_heal
+                .and_then(|h| serde_json::to_string(&h).ok());
+        }
+        self.finish(&mut run.report, serving).await;
+        run.report.wall = self.started.elapsed();
+        Ok(run.report)
+    }
+
+    fn arm_roll(&self) -> anyhow::Result<()> {
+        let replica = self
+            .fleet
+            .tablets()
+            .iter()
+            .find(|t| t.keyspace() == "commerce" && t.tablet_type() == TabletType::Replica)
+            .map(|t| t.alias_string().to_string())
+            .context("the layout has no commerce replica to roll")?;
+        if let Ok(mut target) = self.roll.target.lock() {
+            *target = Some((self.fleet.clone(), replica));
+        }
+        self.roll.fired.store(false, Ordering::SeqCst);
+        self.roll.armed.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Stops the load, lets replication settle, and checks the ledger against `serving`.
+    async fn finish(&self, report: &mut Report, serving: &str) {
+        self.shutdown_load();
+        // Writes in flight when the load stopped finish within the probe's 1 s deadline.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        if !self
+            .fleet
+            .wait_for_replication(Duration::from_secs(10))
+            .await
+        {
+            report
+                .lost_writes
+                .push("replicas did not catch up within 10s".into());
+        }
+        let rows = self.fleet.rows(serving, PROBE_TABLE);
+        let lost = self.probe.ledger().lost_writes(PROBE_TABLE, |pk| {
+            rows.get(&pk).and_then(|r| r.get(1).cloned().flatten())
+        });
+        report.lost_writes.extend(lost.iter().map(|l| {
+            format!(
+                "{PROBE_TABLE} pk {} in {serving}: expected {:?}, found {:?}",
+                l.pk, l.expected, l.found
+            )
+        }));
+        let s = &self.stats;
+        report.writes_ok = s.writes_ok.load(Ordering::SeqCst);
+        report.writes_failed = s.writes_failed.load(Ordering::SeqCst);
+        report.reads_ok = s.reads_ok.load(Ordering::SeqCst);
+        report.reads_failed = s.reads_failed.load(Ordering::SeqCst);
+        let attempts = s.attempts.lock().map(|a| a.clone()).unwrap_or_default();
+        report.write_gaps = gaps(attempts);
+        if report.writes_ok == 0 {
+            report
+                .lost_writes
+                .push("the probe never got a write accepted: nothing was measured".into());
+        }
+    }
+
+    fn shutdown_load(&self) {
+        self.load.cancel();
+    }
+
+    /// Prints one line per second: step, phase, copy progress, probe availability, heals.
+    fn spawn_progress(&self) -> CancellationToken {
+        let token = self.shutdown.child_token();
+        if !self.progress {
+            return token;
+        }
+        let api: Api<MoveTablesWorkflow> = Api::namespaced(self.client.clone(), NAMESPACE);
+        let stats = self.stats.clone();
+        let started = self.probe_started;
+        let stop = token.clone();
+        tokio::spawn(async move {
+            // Poll often, print when the workflow's line changes (so copy cycles show) and at
+            // least once a second; probe counts cover the time since the previous line.
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            let mut last = [0u64; 4];
+            let mut last_line = String::new();
+            let mut last_print = Instant::now();
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let workflow = match api.get_opt(WORKFLOW).await {
+                    Ok(Some(wf)) => describe(&wf),
+                    Ok(None) => "workflow not created yet".to_string(),
+                    Err(e) => format!("workflow unreadable: {e}"),
+                };
+                if workflow == last_line && last_print.elapsed() < Duration::from_secs(1) {
+                    continue;
+                }
+                let now = [
+                    stats.writes_ok.load(Ordering::SeqCst),
+                    stats.writes_failed.load(Ordering::SeqCst),
+                    stats.reads_ok.load(Ordering::SeqCst),
+                    stats.reads_failed.load(Ordering::SeqCst),
+                ];
+                let error = match stats.last_error.lock().map(|mut e| e.take()) {
+                    Ok(Some(e)) if now[1] > last[1] => format!(" (last error: {e})"),
+                    _ => String::new(),
+                };
+                say(&format!(
+                    "[{:>6.1}s] {workflow} | last {:.1}s: writes ok {} failed {}, reads ok {} failed {}{error}",
+                    started.elapsed().as_secs_f64(),
+                    last_print.elapsed().as_secs_f64(),
+                    now[0] - last[0],
+                    now[1] - last[1],
+                    now[2] - last[2],
+                    now[3] - last[3],
+                ));
+                last = now;
+                last_line = workflow;
+                last_print = Instant::now();
+            }
+        });
+        token
+    }
+}
+
+/// One line about the workflow: step (the Progressing reason), phase, copy progress, heals.
+fn describe(wf: &MoveTablesWorkflow) -> String {
+    let Some(status) = wf.status.as_ref() else {
+        return "workflow: no status yet".to_string();
+    };
+    let step = find_condition(&status.conditions, types::PROGRESSING)
+        .map(|c| c.reason.clone())
+        .unwrap_or_else(|| "-".into());
+    let phase = status
+        .phase
+        .map(|p| format!("{p:?}"))
+        .unwrap_or_else(|| "-".into());
+    let rows: i64 = status.streams.iter().map(|s| s.rows_copied).sum();
+    let cycles: i64 = status.streams.iter().map(|s| s.copy_cycles).sum();
+    format!(
+        "phase {phase:<15} step {step:<18} copy {rows} rows in {cycles} cycles over {} streams, lag {} | {} | heals {}",
+        status.streams.len(),
+        status.lag.as_deref().unwrap_or("-"),
+        status.traffic_state.as_deref().unwrap_or("-"),
+        status.heals
+    )
+}
+
+/// The steady load: writes (new keys) at `rate` per second through the primary routing, and
+/// a replica read after each write.
+fn spawn_load(
+    probe: Arc<Probe>,
+    stats: Arc<ProbeStats>,
+    started: Instant,
+    rate: u32,
+    stop: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let period = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut key = PROBE_FIRST_KEY;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            key += 1;
+            let start = started.elapsed();
+            let result = probe.write(PROBE_TABLE, key, &format!("w{key}")).await;
+            let ok = result.is_ok();
+            if let Err(e) = result {
+                if let Ok(mut last) = stats.last_error.lock() {
+                    *last = Some(e.to_string());
+                }
+                stats.writes_failed.fetch_add(1, Ordering::SeqCst);
+            } else {
+                stats.writes_ok.fetch_add(1, Ordering::SeqCst);
+            }
+            if let Ok(mut a) = stats.attempts.lock() {
+                a.push(Attempt {
+                    start,
+                    end: started.elapsed(),
+                    ok,
+                });
+            }
+            let read_key = PROBE_FIRST_KEY + 1 + (key - PROBE_FIRST_KEY) / 2;
+            match probe
+                .read(PROBE_TABLE, read_key, TrafficType::Replica)
+                .await
+            {
+                Ok(_) => stats.reads_ok.fetch_add(1, Ordering::SeqCst),
+                Err(_) => stats.reads_failed.fetch_add(1, Ordering::SeqCst),
+            };
+        }
+    });
+}
+
+/// A scenario in progress: times steps and checks I1 after each.
+struct Run<'a> {
+    sandbox: &'a Sandbox,
+    report: Report,
+    last: Instant,
+}
+
+impl Run<'_> {
+    fn api(&self) -> Api<MoveTablesWorkflow> {
+        Api::namespaced(self.sandbox.client.clone(), NAMESPACE)
+    }
+
+    async fn heals(&self) -> i64 {
+        self.api()
+            .get(WORKFLOW)
+            .await
+            .ok()
+            .and_then(|wf| wf.status.map(|s| s.heals))
+            .unwrap_or(0)
+    }
+
+    async fn patch(&self, spec: Value) -> anyhow::Result<()> {
+        self.patch_workflow(json!({ "spec": spec })).await
+    }
+
+    async fn patch_workflow(&self, patch: Value) -> anyhow::Result<()> {
+        self.sandbox.say(&format!("patch: {patch}"));
+        self.api()
+            .patch(WORKFLOW, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .with_context(|| format!("patching the workflow with {patch}"))?;
+        Ok(())
+    }
+
+    /// Records a finished step and checks I1.
+    async fn step(&mut self, name: &str) -> anyhow::Result<()> {
+        let took = self.last.elapsed();
+        self.sandbox.say(&format!("== step {name}: {took:.2?}"));
+        self.report.steps.push((name.to_string(), took));
+        if let Ok(Some(wf)) = self.api().get_opt(WORKFLOW).await {
+            let desired = vtmove::engine::Desired::from_spec(&wf.spec, WORKFLOW)
+                .map_err(|e| anyhow::anyhow!("the workflow's spec: {e}"))?;
+            let found = vtmove::engine::invariants::check_single_writer_in_topology(
+                &self.sandbox.topo,
+                &desired,
+            )
+            .await
+            .context("reading the topology for the I1 check")?;
+            self.report
+                .violations
+                .extend(found.iter().map(|v| format!("after {name}: {v:?}")));
+        }
+        self.last = Instant::now();
+        Ok(())
+    }
+
+    /// Waits (at most 60 s) until `check` holds for the workflow, then records the step.
+    async fn wait(
+        &mut self,
+        name: &str,
+        check: impl Fn(&MoveTablesWorkflow) -> bool,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let wf = self.api().get_opt(WORKFLOW).await?;
+            if wf.as_ref().is_some_and(&check) {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "step {name}: not reached within 60s; status: {}",
+                    wf.and_then(|w| w.status)
+                        .map(|s| serde_json::to_string_pretty(&s).unwrap_or_default())
+                        .unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.step(name).await
+    }
+}
+
+fn is_status(wf: &MoveTablesWorkflow, type_: &str, status: &str) -> bool {
+    wf.status.as_ref().is_some_and(|s| {
+        s.observed_generation == wf.metadata.generation
+            && find_condition(&s.conditions, type_).is_some_and(|c| c.status == status)
+    })
+}
+
+fn is_true(wf: &MoveTablesWorkflow, type_: &str) -> bool {
+    is_status(wf, type_, "True")
+}
+
+fn is_false(wf: &MoveTablesWorkflow, type_: &str) -> bool {
+    is_status(wf, type_, "False")
+}
+
+/// Ready=True for the current generation (what `kubectl wait --for=condition=Ready` waits on).
+fn ready(wf: &MoveTablesWorkflow) -> bool {
+    is_true(wf, types::READY)
+}
+
+fn phase(wf: &MoveTablesWorkflow) -> Option<WorkflowPhase> {
+    wf.status.as_ref().and_then(|s| s.phase)
+}
+
+/// Creates the CRDs, as `kubectl apply -f crds/` does before the chart is installed.
+async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for text in CRDS_YAML {
+        let crd: CustomResourceDefinition =
+            serde_saphyr::from_str(text).context("a committed CRD does not parse")?;
+        crds.create(&PostParams::default(), &crd)
+            .await
+            .context("kube-sim refused a CRD")?;
+    }
+    Ok(())
+}
+
+/// `kubectl apply --server-side` of every document in `text`.
+async fn apply(client: &kube::Client, text: &str) -> anyhow::Result<()> {
+    let documents: Vec<Value> = serde_saphyr::from_multiple(text).context("an example file")?;
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    for doc in documents {
+        let name = doc["metadata"]["name"]
+            .as_str()
+            .context("a document without metadata.name")?
+            .to_string();
+        match doc["kind"].as_str() {
+            Some("Keyspace") => {
+                Api::<Keyspace>::namespaced(client.clone(), NAMESPACE)
+                    .patch(&name, &params, &Patch::Apply(&doc))
+                    .await
+                    .with_context(|| format!("applying Keyspace {name}"))?;
+            }
+            Some("MoveTablesWorkflow") => {
+                Api::<MoveTablesWorkflow>::namespaced(client.clone(), NAMESPACE)
+                    .patch(&name, &params, &Patch::Apply(&doc))
+                    .await
+                    .with_context(|| format!("applying MoveTablesWorkflow {name}"))?;
+            }
+            other => bail!("unexpected kind {other:?} in an example"),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: u64, ok: bool) -> Attempt {
+        Attempt {
+            start: Duration::from_millis(ms),
+            end: Duration::from_millis(ms + 5),
+            ok,
+        }
+    }
+
+    #[test]
+    fn gaps_run_from_the_first_failure_to_the_next_success() {
+        let found = gaps(vec![
+            at(0, true),
+            at(10, false),
+            at(20, false),
+            at(30, true),
+            at(40, false),
+        ]);
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].length(), Duration::from_millis(20));
+        assert_eq!(found[0].failures, 2);
+        assert_eq!(found[1].failures, 1, "a trailing failure is a gap too");
+    }
+}

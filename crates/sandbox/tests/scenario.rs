@@ -1,0 +1,70 @@
+//! The default scenario as `cargo run -p vtmove-sandbox` plays it: zero I1 violations, no lost
+//! write, and the workflow visible through the kubeconfig the sandbox wrote (what
+//! `kubectl get mtw` shows).
+
+use kube::api::{Api, ListParams};
+use vtmove::api::MoveTablesWorkflow;
+use vtmove::api::movetables::WorkflowPhase;
+use vtmove_sandbox::{NAMESPACE, Sandbox, SandboxOptions, Scenario, WORKFLOW};
+
+async fn client_from(path: &std::path::Path) -> kube::Client {
+    let kubeconfig = kube::config::Kubeconfig::read_from(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    kube::Client::try_from(config).unwrap_or_else(|e| panic!("client: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn default_scenario_has_no_violation_and_kubectl_sees_the_workflow() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+    let kubeconfig = dir.path().join("sandbox.kubeconfig");
+    let sandbox = Sandbox::start(SandboxOptions::new(&kubeconfig))
+        .await
+        .unwrap_or_else(|e| panic!("sandbox: {e:#}"));
+    assert_eq!(sandbox.kubeconfig_path(), kubeconfig.as_path());
+    let report = sandbox
+        .play(Scenario::default())
+        .await
+        .unwrap_or_else(|e| panic!("scenario: {e:#}"));
+    println!("{}", report.summary());
+    assert!(report.violations.is_empty(), "I1: {:?}", report.violations);
+    assert!(
+        report.lost_writes.is_empty(),
+        "lost: {:?}",
+        report.lost_writes
+    );
+    assert!(report.passed());
+    assert!(report.heals >= 1, "the interrupted reverse was healed");
+    assert!(report.writes_ok > 0, "the probe wrote");
+    let names: Vec<&str> = report.steps.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "keyspaces Ready",
+            "copy (CopyCompleted, Ready)",
+            "switch reads",
+            "switch writes",
+            "reverse + tablet roll + heal",
+            "switch again",
+            "complete",
+        ]
+    );
+
+    let workflows: Api<MoveTablesWorkflow> =
+        Api::namespaced(client_from(&kubeconfig).await, NAMESPACE);
+    let listed = workflows
+        .list(&ListParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("listing mtw through the kubeconfig: {e}"));
+    let wf = listed
+        .items
+        .iter()
+        .find(|w| w.metadata.name.as_deref() == Some(WORKFLOW))
+        .unwrap_or_else(|| panic!("{WORKFLOW} not listed"));
+    assert_eq!(
+        wf.status.as_ref().and_then(|s| s.phase),
+        Some(WorkflowPhase::Completed)
+    );
+}
