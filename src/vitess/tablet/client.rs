@@ -308,6 +308,17 @@ impl TabletClient {
                 message: status.message().to_owned(),
             };
         }
+        if status.code() == tonic::Code::Cancelled {
+            // vtmove cancels calls only through their deadline (handled above) or by dropping
+            // them (no result is seen then). A cancel that still reaches us is the connection
+            // torn down under the call: the tablet went away (a stop or a roll), a transport
+            // failure like any other.
+            return TabletError::Unavailable {
+                tablet: tablet.clone(),
+                method,
+                message: format!("call cancelled by the transport: {}", status.message()),
+            };
+        }
         let mut error = TabletError::from_status(tablet, method, status);
         if let TabletError::DeadlineExceeded { timeout: t, .. } = &mut error {
             *t = timeout;
