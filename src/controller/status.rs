@@ -8,7 +8,7 @@
 
 use std::time::SystemTime;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::MoveTablesWorkflowStatus;
@@ -222,21 +222,31 @@ pub fn status_changed(
     old: Option<&MoveTablesWorkflowStatus>,
     new: &MoveTablesWorkflowStatus,
 ) -> bool {
+    changed_ignoring_times(old, new, |status| {
+        // A retry record's time moves with every failure; its attempt count says the same.
+        if let Some(retry) = &mut status.retry {
+            retry.last_failure_time = Time(Timestamp::UNIX_EPOCH);
+        }
+        &mut status.conditions
+    })
+}
+
+/// Whether a status changed in anything but timestamps: the conditions are compared without
+/// their transition times, the rest as a whole after `normalize` (which clears other clocks and
+/// hands back the conditions). Shared by both controllers, so neither patches a status whose only
+/// news is the time (anti-pattern 9).
+pub fn changed_ignoring_times<S: Clone + PartialEq>(
+    old: Option<&S>,
+    new: &S,
+    normalize: impl Fn(&mut S) -> &mut Vec<Condition>,
+) -> bool {
     let Some(old) = old else {
         return true;
     };
-    if !same_ignoring_time(&old.conditions, &new.conditions) {
-        return true;
-    }
-    let mut old = old.clone();
-    let mut new = new.clone();
-    old.conditions.clear();
-    new.conditions.clear();
-    // A retry record's time moves with every failure; its attempt count says the same thing.
-    for retry in [&mut old.retry, &mut new.retry].into_iter().flatten() {
-        retry.last_failure_time = Time(Timestamp::UNIX_EPOCH);
-    }
-    old != new
+    let (mut old, mut new) = (old.clone(), new.clone());
+    let old_conditions = std::mem::take(normalize(&mut old));
+    let new_conditions = std::mem::take(normalize(&mut new));
+    !same_ignoring_time(&old_conditions, &new_conditions) || old != new
 }
 
 fn truncate(text: &str, max: usize) -> String {

@@ -168,38 +168,69 @@ pub fn workflows_for_change(
     store: &Store<MoveTablesWorkflow>,
     change: &TopoChange,
 ) -> Vec<ObjectRef<MoveTablesWorkflow>> {
+    objects_for_change(store, change, &workflow_concerned)
+}
+
+fn workflow_concerned(wf: &MoveTablesWorkflow, scope: &TopoScope, key: &str) -> bool {
+    let name = wf.metadata.name.as_deref().unwrap_or_default();
+    Desired::from_spec(&wf.spec, name)
+        .map(|desired| concerns(&desired.watched_keys(), scope, key))
+        .unwrap_or(false)
+}
+
+/// The objects in `store` a change concerns, by `concerned(object, scope, key)`; all of them on a
+/// resync.
+pub fn objects_for_change<K>(
+    store: &Store<K>,
+    change: &TopoChange,
+    concerned: &(impl Fn(&K, &TopoScope, &str) -> bool + ?Sized),
+) -> Vec<ObjectRef<K>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
     store
         .state()
         .iter()
-        .filter(|wf| match change {
+        .filter(|object| match change {
             TopoChange::Resync => true,
-            TopoChange::Key { scope, key } => {
-                let name = wf.metadata.name.as_deref().unwrap_or_default();
-                Desired::from_spec(&wf.spec, name)
-                    .map(|desired| concerns(&desired.watched_keys(), scope, key))
-                    .unwrap_or(false)
-            }
+            TopoChange::Key { scope, key } => concerned(object, scope, key),
         })
-        .map(|wf| ObjectRef::from_obj(wf.as_ref()))
+        .map(|object| ObjectRef::from_obj(object.as_ref()))
         .collect()
 }
 
-/// A stream of the workflows each change concerns, for `Controller::reconcile_on`. A receiver
-/// that fell behind the channel reconciles every workflow, since it cannot know what it missed.
+/// A stream of the objects each change concerns, for `Controller::reconcile_on`. A receiver that
+/// fell behind the channel reconciles every object, since it cannot know what it missed.
+pub fn triggers_for<K>(
+    changes: broadcast::Receiver<TopoChange>,
+    store: Store<K>,
+    concerned: impl Fn(&K, &TopoScope, &str) -> bool + Send + Sync + 'static,
+) -> impl futures::Stream<Item = ObjectRef<K>> + Send + 'static
+where
+    K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    let concerned = Arc::new(concerned);
+    futures::stream::unfold(
+        (changes, store, concerned),
+        |(mut changes, store, concerned)| async move {
+            let change = match changes.recv().await {
+                Ok(change) => change,
+                Err(broadcast::error::RecvError::Lagged(_)) => TopoChange::Resync,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            let refs = objects_for_change(&store, &change, concerned.as_ref());
+            Some((futures::stream::iter(refs), (changes, store, concerned)))
+        },
+    )
+    .flatten()
+}
+
+/// The MoveTablesWorkflow triggers: each change wakes the workflows whose keys it touched.
 pub fn workflow_triggers(
     changes: broadcast::Receiver<TopoChange>,
     store: Store<MoveTablesWorkflow>,
 ) -> impl futures::Stream<Item = ObjectRef<MoveTablesWorkflow>> + Send + 'static {
-    futures::stream::unfold((changes, store), |(mut changes, store)| async move {
-        let change = match changes.recv().await {
-            Ok(change) => change,
-            Err(broadcast::error::RecvError::Lagged(_)) => TopoChange::Resync,
-            Err(broadcast::error::RecvError::Closed) => return None,
-        };
-        let refs = workflows_for_change(&store, &change);
-        Some((futures::stream::iter(refs), (changes, store)))
-    })
-    .flatten()
+    triggers_for(changes, store, workflow_concerned)
 }
 
 #[cfg(test)]

@@ -5,7 +5,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use futures::StreamExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{EventType as KubeEventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -13,11 +12,11 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::broadcast;
 
 use super::{EventType, Explained, KeyspaceDeps, KeyspaceError, PlanOptions, reconcile_keyspace};
-use crate::api::condition::{ConditionStatus, ConditionUpdate, reasons, same_ignoring_time, types};
+use crate::api::condition::{ConditionStatus, ConditionUpdate, reasons, types};
 use crate::api::keyspace::{DeletionPolicy, KeyspaceStatus};
 use crate::api::{Keyspace, MoveTablesWorkflow};
-use crate::controller::status::kube_time;
-use crate::controller::triggers::{TopoChange, TopoScope};
+use crate::controller::status::{changed_ignoring_times, kube_time};
+use crate::controller::triggers::{TopoChange, TopoScope, triggers_for};
 use crate::controller::{ApiError, ControllerSettings, FINALIZER, kube_calls};
 
 /// What the keyspace reconciler reports about itself, for metrics.
@@ -260,17 +259,7 @@ async fn reconcile_inner(
 
 /// Whether `new` differs from `old` in anything but condition timestamps.
 pub fn status_changed(old: Option<&KeyspaceStatus>, new: &KeyspaceStatus) -> bool {
-    let Some(old) = old else {
-        return true;
-    };
-    if !same_ignoring_time(&old.conditions, &new.conditions) {
-        return true;
-    }
-    let mut old = old.clone();
-    let mut new = new.clone();
-    old.conditions.clear();
-    new.conditions.clear();
-    old != new
+    changed_ignoring_times(old, new, |status| &mut status.conditions)
 }
 
 async fn publish(
@@ -309,26 +298,9 @@ pub fn keyspace_triggers(
     changes: broadcast::Receiver<TopoChange>,
     store: Store<Keyspace>,
 ) -> impl futures::Stream<Item = ObjectRef<Keyspace>> + Send + 'static {
-    futures::stream::unfold((changes, store), |(mut changes, store)| async move {
-        let change = match changes.recv().await {
-            Ok(change) => change,
-            Err(broadcast::error::RecvError::Lagged(_)) => TopoChange::Resync,
-            Err(broadcast::error::RecvError::Closed) => return None,
-        };
-        let refs: Vec<ObjectRef<Keyspace>> = store
-            .state()
-            .iter()
-            .filter(|ks| match &change {
-                TopoChange::Resync => true,
-                TopoChange::Key { scope, key } => {
-                    concerns_keyspace(&ks.keyspace_name(), scope, key)
-                }
-            })
-            .map(|ks| ObjectRef::from_obj(ks.as_ref()))
-            .collect();
-        Some((futures::stream::iter(refs), (changes, store)))
+    triggers_for(changes, store, |ks: &Keyspace, scope, key| {
+        concerns_keyspace(&ks.keyspace_name(), scope, key)
     })
-    .flatten()
 }
 
 #[cfg(test)]
