@@ -232,6 +232,24 @@ impl World {
             .expect("workflow created");
     }
 
+    /// Creates a workflow, waits for its copy, switches all traffic and waits for the switch.
+    async fn create_and_switch(&mut self, name: &str, tables: &[&str]) {
+        self.create(&workflow(name, tables)).await;
+        self.wait_for(name, "copied", STEP, |wf| {
+            ready(wf) && is_true(wf, types::COPY_COMPLETED)
+        })
+        .await;
+        self.patch_spec(
+            name,
+            json!({"traffic": {"replica": "Target", "rdonly": "Target", "primary": "Target"}}),
+        )
+        .await;
+        self.wait_for(name, "switched", STEP, |wf| {
+            ready(wf) && is_true(wf, types::WRITES_SWITCHED)
+        })
+        .await;
+    }
+
     async fn patch_spec(&self, name: &str, spec: serde_json::Value) {
         self.api
             .patch(
@@ -444,20 +462,7 @@ async fn full_lifecycle_through_resources() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn interrupted_reverse_heals_without_a_spec_change() {
     let mut w = world().await;
-    w.create(&workflow("heal", &["customer"])).await;
-    w.wait_for("heal", "copied", STEP, |wf| {
-        ready(wf) && is_true(wf, types::COPY_COMPLETED)
-    })
-    .await;
-    w.patch_spec(
-        "heal",
-        json!({"traffic": {"replica": "Target", "rdonly": "Target", "primary": "Target"}}),
-    )
-    .await;
-    w.wait_for("heal", "switched", STEP, |wf| {
-        ready(wf) && is_true(wf, types::WRITES_SWITCHED)
-    })
-    .await;
+    w.create_and_switch("heal", &["customer"]).await;
     let before = w.api.get("heal").await.expect("readable");
     let heals_before = before.status.as_ref().map(|s| s.heals).unwrap_or(0);
 
@@ -631,20 +636,7 @@ async fn deletion_cancels_or_refuses() {
         rules.rules
     );
 
-    w.create(&workflow("switched", &["customer"])).await;
-    w.wait_for("switched", "copied", STEP, |wf| {
-        ready(wf) && is_true(wf, types::COPY_COMPLETED)
-    })
-    .await;
-    w.patch_spec(
-        "switched",
-        json!({"traffic": {"replica": "Target", "rdonly": "Target", "primary": "Target"}}),
-    )
-    .await;
-    w.wait_for("switched", "switched", STEP, |wf| {
-        ready(wf) && is_true(wf, types::WRITES_SWITCHED)
-    })
-    .await;
+    w.create_and_switch("switched", &["customer"]).await;
     w.api
         .delete("switched", &DeleteParams::default())
         .await

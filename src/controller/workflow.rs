@@ -215,24 +215,38 @@ async fn reconcile_inner(
         return Ok(Action::requeue(Duration::ZERO));
     }
 
-    let mut memory = ctx.take_memory(&key, previous);
-    let report = ctx.engine.pass(&desired, &mut memory).await;
-    let status = workflow_status(
-        previous,
-        &desired,
-        &report,
-        &memory,
-        generation,
-        SystemTime::now(),
-    );
-    ctx.put_memory(key.clone(), memory);
-    ctx.observer.on_pass(&key, &report);
+    let memory = ctx.take_memory(&key, previous);
+    let (report, status) = run_pass(ctx, &key, &desired, memory, previous, generation).await;
 
     publish_pass_events(ctx, workflow, previous, &status, &report).await;
     if status_changed(previous, &status) {
         patch_status(ctx, &api, &name, &status).await?;
     }
     Ok(next_action(&report, &status, &ctx.settings))
+}
+
+/// One engine pass with the workflow's memory, and the status it leads to. The memory goes back
+/// to the cache and the observer sees the pass.
+async fn run_pass(
+    ctx: &WorkflowContext,
+    key: &ObjectRef<MoveTablesWorkflow>,
+    desired: &Desired,
+    mut memory: EngineMemory,
+    previous: Option<&MoveTablesWorkflowStatus>,
+    generation: Option<i64>,
+) -> (PassReport, MoveTablesWorkflowStatus) {
+    let report = ctx.engine.pass(desired, &mut memory).await;
+    let status = workflow_status(
+        previous,
+        desired,
+        &report,
+        &memory,
+        generation,
+        SystemTime::now(),
+    );
+    ctx.put_memory(key.clone(), memory);
+    ctx.observer.on_pass(key, &report);
+    (report, status)
 }
 
 /// When to look again after a pass.
@@ -366,18 +380,7 @@ async fn finalize(
         // Waits for an edit of the spec (lifecycle: Complete) or for traffic to move back.
         return Ok(Action::requeue(ctx.settings.resync_period));
     }
-    let mut memory = memory;
-    let report = ctx.engine.pass(&desired, &mut memory).await;
-    let status = workflow_status(
-        previous,
-        &desired,
-        &report,
-        &memory,
-        generation,
-        SystemTime::now(),
-    );
-    ctx.put_memory(key.clone(), memory);
-    ctx.observer.on_pass(key, &report);
+    let (report, status) = run_pass(ctx, key, &desired, memory, previous, generation).await;
     if report.plan.as_ref().is_some_and(|p| !p.workflow_exists) && report.executed.is_none() {
         remove_finalizer(workflow, ctx, api).await?;
         ctx.forget(key);
