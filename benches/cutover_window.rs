@@ -15,6 +15,8 @@
 //! `cargo test --bench cutover_window` runs a smoke version (2 cutovers, 1 → 2) so the harness
 //! cannot rot.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,6 +37,7 @@ impl CallObserver for Latencies {
         }
     }
 }
+use support::percentile;
 use vtmove::vitess::topo::{EtcdStore, LocalEtcd, LockOptions, TopoServer, TopoStore};
 use vtsim::{DriveConfig, Fleet, FleetOptions, KeyspaceLayout, Layout, LayoutTabletType};
 
@@ -65,92 +68,45 @@ struct Options {
     cutovers: usize,
     flush_ms: u64,
     layouts: Vec<(usize, usize)>,
-    json: Option<std::path::PathBuf>,
+    json: std::path::PathBuf,
 }
 
 fn options() -> anyhow::Result<Options> {
-    // `cargo test --bench` passes `--bench`-less harness flags; run the smoke version then.
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let smoke = !args.iter().any(|a| a == "--bench");
-    let mut o = Options {
-        cutovers: if smoke { 2 } else { 50 },
-        flush_ms: 100,
-        layouts: if smoke {
-            vec![(1, 2)]
-        } else {
-            vec![(1, 2), (4, 4), (16, 16)]
-        },
-        json: Some(std::path::PathBuf::from(if smoke {
-            "target/bench/cutover-smoke.json"
-        } else {
-            "target/bench/cutover.json"
-        })),
-    };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| anyhow::anyhow!("{arg} needs a value"))
-        };
-        match arg.as_str() {
-            "--cutovers" => o.cutovers = value()?.parse()?,
-            "--flush-ms" => o.flush_ms = value()?.parse()?,
-            "--json" => o.json = Some(value()?.into()),
-            "--layouts" => {
-                o.layouts = value()?
-                    .split(',')
-                    .map(|l| {
-                        let (a, b) = l
-                            .split_once(':')
-                            .ok_or_else(|| anyhow::anyhow!("layout {l}: expected SRC:DST"))?;
-                        Ok((a.parse()?, b.parse()?))
-                    })
-                    .collect::<anyhow::Result<_>>()?;
-            }
-            _ => {}
-        }
-    }
-    Ok(o)
+    let args = support::Args::from_env();
+    let layouts = args.value(
+        "--layouts",
+        if args.smoke { "1:2" } else { "1:2,4:4,16:16" }.to_string(),
+    )?;
+    Ok(Options {
+        cutovers: args.value("--cutovers", if args.smoke { 2 } else { 50 })?,
+        flush_ms: args.value("--flush-ms", 100)?,
+        layouts: layouts
+            .split(',')
+            .map(|l| {
+                let (a, b) = l
+                    .split_once(':')
+                    .ok_or_else(|| anyhow::anyhow!("layout {l}: expected SRC:DST"))?;
+                Ok((a.parse()?, b.parse()?))
+            })
+            .collect::<anyhow::Result<_>>()?,
+        json: args.json_path("cutover")?,
+    })
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
+/// Converges `desired`, folding each executed step's stage durations into `stages`.
 async fn converge(
     engine: &Engine,
     desired: &Desired,
     memory: &mut EngineMemory,
     stages: &mut std::collections::BTreeMap<&'static str, Vec<Duration>>,
 ) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        anyhow::ensure!(Instant::now() < deadline, "no convergence");
-        let report = engine.pass(desired, memory).await;
-        if let Some(record) = &report.executed {
-            for stage in &record.stages {
-                stages.entry(stage.name).or_default().push(stage.duration);
-            }
-            stages.entry(record.step).or_default().push(record.duration);
+    for record in support::converge(engine, desired, memory).await? {
+        for stage in &record.stages {
+            stages.entry(stage.name).or_default().push(stage.duration);
         }
-        if let Some(e) = &report.error {
-            eprintln!("pass error: {e}");
-        }
-        let done = report.error.is_none()
-            && report.executed.is_none()
-            && report.plan.as_ref().is_some_and(|p| p.converged());
-        if done {
-            return Ok(());
-        }
-        if report.executed.is_none() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        stages.entry(record.step).or_default().push(record.duration);
     }
+    Ok(())
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -181,18 +137,14 @@ async fn main() -> anyhow::Result<()> {
             ms("window_p99_ms") / ms("tablet_rpc_rtt_ms").max(1e-9),
         );
     }
-    if let Some(path) = &o.json {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let doc = serde_json::json!({
+    support::write_json(
+        &o.json,
+        &serde_json::json!({
             "benchmark": "cutover_window",
             "flush_delay_ms": o.flush_ms,
             "results": results,
-        });
-        std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
-        println!("\nwrote {}", path.display());
-    }
+        }),
+    )?;
     for r in &results {
         anyhow::ensure!(
             r["lost_writes"].as_u64() == Some(0),
@@ -413,7 +365,7 @@ async fn run_layout(o: &Options, from: usize, to: usize) -> anyhow::Result<serde
         .len();
     println!("lost writes: {lost}");
     fleet.shutdown().await;
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let ms = support::ms;
     Ok(serde_json::json!({
         "layout": format!("{from}->{to}"),
         "cutovers": cutovers,

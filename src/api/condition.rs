@@ -87,6 +87,9 @@ pub mod reasons {
     pub const CANCELLING: &str = "Cancelling";
     /// Repairing an invariant violation found on this pass.
     pub const HEALING: &str = "Healing";
+    /// Refreshing tablets whose view of their shard records is not remembered (the controller
+    /// restarted): a check, nothing was found wrong.
+    pub const VERIFYING_TABLETS: &str = "VerifyingTablets";
     /// The workflow was completed.
     pub const COMPLETED: &str = "Completed";
     /// The workflow was cancelled.

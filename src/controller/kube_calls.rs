@@ -14,9 +14,9 @@ use serde_json::json;
 
 use super::{ApiError, FIELD_MANAGER, FINALIZER, with_deadline};
 
-/// Adds vtmove's finalizer. The resourceVersion makes the patch fail rather than overwrite a
-/// concurrent change of the list.
-pub async fn add_finalizer<K>(api: &Api<K>, object: &K, deadline: Duration) -> Result<(), ApiError>
+/// Adds vtmove's finalizer and returns the object as stored. The resourceVersion makes the
+/// patch fail rather than overwrite a concurrent change of the list.
+pub async fn add_finalizer<K>(api: &Api<K>, object: &K, deadline: Duration) -> Result<K, ApiError>
 where
     K: Resource + Clone + DeserializeOwned + Debug,
 {
@@ -45,7 +45,7 @@ where
             source: kube::Error::Api(status),
             ..
         }) if status.code == 404 => Ok(()),
-        other => other,
+        other => other.map(|_| ()),
     }
 }
 
@@ -55,7 +55,7 @@ async fn set_finalizers<K>(
     finalizers: Vec<String>,
     deadline: Duration,
     what: &'static str,
-) -> Result<(), ApiError>
+) -> Result<K, ApiError>
 where
     K: Resource + Clone + DeserializeOwned + Debug,
 {
@@ -75,7 +75,6 @@ where
         ),
     )
     .await
-    .map(|_| ())
 }
 
 /// Writes the whole status with one forced server-side apply under vtmove's field manager.

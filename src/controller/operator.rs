@@ -233,8 +233,12 @@ pub async fn start_operator(
         return Err(OperatorError::Topology { endpoints, source });
     }
     let topo = Arc::new(
-        TopoServer::new(metrics.metered_store(global), &root, factory)
-            .with_lock_options(options.locks.clone()),
+        TopoServer::new(
+            metrics.metered_store(global),
+            &root,
+            metrics.metered_factory(factory),
+        )
+        .with_lock_options(options.locks.clone()),
     );
     let tablets: Arc<dyn TabletRpc> = Arc::new(
         TabletClient::new(options.tablets.clone()).with_observer(metrics.tablet_observer()),

@@ -178,10 +178,15 @@ async fn reconcile_inner(
     if workflow.meta().deletion_timestamp.is_some() {
         return finalize(workflow, ctx, &api, &key).await;
     }
-    if !workflow.finalizers().iter().any(|f| f == FINALIZER) {
-        add_finalizer(workflow, ctx, &api).await?;
-        return Ok(Action::requeue(Duration::ZERO));
-    }
+    let with_finalizer;
+    let workflow = if workflow.finalizers().iter().any(|f| f == FINALIZER) {
+        workflow
+    } else {
+        // Go on with the object the API server returned: the watch event of the patch may lag,
+        // and a stale copy would fail the next patch's resourceVersion check.
+        with_finalizer = add_finalizer(workflow, ctx, &api).await?;
+        &with_finalizer
+    };
 
     let generation = workflow.meta().generation;
     let previous = workflow.status.as_ref();
@@ -205,15 +210,20 @@ async fn reconcile_inner(
             return Ok(Action::await_change());
         }
     };
-    if previous.and_then(|s| s.identity.as_ref()).is_none() {
+    // The identity is stored before the engine may change anything, then the pass goes on.
+    let recorded;
+    let previous = if previous.and_then(|s| s.identity.as_ref()).is_none() {
         let mut status = previous.cloned().unwrap_or_default();
         status.identity = Some(identity(&desired));
         status.phase.get_or_insert(WorkflowPhase::Pending);
         status.observed_generation = generation;
         status.ensure_conditions(generation, &super::status::kube_time(SystemTime::now()));
         patch_status(ctx, &api, &name, &status).await?;
-        return Ok(Action::requeue(Duration::ZERO));
-    }
+        recorded = status;
+        Some(&recorded)
+    } else {
+        previous
+    };
 
     let memory = ctx.take_memory(&key, previous);
     let (report, status) = run_pass(ctx, &key, &desired, memory, previous, generation).await;
@@ -425,7 +435,7 @@ async fn add_finalizer(
     workflow: &MoveTablesWorkflow,
     ctx: &WorkflowContext,
     api: &Api<MoveTablesWorkflow>,
-) -> Result<(), WorkflowError> {
+) -> Result<MoveTablesWorkflow, WorkflowError> {
     Ok(kube_calls::add_finalizer(api, workflow, ctx.settings.api_timeout).await?)
 }
 

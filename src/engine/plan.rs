@@ -820,6 +820,18 @@ impl<'a> Facts<'a> {
                 .refreshed(keyspace, &shard.name, shard.version, &tablet.alias)
     }
 
+    /// Whether the engine remembers nothing about refreshes of `tablet`'s shard (an empty
+    /// ledger after a restart), as opposed to remembering an older record or a missing
+    /// acknowledgement.
+    fn refresh_unremembered(&self, tablet: &TabletTarget) -> bool {
+        self.view(tablet.side).is_some_and(|view| {
+            !self
+                .m
+                .refresh_ledger
+                .contains_key(&(view.name.clone(), tablet.shard.clone()))
+        })
+    }
+
     /// Reachable tablets of `side` that may still serve stale denied tables.
     fn stale_tablets(&self, side: Side) -> Vec<TabletTarget> {
         let Some(view) = self.view(side) else {
@@ -1483,6 +1495,20 @@ fn heal_routing(f: &Facts<'_>) -> Option<Decision> {
     }
     let mut tablets = f.stale_tablets(Side::Source);
     tablets.extend(f.stale_tablets(Side::Target));
+    if !tablets.is_empty() && tablets.iter().all(|t| f.refresh_unremembered(t)) {
+        // Nothing is known to be wrong: the engine just has no memory of these shards yet.
+        return Some(step(
+            Action::RefreshTablets {
+                tablets: tablets.clone(),
+            },
+            reasons::VERIFYING_TABLETS,
+            format!(
+                "no acknowledgement of the current shard records is remembered for tablet(s) {} \
+                 (the controller started since they changed); refreshing them once to be sure",
+                aliases(&tablets)
+            ),
+        ));
+    }
     if !tablets.is_empty() {
         return Some(heal(
             Action::RefreshTablets {

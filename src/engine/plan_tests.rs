@@ -12,6 +12,7 @@ use crate::vitess::routing::{
     CellScope, ReadCells, RoutedTraffic, RoutingState, Side, TrafficPlacement,
 };
 use crate::vitess::tablet::stream::{FROZEN_MESSAGE, STOPPED_FOR_CUTOVER_MESSAGE};
+use crate::vitess::topo::Version;
 
 use super::desired::{Desired, DesiredLifecycle};
 use super::memory::EngineMemory;
@@ -919,7 +920,17 @@ fn stale_serving_data_and_tablets_are_repaired() {
         },
         HealReason::SrvVSchemaStale,
     );
+    // Nothing remembered about the shard (a restarted controller): a check, not a heal.
     let p = run(&d, state_a(&d).stale_tablets(S, "0"));
+    let step = p.step.expect("a step");
+    assert_eq!(step.heal, None);
+    assert_eq!(step.reason, reasons::VERIFYING_TABLETS);
+    assert!(matches!(step.action, Action::RefreshTablets { .. }));
+
+    // Acknowledgements remembered for an older record: the tablets missed a change, a heal.
+    let mut memory = EngineMemory::default();
+    memory.ack_refresh("commerce", "0", Version(10), "zone1-0000000100");
+    let p = plan(&d, &state_a(&d).stale_tablets(S, "0").build(), &memory);
     let step = p.step.expect("a step");
     assert_eq!(
         step.heal.map(|h| h.reason),

@@ -26,8 +26,8 @@ use prometheus_client::registry::{Registry, Unit};
 use crate::engine::plan::{BlockReason, HealReason};
 use crate::vitess::tablet::{CallObserver, CallOutcome, Method, TabletAddr};
 use crate::vitess::topo::{
-    DirEntry, FencedWrite, KeyValue, LeaseId, Result as TopoResult, TopoError, TopoStore, Version,
-    WatchStream,
+    DirEntry, FencedWrite, KeyValue, LeaseId, Result as TopoResult, StoreFactory, TopoError,
+    TopoStore, Version, WatchStream,
 };
 
 /// The prefix of every metric name.
@@ -482,6 +482,12 @@ impl Metrics {
     /// Wraps `store` so every operation lands in `etcd_operations_*`.
     pub fn metered_store(&self, store: Arc<dyn TopoStore>) -> Arc<dyn TopoStore> {
         Arc::new(MeteredStore::new(store, self.clone()))
+    }
+
+    /// Wraps a cell store factory so the cells' operations land in `etcd_operations_*` too.
+    pub fn metered_factory(&self, factory: StoreFactory) -> StoreFactory {
+        let metrics = self.clone();
+        Arc::new(move |address: &str| Ok(metrics.metered_store(factory(address)?)))
     }
 
     /// Everything, in the OpenMetrics text format (ending with `# EOF`).

@@ -13,7 +13,7 @@
 //! The scenarios live here, not in `main.rs`, so a test can play them and fail on a violation.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,6 +40,8 @@ use vtmove::vitess::topo::{
     EtcdStore, EtcdStoreOptions, LocalEtcd, LockOptions, MemoryStore, TopoServer, TopoStore,
 };
 use vtsim::{Fleet, FleetOptions, Layout, Probe};
+
+pub mod heal;
 
 /// The namespace the examples are applied in.
 pub const NAMESPACE: &str = "default";
@@ -90,6 +92,12 @@ pub struct SandboxOptions {
     pub progress: bool,
     /// Probe writes per second.
     pub write_rate: u32,
+    /// The operator's periodic resync (short by default, so a playground shows an outside
+    /// change within seconds; the heal benchmark uses the product's default).
+    pub resync_period: Duration,
+    /// The Vitess lock lease TTL (short by default, so the locks of an abandoned cutover expire
+    /// quickly).
+    pub lock_ttl: Duration,
 }
 
 impl SandboxOptions {
@@ -101,38 +109,97 @@ impl SandboxOptions {
             layout_yaml: LAYOUT_YAML.to_string(),
             progress: true,
             write_rate: 100,
+            resync_period: Duration::from_secs(2),
+            lock_ttl: Duration::from_secs(1),
         }
     }
 }
 
-/// Rolls a tablet at the reverse cutover's flush point, then abandons the step as a vtctld
-/// whose command died there would (Vitess #17326), so vtmove must heal the half-done reverse.
-/// Production engines have no interrupt; this is the sandbox's fault injection.
+/// A fault the sandbox injects into the next write cutover. Production engines have no
+/// interrupt; this is the sandbox's (and the heal benchmark's) fault injection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// At the flush point, roll the tablet (down for `downtime`, then back), then abandon the
+    /// unit with its locks left to expire: the process running the cutover died there while a
+    /// tablet restarted (Vitess #17326), so vtmove must heal the half-done switch.
+    RollAndAbandon {
+        /// How long the tablet stays down.
+        downtime: Duration,
+    },
+    /// At the refresh point, stop the tablet and leave it down (until [`Sandbox::start_tablet`]);
+    /// the unit goes on and meets the stopped tablet in its refresh.
+    StopAtRefresh,
+}
+
+impl Fault {
+    fn point(self) -> &'static str {
+        match self {
+            Fault::RollAndAbandon { .. } => "cutover:flush",
+            Fault::StopAtRefresh => "cutover:refresh",
+        }
+    }
+}
+
+/// When an injected fault fired, and when its tablet was serving again (a roll only).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FaultTimes {
+    /// When the fault was injected.
+    pub fired: Option<Instant>,
+    /// When a rolled tablet was back.
+    pub back: Option<Instant>,
+}
+
+/// Injects the armed [`Fault`] once into the next write cutover that reaches its point.
 #[derive(Default)]
-struct RollDuringCutover {
-    armed: AtomicBool,
-    fired: AtomicBool,
-    target: Mutex<Option<(Arc<Fleet>, String)>>,
+struct FaultInjector {
+    armed: Mutex<Option<(Fault, Arc<Fleet>, String)>>,
+    times: Mutex<FaultTimes>,
+}
+
+impl FaultInjector {
+    fn record(&self, update: impl FnOnce(&mut FaultTimes)) {
+        if let Ok(mut times) = self.times.lock() {
+            update(&mut times);
+        }
+    }
+
+    fn times(&self) -> FaultTimes {
+        self.times.lock().map(|t| *t).unwrap_or_default()
+    }
 }
 
 #[async_trait]
-impl Interrupt for RollDuringCutover {
+impl Interrupt for FaultInjector {
     async fn at(&self, point: &str) -> InterruptAction {
-        if point != "cutover:flush" || !self.armed.swap(false, Ordering::SeqCst) {
-            return InterruptAction::Continue;
-        }
-        let target = self.target.lock().ok().and_then(|t| t.clone());
-        if let Some((fleet, alias)) = target
-            && let Some(tablet) = fleet.tablet(&alias)
-        {
-            say(&format!("fault: rolling tablet {alias} inside the cutover"));
-            if let Err(e) = tablet.restart(Duration::from_millis(300)).await {
-                say(&format!("fault: tablet {alias} did not come back: {e}"));
+        let armed = match self.armed.lock() {
+            Ok(mut armed) if armed.as_ref().is_some_and(|(f, _, _)| f.point() == point) => {
+                armed.take()
             }
-        }
-        self.fired.store(true, Ordering::SeqCst);
-        InterruptAction::Crash {
-            release_locks: false,
+            _ => None,
+        };
+        let Some((fault, fleet, alias)) = armed else {
+            return InterruptAction::Continue;
+        };
+        let Some(tablet) = fleet.tablet(&alias) else {
+            say(&format!("fault: no tablet {alias} to inject into"));
+            return InterruptAction::Continue;
+        };
+        self.record(|t| t.fired = Some(Instant::now()));
+        match fault {
+            Fault::RollAndAbandon { downtime } => {
+                say(&format!("fault: rolling tablet {alias} inside the cutover"));
+                if let Err(e) = tablet.restart(downtime).await {
+                    say(&format!("fault: tablet {alias} did not come back: {e}"));
+                }
+                self.record(|t| t.back = Some(Instant::now()));
+                InterruptAction::Crash {
+                    release_locks: false,
+                }
+            }
+            Fault::StopAtRefresh => {
+                tablet.stop().await;
+                InterruptAction::Continue
+            }
         }
     }
 }
@@ -302,7 +369,7 @@ pub struct Sandbox {
     probe: Arc<Probe>,
     stats: Arc<ProbeStats>,
     probe_started: Instant,
-    roll: Arc<RollDuringCutover>,
+    faults: Arc<FaultInjector>,
     progress: bool,
     write_rate: u32,
     started: Instant,
@@ -380,25 +447,22 @@ impl Sandbox {
         let client = kube.try_client().context("a client for kube-sim")?;
         install_crds(&client).await?;
 
-        let roll = Arc::new(RollDuringCutover::default());
+        let faults = Arc::new(FaultInjector::default());
         let shutdown = CancellationToken::new();
         let operator_options = OperatorOptions {
             topology,
             tablets: TabletClientConfig::default(),
             engine: EngineConfig {
                 flush_delay: Duration::from_millis(20),
-                interrupt: Some(roll.clone()),
+                interrupt: Some(faults.clone()),
                 ..EngineConfig::default()
             },
-            // Short leases: the locks of the interrupted cutover expire quickly.
             locks: LockOptions {
-                ttl: Duration::from_secs(1),
+                ttl: options.lock_ttl,
                 acquire_timeout: Duration::from_secs(10),
             },
             settings: ControllerSettings {
-                // Short: a playground should show a change within a couple of seconds even when
-                // the topology changes without a Kubernetes event.
-                resync_period: Duration::from_secs(2),
+                resync_period: options.resync_period,
                 min_backoff: Duration::from_millis(200),
                 max_backoff: Duration::from_secs(2),
                 api_timeout: Duration::from_secs(5),
@@ -429,7 +493,7 @@ impl Sandbox {
             probe,
             stats,
             probe_started,
-            roll,
+            faults,
             progress: options.progress,
             write_rate: options.write_rate,
             started,
@@ -599,7 +663,7 @@ impl Sandbox {
                         && wf.status.as_ref().is_some_and(|s| s.heals > heals_before)
                 })
                 .await?;
-                if !self.roll.fired.load(Ordering::SeqCst) {
+                if self.fault_times().fired.is_none() {
                     bail!("the tablet roll was never injected: the reverse ran no write cutover");
                 }
                 run.patch(
@@ -666,19 +730,37 @@ impl Sandbox {
     }
 
     fn arm_roll(&self) -> anyhow::Result<()> {
-        let replica = self
-            .fleet
+        let replica = self.commerce_replica()?;
+        self.arm(
+            Fault::RollAndAbandon {
+                downtime: Duration::from_millis(300),
+            },
+            &replica,
+        );
+        Ok(())
+    }
+
+    /// The alias of a replica of the source keyspace, the tablet the scenarios roll.
+    pub fn commerce_replica(&self) -> anyhow::Result<String> {
+        self.fleet
             .tablets()
             .iter()
             .find(|t| t.keyspace() == "commerce" && t.tablet_type() == TabletType::Replica)
             .map(|t| t.alias_string().to_string())
-            .context("the layout has no commerce replica to roll")?;
-        if let Ok(mut target) = self.roll.target.lock() {
-            *target = Some((self.fleet.clone(), replica));
+            .context("the layout has no commerce replica to roll")
+    }
+
+    /// Arms `fault` on tablet `alias` for the next write cutover that reaches its point.
+    pub fn arm(&self, fault: Fault, alias: &str) {
+        self.faults.record(|t| *t = FaultTimes::default());
+        if let Ok(mut armed) = self.faults.armed.lock() {
+            *armed = Some((fault, self.fleet.clone(), alias.to_string()));
         }
-        self.roll.fired.store(false, Ordering::SeqCst);
-        self.roll.armed.store(true, Ordering::SeqCst);
-        Ok(())
+    }
+
+    /// When the last armed fault fired (and its tablet came back).
+    pub fn fault_times(&self) -> FaultTimes {
+        self.faults.times()
     }
 
     /// Stops the load, lets replication settle, and checks the ledger against `serving`.

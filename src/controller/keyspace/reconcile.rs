@@ -151,10 +151,14 @@ async fn reconcile_inner(
         return Ok(Action::await_change());
     }
     let wants_finalizer = keyspace.spec.deletion_policy == DeletionPolicy::Delete;
-    if !deleting && wants_finalizer && !has_finalizer {
-        kube_calls::add_finalizer(&api, keyspace, deadline).await?;
-        return Ok(Action::requeue(Duration::ZERO));
-    }
+    let with_finalizer;
+    let keyspace = if !deleting && wants_finalizer && !has_finalizer {
+        // Go on with the object as stored (the watch event of the patch may lag).
+        with_finalizer = kube_calls::add_finalizer(&api, keyspace, deadline).await?;
+        &with_finalizer
+    } else {
+        keyspace
+    };
 
     let previous = keyspace.status.as_ref();
     let generation = keyspace.meta().generation;

@@ -1,0 +1,488 @@
+//! Benchmark (not a test): the operator at scale — cold start and steady state with many
+//! converged workflows, measured on the real `vtmove run` process.
+//!
+//! For each workflow count (100 and 1,000 by default): a real etcd holding the topology, a vtsim
+//! fleet (`commerce` unsharded → `customer` with two shards, one table per workflow, one cell),
+//! and kube-sim with vtmove's CRDs. The workflows are first converged in Vitess with the engine
+//! (streams running, routing rules written), then created as `MoveTablesWorkflow` objects
+//! without status — a cluster rebuilt from GitOps while Vitess kept running. Then:
+//!
+//! * **cold start**: `vtmove run` is spawned; the time until every workflow's status reports
+//!   `Ready` and `CopyCompleted` for its generation, and what the operator did meanwhile (etcd
+//!   operations by kind, tablet calls, heals);
+//! * **steady state**: over a window (60 s by default), the operator's etcd operations per minute
+//!   by kind (from its `/metrics`), passes per minute, etcd range reads per pass, tablet calls,
+//!   Kubernetes writes (kube-sim's resourceVersion), and the process's CPU (utime + stime from
+//!   `/proc`) and resident memory.
+//!
+//! ```sh
+//! cargo bench --bench scale -- [--workflows 100,1000] [--window-secs 60] [--resync 5m] \
+//!     [--json target/bench/scale.json]
+//! ```
+//!
+//! `cargo test --bench scale` runs a smoke version (5 workflows, a 3 s window, 1 s resync).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ListParams, PostParams};
+use serde_json::json;
+
+use support::ms;
+use vtmove::api::MoveTablesWorkflow;
+use vtmove::api::condition::{find_condition, types};
+use vtmove::engine::{Desired, Engine, EngineConfig, EngineMemory};
+use vtmove::vitess::tablet::{TabletClient, TabletClientConfig, TabletRpc};
+use vtmove::vitess::topo::{EtcdStore, LocalEtcd, TopoServer, TopoStore};
+use vtsim::{Fleet, FleetOptions, KeyspaceLayout, Layout, LayoutTabletType};
+
+const NAMESPACE: &str = "default";
+
+struct Options {
+    counts: Vec<usize>,
+    window: Duration,
+    resync: String,
+    smoke: bool,
+    json: std::path::PathBuf,
+}
+
+fn options() -> anyhow::Result<Options> {
+    let args = support::Args::from_env();
+    let counts: String = args.value(
+        "--workflows",
+        if args.smoke { "5" } else { "100,1000" }.to_string(),
+    )?;
+    Ok(Options {
+        counts: counts
+            .split(',')
+            .map(|c| c.trim().parse())
+            .collect::<Result<_, _>>()?,
+        window: Duration::from_secs(args.value("--window-secs", if args.smoke { 3 } else { 60 })?),
+        resync: args.value("--resync", if args.smoke { "1s" } else { "5m" }.to_string())?,
+        smoke: args.smoke,
+        json: args.json_path("scale")?,
+    })
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let o = options()?;
+    let mut results = Vec::new();
+    for &count in &o.counts {
+        results.push(run(&o, count).await?);
+    }
+    println!();
+    println!(
+        "| workflows | cold start | etcd writes (cold) | etcd reads/min | etcd writes/min | passes/min | range reads/pass | kube writes/min | CPU (% of a core) | RSS | peak RSS |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for r in &results {
+        let f = |k: &str| r[k].as_f64().unwrap_or_default();
+        println!(
+            "| {} | {:.2} s | {} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.2} % | {:.1} MiB | {:.1} MiB |",
+            r["workflows"],
+            f("cold_start_s"),
+            r["cold_start_etcd_writes"],
+            f("etcd_reads_per_min"),
+            f("etcd_writes_per_min"),
+            f("passes_per_min"),
+            f("range_reads_per_pass"),
+            f("kube_writes_per_min"),
+            f("cpu_percent_of_one_core"),
+            f("rss_mib"),
+            f("peak_rss_mib"),
+        );
+    }
+    support::write_json(
+        &o.json,
+        &json!({
+            "benchmark": "scale",
+            "window_s": o.window.as_secs_f64(),
+            "resync_period": o.resync,
+            "results": results,
+        }),
+    )?;
+    for r in &results {
+        anyhow::ensure!(
+            r["etcd_writes_per_min"].as_f64() == Some(0.0),
+            "converged workflows wrote to etcd: {r}"
+        );
+    }
+    Ok(())
+}
+
+/// The fleet: one table per workflow in `commerce` (unsharded, one seeded row each) and in
+/// `customer` (two shards, empty), a primary and a replica per shard, one cell.
+fn layout(tables: &[String]) -> Layout {
+    use LayoutTabletType::*;
+    let mut source = KeyspaceLayout::unsharded("commerce").tablets("zone1", &[Primary, Replica]);
+    let mut target =
+        KeyspaceLayout::sharded("customer", ["-80", "80-"]).tablets("zone1", &[Primary, Replica]);
+    for t in tables {
+        let create =
+            format!("create table {t} (id bigint not null, v varchar(64), primary key (id))");
+        source = source.table(&create, 1);
+        target = target.table(&create, 0);
+    }
+    Layout::new(["zone1"]).keyspace(source).keyspace(target)
+}
+
+async fn run(o: &Options, count: usize) -> anyhow::Result<serde_json::Value> {
+    println!("== {count} workflows");
+    let etcd = LocalEtcd::start().await?;
+    let store: Arc<dyn TopoStore> = etcd.dyn_store()?;
+    let topo = Arc::new(TopoServer::new(
+        store,
+        "/vitess/global",
+        EtcdStore::factory(Duration::from_secs(5)),
+    ));
+    let tables: Vec<String> = (0..count).map(|i| format!("t{i:04}")).collect();
+    let started = Instant::now();
+    let fleet = Fleet::start(
+        topo.clone(),
+        layout(&tables),
+        FleetOptions {
+            cell_server_address: etcd.endpoint().to_string(),
+            ..FleetOptions::default()
+        },
+    )
+    .await?;
+    println!("fleet up in {:.1?}", started.elapsed());
+
+    // Vitess state first: every workflow converged by the engine (streams copied and running,
+    // routing rules written), as if an earlier operator had done it.
+    let started = Instant::now();
+    let tablets: Arc<dyn TabletRpc> = Arc::new(TabletClient::new(TabletClientConfig::default()));
+    let engine = Engine::new(topo.clone(), tablets, EngineConfig::default());
+    let converged: Vec<anyhow::Result<()>> = futures::stream::iter(tables.iter().cloned())
+        .map(|table| {
+            let engine = engine.clone();
+            async move {
+                let desired = Desired::new(&workflow_name(&table), "commerce", "customer", [table]);
+                support::converge(&engine, &desired, &mut EngineMemory::default()).await?;
+                Ok(())
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    converged.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+    let setup = started.elapsed();
+    println!("{count} workflows converged in Vitess by the engine in {setup:.1?}");
+
+    // Kubernetes: the CRDs and one object per workflow, without status.
+    let kubeconfig = o.json.with_extension(format!("{count}.kubeconfig"));
+    let kube = kube_sim::KubeSim::start(kube_sim::Options {
+        kubeconfig: Some(std::path::absolute(&kubeconfig)?),
+        ..kube_sim::Options::default()
+    })
+    .await?;
+    let client = kube.try_client()?;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in vtmove::api::crds() {
+        crds.create(&PostParams::default(), &crd).await?;
+    }
+    let api: Api<MoveTablesWorkflow> = Api::namespaced(client.clone(), NAMESPACE);
+    let created: Vec<anyhow::Result<()>> = futures::stream::iter(tables.iter().cloned())
+        .map(|table| {
+            let api = api.clone();
+            async move {
+                api.create(&PostParams::default(), &workflow(&table)?)
+                    .await?;
+                Ok(())
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    created.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+
+    // Cold start.
+    let metrics_address = free_loopback_address()?;
+    let mut operator = spawn_operator(o, &etcd, &kubeconfig, metrics_address)?;
+    let started = Instant::now();
+    let cold = wait_all_converged(&api, count, started, &mut operator).await;
+    let cold_start = match cold {
+        Ok(took) => took,
+        Err(e) => {
+            let _ = operator.kill();
+            return Err(e);
+        }
+    };
+    let after_cold = scrape(metrics_address)?;
+    println!(
+        "cold start: {count} workflows reported converged {:.2} s after `vtmove run` started",
+        cold_start.as_secs_f64()
+    );
+
+    // Steady state: let the last status writes land, then measure a window.
+    tokio::time::sleep(Duration::from_secs(if o.smoke { 1 } else { 5 })).await;
+    let before = scrape(metrics_address)?;
+    let cpu_before = cpu_seconds(operator.id())?;
+    let kube_before = kube.resource_version();
+    let window_started = Instant::now();
+    tokio::time::sleep(o.window).await;
+    let after = scrape(metrics_address)?;
+    let cpu_after = cpu_seconds(operator.id())?;
+    let wall = window_started.elapsed();
+    let kube_writes = kube.resource_version() - kube_before;
+    let (rss, peak) = memory_mib(operator.id())?;
+    let _ = operator.kill();
+    let _ = operator.wait();
+    fleet.shutdown().await;
+
+    let minutes = wall.as_secs_f64() / 60.0;
+    let delta = |family: &str, label: &str| diff(&before, &after, family, label);
+    let etcd_ops = delta("vtmove_etcd_operations_total", "op");
+    let reads: f64 = ["get", "list", "list_dir"]
+        .iter()
+        .map(|op| etcd_ops.get(*op).copied().unwrap_or(0.0))
+        .sum();
+    let writes: f64 = ["create", "update", "delete"]
+        .iter()
+        .map(|op| etcd_ops.get(*op).copied().unwrap_or(0.0))
+        .sum();
+    let passes: f64 = delta("vtmove_reconciles_total", "controller")
+        .get("movetablesworkflow")
+        .copied()
+        .unwrap_or(0.0);
+    let tablet_calls = delta("vtmove_tablet_calls_total", "method");
+    let cold_ops = diff(
+        &BTreeMap::new(),
+        &after_cold,
+        "vtmove_etcd_operations_total",
+        "op",
+    );
+    let cold_writes: f64 = ["create", "update", "delete"]
+        .iter()
+        .map(|op| cold_ops.get(*op).copied().unwrap_or(0.0))
+        .sum();
+    let cold_tablet_calls = diff(
+        &BTreeMap::new(),
+        &after_cold,
+        "vtmove_tablet_calls_total",
+        "method",
+    );
+    let cold_heals: f64 = diff(
+        &BTreeMap::new(),
+        &after_cold,
+        "vtmove_heals_total",
+        "reason",
+    )
+    .values()
+    .sum();
+    let cpu = (cpu_after - cpu_before) / wall.as_secs_f64() * 100.0;
+    println!(
+        "steady state over {wall:.1?}: {:.0} passes/min, etcd {:.0} reads/min ({:.1} per pass), {:.0} writes/min, CPU {cpu:.2} % of a core, RSS {rss:.1} MiB (peak {peak:.1} MiB)",
+        passes / minutes,
+        reads / minutes,
+        reads / passes.max(1.0),
+        writes / minutes,
+    );
+    println!("  etcd operations in the window by kind: {etcd_ops:?}");
+    println!("  tablet calls in the window by method: {tablet_calls:?}");
+    println!(
+        "  cold start: etcd {cold_ops:?}; tablet calls {cold_tablet_calls:?}; heals {cold_heals}"
+    );
+    Ok(json!({
+        "workflows": count,
+        "engine_setup_s": setup.as_secs_f64(),
+        "cold_start_s": cold_start.as_secs_f64(),
+        "cold_start_etcd_operations": cold_ops,
+        "cold_start_etcd_writes": cold_writes,
+        "cold_start_tablet_calls": cold_tablet_calls,
+        "cold_start_heals": cold_heals,
+        "window_s": wall.as_secs_f64(),
+        "passes_per_min": passes / minutes,
+        "etcd_operations_per_min": etcd_ops.iter().map(|(k, v)| (k.clone(), v / minutes)).collect::<BTreeMap<_, _>>(),
+        "etcd_reads_per_min": reads / minutes,
+        "etcd_writes_per_min": writes / minutes,
+        "range_reads_per_pass": reads / passes.max(1.0),
+        "tablet_calls_per_min": tablet_calls.iter().map(|(k, v)| (k.clone(), v / minutes)).collect::<BTreeMap<_, _>>(),
+        "kube_writes_per_min": kube_writes as f64 / minutes,
+        "cpu_percent_of_one_core": cpu,
+        "rss_mib": rss,
+        "peak_rss_mib": peak,
+        "window_ms": ms(wall),
+    }))
+}
+
+fn workflow_name(table: &str) -> String {
+    format!("move-{table}")
+}
+
+fn workflow(table: &str) -> anyhow::Result<MoveTablesWorkflow> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "vtmove.dev/v1alpha1",
+        "kind": "MoveTablesWorkflow",
+        "metadata": {"name": workflow_name(table), "namespace": NAMESPACE},
+        "spec": {
+            "sourceKeyspace": "commerce",
+            "targetKeyspace": "customer",
+            "tables": [table],
+        }
+    }))?)
+}
+
+fn free_loopback_address() -> anyhow::Result<SocketAddr> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// `vtmove run` as a user starts it, against the bench's etcd and kube-sim.
+fn spawn_operator(
+    o: &Options,
+    etcd: &LocalEtcd,
+    kubeconfig: &std::path::Path,
+    metrics: SocketAddr,
+) -> anyhow::Result<Child> {
+    Ok(Command::new(env!("CARGO_BIN_EXE_vtmove"))
+        .args([
+            "run",
+            "--topo-implementation=etcd2",
+            &format!("--topo-global-server-address={}", etcd.endpoint()),
+            "--topo-global-root=/vitess/global",
+            &format!("--metrics-address={metrics}"),
+            "--leader-election=false",
+            "--log-format=text",
+            "--log-level=warn",
+            &format!("--resync-period={}", o.resync),
+        ])
+        .env("KUBECONFIG", kubeconfig)
+        .stdin(Stdio::null())
+        .spawn()?)
+}
+
+/// Waits until every workflow reports `Ready` and `CopyCompleted` for its generation.
+async fn wait_all_converged(
+    api: &Api<MoveTablesWorkflow>,
+    count: usize,
+    started: Instant,
+    operator: &mut Child,
+) -> anyhow::Result<Duration> {
+    let deadline = started + Duration::from_secs(600);
+    loop {
+        if let Some(status) = operator.try_wait()? {
+            anyhow::bail!("vtmove run exited: {status}");
+        }
+        let list = api.list(&ListParams::default()).await?;
+        let done = list.items.iter().filter(|wf| converged(wf)).count();
+        if done == count {
+            return Ok(started.elapsed());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {done} of {count} workflows converged after 600 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn converged(wf: &MoveTablesWorkflow) -> bool {
+    let Some(status) = &wf.status else {
+        return false;
+    };
+    let is_true =
+        |t: &str| find_condition(&status.conditions, t).is_some_and(|c| c.status == "True");
+    status.observed_generation == wf.metadata.generation
+        && is_true(types::READY)
+        && is_true(types::COPY_COMPLETED)
+}
+
+/// The operator's `/metrics` page as (series, value) pairs.
+fn scrape(address: SocketAddr) -> anyhow::Result<BTreeMap<String, f64>> {
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body)?;
+    Ok(body
+        .lines()
+        .filter(|l| l.starts_with("vtmove_"))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_string(), value.parse().ok()?))
+        })
+        .collect())
+}
+
+/// `after - before` of `family`'s series, summed by the value of `label`.
+fn diff(
+    before: &BTreeMap<String, f64>,
+    after: &BTreeMap<String, f64>,
+    family: &str,
+    label: &str,
+) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for (series, value) in after {
+        let Some(labels) = series
+            .strip_prefix(family)
+            .and_then(|rest| rest.strip_prefix('{'))
+        else {
+            continue;
+        };
+        let needle = format!("{label}=\"");
+        let Some(key) = labels
+            .split_once(&needle)
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map(|(key, _)| key.to_string())
+        else {
+            continue;
+        };
+        let previous = before.get(series).copied().unwrap_or(0.0);
+        *out.entry(key).or_insert(0.0) += value - previous;
+    }
+    out
+}
+
+/// utime + stime of process `pid`, in seconds.
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may contain spaces) start at field 3.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or_else(|| anyhow::anyhow!("unexpected /proc/{pid}/stat"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        Ok(fields
+            .get(i)
+            .ok_or_else(|| anyhow::anyhow!("/proc/{pid}/stat has no field {}", i + 3))?
+            .parse::<f64>()?)
+    };
+    // utime and stime are fields 14 and 15 (indexes 11 and 12 here), in clock ticks.
+    Ok((ticks(11)? + ticks(12)?) / clock_ticks_per_second()?)
+}
+
+fn clock_ticks_per_second() -> anyhow::Result<f64> {
+    let out = Command::new("getconf").arg("CLK_TCK").output()?;
+    Ok(String::from_utf8(out.stdout)?.trim().parse()?)
+}
+
+/// VmRSS and VmHWM (peak) of process `pid`, in MiB.
+fn memory_mib(pid: u32) -> anyhow::Result<(f64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> anyhow::Result<f64> {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .ok_or_else(|| anyhow::anyhow!("no {name} in /proc/{pid}/status"))?;
+        let kib: f64 = line
+            .split_whitespace()
+            .nth(1)
+            .ok_or_else(|| anyhow::anyhow!("{line}"))?
+            .parse()?;
+        Ok(kib / 1024.0)
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
+}
