@@ -528,8 +528,9 @@ async fn converged_resync_writes_nothing() {
             ready(wf) && is_true(wf, types::COPY_COMPLETED)
         })
         .await;
-    // Let the last status patch and its own watch event settle.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The probe writes sent while waiting move the stream positions after the pass that
+    // reported the copy; one resync period (3 s) later a pass has reported them.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
     let wf_before = w.api.get("quiet").await.expect("readable");
     let writes = w.store.writes();
     let passes = w.counter.passes.load(Ordering::SeqCst);
@@ -795,18 +796,31 @@ async fn outside_drift_is_detected_within_a_second_then_repaired() {
         "I3: {:?}",
         w.store.violations()
     );
+    // The Events are posted right after the repair's topology writes.
     let events: Api<KubeEvent> = Api::namespaced(w.kube.client(), NS);
-    let reasons: Vec<String> = events
-        .list(&ListParams::default())
-        .await
-        .expect("events")
-        .items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("Keyspace"))
-        .filter_map(|e| e.reason)
-        .collect();
-    assert!(reasons.iter().any(|r| r == "DriftDetected"), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r == "DriftRepaired"), "{reasons:?}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let reasons: Vec<String> = events
+            .list(&ListParams::default())
+            .await
+            .expect("events")
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("Keyspace"))
+            .filter_map(|e| e.reason)
+            .collect();
+        if ["DriftDetected", "DriftRepaired"]
+            .iter()
+            .all(|want| reasons.iter().any(|r| r == want))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no DriftDetected and DriftRepaired Events: {reasons:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Cancels an operator (its process "dies") when the engine reaches a cutover crash point, and

@@ -8,7 +8,8 @@ use futures::StreamExt;
 use kube::api::ListParams;
 use kube::runtime::controller::Config as ControllerConfig;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::{Controller, watcher};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -197,6 +198,40 @@ pub async fn run_controllers(
     }
 }
 
+/// A controller over `api` woken by changes of what a user or the API server asks for — the
+/// generation (spec), deletion, finalizers — and not by vtmove's own status patches: each status
+/// write would otherwise come back as one more pass (several per workflow at start-up). The
+/// store still sees every change; resyncs, topology triggers and requeues wake it as before.
+fn controller_for<K>(api: Api<K>) -> (Controller<K>, Store<K>)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let requests = watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(asked_for, Default::default());
+    (Controller::for_stream(requests, store.clone()), store)
+}
+
+/// The hash of what a reconcile must react to (see [`controller_for`]).
+fn asked_for<K: kube::Resource>(object: &K) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let meta = object.meta();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    meta.generation.hash(&mut hasher);
+    meta.deletion_timestamp.is_some().hash(&mut hasher);
+    meta.finalizers.hash(&mut hasher);
+    Some(hasher.finish())
+}
+
 async fn controllers(
     deps: &ControllerDeps,
     changes: &tokio::sync::broadcast::Sender<TopoChange>,
@@ -230,9 +265,8 @@ async fn controllers(
     let mut stores = Vec::new();
     let mut stores_ks = Vec::new();
     for api in deps.scope.apis::<MoveTablesWorkflow>(&deps.client) {
-        let controller = Controller::new(api, watcher::Config::default().any_semantic())
-            .with_config(config.clone());
-        let store = controller.store();
+        let (controller, store) = controller_for(api);
+        let controller = controller.with_config(config.clone());
         stores.push(store.clone());
         let triggers = workflow_triggers(changes.subscribe(), store.clone());
         // The keyspace controller explains denied tables with the workflows it can see.
@@ -249,9 +283,8 @@ async fn controllers(
         runs.push(Box::pin(run));
     }
     for api in deps.scope.apis::<Keyspace>(&deps.client) {
-        let controller = Controller::new(api, watcher::Config::default().any_semantic())
-            .with_config(config.clone());
-        let store = controller.store();
+        let (controller, store) = controller_for(api);
+        let controller = controller.with_config(config.clone());
         stores_ks.push(store.clone());
         let triggers = keyspace::keyspace_triggers(changes.subscribe(), store);
         let run = controller
