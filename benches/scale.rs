@@ -283,13 +283,15 @@ async fn run(o: &Options, count: usize) -> anyhow::Result<serde_json::Value> {
         "vtmove_tablet_calls_total",
         "method",
     );
-    let cold_heals: f64 = diff(
+    // Summed as integers: an empty f64 sum is -0.0.
+    let cold_heals: u64 = diff(
         &BTreeMap::new(),
         &after_cold,
         "vtmove_heals_total",
         "reason",
     )
     .values()
+    .map(|n| *n as u64)
     .sum();
     let cpu = (cpu_after - cpu_before) / wall.as_secs_f64() * 100.0;
     println!(
