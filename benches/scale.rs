@@ -168,12 +168,12 @@ async fn run(o: &Options, count: usize) -> anyhow::Result<serde_json::Value> {
             let engine = engine.clone();
             let done = &done;
             async move {
-                let desired = Desired::new(&workflow_name(&table), "commerce", "customer", [table]);
+                let desired = Desired::new(workflow_name(&table), "commerce", "customer", [table]);
                 let steps = support::converge(&engine, &desired, &mut EngineMemory::default())
                     .await?
                     .len();
                 let n = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-                if n % 100 == 0 {
+                if n.is_multiple_of(100) {
                     println!("  {n} workflows converged ({:.1?})", started.elapsed());
                 }
                 Ok(steps)

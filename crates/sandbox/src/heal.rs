@@ -223,72 +223,51 @@ impl Sandbox {
     }
 
     async fn wait_fault_fired(&self) -> anyhow::Result<Instant> {
-        let deadline = Instant::now() + STEP_TIMEOUT;
-        loop {
-            if let Some(fired) = self.fault_times().fired {
-                return Ok(fired);
-            }
-            if Instant::now() > deadline {
-                bail!("the fault never fired: the reverse ran no write cutover");
-            }
-            tokio::time::sleep(POLL).await;
-        }
+        poll_until(
+            "the fault to fire (did the reverse run a write cutover?)",
+            || async { Ok(self.fault_times().fired) },
+        )
+        .await
     }
 
     /// When the tablet rolled by [`Fault::RollAndAbandon`] was serving again.
     async fn wait_tablet_back(&self) -> anyhow::Result<Instant> {
-        let deadline = Instant::now() + STEP_TIMEOUT;
-        loop {
-            if let Some(back) = self.fault_times().back {
-                return Ok(back);
-            }
-            if Instant::now() > deadline {
-                bail!("the rolled tablet never came back");
-            }
-            tokio::time::sleep(POLL).await;
-        }
+        poll_until("the rolled tablet to come back", || async {
+            Ok(self.fault_times().back)
+        })
+        .await
     }
 
     /// When no lock of the workflow or its keyspaces is held any more.
     async fn wait_locks_free(&self, desired: &Desired) -> anyhow::Result<Instant> {
         // Vitess's lock directories (vitess-wire §2).
-        let dirs = [
+        let prefixes = [
             format!("internal/named_locks/{}", desired.lock_name()),
             format!("keyspaces/{}", desired.source_keyspace),
             format!("keyspaces/{}", desired.target_keyspace),
-        ];
-        let deadline = Instant::now() + STEP_TIMEOUT;
-        loop {
-            let mut held = false;
-            for dir in &dirs {
-                let prefix = format!("{}/locks/", self.topo.key(dir));
-                held |= !self.topo.global_store().list(&prefix).await?.is_empty();
+        ]
+        .map(|dir| format!("{}/locks/", self.topo.key(&dir)));
+        poll_until("the abandoned cutover's locks to expire", || async {
+            for prefix in &prefixes {
+                if !self.topo.global_store().list(prefix).await?.is_empty() {
+                    return Ok(None);
+                }
             }
-            if !held {
-                return Ok(Instant::now());
-            }
-            if Instant::now() > deadline {
-                bail!("the abandoned cutover's locks never expired");
-            }
-            tokio::time::sleep(POLL).await;
-        }
+            Ok(Some(Instant::now()))
+        })
+        .await
     }
 
     /// Writes until one is accepted (by `keyspace`, when given); returns when.
     async fn wait_write_served(&self, keyspace: Option<&str>) -> anyhow::Result<Instant> {
-        let deadline = Instant::now() + STEP_TIMEOUT;
-        loop {
+        poll_until("a write to be served", || async {
             let key = NEXT_KEY.fetch_add(1, Ordering::SeqCst);
-            if let Ok(route) = self.probe.write(PROBE_TABLE, key, "heal").await
-                && keyspace.is_none_or(|k| route.keyspace == k)
-            {
-                return Ok(Instant::now());
-            }
-            if Instant::now() > deadline {
-                bail!("writes were not served by {keyspace:?} within {STEP_TIMEOUT:?}");
-            }
-            tokio::time::sleep(POLL).await;
-        }
+            Ok(match self.probe.write(PROBE_TABLE, key, "heal").await {
+                Ok(route) if keyspace.is_none_or(|k| route.keyspace == k) => Some(Instant::now()),
+                _ => None,
+            })
+        })
+        .await
     }
 
     /// From `since` to the start of the first accepted write of the steady load after it (the
@@ -311,5 +290,23 @@ impl Sandbox {
 
     fn workflow_api(&self) -> kube::Api<MoveTablesWorkflow> {
         kube::Api::namespaced(self.client.clone(), super::NAMESPACE)
+    }
+}
+
+/// Calls `check` every [`POLL`] until it yields a value, at most [`STEP_TIMEOUT`].
+async fn poll_until<T, F, Fut>(what: &str, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            bail!("waited {STEP_TIMEOUT:?} for {what}");
+        }
+        tokio::time::sleep(POLL).await;
     }
 }
