@@ -29,7 +29,6 @@ use tokio_util::sync::CancellationToken;
 use vtmove::api::MoveTablesWorkflow;
 use vtmove::api::condition::{find_condition, reasons, types};
 use vtmove::api::movetables::WorkflowPhase;
-use vtmove::controller::ControllerSettings;
 use vtmove::controller::run::{ControllerDeps, NamespaceScope, run_controllers};
 use vtmove::controller::workflow::WorkflowObserver;
 use vtmove::engine::execute::{Interrupt, InterruptAction};
@@ -166,13 +165,7 @@ async fn world() -> World {
     let deps = ControllerDeps {
         client: client.clone(),
         engine: Engine::new(topo, tablets, config),
-        settings: ControllerSettings {
-            resync_period: Duration::from_secs(3),
-            min_backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(2),
-            api_timeout: Duration::from_secs(5),
-            concurrency: 4,
-        },
+        settings: common::test_controller_settings(),
         scope: NamespaceScope::All,
         reporter: Reporter {
             controller: "vtmove".into(),
@@ -899,13 +892,7 @@ async fn only_the_leader_mutates_and_a_successor_finishes_a_killed_cutover() {
                 ttl: Duration::from_secs(1),
                 acquire_timeout: Duration::from_secs(10),
             },
-            settings: ControllerSettings {
-                resync_period: Duration::from_secs(3),
-                min_backoff: Duration::from_millis(200),
-                max_backoff: Duration::from_secs(2),
-                api_timeout: Duration::from_secs(5),
-                concurrency: 4,
-            },
+            settings: common::test_controller_settings(),
             scope: NamespaceScope::Only(vec![NS.to_string()]),
             metrics_address: Some("127.0.0.1:0".parse().expect("address")),
             leader: Some(LeaderSettings {

@@ -25,7 +25,6 @@ use tokio_util::sync::CancellationToken;
 use vtmove::api::condition::{find_condition, types};
 use vtmove::api::movetables::WorkflowPhase;
 use vtmove::api::{Keyspace, MoveTablesWorkflow};
-use vtmove::controller::ControllerSettings;
 use vtmove::controller::operator::{OperatorOptions, TopologySource, start_operator};
 use vtmove::controller::run::NamespaceScope;
 use vtmove::engine::EngineConfig;
@@ -90,13 +89,7 @@ async fn in_process() -> (kube::Client, InProcess) {
             ..EngineConfig::default()
         },
         locks: LockOptions::default(),
-        settings: ControllerSettings {
-            resync_period: Duration::from_secs(3),
-            min_backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(2),
-            api_timeout: Duration::from_secs(5),
-            concurrency: 4,
-        },
+        settings: common::test_controller_settings(),
         scope: NamespaceScope::All,
         metrics_address: None,
         leader: None,

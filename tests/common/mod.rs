@@ -8,6 +8,19 @@
 
 pub mod sim;
 
+/// The controller settings of the tests over kube-sim: a 3 s resync and short backoffs, so a
+/// test sees a repair or a retry within seconds.
+pub fn test_controller_settings() -> vtmove::controller::ControllerSettings {
+    use std::time::Duration;
+    vtmove::controller::ControllerSettings {
+        resync_period: Duration::from_secs(3),
+        min_backoff: Duration::from_millis(200),
+        max_backoff: Duration::from_secs(2),
+        api_timeout: Duration::from_secs(5),
+        concurrency: 4,
+    }
+}
+
 use serde_json::Value;
 use vtmove::api::crds;
 

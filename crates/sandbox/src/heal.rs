@@ -23,12 +23,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::json;
 
-use vtmove::api::MoveTablesWorkflow;
 use vtmove::api::condition::types;
 use vtmove::engine::Desired;
 use vtmove::engine::invariants::check_single_writer_in_topology;
 
-use super::{Fault, PROBE_TABLE, Report, Sandbox, WORKFLOW, is_false, is_true, ready};
+use super::{Fault, PROBE_TABLE, Report, Sandbox, WORKFLOW, is_false, is_status, is_true, ready};
 
 /// How the roll meets the reverse.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -72,6 +71,8 @@ pub struct HealSample {
 static NEXT_KEY: AtomicI64 = AtomicI64::new(50_000_000);
 
 const POLL: Duration = Duration::from_millis(2);
+/// How often the workflow's status is read while waiting on it.
+const WORKFLOW_POLL: Duration = Duration::from_millis(10);
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Sandbox {
@@ -92,7 +93,7 @@ impl Sandbox {
     pub async fn prepare_heal_samples(&self) -> anyhow::Result<()> {
         self.apply_keyspaces().await?;
         self.apply_workflow().await?;
-        self.wait_workflow("copied", |wf| {
+        self.wait_workflow("copied", WORKFLOW_POLL, |wf| {
             is_true(wf, types::COPY_COMPLETED) && ready(wf)
         })
         .await?;
@@ -135,7 +136,7 @@ impl Sandbox {
         };
         let served = self.wait_write_served(want).await?;
         violations += self.i1_violations(&desired).await?;
-        self.wait_workflow("reverse reported", |wf| {
+        self.wait_workflow("reverse reported", WORKFLOW_POLL, |wf| {
             ready(wf) && is_false(wf, types::WRITES_SWITCHED)
         })
         .await?;
@@ -173,53 +174,19 @@ impl Sandbox {
     }
 
     async fn patch_traffic(&self, side: &str) -> anyhow::Result<()> {
-        let patch =
-            json!({"spec": {"traffic": {"replica": side, "rdonly": side, "primary": side}}});
-        self.workflow_api()
-            .patch(
-                WORKFLOW,
-                &kube::api::PatchParams::default(),
-                &kube::api::Patch::Merge(&patch),
-            )
-            .await
-            .with_context(|| format!("patching traffic to {side}"))?;
-        Ok(())
+        self.patch_workflow(
+            &json!({"spec": {"traffic": {"replica": side, "rdonly": side, "primary": side}}}),
+        )
+        .await
     }
 
     async fn switch_all(&self, side: &str) -> anyhow::Result<()> {
         self.patch_traffic(side).await?;
         let writes = if side == "Target" { "True" } else { "False" };
-        self.wait_workflow("traffic switched", move |wf| {
-            ready(wf)
-                && wf.status.as_ref().is_some_and(|s| {
-                    vtmove::api::condition::find_condition(&s.conditions, types::WRITES_SWITCHED)
-                        .is_some_and(|c| c.status == writes)
-                })
+        self.wait_workflow("traffic switched", WORKFLOW_POLL, move |wf| {
+            ready(wf) && is_status(wf, types::WRITES_SWITCHED, writes)
         })
         .await
-    }
-
-    async fn wait_workflow(
-        &self,
-        what: &str,
-        check: impl Fn(&MoveTablesWorkflow) -> bool,
-    ) -> anyhow::Result<()> {
-        let deadline = Instant::now() + STEP_TIMEOUT;
-        loop {
-            if self
-                .workflow_api()
-                .get_opt(WORKFLOW)
-                .await?
-                .as_ref()
-                .is_some_and(&check)
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("{what}: not reached within {STEP_TIMEOUT:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
     }
 
     async fn wait_fault_fired(&self) -> anyhow::Result<Instant> {
@@ -286,10 +253,6 @@ impl Sandbox {
             .map(|a| a.start - offset)
             .min()
             .context("no write of the steady load was accepted after the fault")
-    }
-
-    fn workflow_api(&self) -> kube::Api<MoveTablesWorkflow> {
-        kube::Api::namespaced(self.client.clone(), super::NAMESPACE)
     }
 }
 

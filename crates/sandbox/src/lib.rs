@@ -539,6 +539,45 @@ impl Sandbox {
         &self.fleet
     }
 
+    /// The example workflow's API.
+    fn workflow_api(&self) -> Api<MoveTablesWorkflow> {
+        Api::namespaced(self.client.clone(), NAMESPACE)
+    }
+
+    /// Merge-patches the example workflow.
+    async fn patch_workflow(&self, patch: &Value) -> anyhow::Result<()> {
+        self.workflow_api()
+            .patch(WORKFLOW, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .with_context(|| format!("patching the workflow with {patch}"))?;
+        Ok(())
+    }
+
+    /// Polls the example workflow every `every` until `check` holds, at most 60 s.
+    async fn wait_workflow(
+        &self,
+        what: &str,
+        every: Duration,
+        check: impl Fn(&MoveTablesWorkflow) -> bool,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let wf = self.workflow_api().get_opt(WORKFLOW).await?;
+            if wf.as_ref().is_some_and(&check) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{what}: not reached within 60s; status: {}",
+                    wf.and_then(|w| w.status)
+                        .map(|s| serde_json::to_string_pretty(&s).unwrap_or_default())
+                        .unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
     fn say(&self, line: &str) {
         if self.progress {
             say(line);
@@ -945,7 +984,7 @@ struct Run<'a> {
 
 impl Run<'_> {
     fn api(&self) -> Api<MoveTablesWorkflow> {
-        Api::namespaced(self.sandbox.client.clone(), NAMESPACE)
+        self.sandbox.workflow_api()
     }
 
     async fn heals(&self) -> i64 {
@@ -963,11 +1002,7 @@ impl Run<'_> {
 
     async fn patch_workflow(&self, patch: Value) -> anyhow::Result<()> {
         self.sandbox.say(&format!("patch: {patch}"));
-        self.api()
-            .patch(WORKFLOW, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .with_context(|| format!("patching the workflow with {patch}"))?;
-        Ok(())
+        self.sandbox.patch_workflow(&patch).await
     }
 
     /// Records a finished step and checks I1.
@@ -992,28 +1027,15 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Waits (at most 60 s) until `check` holds for the workflow, then records the step.
+    /// Waits until `check` holds for the workflow, then records the step.
     async fn wait(
         &mut self,
         name: &str,
         check: impl Fn(&MoveTablesWorkflow) -> bool,
     ) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let wf = self.api().get_opt(WORKFLOW).await?;
-            if wf.as_ref().is_some_and(&check) {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "step {name}: not reached within 60s; status: {}",
-                    wf.and_then(|w| w.status)
-                        .map(|s| serde_json::to_string_pretty(&s).unwrap_or_default())
-                        .unwrap_or_default()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.sandbox
+            .wait_workflow(&format!("step {name}"), Duration::from_millis(50), check)
+            .await?;
         self.step(name).await
     }
 }
