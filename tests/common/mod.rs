@@ -6,6 +6,7 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod peers;
 pub mod sim;
 
 /// The controller settings of the tests over kube-sim: a 3 s resync and short backoffs, so a
