@@ -24,6 +24,7 @@ pub mod local_etcd;
 pub mod lock;
 mod memory;
 pub mod path;
+pub mod record;
 pub mod routing_rules;
 mod server;
 mod store;
@@ -39,6 +40,7 @@ pub use lock::{
 };
 pub use memory::{DEFAULT_HISTORY_LIMIT, MemoryStore};
 pub use path::{join, join_all};
+pub use record::TopoRecord;
 pub use server::{CellTopo, ShardInfo, StoreFactory, TopoServer, Versioned};
 pub use store::{
     Change, DirEntry, Expected, FencedWrite, KeyValue, LeaseId, TopoStore, Version, WatchEvent,

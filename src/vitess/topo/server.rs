@@ -31,6 +31,7 @@ use super::lock::{
     KeyspaceLock, LockHandle, LockOptions, NamedLock, ShardGuard, ShardLock, acquire,
 };
 use super::path::{join, names, rel, validate_lock_name, validate_name};
+use super::record::TopoRecord;
 use super::routing_rules::affected_keyspaces;
 use super::store::{Change, Expected, FencedWrite, TopoStore, Version};
 use super::tablet_alias::{parse_tablet_alias, tablet_alias_string};
@@ -210,7 +211,7 @@ impl TopoServer {
         mut change: F,
     ) -> Result<Versioned<M, Option<Version>>>
     where
-        M: Message + Default,
+        M: TopoRecord,
         F: FnMut(&mut M) -> Result<bool>,
     {
         let mut attempt = 0;
@@ -227,7 +228,7 @@ impl TopoServer {
             for guard in guards {
                 guard.check().await?;
             }
-            let bytes = value.encode_to_vec();
+            let bytes = value.encode_record();
             // The guards' lock keys are fences of the write itself: a lock lost after the
             // check above still cannot let this write through.
             let fences: Vec<&str> = guards.iter().map(|guard| guard.key()).collect();
@@ -376,7 +377,7 @@ impl TopoServer {
     pub async fn create_cell_info(&self, cell: &str, info: &CellInfo) -> Result<Version> {
         validate_name("cell", cell)?;
         self.global
-            .create(&self.key(&rel::cell_info(cell)), &info.encode_to_vec())
+            .create(&self.key(&rel::cell_info(cell)), &info.encode_record())
             .await
     }
 
@@ -439,7 +440,7 @@ impl TopoServer {
     pub async fn create_keyspace(&self, keyspace: &str, record: &Keyspace) -> Result<Version> {
         validate_name("keyspace", keyspace)?;
         self.global
-            .create(&self.key(&rel::keyspace(keyspace)), &record.encode_to_vec())
+            .create(&self.key(&rel::keyspace(keyspace)), &record.encode_record())
             .await
     }
 
@@ -454,7 +455,7 @@ impl TopoServer {
         validate_name("keyspace", keyspace)?;
         self.verify_keyspace_guard(guard, keyspace)?;
         guard.check().await?;
-        let bytes = record.encode_to_vec();
+        let bytes = record.encode_record();
         self.global
             .write_fenced(FencedWrite {
                 key: &self.key(&rel::keyspace(keyspace)),
@@ -516,7 +517,7 @@ impl TopoServer {
         self.verify_keyspace_guard(guard, keyspace)?;
         guard.check().await?;
         let key = self.key(&rel::shard(keyspace, shard));
-        let bytes = record.encode_to_vec();
+        let bytes = record.encode_record();
         let written = self
             .global
             .write_fenced(FencedWrite {
@@ -629,7 +630,7 @@ impl TopoServer {
         self.verify_keyspace_guard(guard, keyspace)?;
         guard.check().await?;
         let key = self.key(&rel::vschema(keyspace));
-        let bytes = record.encode_to_vec();
+        let bytes = record.encode_record();
         let written = self
             .global
             .write_fenced(FencedWrite {
@@ -711,7 +712,7 @@ impl TopoServer {
             return Ok(current.version);
         }
         self.check_routing_guards(guards, &affected).await?;
-        let bytes = rules.encode_to_vec();
+        let bytes = rules.encode_record();
         let fences: Vec<&str> = guards.iter().map(|guard| guard.key()).collect();
         let change = match (bytes.is_empty(), expected) {
             (true, None) => return Ok(None),
@@ -849,7 +850,7 @@ impl TopoServer {
         topo.store
             .update(
                 &topo.key(names::SRV_VSCHEMA_FILE),
-                &record.encode_to_vec(),
+                &record.encode_record(),
                 version,
             )
             .await
@@ -859,7 +860,7 @@ impl TopoServer {
     pub async fn create_srv_vschema(&self, cell: &str, record: &SrvVSchema) -> Result<Version> {
         let topo = self.cell(cell).await?;
         topo.store
-            .create(&topo.key(names::SRV_VSCHEMA_FILE), &record.encode_to_vec())
+            .create(&topo.key(names::SRV_VSCHEMA_FILE), &record.encode_record())
             .await
     }
 
@@ -896,7 +897,7 @@ impl TopoServer {
         topo.store
             .update(
                 &topo.key(&rel::srv_keyspace(keyspace)),
-                &record.encode_to_vec(),
+                &record.encode_record(),
                 version,
             )
             .await
@@ -928,7 +929,7 @@ impl TopoServer {
     pub async fn create_tablet(&self, tablet: &Tablet) -> Result<Version> {
         let alias = tablet_alias_of(tablet)?;
         let (topo, key) = self.tablet_key(alias).await?;
-        topo.store.create(&key, &tablet.encode_to_vec()).await
+        topo.store.create(&key, &tablet.encode_record()).await
     }
 
     /// Writes a tablet record, at `version` if given, otherwise unconditionally.
@@ -940,7 +941,7 @@ impl TopoServer {
         let alias = tablet_alias_of(tablet)?;
         let (topo, key) = self.tablet_key(alias).await?;
         topo.store
-            .update(&key, &tablet.encode_to_vec(), version)
+            .update(&key, &tablet.encode_record(), version)
             .await
     }
 
