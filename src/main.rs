@@ -257,36 +257,13 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             metrics = ?operator.metrics_address,
             "Started vtmove"
         );
-        shutdown_signal().await;
+        vtmove::ops::shutdown_signal().await;
         tracing::info!("Shutting down");
         shutdown.cancel();
         // Let reconciles in flight finish and the Lease be released.
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         anyhow::Ok(())
     })
-}
-
-/// SIGTERM (Kubernetes) or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }
 
 fn plan(args: PlanArgs) -> anyhow::Result<()> {

@@ -11,8 +11,10 @@ pub mod http;
 pub mod leader;
 pub mod logging;
 pub mod metrics;
+pub mod signals;
 
 pub use http::{Readiness, ServeError, serve};
 pub use leader::{LeaderElection, LeaderError, LeaderHandle, LeaderOptions};
 pub use logging::{LogFormat, LoggingError};
 pub use metrics::{MeteredStore, Metrics, Outcome, TabletCallMetrics};
+pub use signals::shutdown_signal;

@@ -638,7 +638,8 @@ impl Sandbox {
         Ok(())
     }
 
-    /// Runs until Ctrl-C with progress lines: for hand-made `kubectl patch` experiments.
+    /// Runs until Ctrl-C or SIGTERM with progress lines: for hand-made `kubectl patch`
+    /// experiments.
     pub async fn interactive(&self) -> anyhow::Result<()> {
         self.apply_keyspaces().await?;
         self.apply_workflow().await?;
@@ -647,9 +648,7 @@ impl Sandbox {
             "  kubectl patch mtw {WORKFLOW} --type merge -p '{{\"spec\":{{\"traffic\":{{\"replica\":\"Target\",\"rdonly\":\"Target\"}}}}}}'"
         ));
         let printer = self.spawn_progress();
-        tokio::signal::ctrl_c()
-            .await
-            .context("waiting for Ctrl-C")?;
+        vtmove::ops::shutdown_signal().await;
         printer.cancel();
         Ok(())
     }

@@ -43,7 +43,16 @@ async fn main() -> ExitCode {
         )
         .init();
     let args = Args::parse();
-    match run(args).await {
+    // A signal ends the run by dropping it, which stops the operator, the fleet and etcd and
+    // removes their temporary directories (SIGTERM as well as Ctrl-C).
+    let outcome = tokio::select! {
+        outcome = run(args) => outcome,
+        () = vtmove::ops::shutdown_signal() => {
+            eprintln!("vtmove-sandbox: stopped by a signal");
+            Ok(true)
+        }
+    };
+    match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {

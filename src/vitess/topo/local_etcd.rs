@@ -8,9 +8,10 @@
 //!
 //! Ports are picked by binding port 0 and releasing it, which can race with another process;
 //! a start that fails is retried on fresh ports a few times. The data directory is a fresh
-//! temporary directory. Dropping the value kills the process and removes the directory. A
-//! process killed outright (SIGKILL) cannot run that cleanup; its etcd then keeps running until
-//! killed by hand.
+//! temporary directory. Dropping the value kills the process and removes the directory. On
+//! Linux the child also gets SIGKILL when the thread that started it dies, so a parent killed
+//! outright (SIGKILL, which runs no cleanup) does not leave etcd running; only its data
+//! directory stays behind in the system's temporary directory.
 
 use std::fs::File;
 use std::net::TcpListener;
@@ -54,6 +55,27 @@ pub enum LocalEtcdError {
         log_tail: String,
     },
 }
+
+/// Makes the child receive SIGKILL when the thread that spawned it exits (Linux's parent-death
+/// signal), so etcd never outlives a killed test or sandbox.
+#[cfg(target_os = "linux")]
+fn die_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and only calls prctl(2),
+    // which is async-signal-safe, and reads errno.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_command: &mut Command) {}
 
 fn io_error(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> LocalEtcdError {
     let context = context.into();
@@ -103,7 +125,9 @@ impl LocalEtcd {
             .try_clone()
             .map_err(io_error("opening the etcd log file"))?;
 
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        die_with_parent(&mut command);
+        let child = command
             .arg("--name=default")
             .arg(format!("--data-dir={}", dir.path().join("data").display()))
             .arg(format!("--listen-client-urls={client_url}"))
