@@ -107,6 +107,15 @@ struct RunArgs {
     /// Pause between the two LOCK TABLES flush cycles of a write cutover (Vitess uses 100ms).
     #[arg(long, default_value = "100ms", value_parser = parse_duration_flag)]
     cutover_flush_delay: std::time::Duration,
+    /// Lease TTL of the Vitess locks vtmove takes (whole seconds). vtmove renews its leases every
+    /// third of it and checks them before every mutation, so a short TTL costs a live holder
+    /// nothing and frees the locks of a crashed vtmove sooner.
+    #[arg(long, default_value = "10s", value_parser = parse_duration_flag)]
+    lock_ttl: std::time::Duration,
+    /// How long taking a lock may wait, queueing behind other holders included (Vitess's
+    /// `--lock-timeout`).
+    #[arg(long, default_value = "45s", value_parser = parse_duration_flag)]
+    lock_timeout: std::time::Duration,
 }
 
 fn parse_duration_flag(value: &str) -> Result<std::time::Duration, String> {
@@ -232,7 +241,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         topology,
         tablets,
         engine,
-        locks: Default::default(),
+        locks: vtmove::vitess::topo::LockOptions {
+            ttl: args.lock_ttl,
+            acquire_timeout: args.lock_timeout,
+        },
         settings: vtmove::controller::ControllerSettings {
             resync_period: args.resync_period,
             concurrency: args.concurrency,

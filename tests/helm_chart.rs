@@ -55,6 +55,9 @@ const RUN_FLAGS: &[&str] = &[
     "--log-format",
     "--log-level",
     "--resync-period",
+    "--lock-ttl",
+    "--lock-timeout",
+    "--cutover-flush-delay",
 ];
 
 type Triple = (String, String, String);
@@ -629,6 +632,9 @@ fn default_values_cluster_wide() {
     assert!(flag(&args, "--namespace").is_empty());
     assert_eq!(flag(&args, "--concurrency"), ["8"]);
     assert_eq!(flag(&args, "--log-format"), ["json"]);
+    assert_eq!(flag(&args, "--lock-ttl"), ["10s"]);
+    assert_eq!(flag(&args, "--lock-timeout"), ["45s"]);
+    assert_eq!(flag(&args, "--cutover-flush-delay"), ["100ms"]);
     check_tls(&docs, &args, None, None);
     check_metrics_service(&docs);
     assert!(of_kind(&docs, "ServiceMonitor").is_empty());
@@ -694,6 +700,28 @@ fn tls_and_service_monitor() {
             "ServiceMonitor selector {k}"
         );
     }
+}
+
+/// What operators tune reaches `vtmove run`: lock TTL and timeout, the cutover's flush delay, and
+/// any other flag through `extraArgs`, appended after the chart's own.
+#[test]
+fn tuning_values_reach_the_flags() {
+    let docs = render(&[
+        TOPO,
+        "locks.ttl=5s",
+        "locks.timeout=1m",
+        "cutoverFlushDelay=250ms",
+        "extraArgs={--log-level=vtmove=debug}",
+    ]);
+    let args = check_deployment(&docs);
+    assert_eq!(flag(&args, "--lock-ttl"), ["5s"]);
+    assert_eq!(flag(&args, "--lock-timeout"), ["1m"]);
+    assert_eq!(flag(&args, "--cutover-flush-delay"), ["250ms"]);
+    assert_eq!(
+        args.last(),
+        Some(&("--log-level".to_owned(), "vtmove=debug".to_owned())),
+        "extraArgs come last, so they override the chart's own flags"
+    );
 }
 
 #[test]

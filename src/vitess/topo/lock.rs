@@ -35,8 +35,13 @@ use super::error::{Result, TopoError};
 use super::path::{join, join_all, names::LOCKS_PATH};
 use super::store::{LeaseId, TopoStore, Version, ttl_seconds};
 
-/// Default lease TTL of a lock, Vitess's `--topo-etcd-lease-ttl` default.
-pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(30);
+/// Default lease TTL of vtmove's locks. Vitess's `--topo-etcd-lease-ttl` defaults to 30 s, but
+/// Vitess never renews a lock's lease while vtmove renews it every TTL/3 and checks it before
+/// every mutation: a live holder keeps its lock at any TTL, and a crashed vtmove's locks (and
+/// the interrupted cutover they guard) are free to heal after 10 s instead of 30 s. The cost: an
+/// operator stalled for longer than the TTL (etcd unreachable, the process frozen) loses its
+/// locks, and its next mutation fails on the lost lease instead of writing unprotected.
+pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(10);
 /// Default bound on acquiring a lock, Vitess's `--lock-timeout` default.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(45);
 
