@@ -246,11 +246,37 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             instance: Some(identity),
         },
     };
+    let access = vtmove::rbac::access_checks(
+        &args.namespaces,
+        args.leader_election
+            .then_some(args.leader_election_namespace.as_str()),
+    );
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     runtime.block_on(async move {
         let client = kube::Client::try_default()
             .await
             .context("connecting to the Kubernetes API server (in-cluster or KUBECONFIG)")?;
+        // A missing grant stops vtmove here, naming it, rather than leaving the controllers
+        // retrying 403s.
+        let missing =
+            vtmove::rbac::missing_permissions(&client, &access, std::time::Duration::from_secs(10))
+                .await
+                .context("checking vtmove's permissions")?;
+        if !missing.is_empty() {
+            for check in &missing {
+                tracing::error!(%check, "Missing permission");
+            }
+            anyhow::bail!(
+                "vtmove lacks {} permission(s) it needs (grant them, as the Helm chart's \
+                 ClusterRole and Roles do):\n  {}",
+                missing.len(),
+                missing
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n  ")
+            );
+        }
         let shutdown = tokio_util::sync::CancellationToken::new();
         let operator = start_operator(options, client, shutdown.clone()).await?;
         tracing::info!(

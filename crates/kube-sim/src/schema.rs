@@ -887,12 +887,16 @@ impl Schema {
 
     fn check_keywords(&self, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
         let dp = display_path(path);
-        if let Some(values) = &self.enum_values
-            && !values.contains(v)
-        {
-            let supported: Vec<String> = values.iter().map(show).collect();
-            errs.push(FieldError::not_supported(path, &show(v), &supported));
-        }
+        // A real apiserver runs its validators in a fixed order (string, format, number and
+        // list keywords, then enum, then object keywords), which is the order of the causes.
+        let mut enum_error = self
+            .enum_values
+            .as_ref()
+            .filter(|values| !values.contains(v))
+            .map(|values| {
+                let supported: Vec<String> = values.iter().map(show).collect();
+                FieldError::not_supported(path, &show(v), &supported)
+            });
         match v {
             Value::Number(n) => {
                 let f = n.as_f64().unwrap_or(0.0);
@@ -952,30 +956,33 @@ impl Schema {
                 }
             }
             Value::String(s) => {
+                // Only the first of maxLength, minLength and pattern that fails is reported,
+                // as by the apiserver's string validator.
                 let len = s.chars().count() as u64;
-                if let Some(max) = self.max_length
+                let string_error = if let Some(max) = self.max_length
                     && len > max
                 {
-                    errs.push(FieldError::too_long(path, max));
-                }
-                if let Some(min) = self.min_length
+                    Some(FieldError::too_long(path, max))
+                } else if let Some(min) = self.min_length
                     && len < min
                 {
-                    errs.push(FieldError::invalid(
+                    Some(FieldError::invalid(
                         path,
                         &show(v),
                         &format!("{dp} in body should be at least {min} chars long"),
-                    ));
-                }
-                if let Some((p, re)) = &self.pattern
+                    ))
+                } else if let Some((p, re)) = &self.pattern
                     && !re.is_match(s)
                 {
-                    errs.push(FieldError::invalid(
+                    Some(FieldError::invalid(
                         path,
                         &show(v),
                         &format!("{dp} in body should match '{p}'"),
-                    ));
-                }
+                    ))
+                } else {
+                    None
+                };
+                errs.extend(string_error);
                 if let Some(fmt) = &self.format
                     && !format_ok(fmt, s)
                 {
@@ -1036,6 +1043,7 @@ impl Schema {
                 }
             }
             Value::Object(m) => {
+                errs.extend(enum_error.take());
                 for r in &self.required {
                     if !m.contains_key(r) {
                         errs.push(FieldError::required(child(path, r), ""));
@@ -1065,6 +1073,7 @@ impl Schema {
             }
             _ => {}
         }
+        errs.extend(enum_error);
     }
 }
 
