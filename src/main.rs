@@ -86,6 +86,10 @@ struct RunArgs {
     /// Campaign for a Lease and reconcile only while holding it (needed with several replicas).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     leader_election: bool,
+    /// Before starting, ask the API server (SelfSubjectAccessReview) for every permission vtmove
+    /// needs, and stop naming the missing ones. Off: start anyway and let calls fail with 403.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    check_permissions: bool,
     /// Namespace of the leader Lease.
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     leader_election_namespace: String,
@@ -246,11 +250,15 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             instance: Some(identity),
         },
     };
-    let access = vtmove::rbac::access_checks(
-        &args.namespaces,
-        args.leader_election
-            .then_some(args.leader_election_namespace.as_str()),
-    );
+    let access = if args.check_permissions {
+        vtmove::rbac::access_checks(
+            &args.namespaces,
+            args.leader_election
+                .then_some(args.leader_election_namespace.as_str()),
+        )
+    } else {
+        Vec::new()
+    };
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     runtime.block_on(async move {
         let client = kube::Client::try_default()
@@ -412,6 +420,7 @@ mod tests {
         assert_eq!(args.namespaces, vec!["a", "b"]);
         assert_eq!(args.resync_period, std::time::Duration::from_secs(300));
         assert!(args.leader_election);
+        assert!(args.check_permissions, "on unless turned off");
         // A half TLS identity is refused.
         assert!(
             Cli::try_parse_from([

@@ -279,6 +279,8 @@ impl ControlPlane {
             "--authorization-mode=RBAC".into(),
             "--service-cluster-ip-range=10.0.0.0/24".into(),
             "--disable-admission-plugins=ServiceAccount".into(),
+            // Finalizer and owner-reference writes checked as on clusters that turn it on.
+            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement".into(),
             format!("--service-account-issuer=https://127.0.0.1:{port}/"),
             format!("--service-account-key-file={}", key.display()),
             format!("--service-account-signing-key-file={}", key.display()),
