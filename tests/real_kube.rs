@@ -5,6 +5,8 @@
 //!   kube-sim and to the real server; accept/reject, HTTP status and reason, the message and
 //!   every cause (field, reason, message) must agree, and what is stored must be the same.
 //! - The kubectl tour of the examples (`tests/common/tour.rs`) on the real server.
+//! - The end-to-end walk of the examples (`tests/common/walk.rs`) with `vtmove run` as a
+//!   separate process, on the real server and on kube-sim.
 //! - The chart's RBAC for real: `helm install`, a token for the chart's ServiceAccount
 //!   (`kubectl create token`), `vtmove run` as a separate process with that token; the whole
 //!   lifecycle of a workflow and a Keyspace succeeds with no 403 in the operator's log. Then
@@ -754,6 +756,32 @@ async fn without_grant<T>(
     set_rules(&api, &grant.role, rules).await;
     wait_can_i(k, &grant.verb, &qualified, &grant.namespace, true).await;
     out
+}
+
+/// The same lifecycle, the same separate `vtmove run` (permission check and leader election
+/// on), on kube-sim: the twin of the test above.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_lifecycle_with_vtmove_run_on_kube_sim() {
+    let sim = common::sim::start_with_crds().await;
+    let client = sim.client();
+    let ns = "lifecycle";
+    create_namespace(&client, ns).await;
+    let vitess = vitess().await;
+    let logs = tempfile::tempdir().unwrap();
+    let mut operator = Operator::spawn(RunOptions {
+        name: "operator",
+        kubeconfig: sim.kubeconfig_path(),
+        topo: vitess.etcd.endpoint(),
+        namespace: ns,
+        lease_namespace: Some(ns),
+        log_dir: logs.path(),
+        extra: &[],
+    });
+    let mut walk = Walk::new(client, ns, STEP);
+    walk.all().await;
+    delete_and_wait_gone(&walk).await;
+    operator.assert_running();
+    println!("lifecycle on kube-sim: {:.1?} for the walk", walk.total());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

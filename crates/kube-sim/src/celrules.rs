@@ -459,6 +459,38 @@ mod tests {
         assert_eq!(msgs[4], "spec.a: Invalid value: a is immutable");
     }
 
+    /// As kube-apiserver v1.37 reports them (checked against it by `tests/real_kube.rs`).
+    #[test]
+    fn a_failed_rule_shows_a_scalar_value_and_leaves_objects_and_lists_out() {
+        let immutable = |m: &str| json!([{"rule": "self == oldSelf", "message": m}]);
+        let s = node(json!({
+            "type": "object",
+            "properties": {
+                "s": {"type": "string", "x-kubernetes-validations": immutable("s is immutable")},
+                "b": {"type": "boolean", "x-kubernetes-validations": immutable("b is immutable")},
+                "l": {"type": "array", "items": {"type": "string"},
+                      "x-kubernetes-validations": immutable("l is immutable")},
+                "o": {"type": "object", "properties": {"x": {"type": "integer"}},
+                      "x-kubernetes-validations": immutable("o is immutable")}
+            }
+        }));
+        let old = json!({"s": "a", "b": true, "l": ["x"], "o": {"x": 1}});
+        let new = json!({"s": "b", "b": false, "l": ["y"], "o": {"x": 2}});
+        let mut errs = Vec::new();
+        s.validate_value(&new, Some(&old), "spec", &mut errs);
+        let mut msgs: Vec<String> = errs.iter().map(FieldError::render).collect();
+        msgs.sort();
+        assert_eq!(
+            msgs,
+            [
+                "spec.b: Invalid value: false: b is immutable",
+                "spec.l: Invalid value: l is immutable",
+                "spec.o: Invalid value: o is immutable",
+                r#"spec.s: Invalid value: "b": s is immutable"#,
+            ]
+        );
+    }
+
     #[test]
     fn root_rules_see_only_name_and_generate_name() {
         let s = node(json!({

@@ -1163,6 +1163,41 @@ mod tests {
         assert_eq!(fields, vec!["spec.a", "spec.l", "spec.l[1]"], "{errs:?}");
     }
 
+    /// As kube-apiserver v1.37 reports them (checked against it by `tests/real_kube.rs`).
+    #[test]
+    fn string_keywords_report_their_first_failure_and_enum_comes_after() {
+        let s = schema(json!({"type": "object", "properties": {
+            "e": {"type": "string", "minLength": 1, "pattern": "^[a-z]+$"},
+            "l": {"type": "string", "maxLength": 3, "pattern": "^[a-z]+$"},
+            "k": {"type": "string", "enum": ["Source", "Target"], "maxLength": 6}
+        }}));
+        let mut errs = Vec::new();
+        s.validate_value(
+            &json!({"e": "", "l": "TOOLONG", "k": "Sideways"}),
+            None,
+            "",
+            &mut errs,
+        );
+        let of = |field: &str| -> Vec<String> {
+            errs.iter()
+                .filter(|e| e.field == field)
+                .map(FieldError::render)
+                .collect()
+        };
+        assert_eq!(
+            of("e"),
+            [r#"e: Invalid value: "": e in body should be at least 1 chars long"#]
+        );
+        assert_eq!(of("l"), ["l: Too long: may not be more than 3 bytes"]);
+        assert_eq!(
+            of("k"),
+            [
+                "k: Too long: may not be more than 6 bytes",
+                r#"k: Unsupported value: "Sideways": supported values: "Source", "Target""#
+            ]
+        );
+    }
+
     #[test]
     fn schemas_must_be_structural() {
         let fields = |v: Value| {
