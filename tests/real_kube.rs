@@ -10,11 +10,13 @@
 //! - The chart's RBAC for real: `helm install`, a token for the chart's ServiceAccount
 //!   (`kubectl create token`), `vtmove run` as a separate process with that token; the whole
 //!   lifecycle of a workflow and a Keyspace succeeds with no 403 in the operator's log. Then
-//!   each grant of the chart is removed in turn, and `vtmove run` stops naming it.
+//!   each grant of the chart is removed in turn, and `vtmove run` stops naming it; and again
+//!   with the permission check off, to measure which grants a lifecycle really uses.
 //! - Leader election on a real Lease: two `vtmove run`, the leader SIGKILLed mid-lifecycle, the
 //!   other finishes, I1 holding throughout.
 //! - The API server restarted mid-lifecycle over the same etcd: the watches reconnect and the
-//!   workflow converges.
+//!   workflow converges. Waiting out the server's 290 s watch timeout is one ignored test
+//!   (`--ignored`), for its length.
 //!
 //! One control plane is shared by the tests of this binary (each in its own namespaces); the
 //! restart test has its own. Without the kube-apiserver binary every test fails, saying how to
@@ -390,7 +392,6 @@ impl Operator {
             format!("--namespace={}", o.namespace),
             "--log-format=text".into(),
             "--log-level=info".into(),
-            "--resync-period=20s".into(),
             "--cutover-flush-delay=5ms".into(),
         ];
         match o.lease_namespace {
@@ -400,6 +401,9 @@ impl Operator {
                 format!("--leader-election-identity={}", o.name),
             ]),
             None => args.push("--leader-election=false".into()),
+        }
+        if !o.extra.iter().any(|a| a.starts_with("--resync-period")) {
+            args.push("--resync-period=20s".into());
         }
         args.extend(o.extra.iter().map(|a| a.to_string()));
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_vtmove"))
@@ -1102,6 +1106,46 @@ async fn the_leader_is_killed_mid_lifecycle_and_the_other_finishes() {
         operators[other].name,
         killed.elapsed()
     );
+}
+
+/// kube-apiserver ends each watch after the `timeoutSeconds` the client asks for (290 s from
+/// kube-runtime); the controllers must open a new one and keep seeing changes. With a 1 h
+/// resync, only a working watch can show the operator a spec change made after the timeout.
+/// Ignored by default for its length (over 5 minutes, idle): run it with
+/// `cargo test --test real_kube -- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "waits out kube-apiserver's 290 s watch timeout (over 5 minutes)"]
+async fn changes_after_the_apiservers_watch_timeout_still_reach_the_operator() {
+    let plane = ControlPlane::shared();
+    let admin = plane.client().await;
+    let ns = "watch-timeout";
+    create_namespace(&admin, ns).await;
+    let vitess = vitess().await;
+    let logs = tempfile::tempdir().unwrap();
+    let mut operator = Operator::spawn(RunOptions {
+        name: "operator",
+        kubeconfig: &plane.kubeconfig_path(),
+        topo: vitess.etcd.endpoint(),
+        namespace: ns,
+        lease_namespace: None,
+        log_dir: logs.path(),
+        extra: &["--resync-period=1h"],
+    });
+    let mut walk = Walk::new(admin.clone(), ns, STEP);
+    walk.keyspaces_ready().await;
+    walk.create_workflow().await;
+    walk.copied().await;
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    operator.assert_running();
+    let asked = Instant::now();
+    walk.switch_reads().await;
+    walk.reads_switched().await;
+    let took = asked.elapsed();
+    assert!(
+        took < Duration::from_secs(30),
+        "the change reached the operator only after {took:?}"
+    );
+    println!("after a watch timeout: reads switched {took:.1?} after the change");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
