@@ -86,6 +86,10 @@ struct RunArgs {
     /// Campaign for a Lease and reconcile only while holding it (needed with several replicas).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     leader_election: bool,
+    /// Before starting, ask the API server (SelfSubjectAccessReview) for every permission vtmove
+    /// needs, and stop naming the missing ones. Off: start anyway and let calls fail with 403.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    check_permissions: bool,
     /// Namespace of the leader Lease.
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     leader_election_namespace: String,
@@ -258,11 +262,41 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             instance: Some(identity),
         },
     };
+    let access = if args.check_permissions {
+        vtmove::rbac::access_checks(
+            &args.namespaces,
+            args.leader_election
+                .then_some(args.leader_election_namespace.as_str()),
+        )
+    } else {
+        Vec::new()
+    };
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     runtime.block_on(async move {
         let client = kube::Client::try_default()
             .await
             .context("connecting to the Kubernetes API server (in-cluster or KUBECONFIG)")?;
+        // A missing grant stops vtmove here, naming it, rather than leaving the controllers
+        // retrying 403s.
+        let missing =
+            vtmove::rbac::missing_permissions(&client, &access, std::time::Duration::from_secs(10))
+                .await
+                .context("checking vtmove's permissions")?;
+        if !missing.is_empty() {
+            for check in &missing {
+                tracing::error!(%check, "Missing permission");
+            }
+            anyhow::bail!(
+                "vtmove lacks {} permission(s) it needs (grant them, as the Helm chart's \
+                 ClusterRole and Roles do):\n  {}",
+                missing.len(),
+                missing
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n  ")
+            );
+        }
         let shutdown = tokio_util::sync::CancellationToken::new();
         let operator = start_operator(options, client, shutdown.clone()).await?;
         tracing::info!(
@@ -375,6 +409,7 @@ mod tests {
         assert_eq!(args.namespaces, vec!["a", "b"]);
         assert_eq!(args.resync_period, std::time::Duration::from_secs(300));
         assert!(args.leader_election);
+        assert!(args.check_permissions, "on unless turned off");
         // A half TLS identity is refused.
         assert!(
             Cli::try_parse_from([

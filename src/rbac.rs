@@ -6,6 +6,11 @@
 //! the ones listed here. Code that starts calling a new API (or a new verb) must add it here
 //! first; the chart test then fails until the chart grants it, and a verb the chart grants beyond
 //! this table fails the same test.
+//!
+//! `vtmove run` asks the API server for each of these permissions before starting
+//! ([`access_checks`], [`missing_permissions`]) and stops naming the missing ones.
+//! `tests/real_kube.rs` enforces the chart on a real kube-apiserver and measures which grants a
+//! lifecycle actually exercises.
 
 use k8s_openapi::api::rbac::v1::PolicyRule;
 
@@ -148,6 +153,136 @@ pub fn required_triples()
         .flat_map(|a| a.triples().map(move |t| (a.scope, t)))
 }
 
+/// One permission check: may vtmove `verb` `resource` (of `group`) in `namespace` (`None`: in
+/// every namespace, which only a ClusterRole grants)?
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessCheck {
+    /// RBAC verb.
+    pub verb: &'static str,
+    /// API group.
+    pub group: &'static str,
+    /// Resource plural, with `/<subresource>` for subresources.
+    pub resource: &'static str,
+    /// Namespace, or `None` for all namespaces.
+    pub namespace: Option<String>,
+    /// Why vtmove makes the call (from [`REQUIRED_ACCESS`]).
+    pub why: &'static str,
+}
+
+impl std::fmt::Display for AccessCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let group = if self.group.is_empty() {
+            "the core API group".to_string()
+        } else {
+            format!("API group {:?}", self.group)
+        };
+        let place = match &self.namespace {
+            Some(ns) => format!("in namespace {ns:?}"),
+            None => "in all namespaces (cluster-wide)".to_string(),
+        };
+        write!(
+            f,
+            "cannot {} {:?} in {group} {place}; needed because: {}",
+            self.verb, self.resource, self.why
+        )
+    }
+}
+
+/// Every check [`REQUIRED_ACCESS`] implies for a run watching `watched` namespaces (empty: all
+/// of them) with its Lease in `lease_namespace` (`None`: leader election off).
+pub fn access_checks(watched: &[String], lease_namespace: Option<&str>) -> Vec<AccessCheck> {
+    let watched: Vec<Option<String>> = if watched.is_empty() {
+        vec![None]
+    } else {
+        watched.iter().cloned().map(Some).collect()
+    };
+    let mut out = Vec::new();
+    for access in REQUIRED_ACCESS {
+        let namespaces: Vec<Option<String>> = match access.scope {
+            Scope::WatchedNamespaces => watched.clone(),
+            Scope::OperatorNamespace => match lease_namespace {
+                Some(ns) => vec![Some(ns.to_string())],
+                None => continue,
+            },
+        };
+        for namespace in namespaces {
+            for verb in access.verbs {
+                out.push(AccessCheck {
+                    verb,
+                    group: access.group,
+                    resource: access.resource,
+                    namespace: namespace.clone(),
+                    why: access.why,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Why the permissions could not be checked.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessCheckError {
+    /// The API server refused or failed a SelfSubjectAccessReview.
+    #[error("asking the API server whether vtmove may {check}: {source}")]
+    Api {
+        /// What was asked (as "verb resource ...").
+        check: String,
+        /// The client's error.
+        source: kube::Error,
+    },
+    /// The API server did not answer within the deadline.
+    #[error("the API server did not answer a SelfSubjectAccessReview within {0:?}")]
+    Timeout(std::time::Duration),
+}
+
+/// The checks of `checks` the API server denies this client, asked one by one with a
+/// SelfSubjectAccessReview (which every authenticated user may create). `vtmove run` calls it
+/// before starting, so a missing grant stops it with an error naming the permission instead of
+/// leaving a controller retrying 403s in its log.
+pub async fn missing_permissions(
+    client: &kube::Client,
+    checks: &[AccessCheck],
+    timeout: std::time::Duration,
+) -> Result<Vec<AccessCheck>, AccessCheckError> {
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+    };
+    let api: kube::Api<SelfSubjectAccessReview> = kube::Api::all(client.clone());
+    let mut missing = Vec::new();
+    for check in checks {
+        let (resource, subresource) = match check.resource.split_once('/') {
+            Some((r, s)) => (r, Some(s.to_string())),
+            None => (check.resource, None),
+        };
+        let review = SelfSubjectAccessReview {
+            spec: SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(ResourceAttributes {
+                    group: Some(check.group.to_string()),
+                    resource: Some(resource.to_string()),
+                    subresource,
+                    verb: Some(check.verb.to_string()),
+                    namespace: check.namespace.clone(),
+                    ..ResourceAttributes::default()
+                }),
+                ..SelfSubjectAccessReviewSpec::default()
+            },
+            ..SelfSubjectAccessReview::default()
+        };
+        let answer = tokio::time::timeout(timeout, api.create(&Default::default(), &review))
+            .await
+            .map_err(|_| AccessCheckError::Timeout(timeout))?
+            .map_err(|source| AccessCheckError::Api {
+                check: format!("{} {}", check.verb, check.resource),
+                source,
+            })?;
+        if !answer.status.is_some_and(|s| s.allowed) {
+            missing.push(check.clone());
+        }
+    }
+    Ok(missing)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -254,5 +389,47 @@ mod tests {
         );
         let watched = policy_rules(Scope::WatchedNamespaces);
         assert_eq!(watched.len(), REQUIRED_ACCESS.len() - 1);
+    }
+
+    #[test]
+    fn checks_cover_every_verb_in_each_scope() {
+        let all = access_checks(&[], Some("ops"));
+        let total: usize = REQUIRED_ACCESS.iter().map(|a| a.verbs.len()).sum();
+        assert_eq!(all.len(), total);
+        for c in &all {
+            let expected = if c.group == "coordination.k8s.io" {
+                Some("ops".to_string())
+            } else {
+                None
+            };
+            assert_eq!(c.namespace, expected, "{c}");
+        }
+
+        // Two watched namespaces double the watched checks; no Lease checks without election.
+        let scoped = access_checks(&["a".into(), "b".into()], None);
+        let watched: usize = REQUIRED_ACCESS
+            .iter()
+            .filter(|a| a.scope == Scope::WatchedNamespaces)
+            .map(|a| a.verbs.len())
+            .sum();
+        assert_eq!(scoped.len(), 2 * watched);
+        assert!(scoped.iter().all(|c| c.group != "coordination.k8s.io"));
+        assert!(scoped.iter().all(|c| c.namespace.is_some()));
+    }
+
+    #[test]
+    fn a_missing_check_names_verb_resource_group_and_place() {
+        let check = AccessCheck {
+            verb: "patch",
+            group: "vtmove.dev",
+            resource: "keyspaces/status",
+            namespace: Some("prod".into()),
+            why: "status",
+        };
+        assert_eq!(
+            check.to_string(),
+            "cannot patch \"keyspaces/status\" in API group \"vtmove.dev\" in namespace \"prod\"; \
+             needed because: status"
+        );
     }
 }

@@ -221,6 +221,19 @@ where
     (Controller::for_stream(requests, store.clone()), store)
 }
 
+/// Logs a failed list or watch of `kind` (a 403 after a grant was revoked, the API server
+/// gone). The watcher retries with backoff by itself, but without this line the controller
+/// would stall silently; failed reconciles are logged by the reconcilers.
+fn log_watch_error<T, R: std::fmt::Display>(
+    kind: &'static str,
+    result: Result<T, kube::runtime::controller::Error<R, kube::runtime::watcher::Error>>,
+) -> futures::future::Ready<()> {
+    if let Err(kube::runtime::controller::Error::QueueError(error)) = result {
+        tracing::warn!(kind, %error, "Listing or watching failed; retrying with backoff");
+    }
+    futures::future::ready(())
+}
+
 /// The hash of what a reconcile must react to (see [`controller_for`]).
 fn asked_for<K: kube::Resource>(object: &K) -> Option<u64> {
     use std::hash::{Hash, Hasher};
@@ -279,7 +292,7 @@ async fn controllers(
                 workflow::error_policy,
                 workflow_ctx.clone(),
             )
-            .for_each(|_| futures::future::ready(()));
+            .for_each(|result| log_watch_error("MoveTablesWorkflow", result));
         runs.push(Box::pin(run));
     }
     for api in deps.scope.apis::<Keyspace>(&deps.client) {
@@ -295,7 +308,7 @@ async fn controllers(
                 keyspace::error_policy,
                 keyspace_ctx.clone(),
             )
-            .for_each(|_| futures::future::ready(()));
+            .for_each(|result| log_watch_error("Keyspace", result));
         runs.push(Box::pin(run));
     }
     let readiness = async move {

@@ -2,12 +2,16 @@
 //! applies the parts of a structural schema an API server enforces at admission (types, enums,
 //! patterns, lengths, item counts, required and unknown fields), and CEL evaluation of the
 //! `x-kubernetes-validations` rules with kube-cel. [`sim`] runs the same CRDs on kube-sim, the
-//! in-memory API server, for the tests that need a server (admission, kubectl).
+//! in-memory API server, for the tests that need a server (admission, kubectl); [`walk`] is the
+//! end-to-end walk of the examples. Two more files are included only by the binaries that use
+//! them (`#[path]`): `admission.rs` (the admission cases, large `json!` literals) and
+//! `real_kube.rs` (the real kube-apiserver harness).
 
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod peers;
 pub mod sim;
+pub mod walk;
 
 /// The controller settings of the tests over kube-sim: a 3 s resync and short backoffs, so a
 /// test sees a repair or a retry within seconds.

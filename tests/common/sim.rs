@@ -78,10 +78,17 @@ pub fn resource(kind: &str) -> ApiResource {
     }
 }
 
-/// A dynamic API in namespace `default` for the kind of `object` (its `kind` field).
+/// The namespace of `object` (`metadata.namespace`, else `default`).
+pub fn namespace_of(object: &Value) -> &str {
+    object["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or("default")
+}
+
+/// A dynamic API in the namespace of `object` for its kind (its `kind` field).
 pub fn api_for(client: &kube::Client, object: &Value) -> Api<DynamicObject> {
     let kind = object["kind"].as_str().expect("the object has a kind");
-    Api::namespaced_with(client.clone(), "default", &resource(kind))
+    Api::namespaced_with(client.clone(), namespace_of(object), &resource(kind))
 }
 
 /// A DynamicObject carrying `object` as is, whatever its spec holds.
@@ -104,8 +111,9 @@ pub async fn create_strict(
 ) -> Result<DynamicObject, kube::Error> {
     let kind = object["kind"].as_str().expect("the object has a kind");
     let url = format!(
-        "/apis/{}/namespaces/default/{}?fieldValidation=Strict",
+        "/apis/{}/namespaces/{}/{}?fieldValidation=Strict",
         vtmove::api::API_VERSION,
+        namespace_of(object),
         resource(kind).plural
     );
     let request = http::Request::post(url)

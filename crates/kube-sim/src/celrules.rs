@@ -168,7 +168,15 @@ pub fn evaluate(
         Some(fp) => format!("{path}{fp}"),
         None => path.to_string(),
     };
-    let shown = format!("{:?}", schema.type_name());
+    // A real apiserver shows a scalar's value in the error and leaves objects and lists out.
+    let shown = match &v {
+        Value::Object(_) | Value::Array(_) => None,
+        scalar => Some(crate::error::show(scalar)),
+    };
+    let invalid = |field: String, detail: &str| match &shown {
+        Some(value) => FieldError::invalid(field, value, detail),
+        None => FieldError::invalid_without_value(field, detail),
+    };
     let detail = match rule.program.execute(&ctx) {
         Ok(Cel::Bool(true)) => return None,
         Ok(Cel::Bool(false)) => {
@@ -184,9 +192,8 @@ pub fn evaluate(
                 .unwrap_or_else(|| format!("failed rule: {}", rule.rule))
         }
         Ok(other) => {
-            return Some(FieldError::invalid(
+            return Some(invalid(
                 field,
-                &shown,
                 &format!(
                     "rule did not evaluate to a bool (got {other:?}) evaluating rule: {}",
                     rule.rule
@@ -194,9 +201,8 @@ pub fn evaluate(
             ));
         }
         Err(e) => {
-            return Some(FieldError::invalid(
+            return Some(invalid(
                 field,
-                &shown,
                 &format!("{e} evaluating rule: {}", rule.rule),
             ));
         }
@@ -207,9 +213,12 @@ pub fn evaluate(
         Some("FieldValueDuplicate") => FieldError {
             field,
             reason: "FieldValueDuplicate",
-            message: format!("Duplicate value: {shown}: {detail}"),
+            message: match &shown {
+                Some(value) => format!("Duplicate value: {value}: {detail}"),
+                None => format!("Duplicate value: {detail}"),
+            },
         },
-        _ => FieldError::invalid(field, &shown, &detail),
+        _ => invalid(field, &detail),
     })
 }
 
@@ -442,15 +451,44 @@ mod tests {
         s.validate_value(&bad, Some(&good), "spec", &mut errs);
         let msgs: Vec<String> = errs.iter().map(FieldError::render).collect();
         assert_eq!(msgs.len(), 5, "{msgs:?}");
-        assert_eq!(
-            msgs[0],
-            "spec: Invalid value: \"object\": a and b must differ"
-        );
+        assert_eq!(msgs[0], "spec: Invalid value: a and b must differ");
         assert!(
             msgs[1].contains("failed rule: self.a in ['A', 'B']"),
             "{msgs:?}"
         );
-        assert_eq!(msgs[4], "spec.a: Invalid value: \"object\": a is immutable");
+        assert_eq!(msgs[4], "spec.a: Invalid value: a is immutable");
+    }
+
+    /// As kube-apiserver v1.37 reports them (checked against it by `tests/real_kube.rs`).
+    #[test]
+    fn a_failed_rule_shows_a_scalar_value_and_leaves_objects_and_lists_out() {
+        let immutable = |m: &str| json!([{"rule": "self == oldSelf", "message": m}]);
+        let s = node(json!({
+            "type": "object",
+            "properties": {
+                "s": {"type": "string", "x-kubernetes-validations": immutable("s is immutable")},
+                "b": {"type": "boolean", "x-kubernetes-validations": immutable("b is immutable")},
+                "l": {"type": "array", "items": {"type": "string"},
+                      "x-kubernetes-validations": immutable("l is immutable")},
+                "o": {"type": "object", "properties": {"x": {"type": "integer"}},
+                      "x-kubernetes-validations": immutable("o is immutable")}
+            }
+        }));
+        let old = json!({"s": "a", "b": true, "l": ["x"], "o": {"x": 1}});
+        let new = json!({"s": "b", "b": false, "l": ["y"], "o": {"x": 2}});
+        let mut errs = Vec::new();
+        s.validate_value(&new, Some(&old), "spec", &mut errs);
+        let mut msgs: Vec<String> = errs.iter().map(FieldError::render).collect();
+        msgs.sort();
+        assert_eq!(
+            msgs,
+            [
+                "spec.b: Invalid value: false: b is immutable",
+                "spec.l: Invalid value: l is immutable",
+                "spec.o: Invalid value: o is immutable",
+                r#"spec.s: Invalid value: "b": s is immutable"#,
+            ]
+        );
     }
 
     #[test]
@@ -517,7 +555,7 @@ mod tests {
             "map": [{"k": "x", "v": [1, 2]}, {"k": "y", "v": [3]}], "other": "1"});
         assert_eq!(
             check(swapped),
-            ["spec.atomic: Invalid value: \"array\": atomic is immutable"]
+            ["spec.atomic: Invalid value: atomic is immutable"]
         );
         // A changed set is still a change, seen from the list and from above.
         let changed = json!({"set": ["a", "b", "d"], "atomic": ["a", "b"],
@@ -525,8 +563,8 @@ mod tests {
         assert_eq!(
             check(changed),
             [
-                "spec.set: Invalid value: \"array\": set is immutable",
-                "spec: Invalid value: \"object\": set is immutable (from above)"
+                "spec.set: Invalid value: set is immutable",
+                "spec: Invalid value: set is immutable (from above)"
             ]
         );
     }

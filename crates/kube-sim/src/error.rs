@@ -32,6 +32,16 @@ impl FieldError {
         }
     }
 
+    /// `Invalid value: <detail>`: what a real apiserver reports when the value is an object or
+    /// a list, which it leaves out of the message (a failed CEL rule on such a node).
+    pub fn invalid_without_value(field: impl Into<String>, detail: &str) -> Self {
+        Self {
+            field: field.into(),
+            reason: "FieldValueInvalid",
+            message: format!("Invalid value: {detail}"),
+        }
+    }
+
     /// `Required value[: detail]`.
     pub fn required(field: impl Into<String>, detail: &str) -> Self {
         let message = if detail.is_empty() {

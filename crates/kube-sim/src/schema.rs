@@ -887,12 +887,16 @@ impl Schema {
 
     fn check_keywords(&self, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
         let dp = display_path(path);
-        if let Some(values) = &self.enum_values
-            && !values.contains(v)
-        {
-            let supported: Vec<String> = values.iter().map(show).collect();
-            errs.push(FieldError::not_supported(path, &show(v), &supported));
-        }
+        // A real apiserver runs its validators in a fixed order (string, format, number and
+        // list keywords, then enum, then object keywords), which is the order of the causes.
+        let mut enum_error = self
+            .enum_values
+            .as_ref()
+            .filter(|values| !values.contains(v))
+            .map(|values| {
+                let supported: Vec<String> = values.iter().map(show).collect();
+                FieldError::not_supported(path, &show(v), &supported)
+            });
         match v {
             Value::Number(n) => {
                 let f = n.as_f64().unwrap_or(0.0);
@@ -952,30 +956,33 @@ impl Schema {
                 }
             }
             Value::String(s) => {
+                // Only the first of maxLength, minLength and pattern that fails is reported,
+                // as by the apiserver's string validator.
                 let len = s.chars().count() as u64;
-                if let Some(max) = self.max_length
+                let string_error = if let Some(max) = self.max_length
                     && len > max
                 {
-                    errs.push(FieldError::too_long(path, max));
-                }
-                if let Some(min) = self.min_length
+                    Some(FieldError::too_long(path, max))
+                } else if let Some(min) = self.min_length
                     && len < min
                 {
-                    errs.push(FieldError::invalid(
+                    Some(FieldError::invalid(
                         path,
                         &show(v),
                         &format!("{dp} in body should be at least {min} chars long"),
-                    ));
-                }
-                if let Some((p, re)) = &self.pattern
+                    ))
+                } else if let Some((p, re)) = &self.pattern
                     && !re.is_match(s)
                 {
-                    errs.push(FieldError::invalid(
+                    Some(FieldError::invalid(
                         path,
                         &show(v),
                         &format!("{dp} in body should match '{p}'"),
-                    ));
-                }
+                    ))
+                } else {
+                    None
+                };
+                errs.extend(string_error);
                 if let Some(fmt) = &self.format
                     && !format_ok(fmt, s)
                 {
@@ -1036,6 +1043,7 @@ impl Schema {
                 }
             }
             Value::Object(m) => {
+                errs.extend(enum_error.take());
                 for r in &self.required {
                     if !m.contains_key(r) {
                         errs.push(FieldError::required(child(path, r), ""));
@@ -1065,6 +1073,7 @@ impl Schema {
             }
             _ => {}
         }
+        errs.extend(enum_error);
     }
 }
 
@@ -1152,6 +1161,41 @@ mod tests {
         s.validate_value(&obj, None, "", &mut errs);
         let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, vec!["spec.a", "spec.l", "spec.l[1]"], "{errs:?}");
+    }
+
+    /// As kube-apiserver v1.37 reports them (checked against it by `tests/real_kube.rs`).
+    #[test]
+    fn string_keywords_report_their_first_failure_and_enum_comes_after() {
+        let s = schema(json!({"type": "object", "properties": {
+            "e": {"type": "string", "minLength": 1, "pattern": "^[a-z]+$"},
+            "l": {"type": "string", "maxLength": 3, "pattern": "^[a-z]+$"},
+            "k": {"type": "string", "enum": ["Source", "Target"], "maxLength": 6}
+        }}));
+        let mut errs = Vec::new();
+        s.validate_value(
+            &json!({"e": "", "l": "TOOLONG", "k": "Sideways"}),
+            None,
+            "",
+            &mut errs,
+        );
+        let of = |field: &str| -> Vec<String> {
+            errs.iter()
+                .filter(|e| e.field == field)
+                .map(FieldError::render)
+                .collect()
+        };
+        assert_eq!(
+            of("e"),
+            [r#"e: Invalid value: "": e in body should be at least 1 chars long"#]
+        );
+        assert_eq!(of("l"), ["l: Too long: may not be more than 3 bytes"]);
+        assert_eq!(
+            of("k"),
+            [
+                "k: Too long: may not be more than 6 bytes",
+                r#"k: Unsupported value: "Sideways": supported values: "Source", "Target""#
+            ]
+        );
     }
 
     #[test]

@@ -216,6 +216,12 @@ fn dispatch(shared: &Arc<Shared>, r: Req) -> ApiResult<Response> {
             );
             resource(shared, &r, "", &v, &rest)
         }
+        [
+            "apis",
+            "authorization.k8s.io",
+            "v1",
+            "selfsubjectaccessreviews",
+        ] => self_subject_access_review(&r),
         ["apis", g, v, rest @ ..] => {
             let (g, v, rest) = (
                 g.to_string(),
@@ -226,6 +232,26 @@ fn dispatch(shared: &Arc<Shared>, r: Req) -> ApiResult<Response> {
         }
         _ => Err(ApiError::no_route()),
     }
+}
+
+/// `POST selfsubjectaccessreviews`: kube-sim has no authentication, so every request is
+/// allowed; the review comes back with `status.allowed: true` (201, as a real server answers),
+/// so a client that checks its permissions before starting works unchanged.
+fn self_subject_access_review(r: &Req) -> ApiResult<Response> {
+    if r.method != Method::POST {
+        return Err(ApiError::method_not_allowed(""));
+    }
+    let mut review: Value = serde_json::from_slice(&r.body)
+        .map_err(|e| ApiError::bad_request(format!("decoding a SelfSubjectAccessReview: {e}")))?;
+    if !review.is_object() || !review["spec"].is_object() {
+        return Err(ApiError::bad_request(
+            "a SelfSubjectAccessReview needs a spec object",
+        ));
+    }
+    review["apiVersion"] = json!("authorization.k8s.io/v1");
+    review["kind"] = json!("SelfSubjectAccessReview");
+    review["status"] = json!({"allowed": true, "reason": "kube-sim authorizes every request"});
+    Ok(json_response(201, &review, &[]))
 }
 
 /// Resolves a resource path against the registry.

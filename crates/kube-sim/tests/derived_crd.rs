@@ -190,7 +190,7 @@ async fn kube_derive_crd_is_served_and_enforced() {
     );
     assert!(
         e.message
-            .contains("spec.source: Invalid value: \"string\": source is immutable"),
+            .contains("spec.source: Invalid value: \"other\": source is immutable"),
         "{}",
         e.message
     );

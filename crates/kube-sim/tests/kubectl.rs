@@ -163,7 +163,7 @@ async fn kubectl_workflow() {
     );
     let err = k.fails(&["apply", "-f", &changed]).await;
     assert!(
-        err.contains("The TableMove \"t1\" is invalid: spec.sourceKeyspace: Invalid value: \"string\": sourceKeyspace is immutable"),
+        err.contains("The TableMove \"t1\" is invalid: spec.sourceKeyspace: Invalid value: \"legacy\": sourceKeyspace is immutable"),
         "{err}"
     );
     let typo = write(
