@@ -28,38 +28,13 @@ pub const ADMIN_TOKEN: &str = "vtmove-test-admin-token";
 /// How long a start may take before the test fails (the server is ready in seconds).
 const READY_WITHIN: Duration = Duration::from_secs(90);
 
-/// Path of the kube-apiserver binary from `scripts/peers --list`.
+/// Path of the kube-apiserver binary (see [`crate::common::peers`]).
 ///
 /// # Panics
 ///
 /// When the binary is absent, with the command that builds it.
 pub fn kube_apiserver_binary() -> PathBuf {
-    let out = Command::new(repo_path("scripts/peers"))
-        .arg("--list")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run scripts/peers --list: {e}"));
-    assert!(
-        out.status.success(),
-        "scripts/peers --list failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
-    let path = listing
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|cells| cells.first() == Some(&"kube-apiserver"))
-        .and_then(|cells| {
-            assert_eq!(cells.get(1), Some(&KUBE_VERSION), "{listing}");
-            cells.get(2).map(PathBuf::from)
-        })
-        .unwrap_or_else(|| panic!("scripts/peers --list names no kube-apiserver:\n{listing}"));
-    assert!(
-        path.is_file(),
-        "kube-apiserver {KUBE_VERSION} is missing at {}: run `scripts/peers` (a cold build takes \
-         about 12 min on two cores). The real-kube tests never skip.",
-        path.display()
-    );
-    path
+    crate::common::peers::peer("kube-apiserver")
 }
 
 /// A free TCP port on 127.0.0.1 (free when asked; a start retries if another process takes it).
