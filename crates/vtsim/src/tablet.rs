@@ -37,9 +37,10 @@ use crate::registry::Registry;
 pub struct VReplicationConfig {
     /// Rows read from the source per copy batch (one target transaction with its bookmark).
     pub copy_batch_rows: usize,
-    /// A copy cycle ends (with error 3024) after this many rows, if set.
+    /// A copy cycle ends with error 3024 after this many rows, if set: the fault of a source
+    /// query cut by `MAX_EXECUTION_TIME`.
     pub copy_cycle_rows: Option<u64>,
-    /// A copy cycle ends (with error 3024) after this long, if set (Vitess's
+    /// A copy cycle ends normally (no message) after this long, if set (Vitess's
     /// `vreplication_copy_phase_duration`, 1 h by default there).
     pub copy_cycle_duration: Option<Duration>,
     /// Pause between a cycle's end and the next cycle (Vitess's retry delay, shortened).

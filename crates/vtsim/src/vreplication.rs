@@ -13,9 +13,10 @@
 //!   So the target always equals the source at `pos` for every key up to the bookmark, which is
 //!   what makes the copy consistent under concurrent writes and every row copied exactly once
 //!   (a second insert of a key fails with MySQL's duplicate-key error, it is not absorbed).
-//!   A cycle is bounded by rows and/or time; it ends with MySQL error 3024 in the stream's
-//!   message, as a copy query cut by `MAX_EXECUTION_TIME` does, and the next cycle catches up
-//!   from `pos` and resumes from the bookmark.
+//!   A cycle is bounded by time (the copy-phase timer: it ends normally, no message) and/or,
+//!   as a fault, by rows (it ends with MySQL error 3024 in the stream's message, as a source
+//!   query cut by `MAX_EXECUTION_TIME` does); the next cycle catches up from `pos` and resumes
+//!   from the bookmark.
 //! * **Replication** (no copy work left): the source's binlog events after `pos` are applied
 //!   (filtered by table and key range) once they are `replication_lag` old, each as a target
 //!   transaction with the target's own GTID; `pos`, `transaction_timestamp`, `time_updated` and
@@ -658,7 +659,7 @@ impl Controller {
                 .copy_cycle_duration
                 .is_some_and(|d| started.elapsed() >= d);
             if left == Some(0) || out_of_time {
-                self.end_cycle(plans);
+                self.end_cycle(plans, left == Some(0));
                 return Ok(Next::Wait(cfg.cycle_pause));
             }
             let limit = left.map_or(cfg.copy_batch_rows, |l| {
@@ -674,10 +675,19 @@ impl Controller {
         }
     }
 
-    /// Ends a copy cycle the way an interrupted copy query does: error 3024 in the message.
-    fn end_cycle(&self, plans: &[TablePlan]) {
+    /// Ends a copy cycle. The copy-phase timer (`copy_cycle_duration`) ends it normally, as
+    /// Vitess's does: no message. The row bound (`copy_cycle_rows`) is the fault variant, a
+    /// source row-streamer query cut by `MAX_EXECUTION_TIME`: error 3024 in the message.
+    fn end_cycle(&self, plans: &[TablePlan], interrupted: bool) {
         let id = self.id;
         self.with_row(|_, st| {
+            if !interrupted {
+                *st.sidecar.copy_cycles.entry(id).or_default() += 1;
+                if let Some(r) = st.sidecar.vreplication.get_mut(&id) {
+                    r.time_updated = now_secs();
+                }
+                return;
+            }
             let progress = copy_positions(st, id);
             let cycle = {
                 let c = st.sidecar.copy_cycles.entry(id).or_default();

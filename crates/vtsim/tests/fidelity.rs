@@ -598,3 +598,47 @@ async fn last_tablet_control_wins_and_names_resolve_against_existing_tables() {
     ));
     fleet.shutdown().await;
 }
+
+/// Vitess: a copy cycle that ends on the copy-phase timer (`vreplication_copy_phase_duration`)
+/// is a normal end, not an error row; only a source query cut by `MAX_EXECUTION_TIME` (the
+/// row-bound fault here) leaves error 3024 in the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_phase_timer_ends_cycles_without_an_error_message() {
+    let mut options = FleetOptions::default();
+    options.tablet.vreplication.copy_batch_rows = 50;
+    options.tablet.vreplication.copy_cycle_duration = Some(Duration::from_millis(2));
+    let fleet = start(two_keyspaces(3000, true), options).await;
+    let client = client();
+    let target = primary(&fleet, "customer");
+    client
+        .create_vreplication_workflow(&target.addr(), create_request("wf", "commerce"), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    client
+        .set_workflow_state(
+            &target.addr(),
+            "wf",
+            VReplicationWorkflowState::Running,
+            None,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut done = false;
+    for _ in 0..1000 {
+        let (state, message) = stream_state(&client, &target, "wf")
+            .await
+            .unwrap_or_else(|| panic!("no stream"));
+        assert!(!message.contains("3024"), "{message}");
+        assert_ne!(state, VReplicationWorkflowState::Error, "{message}");
+        if state == VReplicationWorkflowState::Running {
+            done = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(done, "the copy did not finish");
+    let cycles: u64 = target.mysqld().lock().sidecar.copy_cycles.values().sum();
+    assert!(cycles > 1, "the copy ran in {cycles} cycle(s)");
+    assert_eq!(target.table_rows("customer").len(), 3000);
+    fleet.shutdown().await;
+}
