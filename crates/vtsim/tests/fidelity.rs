@@ -171,6 +171,38 @@ async fn tablet_record_rewrites_do_not_reload_the_shard() {
         source.write("customer", 1, "denied now").await,
         Err(QueryError::Denied { .. })
     ));
+
+    // The order itself: with the Shard record unreadable, a starting tablet fails before it
+    // publishes anything, so its record still shows the clean shutdown.
+    let replica = fleet
+        .shard_tablets("commerce", "0")
+        .into_iter()
+        .find(|t| t.tablet_type() == TabletType::Replica)
+        .unwrap_or_else(|| panic!("no replica"))
+        .clone();
+    replica.stop().await;
+    let down = topo
+        .get_tablet(replica.alias())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .value;
+    assert!(down.tablet_shutdown_time.is_some());
+    let cell = topo.cell("zone1").await.unwrap_or_else(|e| panic!("{e}"));
+    cell.store
+        .delete(&topo.key("keyspaces/commerce/shards/0/Shard"), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(replica.start().await.is_err(), "no Shard record, no start");
+    let after = topo
+        .get_tablet(replica.alias())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .value;
+    assert_eq!(
+        after, down,
+        "the Tablet record was published before the Shard record was read"
+    );
     fleet.shutdown().await;
     fleet2.shutdown().await;
 }
