@@ -276,6 +276,7 @@ async fn run_layout(o: &Options, from: usize, to: usize) -> anyhow::Result<serde
                         key_count: 10_000,
                         value_prefix: format!("c{i}-"),
                         max_in_flight: 64,
+                        transaction: Default::default(),
                     })
                     .await
             })

@@ -51,6 +51,6 @@ pub use probe::{
     UnavailableWindow,
 };
 pub use tablet::{
-    QueryError, ServingState, SimTablet, StartError, TabletConfig, VReplicationConfig,
+    QueryError, ServingState, SimTablet, StartError, TabletConfig, Transaction, VReplicationConfig,
 };
-pub use vreplication::REACHED_STOP_POSITION;
+pub use vreplication::{stop_position_already_reached, stopped_at_position};

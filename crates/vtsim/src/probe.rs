@@ -24,7 +24,7 @@ use vtmove::vitess::topo::TopoServer;
 
 use crate::keyspace_id::{key_range_contains, reverse_bits};
 use crate::registry::Registry;
-use crate::tablet::{QueryError, TabletCore};
+use crate::tablet::{QueryError, TabletCore, Transaction};
 
 /// Why the probe could not run a query.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -454,12 +454,25 @@ impl Probe {
     /// Writes `value` under key `pk` of `table` (an upsert), routed as a PRIMARY query.
     /// Accepted writes are recorded in the ledger.
     pub async fn write(&self, table: &str, pk: i64, value: &str) -> Result<Route, ProbeError> {
+        self.write_in_transaction(table, pk, value, Transaction::default())
+            .await
+    }
+
+    /// [`Probe::write`] as a multi-statement transaction of the given shape: the rule check
+    /// happens at the statement, the commit checks nothing (see [`Transaction`]).
+    pub async fn write_in_transaction(
+        &self,
+        table: &str,
+        pk: i64,
+        value: &str,
+        shape: Transaction,
+    ) -> Result<Route, ProbeError> {
         let work = async {
             let (route, tablet) = self
                 .route_to_tablet(table, pk, TrafficType::Primary)
                 .await?;
             let seq = tablet
-                .execute_write(&route.table, pk, value)
+                .execute_write_in(&route.table, pk, value, shape)
                 .await
                 .map_err(ProbeError::Query)?;
             Ok::<_, ProbeError>((route, seq))
@@ -518,6 +531,8 @@ pub struct DriveConfig {
     pub value_prefix: String,
     /// Writes in flight at most (further ticks wait).
     pub max_in_flight: usize,
+    /// Each write's transaction shape (default: one autocommit statement).
+    pub transaction: Transaction,
 }
 
 /// One attempt of the driver.
@@ -605,9 +620,10 @@ impl Probe {
                 let key = cfg.first_key + (issued as i64 % cfg.key_count.max(1));
                 let value = format!("{}{issued}", cfg.value_prefix);
                 let table = cfg.table.clone();
+                let shape = cfg.transaction;
                 set.spawn(async move {
                     let start = started.elapsed();
-                    let result = probe.write(&table, key, &value).await;
+                    let result = probe.write_in_transaction(&table, key, &value, shape).await;
                     drop(permit);
                     Attempt {
                         start,

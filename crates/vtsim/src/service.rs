@@ -159,15 +159,23 @@ impl Service {
     }
 }
 
+/// VReplication RPCs need an open engine: only primaries open it, and only some time after
+/// they start. Vitess answers Unavailable otherwise (a caller retries), never
+/// FailedPrecondition.
 fn require_primary(core: &TabletCore) -> Result<(), Status> {
-    if core.tablet_type == TabletType::Primary {
-        Ok(())
-    } else {
-        Err(Status::failed_precondition(format!(
+    if core.tablet_type != TabletType::Primary {
+        return Err(Status::unavailable(format!(
             "vreplication engine is closed: tablet {} is a {} tablet, not a primary",
             core.alias_string,
             core.tablet_type.as_str_name()
-        )))
+        )));
+    }
+    match core.incarnation() {
+        Some(inc) if std::time::Instant::now() < inc.engine_open_at => Err(Status::unavailable(
+            "vreplication engine is still trying to open",
+        )),
+        Some(_) => Ok(()),
+        None => Err(Status::unavailable("vreplication engine is closed")),
     }
 }
 
@@ -280,9 +288,9 @@ async fn execute_dba(
     let result = match parsed.statement {
         Statement::LockTables(tables) => {
             // The statement runs on a fresh connection that closes when the call returns, so
-            // the lock is held only while the call waits for in-flight writes to drain: the
-            // flush a write cutover relies on.
-            let mut guards = Vec::new();
+            // the lock is held only while the call waits for in-flight writes (and open
+            // transactions that wrote the table) to drain: the flush a write cutover relies on.
+            let mut names = Vec::new();
             for (t, _) in &tables {
                 let name = strip_db(&core, t)?;
                 if !core.mysqld.lock().tables.contains_key(name) {
@@ -291,9 +299,23 @@ async fn execute_dba(
                             .to_string(),
                     ));
                 }
-                guards.push(core.mysqld.lock_table_read(name).await);
+                names.push(name.to_owned());
             }
-            drop(guards);
+            // In MySQL a LOCK statement whose client gave up (deadline) stays queued and keeps
+            // new writes to the table waiting until it is granted: the wait runs on its own.
+            let mysqld = core.mysqld.clone();
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+            tokio::spawn(async move {
+                let mut guards = Vec::new();
+                for name in &names {
+                    guards.push(mysqld.lock_table_read(name).await);
+                }
+                drop(guards);
+                let _ = done_tx.send(());
+            });
+            done_rx
+                .await
+                .map_err(|_| Status::unknown("LOCK TABLES connection lost"))?;
             QueryResult::default()
         }
         Statement::UnlockTables => QueryResult::default(),
@@ -411,41 +433,31 @@ async fn wait_for_pos(
     req: VReplicationWaitForPosRequest,
 ) -> Result<VReplicationWaitForPosResponse, Status> {
     require_primary(&core)?;
-    let want = Position::parse(&req.position).map_err(|e| {
-        Status::invalid_argument(format!("invalid position {:?}: {e}", req.position))
-    })?;
-    let mut changes = core.mysqld.subscribe();
+    // Vitess's WaitForPos errors are plain errors, relayed as Unknown, with its texts.
+    let want = Position::parse(&req.position)
+        .map_err(|e| Status::unknown(format!("parse error: {e}: {}", req.position)))?;
+    let poll = core.config.vreplication.wait_for_pos_poll;
     loop {
-        changes.borrow_and_update();
         let (pos, state, message) = {
             let st = core.mysqld.lock();
             let row = st.sidecar.vreplication.get(&req.id).ok_or_else(|| {
-                Status::not_found(format!(
-                    "no stream with id {} on tablet {}",
-                    req.id, core.alias_string
-                ))
+                Status::unknown(format!("unexpected result: no rows for id {}", req.id))
             })?;
             (row.pos.clone(), row.state, row.message.clone())
         };
-        let have = Position::parse(&pos).map_err(|e| {
-            Status::internal(format!(
-                "stream {} has an invalid position {pos:?}: {e}",
-                req.id
-            ))
-        })?;
+        let have = Position::parse(&pos)
+            .map_err(|e| Status::unknown(format!("parse error: {e}: {pos}")))?;
         if have.contains(&want) {
             return Ok(VReplicationWaitForPosResponse {});
         }
         if state == VReplicationWorkflowState::Stopped {
-            return Err(Status::failed_precondition(format!(
-                "stream {} has been stopped at position {pos} (message: {message:?}) and cannot reach {}",
-                req.id, req.position
+            return Err(Status::unknown(format!(
+                "replication has stopped at {pos} before reaching position {}, message: {message}",
+                req.position
             )));
         }
-        tokio::select! {
-            _ = changes.changed() => {}
-            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-        }
+        // Vitess re-reads the row on a timer, not on every commit.
+        tokio::time::sleep(poll).await;
     }
 }
 
@@ -528,7 +540,13 @@ impl TabletManager for Service {
     ) -> Result<Response<RefreshStateResponse>, Status> {
         self.call(Method::RefreshState, request, |core, _req| async move {
             core.refresh_state().await.map_err(|e| {
-                Status::unavailable(format!("RefreshState failed to read the topology: {e}"))
+                // A record that does not exist (no SrvKeyspace in the cell) is a plain error
+                // in Vitess; a topology that cannot be reached is worth a retry.
+                if e.is_no_node() {
+                    Status::unknown(format!("RefreshState: {e}"))
+                } else {
+                    Status::unavailable(format!("RefreshState failed to read the topology: {e}"))
+                }
             })?;
             Ok(RefreshStateResponse {})
         })

@@ -37,9 +37,10 @@ use crate::registry::Registry;
 pub struct VReplicationConfig {
     /// Rows read from the source per copy batch (one target transaction with its bookmark).
     pub copy_batch_rows: usize,
-    /// A copy cycle ends (with error 3024) after this many rows, if set.
+    /// A copy cycle ends with error 3024 after this many rows, if set: the fault of a source
+    /// query cut by `MAX_EXECUTION_TIME`.
     pub copy_cycle_rows: Option<u64>,
-    /// A copy cycle ends (with error 3024) after this long, if set (Vitess's
+    /// A copy cycle ends normally (no message) after this long, if set (Vitess's
     /// `vreplication_copy_phase_duration`, 1 h by default there).
     pub copy_cycle_duration: Option<Duration>,
     /// Pause between a cycle's end and the next cycle (Vitess's retry delay, shortened).
@@ -52,6 +53,13 @@ pub struct VReplicationConfig {
     pub heartbeat_interval: Duration,
     /// How often a stream looks for new events when nothing woke it.
     pub poll_interval: Duration,
+    /// How long after a (re)start the engine is still opening: VReplication RPCs answer
+    /// Unavailable "vreplication engine is still trying to open" and no stream runs, as a
+    /// vttablet whose engine waits for MySQL. Zero opens at once.
+    pub engine_open_delay: Duration,
+    /// How often `VReplicationWaitForPos` re-reads the stream's position (Vitess polls
+    /// `_vt.vreplication.pos` about once a second).
+    pub wait_for_pos_poll: Duration,
 }
 
 impl Default for VReplicationConfig {
@@ -65,6 +73,8 @@ impl Default for VReplicationConfig {
             replication_lag: Duration::ZERO,
             heartbeat_interval: Duration::from_secs(1),
             poll_interval: Duration::from_millis(20),
+            engine_open_delay: Duration::ZERO,
+            wait_for_pos_poll: Duration::from_secs(1),
         }
     }
 }
@@ -80,6 +90,10 @@ pub struct TabletConfig {
     pub vreplication: VReplicationConfig,
     /// Start in old-version (v21) mode.
     pub old_version: bool,
+    /// Rewrite the Tablet record this often without re-reading the Shard record, as vttablet's
+    /// publish retries, tag and port updates do. `None` (the default) writes it only at start,
+    /// on [`SimTablet::republish_tablet_record`] and at shutdown.
+    pub republish_interval: Option<Duration>,
 }
 
 impl Default for TabletConfig {
@@ -89,6 +103,7 @@ impl Default for TabletConfig {
             replication_delay: Duration::from_millis(5),
             vreplication: VReplicationConfig::default(),
             old_version: false,
+            republish_interval: None,
         }
     }
 }
@@ -116,6 +131,17 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// The shape of an application transaction of one write: `begin`, the statement's rule check,
+/// `before_write`, the write (taking the table's metadata lock), `before_commit` idle, then
+/// `commit`. The default is a single autocommit statement.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Transaction {
+    /// Between the denied-tables check and the write (a slow statement).
+    pub before_write: Duration,
+    /// Between the write and the commit (an idle open transaction holding the lock).
+    pub before_commit: Duration,
 }
 
 /// What a query through the probe (vtgate → vttablet) can fail with.
@@ -182,6 +208,8 @@ pub struct ServingState {
 pub(crate) struct Incarnation {
     pub token: CancellationToken,
     pub started_at: SystemTime,
+    /// Until then the VReplication engine is still opening.
+    pub engine_open_at: std::time::Instant,
     server: Mutex<Option<(CancellationToken, JoinHandle<()>)>>,
     pub streams: Mutex<HashMap<i32, CancellationToken>>,
     pub tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -202,6 +230,11 @@ pub struct TabletCore {
     port: AtomicU16,
     run: Mutex<Option<Arc<Incarnation>>>,
     lifecycle: tokio::sync::Mutex<()>,
+    /// vttablet's action lock: RefreshState and Tablet-record rewrites run one at a time.
+    action: tokio::sync::Mutex<()>,
+    /// The primary term start this tablet publishes (kept across restarts, from the Shard
+    /// record, as vttablet does).
+    term_start: Mutex<Option<SystemTime>>,
     serving: RwLock<ServingState>,
     pub(crate) faults: Mutex<FaultState>,
     reachability_tx: watch::Sender<Reachability>,
@@ -263,6 +296,8 @@ impl TabletCore {
             port: AtomicU16::new(0),
             run: Mutex::new(None),
             lifecycle: tokio::sync::Mutex::new(()),
+            action: tokio::sync::Mutex::new(()),
+            term_start: Mutex::new(None),
             serving: RwLock::new(ServingState::default()),
             faults: Mutex::new(faults),
             reachability_tx: watch::channel(Reachability::Reachable).0,
@@ -329,24 +364,24 @@ impl TabletCore {
 
     /// Reloads the Shard record and recomputes the denied tables for this tablet's type and
     /// cell, as a vttablet does at start and on RefreshState.
+    ///
+    /// As in vttablet, when several tablet controls name this tablet's type the last one wins,
+    /// and the denied names (plain names or `/regexp`) are resolved against the tables that
+    /// exist now: a denied table created later is not denied until the next load.
     pub(crate) async fn load_serving_state(&self) -> Result<(), vtmove::vitess::topo::TopoError> {
         let shard = self
             .topo
             .get_shard(&self.keyspace, &self.shard)
             .await?
             .value;
-        let mut denied = Vec::new();
-        let mut allow_reads = false;
-        for tc in &shard.tablet_controls {
-            if tc.tablet_type != self.tablet_type as i32 {
-                continue;
-            }
-            if !tc.cells.is_empty() && !tc.cells.contains(&self.alias.cell) {
-                continue;
-            }
-            denied.extend(tc.denied_tables.iter().cloned());
-            allow_reads |= tc.allow_reads;
-        }
+        let control = shard.tablet_controls.iter().rfind(|tc| {
+            tc.tablet_type == self.tablet_type as i32
+                && (tc.cells.is_empty() || tc.cells.contains(&self.alias.cell))
+        });
+        let (names, allow_reads) = control.map_or((&[][..], false), |tc| {
+            (&tc.denied_tables[..], tc.allow_reads)
+        });
+        let mut denied = self.resolve_tables(names);
         denied.sort();
         denied.dedup();
         let mut serving = self.serving.write().unwrap_or_else(|e| e.into_inner());
@@ -359,33 +394,86 @@ impl TabletCore {
         Ok(())
     }
 
-    /// `RefreshState`: reload the Tablet and Shard records.
+    /// The existing tables a list of denied names (plain or `/regexp`) covers. A name that
+    /// matches no table, or an invalid regexp, denies nothing.
+    fn resolve_tables(&self, names: &[String]) -> Vec<String> {
+        let st = self.mysqld.lock();
+        let mut out = Vec::new();
+        for name in names {
+            if let Some(re) = name.strip_prefix('/') {
+                if let Ok(re) = regex::Regex::new(re) {
+                    out.extend(st.tables.keys().filter(|t| re.is_match(t)).cloned());
+                }
+            } else if st.tables.contains_key(name) {
+                out.push(name.clone());
+            }
+        }
+        out
+    }
+
+    /// `RefreshState`: under the tablet's action lock, reload the Tablet record, the cell's
+    /// SrvKeyspace (a missing one fails the call, as in vttablet) and the Shard record.
     pub(crate) async fn refresh_state(&self) -> Result<(), vtmove::vitess::topo::TopoError> {
+        let _action = self.action.lock().await;
         self.topo.get_tablet(&self.alias).await?;
+        self.topo
+            .get_srv_keyspace(&self.alias.cell, &self.keyspace)
+            .await?;
         self.load_serving_state().await?;
         self.refreshes.fetch_add(1, Ordering::SeqCst);
         *lock(&self.last_refresh) = Some(SystemTime::now());
         Ok(())
     }
 
-    fn tablet_record(&self, started_at: SystemTime) -> Tablet {
+    /// The Tablet record of the running process, or of a cleanly stopped one (`shutdown_at`):
+    /// v24 sets `tablet_shutdown_time`, older releases blank the host name and ports.
+    fn tablet_record(&self, started_at: SystemTime, shutdown_at: Option<SystemTime>) -> Tablet {
         let port = i32::from(self.port.load(Ordering::SeqCst));
         let old = self.old_version();
+        let blank = old && shutdown_at.is_some();
+        let host = if blank {
+            String::new()
+        } else {
+            self.config.host.clone()
+        };
         Tablet {
             alias: Some(self.alias.clone()),
-            hostname: self.config.host.clone(),
-            port_map: [("grpc".to_owned(), port)].into_iter().collect(),
+            hostname: host.clone(),
+            port_map: if blank {
+                Default::default()
+            } else {
+                [("grpc".to_owned(), port)].into_iter().collect()
+            },
             keyspace: self.keyspace.clone(),
             shard: self.shard.clone(),
             key_range: self.key_range.clone(),
             r#type: self.tablet_type as i32,
-            mysql_hostname: self.config.host.clone(),
-            mysql_port: 3306,
+            mysql_hostname: host,
+            mysql_port: if blank { 0 } else { 3306 },
             primary_term_start_time: (self.tablet_type == TabletType::Primary)
-                .then(|| to_vttime(started_at)),
+                .then(|| to_vttime((*lock(&self.term_start)).unwrap_or(started_at))),
             tablet_start_time: (!old).then(|| to_vttime(started_at)),
+            tablet_shutdown_time: if old {
+                None
+            } else {
+                shutdown_at.map(to_vttime)
+            },
             ..Tablet::default()
         }
+    }
+
+    /// Rewrites the Tablet record of the running process without re-reading the Shard record,
+    /// as vttablet's ChangeType, tag and port updates and publish retries do. Runs under the
+    /// action lock. Does nothing when the tablet is down.
+    pub(crate) async fn republish(&self) -> Result<(), vtmove::vitess::topo::TopoError> {
+        let _action = self.action.lock().await;
+        let Some(inc) = self.incarnation() else {
+            return Ok(());
+        };
+        self.topo
+            .update_tablet(&self.tablet_record(inc.started_at, None), None)
+            .await
+            .map(|_| ())
     }
 
     async fn bind(&self) -> Result<tokio::net::TcpListener, StartError> {
@@ -473,6 +561,7 @@ impl TabletCore {
         let inc = Arc::new(Incarnation {
             token: CancellationToken::new(),
             started_at,
+            engine_open_at: std::time::Instant::now() + self.config.vreplication.engine_open_delay,
             server: Mutex::new(None),
             streams: Mutex::new(HashMap::new()),
             tasks: Mutex::new(Vec::new()),
@@ -484,26 +573,27 @@ impl TabletCore {
             // Never started: reserve a port so the record has one.
             drop(self.bind().await?);
         }
+        // vttablet's order: read the Shard record (primary term, denied tables) first, then
+        // publish the Tablet record. So a Tablet record written at start is newer than the
+        // rules the tablet enforces, but later rewrites (`republish`) are not evidence of that.
         let result: Result<(), StartError> = async {
-            self.topo
-                .update_tablet(&self.tablet_record(started_at), None)
-                .await
-                .map_err(topo_err)?;
-            self.topo
-                .add_shard_replication_node(
-                    &self.alias.cell,
-                    &self.keyspace,
-                    &self.shard,
-                    &self.alias,
-                )
-                .await
-                .map_err(topo_err)?;
             if self.tablet_type == TabletType::Primary {
                 let shard = self
                     .topo
                     .get_shard(&self.keyspace, &self.shard)
                     .await
                     .map_err(topo_err)?;
+                if shard.value.primary_alias.as_ref() == Some(&self.alias)
+                    && let Some(t) = &shard.value.primary_term_start_time
+                {
+                    *lock(&self.term_start) = Some(
+                        UNIX_EPOCH
+                            + Duration::new(
+                                u64::try_from(t.seconds).unwrap_or(0),
+                                u32::try_from(t.nanoseconds).unwrap_or(0),
+                            ),
+                    );
+                }
                 if shard.value.primary_alias.is_none() {
                     let guard = self
                         .topo
@@ -523,11 +613,27 @@ impl TabletCore {
                         })
                         .await;
                     let unlocked = guard.unlock().await;
-                    updated.map_err(topo_err)?;
+                    let updated = updated.map_err(topo_err)?;
+                    if updated.value.primary_alias.as_ref() == Some(&self.alias) {
+                        *lock(&self.term_start) = Some(started_at);
+                    }
                     unlocked.map_err(topo_err)?;
                 }
             }
             self.load_serving_state().await.map_err(topo_err)?;
+            self.topo
+                .update_tablet(&self.tablet_record(started_at, None), None)
+                .await
+                .map_err(topo_err)?;
+            self.topo
+                .add_shard_replication_node(
+                    &self.alias.cell,
+                    &self.keyspace,
+                    &self.shard,
+                    &self.alias,
+                )
+                .await
+                .map_err(topo_err)?;
             Ok(())
         }
         .await;
@@ -538,6 +644,21 @@ impl TabletCore {
         }
         *lock(&self.run) = Some(inc.clone());
         self.starts.fetch_add(1, Ordering::SeqCst);
+        if let Some(every) = self.config.republish_interval {
+            let core = self.clone();
+            let token = inc.token.clone();
+            lock(&inc.tasks).push(tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = token.cancelled() => return,
+                        _ = tokio::time::sleep(every) => {}
+                    }
+                    if let Err(e) = core.republish().await {
+                        tracing::debug!(error = %e, "Simulated tablet could not republish its record");
+                    }
+                }
+            }));
+        }
         match self.tablet_type {
             TabletType::Primary => crate::vreplication::start_engine(self, &inc),
             _ => {
@@ -573,6 +694,18 @@ impl TabletCore {
         }
         // A real shutdown waits for nothing else; wake waiters so they see the tablet is down.
         self.mysqld.notify();
+        // A clean shutdown marks the Tablet record (best effort, as vttablet's is).
+        let record = self.tablet_record(inc.started_at, Some(SystemTime::now()));
+        match tokio::time::timeout(
+            Duration::from_millis(500),
+            self.topo.update_tablet(&record, None),
+        )
+        .await
+        {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "Shutdown could not mark the Tablet record"),
+            Err(_) => tracing::debug!("Shutdown timed out marking the Tablet record"),
+        }
         tracing::debug!(tablet = %self.alias_string, "Simulated tablet stopped");
     }
 
@@ -632,6 +765,22 @@ impl TabletCore {
         pk: i64,
         value: &str,
     ) -> Result<u64, QueryError> {
+        self.execute_write_in(table, pk, value, Transaction::default())
+            .await
+    }
+
+    /// [`TabletCore::execute_write`] as a multi-statement transaction of the given shape:
+    /// `begin; <rule check> <pause> upsert; <idle> commit`. As in vttablet, the denied-tables
+    /// rule is checked per statement and `commit` checks nothing, so a transaction that wrote
+    /// a table before its denial commits after it. From the upsert to the commit the
+    /// transaction holds the table's metadata lock, so `LOCK TABLES ... READ` waits for it.
+    pub(crate) async fn execute_write_in(
+        &self,
+        table: &str,
+        pk: i64,
+        value: &str,
+        shape: Transaction,
+    ) -> Result<u64, QueryError> {
         self.check_reachable_for_query()?;
         if self.reachability() == Reachability::Hang {
             self.wait_while_hanging().await;
@@ -646,9 +795,17 @@ impl TabletCore {
         // a write that passed the check just before the rules changed can still commit. That
         // is the race the cutover's `LOCK TABLES ... READ` flush exists for.
         self.check_denied(table, true)?;
+        if !shape.before_write.is_zero() {
+            tokio::time::sleep(shape.before_write).await;
+        }
         let _permit = self.mysqld.write_permit(table).await;
         // A roll while waiting behind LOCK TABLES kills the connection.
         self.check_reachable_for_query()?;
+        if !shape.before_commit.is_zero() {
+            // Idle in an open transaction, holding the metadata lock; then commit, unchecked.
+            tokio::time::sleep(shape.before_commit).await;
+            self.check_reachable_for_query()?;
+        }
         let mysql_err = |error| QueryError::Mysql {
             alias: self.alias_string.clone(),
             error,
@@ -802,6 +959,24 @@ impl SimTablet {
     /// Starts the process (no-op if running).
     pub async fn start(&self) -> Result<(), StartError> {
         self.core.start().await
+    }
+
+    /// An application write as a transaction of the given shape (see [`Transaction`]).
+    pub async fn write_in_transaction(
+        &self,
+        table: &str,
+        pk: i64,
+        value: &str,
+        shape: Transaction,
+    ) -> Result<u64, QueryError> {
+        self.core.execute_write_in(table, pk, value, shape).await
+    }
+
+    /// Rewrites this tablet's Tablet record without re-reading the Shard record (what
+    /// vttablet's ChangeType, tag and port updates and publish retries do): the record becomes
+    /// newer than the Shard record while the tablet still enforces the rules it loaded before.
+    pub async fn republish_tablet_record(&self) -> Result<(), vtmove::vitess::topo::TopoError> {
+        self.core.republish().await
     }
 
     /// Stops the process (in-flight RPCs fail with Unavailable).

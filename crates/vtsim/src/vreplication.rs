@@ -13,9 +13,10 @@
 //!   So the target always equals the source at `pos` for every key up to the bookmark, which is
 //!   what makes the copy consistent under concurrent writes and every row copied exactly once
 //!   (a second insert of a key fails with MySQL's duplicate-key error, it is not absorbed).
-//!   A cycle is bounded by rows and/or time; it ends with MySQL error 3024 in the stream's
-//!   message, as a copy query cut by `MAX_EXECUTION_TIME` does, and the next cycle catches up
-//!   from `pos` and resumes from the bookmark.
+//!   A cycle is bounded by time (the copy-phase timer: it ends normally, no message) and/or,
+//!   as a fault, by rows (it ends with MySQL error 3024 in the stream's message, as a source
+//!   query cut by `MAX_EXECUTION_TIME` does); the next cycle catches up from `pos` and resumes
+//!   from the bookmark.
 //! * **Replication** (no copy work left): the source's binlog events after `pos` are applied
 //!   (filtered by table and key range) once they are `replication_lag` old, each as a target
 //!   transaction with the target's own GTID; `pos`, `transaction_timestamp`, `time_updated` and
@@ -41,18 +42,55 @@ use crate::mysqld::{Change, Event, MysqlState, Mysqld};
 use crate::sidecar::{VReplRow, lastpk_prototext, now_secs, parse_lastpk, parse_tablet_types};
 use crate::tablet::{Incarnation, TabletCore};
 
-/// The message of a stream that reached its stop position.
-pub const REACHED_STOP_POSITION: &str = "Reached stopping position, done playing logs";
+/// The message vttablet's player stores when a stream stops on reaching `stop_pos` while
+/// applying events: "Stopped at position <stop_pos>".
+pub fn stopped_at_position(stop_pos: &str) -> String {
+    format!("Stopped at position {stop_pos}")
+}
 
-/// Starts a controller for every stream that is not Stopped (tablet start).
+/// The message stored when a stream starts with `pos` already at or past `stop_pos`.
+pub fn stop_position_already_reached(pos: &str, stop_pos: &str) -> String {
+    format!("Stop position {stop_pos} already reached: {pos}")
+}
+
+/// Opens the engine of a (re)started primary: once `engine_open_delay` has passed, starts a
+/// controller for every stream that is neither Stopped nor Error. As in vttablet, a restart
+/// does not revive a stream in Error; only an update of its row does.
 pub(crate) fn start_engine(core: &Arc<TabletCore>, inc: &Arc<Incarnation>) {
+    let delay = core.config.vreplication.engine_open_delay;
+    if delay.is_zero() {
+        open_engine(core, inc);
+        return;
+    }
+    let (core, weak) = (core.clone(), Arc::downgrade(inc));
+    let token = inc.token.clone();
+    let task = tokio::spawn(async move {
+        tokio::select! {
+            _ = token.cancelled() => {}
+            _ = tokio::time::sleep(delay) => {
+                if let Some(inc) = weak.upgrade() {
+                    open_engine(&core, &inc);
+                }
+            }
+        }
+    });
+    inc.tasks
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(task);
+}
+
+fn open_engine(core: &Arc<TabletCore>, inc: &Arc<Incarnation>) {
     let ids: Vec<i32> = core
         .mysqld
         .lock()
         .sidecar
         .vreplication
         .values()
-        .filter(|r| r.state != VReplicationWorkflowState::Stopped)
+        .filter(|r| {
+            r.state != VReplicationWorkflowState::Stopped
+                && r.state != VReplicationWorkflowState::Error
+        })
         .map(|r| r.id)
         .collect();
     for id in ids {
@@ -532,7 +570,10 @@ impl Controller {
         if !row.stop_pos.is_empty() {
             let stop = parse_pos(&row.stop_pos).map_err(StepError::Fatal)?;
             if pos.contains(&stop) {
-                self.stop_at_position();
+                self.set_state(
+                    VReplicationWorkflowState::Stopped,
+                    &stop_position_already_reached(&row.pos, &row.stop_pos),
+                );
                 return Ok(Next::Done);
             }
         }
@@ -557,10 +598,6 @@ impl Controller {
             return self.copy_cycle(&plans).await;
         }
         self.replicate(row, &plans, pos)
-    }
-
-    fn stop_at_position(&self) {
-        self.set_state(VReplicationWorkflowState::Stopped, REACHED_STOP_POSITION);
     }
 
     /// Source events not in `pos`, from the binding's cursor, that are due (older than `lag`).
@@ -622,7 +659,7 @@ impl Controller {
                 .copy_cycle_duration
                 .is_some_and(|d| started.elapsed() >= d);
             if left == Some(0) || out_of_time {
-                self.end_cycle(plans);
+                self.end_cycle(plans, left == Some(0));
                 return Ok(Next::Wait(cfg.cycle_pause));
             }
             let limit = left.map_or(cfg.copy_batch_rows, |l| {
@@ -638,10 +675,19 @@ impl Controller {
         }
     }
 
-    /// Ends a copy cycle the way an interrupted copy query does: error 3024 in the message.
-    fn end_cycle(&self, plans: &[TablePlan]) {
+    /// Ends a copy cycle. The copy-phase timer (`copy_cycle_duration`) ends it normally, as
+    /// Vitess's does: no message. The row bound (`copy_cycle_rows`) is the fault variant, a
+    /// source row-streamer query cut by `MAX_EXECUTION_TIME`: error 3024 in the message.
+    fn end_cycle(&self, plans: &[TablePlan], interrupted: bool) {
         let id = self.id;
         self.with_row(|_, st| {
+            if !interrupted {
+                *st.sidecar.copy_cycles.entry(id).or_default() += 1;
+                if let Some(r) = st.sidecar.vreplication.get_mut(&id) {
+                    r.time_updated = now_secs();
+                }
+                return;
+            }
             let progress = copy_positions(st, id);
             let cycle = {
                 let c = st.sidecar.copy_cycles.entry(id).or_default();
@@ -888,7 +934,7 @@ impl Controller {
                 r.time_updated = now;
                 if reached {
                     r.state = VReplicationWorkflowState::Stopped;
-                    r.message = REACHED_STOP_POSITION.to_owned();
+                    r.message = stopped_at_position(&r.stop_pos);
                 }
             }
             Ok(reached)

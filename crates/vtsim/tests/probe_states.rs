@@ -343,6 +343,7 @@ async fn a_write_cutover_under_load_loses_nothing_and_never_dual_writes() {
                     key_count: 2000,
                     value_prefix: "w".into(),
                     max_in_flight: 64,
+                    transaction: Default::default(),
                 })
                 .await
         })
@@ -444,6 +445,7 @@ async fn steady_load_is_fully_accepted() {
             key_count: 100,
             value_prefix: "v".into(),
             max_in_flight: 32,
+            transaction: Default::default(),
         })
         .await;
     assert!(report.attempted >= 400, "{report:?}");
