@@ -183,6 +183,8 @@ pub mod reasons {
     pub const SHARD_NOT_IN_SPEC: &str = "ShardNotInSpec";
     /// No tablet is registered for the keyspace yet.
     pub const NO_TABLETS: &str = "NoTablets";
+    /// Spec shards overlap the serving shards of the keyspace; none is created.
+    pub const SHARDS_OVERLAP_SERVING: &str = "ShardsOverlapServing";
 
     /// Every reason above, for checks and documentation.
     pub const ALL: &[&str] = &[
@@ -242,6 +244,7 @@ pub mod reasons {
         UNEXPLAINED_ROUTING_RULES,
         SHARD_NOT_IN_SPEC,
         NO_TABLETS,
+        SHARDS_OVERLAP_SERVING,
     ];
 }
 

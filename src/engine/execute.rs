@@ -5,7 +5,8 @@
 //! nothing that is already so, so running it twice, or after a crash half-way, is safe.
 //!
 //! **Locks.** Every mutating step takes the named workflow lock `<K>/<wf>` first, as Vitess's
-//! workflow commands do, then the keyspace locks it needs, always source before target:
+//! workflow commands do, then the keyspace locks it needs, always in keyspace-name order
+//! (`docs/locking.md` says why):
 //! denied tables and VSchema changes take their keyspace's lock, routing rules both (the rules
 //! name both keyspaces, invariant I3), and the write cutover both for its whole duration. The
 //! topology layer refuses a write whose guard does not cover it and checks the lease right before
@@ -394,7 +395,9 @@ impl Executor {
             })
     }
 
-    /// Takes the named lock and the keyspace locks of `sides` (source before target).
+    /// Takes the named lock, then the keyspace locks of `sides` in keyspace-name order: the one
+    /// order every vtmove lock taker follows, whichever way a workflow moves (see
+    /// `docs/locking.md`).
     pub async fn lock(&self, action: &str, sides: &[Side]) -> Result<Held, StepError> {
         let label = format!("vtmove {action} {}", self.desired.workflow);
         let named = self
@@ -407,10 +410,12 @@ impl Executor {
             source: None,
             target: None,
         };
-        for side in Side::BOTH {
-            if !sides.contains(&side) {
-                continue;
-            }
+        let mut ordered: Vec<Side> = Side::BOTH
+            .into_iter()
+            .filter(|side| sides.contains(side))
+            .collect();
+        ordered.sort_by_key(|side| self.desired.keyspace(*side));
+        for side in ordered {
             let keyspace = self.desired.keyspace(side);
             let guard = match self.topo.lock_keyspace(keyspace, &label).await {
                 Ok(guard) => guard,

@@ -1,23 +1,29 @@
 //! `execute`: carries out a [`KeyspacePlan`] against the topology and the tablets.
 //!
 //! * Creates are idempotent: NodeExists is success (another pass, or a person, was first).
-//! * Drift repairs run only under the keyspace lock (and the lock of every other keyspace a
-//!   repaired rule names), with the guard passed to the writing functions (I3). After the lock is
-//!   taken the keyspace is observed and planned again, and only the repairs both plans agree on
-//!   are made: a denied table or rule that a workflow started using in between is left alone.
-//!   Each shard whose denied tables changed gets its tablets refreshed (RefreshState).
+//! * Drift repairs run only under the keyspace locks the decision rests on — the keyspace's, the
+//!   lock of every other keyspace a repaired rule names, and that of every keyspace holding a
+//!   repaired table (its denials are part of the single-writer rule) — taken in keyspace-name
+//!   order (`docs/locking.md`), with the guards passed to the writing functions (I3). Everything
+//!   tablets are asked happens before the locks: under them, the topology records the decision
+//!   rests on are read again ([`recheck_topology`]) and planned again, only the repairs both plans
+//!   agree on are written, and the locks are released. Tablets of shards whose denied tables
+//!   changed are refreshed (RefreshState) after that.
 //! * A repaired routing rule is also removed from each cell's SrvVSchema copy, surgically, so it
 //!   stops steering vtgates without spreading any other (possibly cell-scoped) difference.
-//! * Deletion removes the shard records, the VSchema and the keyspace record under the lock, and
-//!   the keyspace's entry from each cell's SrvVSchema.
+//! * Deletion re-checks under the keyspace lock everything its decision rests on (shards, the
+//!   tablets registered in every cell, routing rules of every kind), then removes the keyspace
+//!   from every cell (SrvKeyspace, each ShardReplication, its SrvVSchema entry) before the global
+//!   records, so a deletion interrupted half-way still knows what to finish; a keyspace already
+//!   gone has its cells swept.
 
 use std::collections::BTreeSet;
 
 use super::KeyspaceDeps;
 use super::error::{KeyspaceError, lock_error};
 use super::explained::Explained;
-use super::observe::{CellSrvVSchema, observe_keyspace};
-use super::plan::{Deletion, KeyspacePlan, PlanOptions, Repair, plan};
+use super::observe::{CellSrvVSchema, KeyspaceObserved, recheck_topology};
+use super::plan::{Deletion, KeyspacePlan, PlanOptions, Repair, plan, routes_to};
 use crate::api::keyspace::KeyspaceSpec;
 use crate::engine::observe::bounded;
 use crate::vitess::proto::topodata::TabletType;
@@ -53,11 +59,12 @@ pub struct Executed {
 
 const LOCK_ACTION: &str = "vtmove Keyspace controller";
 
-/// Executes `planned`. `spec`, `explained` and `options` are those the plan was made from; they
-/// are needed to re-plan under the lock.
+/// Executes `planned`. `spec`, `observed`, `explained` and `options` are those the plan was made
+/// from; they are needed to re-plan under the lock.
 pub async fn execute(
     deps: &KeyspaceDeps,
     spec: &KeyspaceSpec,
+    observed: &KeyspaceObserved,
     explained: &Explained,
     options: &PlanOptions,
     planned: &KeyspacePlan,
@@ -113,13 +120,17 @@ pub async fn execute(
         result?;
     }
     if !planned.repairs.is_empty() {
-        repair(deps, spec, explained, options, planned, &mut done).await?;
+        repair(deps, spec, observed, explained, options, planned, &mut done).await?;
     }
     if !planned.rebuild_cells.is_empty() {
         rebuild(topo, ks, &planned.rebuild_cells, &mut done).await?;
     }
-    if let Deletion::Delete { shards } = &planned.deletion {
-        delete(topo, ks, shards, &mut done).await?;
+    match &planned.deletion {
+        Deletion::Delete { .. } => delete(deps, observed, explained, &mut done).await?,
+        Deletion::AlreadyGone => {
+            sweep_cells(topo, ks, &mut done).await?;
+        }
+        _ => {}
     }
     Ok(done)
 }
@@ -131,20 +142,11 @@ async fn unlock(guard: KeyspaceLock) {
     }
 }
 
-async fn repair(
-    deps: &KeyspaceDeps,
-    spec: &KeyspaceSpec,
-    explained: &Explained,
-    options: &PlanOptions,
-    planned: &KeyspacePlan,
-    done: &mut Executed,
-) -> Result<(), KeyspaceError> {
-    let ks = planned.keyspace.as_str();
-    let topo = deps.topo.as_ref();
-    // Every keyspace a repaired rule names must be locked too; lock in name order so two
-    // vtmove passes cannot wait on each other in opposite orders.
+/// The keyspaces whose locks a repair takes: the keyspace's own, every keyspace a repaired rule
+/// names, and every keyspace holding a repaired table.
+fn repair_lock_set(ks: &str, observed: &KeyspaceObserved, repairs: &[Repair]) -> BTreeSet<String> {
     let mut names: BTreeSet<String> = [ks.to_string()].into();
-    for r in &planned.repairs {
+    for r in repairs {
         if let Repair::RoutingRule {
             from_table,
             to_tables,
@@ -157,7 +159,28 @@ async fn repair(
                     .map(str::to_string),
             );
         }
+        if let Some(model) = &observed.writers {
+            for table in r.tables() {
+                names.extend(model.holders.get(&table).into_iter().flatten().cloned());
+            }
+        }
     }
+    names
+}
+
+async fn repair(
+    deps: &KeyspaceDeps,
+    spec: &KeyspaceSpec,
+    observed: &KeyspaceObserved,
+    explained: &Explained,
+    options: &PlanOptions,
+    planned: &KeyspacePlan,
+    done: &mut Executed,
+) -> Result<(), KeyspaceError> {
+    let ks = planned.keyspace.as_str();
+    let topo = deps.topo.as_ref();
+    // One order for every vtmove lock taker: by keyspace name (the set iterates sorted).
+    let names = repair_lock_set(ks, observed, &planned.repairs);
     let mut guards: Vec<KeyspaceLock> = Vec::new();
     for name in &names {
         match topo.lock_keyspace(name, LOCK_ACTION).await {
@@ -170,22 +193,44 @@ async fn repair(
             }
         }
     }
-    let result = repair_locked(deps, spec, explained, options, planned, &guards, done).await;
+    let result = repair_locked(
+        deps, spec, observed, explained, options, planned, &guards, done,
+    )
+    .await;
     for g in guards {
         unlock(g).await;
     }
-    result
+    let to_refresh = result?;
+    // Tablets keep enforcing the old list until they re-read their Shard record. Refreshed
+    // after the locks are released: no tablet call is made under them.
+    for shard in to_refresh {
+        let Some(observed) = observed.shards.iter().find(|s| s.name == shard) else {
+            continue;
+        };
+        for tablet in &observed.tablets {
+            let Some(addr) = &tablet.addr else { continue };
+            let call = deps.tablets.refresh_state(addr, Some(deps.timeouts.rpc));
+            if let Err(e) = bounded(deps.timeouts.rpc, addr, Method::RefreshState, call).await {
+                done.refresh_failures.push(format!("{}: {e}", tablet.alias));
+            }
+        }
+    }
+    Ok(())
 }
 
+/// The re-check and the writes, under the locks. Returns the shards whose tablets must be
+/// refreshed.
+#[allow(clippy::too_many_arguments)]
 async fn repair_locked(
     deps: &KeyspaceDeps,
     spec: &KeyspaceSpec,
+    observed: &KeyspaceObserved,
     explained: &Explained,
     options: &PlanOptions,
     planned: &KeyspacePlan,
     guards: &[KeyspaceLock],
     done: &mut Executed,
-) -> Result<(), KeyspaceError> {
+) -> Result<Vec<String>, KeyspaceError> {
     let ks = planned.keyspace.as_str();
     let topo = deps.topo.as_ref();
     let own = guards
@@ -199,19 +244,21 @@ async fn repair_locked(
                 reason: "the keyspace's own lock is missing from the repair".to_string(),
             },
         })?;
-    // Re-check under the lock: the finding must still hold now that nobody else can change the
-    // keyspace's denied tables or rules.
-    let fresh = observe_keyspace(topo, &deps.tablets, ks, &deps.timeouts)
-        .await
-        .map_err(|source| KeyspaceError::Observe {
-            keyspace: ks.to_string(),
-            source,
-        })?;
+    // Re-check under the locks: the finding must still hold, and still be safe to remove, now
+    // that nobody else can change the records the decision rests on. Topology reads only.
+    let fresh =
+        recheck_topology(topo, observed)
+            .await
+            .map_err(|source| KeyspaceError::Observe {
+                keyspace: ks.to_string(),
+                source,
+            })?;
     let again = plan(spec, &fresh, explained, options);
     let (confirmed, dropped) = agree(&planned.repairs, &again.repairs);
     done.dropped = dropped;
     let all: Vec<&KeyspaceLock> = guards.iter().collect();
     let mut removed_rules = Vec::new();
+    let mut to_refresh = Vec::new();
     for r in &confirmed {
         match r {
             Repair::DeniedTables {
@@ -237,18 +284,7 @@ async fn repair_locked(
                 })?;
                 done.writes += 1;
                 done.repaired.push(r.clone());
-                // Tablets keep enforcing the old list until they re-read their Shard record.
-                if let Some(observed) = fresh.shards.iter().find(|s| &s.name == shard) {
-                    for tablet in &observed.tablets {
-                        let Some(addr) = &tablet.addr else { continue };
-                        let call = deps.tablets.refresh_state(addr, Some(deps.timeouts.rpc));
-                        if let Err(e) =
-                            bounded(deps.timeouts.rpc, addr, Method::RefreshState, call).await
-                        {
-                            done.refresh_failures.push(format!("{}: {e}", tablet.alias));
-                        }
-                    }
-                }
+                to_refresh.push(shard.clone());
             }
             Repair::RoutingRule {
                 from_table,
@@ -299,7 +335,7 @@ async fn repair_locked(
             }
         }
     }
-    Ok(())
+    Ok(to_refresh)
 }
 
 /// The repairs both plans contain (denied tables intersected per shard and type), and the ones
@@ -442,12 +478,24 @@ async fn delete_fenced(
     }
 }
 
+/// Deletes the keyspace: under its lock, checks again that nothing references, routes to or
+/// runs in it, cleans every cell, then removes the global records.
 async fn delete(
-    topo: &TopoServer,
-    ks: &str,
-    shards: &[String],
+    deps: &KeyspaceDeps,
+    observed: &KeyspaceObserved,
+    explained: &Explained,
     done: &mut Executed,
 ) -> Result<(), KeyspaceError> {
+    let topo = deps.topo.as_ref();
+    let ks = observed.keyspace.as_str();
+    let fail = |what: &str| {
+        let what = what.to_string();
+        move |source| KeyspaceError::Delete {
+            keyspace: ks.to_string(),
+            what,
+            source,
+        }
+    };
     let guard = topo.lock_keyspace(ks, LOCK_ACTION).await.map_err(|e| {
         match lock_error(ks, "deleting", e) {
             KeyspaceError::Repair { source, .. } => KeyspaceError::Delete {
@@ -459,18 +507,67 @@ async fn delete(
         }
     })?;
     let result = async {
-        let fail = |what: String| {
-            move |source| KeyspaceError::Delete {
-                keyspace: ks.to_string(),
-                what,
-                source,
+        // The re-check: what the plan saw may have changed before the lock was ours.
+        let fresh = recheck_topology(topo, observed)
+            .await
+            .map_err(fail("re-reading the keyspace under its lock"))?;
+        let cells = topo.list_cells().await.map_err(fail("listing cells"))?;
+        let mut refusals = Vec::new();
+        let referencing = explained.workflows_referencing(ks);
+        if !referencing.is_empty() {
+            refusals.push(format!(
+                "workflows reference it: {}",
+                referencing.join(", ")
+            ));
+        }
+        let routes = routes_to(&fresh);
+        if !routes.is_empty() {
+            refusals.push(format!("routing rules name it: {}", routes.join(", ")));
+        }
+        let mut shards = Vec::new();
+        for info in topo.list_shards(ks).await.map_err(fail("listing shards"))? {
+            for cell in &cells {
+                let nodes = topo
+                    .get_shard_replication(cell, ks, &info.name)
+                    .await
+                    .map_err(fail("reading ShardReplication"))?
+                    .value
+                    .nodes;
+                if !nodes.is_empty() {
+                    refusals.push(format!(
+                        "shard {} has {} tablet(s) registered in cell {cell}",
+                        info.name,
+                        nodes.len()
+                    ));
+                }
             }
-        };
-        for shard in shards {
+            if let Some(primary) = &info.shard.primary_alias {
+                match topo.get_tablet(primary).await {
+                    Ok(_) => refusals.push(format!(
+                        "shard {} has primary {}",
+                        info.name,
+                        crate::vitess::topo::tablet_alias_string(primary)
+                    )),
+                    Err(TopoError::NoNode { .. }) => {}
+                    Err(e) => return Err(fail("reading the primary's Tablet record")(e)),
+                }
+            }
+            shards.push(info.name);
+        }
+        if !refusals.is_empty() {
+            return Err(KeyspaceError::DeletionRefused {
+                keyspace: ks.to_string(),
+                reason: refusals.join("; "),
+            });
+        }
+        // Cells first: the global shard list is what tells a retry which cell records to
+        // finish.
+        sweep_cells_locked(topo, ks, &cells, Some(&guard), done).await?;
+        for shard in &shards {
             let key = topo.key(&rel::shard(ks, shard));
             if delete_fenced(topo, &guard, &key)
                 .await
-                .map_err(fail(format!("shard {shard}")))?
+                .map_err(fail(&format!("shard {shard}")))?
             {
                 done.writes += 1;
             }
@@ -481,7 +578,7 @@ async fn delete(
         ] {
             if delete_fenced(topo, &guard, &key)
                 .await
-                .map_err(fail(what.to_string()))?
+                .map_err(fail(what))?
             {
                 done.writes += 1;
             }
@@ -492,6 +589,15 @@ async fn delete(
     unlock(guard).await;
     result?;
     done.deleted = true;
+    Ok(())
+}
+
+/// Removes what a deleted keyspace left in the cells (no lock: the keyspace is gone).
+async fn sweep_cells(
+    topo: &TopoServer,
+    ks: &str,
+    done: &mut Executed,
+) -> Result<(), KeyspaceError> {
     let cells = topo
         .list_cells()
         .await
@@ -500,8 +606,51 @@ async fn delete(
             what: "listing cells".to_string(),
             source,
         })?;
+    sweep_cells_locked(topo, ks, &cells, None, done).await
+}
+
+/// Deletes every key under `keyspaces/<ks>/` in each cell (SrvKeyspace, ShardReplication) and
+/// the keyspace's entry from each cell's SrvVSchema. `guard` is checked before each write when
+/// given.
+async fn sweep_cells_locked(
+    topo: &TopoServer,
+    ks: &str,
+    cells: &[String],
+    guard: Option<&KeyspaceLock>,
+    done: &mut Executed,
+) -> Result<(), KeyspaceError> {
+    let fail = |what: String| {
+        move |source| KeyspaceError::Delete {
+            keyspace: ks.to_string(),
+            what,
+            source,
+        }
+    };
     for cell in cells {
-        let wrote = edit_cell(topo, &cell, |srv| srv.keyspaces.remove(ks).is_some())
+        let cell_topo = topo
+            .cell(cell)
+            .await
+            .map_err(fail(format!("resolving cell {cell}")))?;
+        let prefix = format!("{}/", cell_topo.key(&rel::keyspace_dir(ks)));
+        let keys = match cell_topo.store.list(&prefix).await {
+            Ok(found) => found,
+            Err(TopoError::NoNode { .. }) => Vec::new(),
+            Err(e) => return Err(fail(format!("listing cell {cell}"))(e)),
+        };
+        for kv in keys {
+            if let Some(guard) = guard {
+                guard
+                    .check()
+                    .await
+                    .map_err(fail("checking the lock".to_string()))?;
+            }
+            match cell_topo.store.delete(&kv.key, None).await {
+                Ok(()) => done.writes += 1,
+                Err(TopoError::NoNode { .. }) => {}
+                Err(e) => return Err(fail(format!("{} in cell {cell}", kv.key))(e)),
+            }
+        }
+        let wrote = edit_cell(topo, cell, |srv| srv.keyspaces.remove(ks).is_some())
             .await
             .map_err(|source| KeyspaceError::Rebuild {
                 keyspace: ks.to_string(),
@@ -509,7 +658,7 @@ async fn delete(
             })?;
         if wrote {
             done.writes += 1;
-            done.cells_rebuilt.push(cell);
+            done.cells_rebuilt.push(cell.clone());
         }
     }
     Ok(())

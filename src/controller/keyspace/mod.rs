@@ -25,6 +25,7 @@ pub mod explained;
 pub mod observe;
 pub mod plan;
 pub mod reconcile;
+pub mod writers;
 
 #[cfg(test)]
 mod plan_tests;
@@ -34,12 +35,14 @@ pub use execute::{Executed, execute};
 pub use explained::{Explained, WorkflowOrigin, WorkflowRef};
 pub use observe::{
     CellSrvVSchema, KeyspaceObserved, KeyspaceTimeouts, ObservedShard, observe_keyspace,
+    observe_writers, recheck_topology,
 };
 pub use plan::{Deletion, KeyspacePlan, PlanOptions, Repair, ShardToCreate, plan};
 pub use reconcile::{
     KeyspaceContext, KeyspaceObserver, KeyspaceReconcileError, error_policy, keyspace_triggers,
     reconcile,
 };
+pub use writers::{Verdict, WriterModel};
 
 /// What a keyspace pass needs from the outside world.
 #[derive(Clone)]
@@ -110,17 +113,90 @@ pub struct KeyspaceReport {
     pub finalizer_done: bool,
 }
 
+/// Where the workflows that explain drift come from.
+#[async_trait::async_trait]
+pub trait Explanations: Send + Sync {
+    /// The workflows known now (a cache is fine: it is used to report and to find candidates).
+    fn known(&self) -> Explained;
+    /// A complete and current set, read fresh, on which a repair may be decided; `Err(why)` when
+    /// it cannot be had, which withholds every repair.
+    async fn authoritative(&self) -> Result<Explained, String>;
+}
+
+#[async_trait::async_trait]
+impl Explanations for Explained {
+    fn known(&self) -> Explained {
+        self.clone()
+    }
+
+    async fn authoritative(&self) -> Result<Explained, String> {
+        Ok(self.clone())
+    }
+}
+
+/// How many times a pass may go back for more facts (the writer model, the authoritative
+/// workflows) before it decides.
+const MAX_PLAN_ROUNDS: usize = 4;
+
+/// Observes and plans until the plan has every fact its repairs need: the writer model for the
+/// tables it would repair, and the authoritative workflows once it would repair anything.
+async fn plan_with_facts(
+    deps: &KeyspaceDeps,
+    ks_name: &str,
+    spec: &KeyspaceSpec,
+    explanations: &dyn Explanations,
+    options: &PlanOptions,
+) -> Result<(KeyspaceObserved, Explained, PlanOptions, KeyspacePlan), KeyspaceError> {
+    let mut observed = observe_for(deps, ks_name).await?;
+    let mut explained = explanations.known();
+    let mut options = options.clone();
+    let mut planned = plan(spec, &observed, &explained, &options);
+    let mut authoritative = false;
+    for _ in 0..MAX_PLAN_ROUNDS {
+        if !planned.needs_writers.is_empty() {
+            let mut tables = planned.needs_writers.clone();
+            if let Some(model) = &observed.writers {
+                tables.extend(model.tables.iter().cloned());
+            }
+            let model = observe_writers(&deps.topo, &deps.tablets, &tables, &deps.timeouts)
+                .await
+                .map_err(|source| KeyspaceError::Observe {
+                    keyspace: ks_name.to_string(),
+                    source,
+                })?;
+            observed.writers = Some(model);
+        } else if !planned.repairs.is_empty() && !authoritative {
+            authoritative = true;
+            match explanations.authoritative().await {
+                Ok(fresh) => explained = fresh,
+                Err(why) => options.withhold_repairs = Some(why),
+            }
+        } else {
+            break;
+        }
+        planned = plan(spec, &observed, &explained, &options);
+    }
+    if !planned.needs_writers.is_empty() || (!planned.repairs.is_empty() && !authoritative) {
+        // Facts kept changing: decide nothing this pass.
+        options.withhold_repairs =
+            Some("the topology changed while the repair was being decided".to_string());
+        planned = plan(spec, &observed, &explained, &options);
+    }
+    Ok((observed, explained, options, planned))
+}
+
 /// One pass over keyspace `ks_name`: observe, plan, execute, and (when something was written)
 /// observe and plan again so the reported status describes the topology as it now is.
 pub async fn reconcile_keyspace(
     deps: &KeyspaceDeps,
     ks_name: &str,
     spec: &KeyspaceSpec,
-    explained: &Explained,
+    explanations: &dyn Explanations,
     options: &PlanOptions,
 ) -> Result<KeyspaceReport, KeyspaceError> {
-    let observed = observe_for(deps, ks_name).await?;
-    let first = plan(spec, &observed, explained, options);
+    let (observed, explained, options, first) =
+        plan_with_facts(deps, ks_name, spec, explanations, options).await?;
+    let options = &options;
     let mut events = Vec::new();
     if !first.status.drift.is_empty() && condition_changed(options, &first.status) {
         events.push(KeyspaceEvent {
@@ -136,11 +212,9 @@ pub async fn reconcile_keyspace(
             message: why.clone(),
         });
     }
-    if !first.mutates() {
-        let finalizer_done = matches!(
-            first.deletion,
-            plan::Deletion::Retain | plan::Deletion::AlreadyGone
-        );
+    let gone = matches!(first.deletion, plan::Deletion::AlreadyGone);
+    if !first.mutates() && !gone {
+        let finalizer_done = matches!(first.deletion, plan::Deletion::Retain);
         return Ok(KeyspaceReport {
             status: first.status,
             events,
@@ -149,13 +223,23 @@ pub async fn reconcile_keyspace(
             finalizer_done,
         });
     }
-    let executed = execute(deps, spec, explained, options, &first).await?;
+    let executed = execute(deps, spec, &observed, &explained, options, &first).await?;
     events.extend(executed_events(ks_name, &executed));
-    let (mut status, requeue_after) = if executed.writes > 0 && !executed.deleted {
-        let after = observe_for(deps, ks_name).await?;
+    let (mut status, requeue_after) = if executed.writes > 0 && !executed.deleted && !gone {
+        let mut after = observe_for(deps, ks_name).await?;
+        // The status keeps saying why kept findings are kept.
+        if observed.writers.is_some() {
+            after.writers = observed.writers.clone();
+            after = recheck_topology(&deps.topo, &after)
+                .await
+                .map_err(|source| KeyspaceError::Observe {
+                    keyspace: ks_name.to_string(),
+                    source,
+                })?;
+        }
         let mut again_options = options.clone();
         again_options.previous_conditions = first.status.conditions.clone();
-        let again = plan(spec, &after, explained, &again_options);
+        let again = plan(spec, &after, &explained, &again_options);
         (again.status, plan::REQUEUE_AFTER_CHANGE)
     } else {
         (first.status.clone(), first.requeue_after)
@@ -190,7 +274,7 @@ pub async fn reconcile_keyspace(
         status,
         events,
         requeue_after,
-        finalizer_done: executed.deleted,
+        finalizer_done: executed.deleted || gone,
         executed,
     })
 }

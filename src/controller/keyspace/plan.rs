@@ -6,17 +6,25 @@
 //! Decisions, and why:
 //! * **Create or adopt.** A missing keyspace record or spec shard is created; an existing one is
 //!   adopted untouched. Shards present in the topology but not in the spec are reported, never
-//!   deleted.
+//!   deleted. A spec shard whose key range overlaps a serving shard is refused (no shard is
+//!   created, `Ready` says which overlap): it would give the key space two serving shard sets. One
+//!   that overlaps only shards that do not serve is created not serving, as Vitess's CreateShard
+//!   does.
 //! * **Drift** is a denied table or a routing rule naming this keyspace that no workflow explains
 //!   (resources, plus the VReplication workflows seen on tablets). `Report` lists it; `Repair`
-//!   also plans its removal, but only when the workflows of every primary looked at could be
-//!   read: otherwise a workflow vtmove cannot see might be the explanation.
+//!   also plans its removal, but only what the single-writer rule ([`super::writers`]) proves
+//!   protects no writer, and only when everything was read: a workflow vtmove cannot see (an
+//!   unread primary, a shard without one, shard or keyspace routing rules) might explain it.
+//!   Kept findings stay reported, with why. The plan asks for the writer model
+//!   ([`KeyspacePlan::needs_writers`]) when it has candidates it has not judged yet.
 //! * **SrvVSchema.** A cell that has none, or whose copy differs from a rebuild only in keyspace
 //!   VSchemas, is rebuilt. A cell whose routing rules differ is left alone: a workflow may be
 //!   switching reads cell by cell on purpose, and a full rebuild would spread the switch. Rules
 //!   removed by a repair are removed from each cell's copy by the executor itself.
 //! * **Deletion** happens only with `deletionPolicy: Delete`, while the resource is being
-//!   deleted, when no workflow references the keyspace and no tablet is registered in it.
+//!   deleted, when no workflow references the keyspace, no tablet is registered in it and no
+//!   routing rule of any kind routes to it (the executor checks all of it again under the
+//!   lock).
 //! * **Paused** passes observe and report, and plan no mutation at all.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,6 +34,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::explained::Explained;
 use super::observe::{CellSrvVSchema, KeyspaceObserved, ObservedShard};
+use super::writers::{Verdict, rule_table};
 use crate::api::condition::{ConditionStatus, ConditionUpdate, reasons, types};
 use crate::api::keyspace::{
     DeletionPolicy, DeniedTables, DriftFinding, DriftPolicy, KeyRange as SpecKeyRange,
@@ -33,6 +42,7 @@ use crate::api::keyspace::{
     TabletType as ApiType,
 };
 use crate::engine::observe::TabletView;
+use crate::engine::requests::ranges_overlap;
 use crate::vitess::proto::topodata::{self, KeyRange, Shard};
 use crate::vitess::tablet::ReportedType;
 
@@ -64,6 +74,9 @@ pub struct PlanOptions {
     pub deleting: bool,
     /// Observe and report only.
     pub paused: bool,
+    /// Withhold every repair, for this reason (the workflows that could explain drift are not
+    /// known completely).
+    pub withhold_repairs: Option<String>,
 }
 
 impl PlanOptions {
@@ -75,6 +88,7 @@ impl PlanOptions {
             previous_conditions: Vec::new(),
             deleting: false,
             paused: false,
+            withhold_repairs: None,
         }
     }
 }
@@ -101,6 +115,25 @@ pub enum Repair {
 }
 
 impl Repair {
+    /// The tables the repair is about (for a rule: its key's table and its target's).
+    pub fn tables(&self) -> Vec<String> {
+        match self {
+            Repair::DeniedTables { tables, .. } => tables.clone(),
+            Repair::RoutingRule {
+                from_table,
+                to_tables,
+            } => rule_table(from_table)
+                .map(|(_, t)| t.to_string())
+                .into_iter()
+                .chain(
+                    to_tables
+                        .iter()
+                        .filter_map(|t| t.split_once('.').map(|(_, t)| t.to_string())),
+                )
+                .collect(),
+        }
+    }
+
     /// The subject a finding names for this repair.
     pub fn subject(&self, keyspace: &str) -> String {
         match self {
@@ -150,6 +183,11 @@ pub struct KeyspacePlan {
     pub repairs: Vec<Repair>,
     /// Why repairs were withheld despite `Repair`, if they were.
     pub repairs_withheld: Option<String>,
+    /// Tables drift Repair would remove something about, which the writer model must cover
+    /// before the plan can judge them (empty: nothing to observe).
+    pub needs_writers: BTreeSet<String>,
+    /// Spec shards refused because they overlap serving shards, described.
+    pub shard_overlap: Option<String>,
     /// Cells whose SrvVSchema to rebuild.
     pub rebuild_cells: Vec<String>,
     /// Deletion.
@@ -206,18 +244,9 @@ pub fn plan(
         .iter()
         .filter(|s| !present.contains(s.as_str()))
         .collect();
-    let create_shards = if live {
-        missing
-            .iter()
-            .map(|name| ShardToCreate {
-                name: (*name).clone(),
-                record: Shard {
-                    key_range: key_range_of(name),
-                    is_primary_serving: true,
-                    ..Default::default()
-                },
-            })
-            .collect()
+    let (shards_to_create, shard_overlap) = shards_to_create(observed, &missing);
+    let create_shards = if live && shard_overlap.is_none() {
+        shards_to_create
     } else {
         Vec::new()
     };
@@ -225,19 +254,20 @@ pub fn plan(
     let (mut findings, candidate_repairs) = drift(spec, observed, &explained);
     let mut repairs = Vec::new();
     let mut repairs_withheld = None;
+    let mut needs_writers = BTreeSet::new();
     if spec.drift_policy == DriftPolicy::Repair && !candidate_repairs.is_empty() {
-        if options.paused {
-            repairs_withheld = Some("the resource is paused".to_string());
-        } else if options.deleting {
-            repairs_withheld = Some("the resource is being deleted".to_string());
-        } else if !observed.workflows_unread.is_empty() {
-            repairs_withheld = Some(format!(
-                "the workflows of {} could not be read, so a workflow vtmove cannot see may \
-                 explain the drift",
-                observed.workflows_unread.join("; ")
-            ));
-        } else {
-            repairs = candidate_repairs;
+        repairs_withheld = withheld(observed, options);
+        if repairs_withheld.is_none() {
+            let tables: BTreeSet<String> = candidate_repairs
+                .iter()
+                .flat_map(|(r, _)| r.tables())
+                .collect();
+            match &observed.writers {
+                Some(model) if model.covers(tables.iter()) => {
+                    repairs = judge(observed, &candidate_repairs, &mut findings);
+                }
+                _ => needs_writers = tables,
+            }
         }
     }
     if let Some(why) = &repairs_withheld {
@@ -277,12 +307,29 @@ pub fn plan(
         options,
         create_keyspace.is_some(),
     );
+    let mut status = status;
+    if let Some(why) = &shard_overlap
+        && !matches!(deletion, Deletion::Refused(_))
+    {
+        status.set_condition(
+            ConditionUpdate::new(
+                types::READY,
+                ConditionStatus::False,
+                reasons::SHARDS_OVERLAP_SERVING,
+                why.clone(),
+            ),
+            options.generation,
+            &options.now,
+        );
+    }
     let mut plan = KeyspacePlan {
         keyspace: ks.to_string(),
         create_keyspace,
         create_shards,
         repairs,
         repairs_withheld,
+        needs_writers,
+        shard_overlap,
         rebuild_cells,
         deletion,
         status,
@@ -303,6 +350,135 @@ pub fn plan(
     plan
 }
 
+/// The missing spec shards to create, or why none may be (they overlap serving shards). One that
+/// overlaps only shards that do not serve is created not serving, as Vitess's CreateShard does.
+fn shards_to_create(
+    observed: &KeyspaceObserved,
+    missing: &[&String],
+) -> (Vec<ShardToCreate>, Option<String>) {
+    let mut create = Vec::new();
+    let mut conflicts = Vec::new();
+    for name in missing {
+        let range = key_range_of(name);
+        let overlapping: Vec<&ObservedShard> = observed
+            .shards
+            .iter()
+            .filter(|s| ranges_overlap(s.record.key_range.as_ref(), range.as_ref()))
+            .collect();
+        let serving: Vec<&str> = overlapping
+            .iter()
+            .filter(|s| s.record.is_primary_serving)
+            .map(|s| s.name.as_str())
+            .collect();
+        if !serving.is_empty() {
+            conflicts.push(format!("{name} overlaps {}", serving.join(", ")));
+            continue;
+        }
+        create.push(ShardToCreate {
+            name: (*name).clone(),
+            record: Shard {
+                key_range: range,
+                is_primary_serving: overlapping.is_empty(),
+                ..Default::default()
+            },
+        });
+    }
+    let refused = (!conflicts.is_empty()).then(|| {
+        format!(
+            "spec.shards overlap the serving shards of keyspace {} ({}); vtmove creates no shard \
+             over a serving one, which would give the key space two serving shard sets: reshard \
+             with Vitess, or list the serving shards",
+            observed.keyspace,
+            conflicts.join("; ")
+        )
+    });
+    (create, refused)
+}
+
+/// Why repairs must wait, if they must: something that could explain drift was not read.
+fn withheld(observed: &KeyspaceObserved, options: &PlanOptions) -> Option<String> {
+    if options.paused {
+        return Some("the resource is paused".to_string());
+    }
+    if options.deleting {
+        return Some("the resource is being deleted".to_string());
+    }
+    if let Some(why) = &options.withhold_repairs {
+        return Some(why.clone());
+    }
+    if !observed.other_routing.is_empty() {
+        return Some(format!(
+            "{} name keyspace {}: a partial or multi-tenant MoveTables whose streams vtmove may \
+             not see can explain the drift",
+            observed.other_routing.join("; "),
+            observed.keyspace
+        ));
+    }
+    if !observed.workflows_unread.is_empty() {
+        return Some(format!(
+            "{} could not be read, so a workflow vtmove cannot see may explain the drift",
+            observed.workflows_unread.join("; ")
+        ));
+    }
+    None
+}
+
+/// Applies the single-writer rule to the candidates: returns the repairs it allows, and adds
+/// to each finding what is kept and why.
+fn judge(
+    observed: &KeyspaceObserved,
+    candidates: &[(Repair, usize)],
+    findings: &mut [DriftFinding],
+) -> Vec<Repair> {
+    let Some(model) = &observed.writers else {
+        return Vec::new();
+    };
+    let ks = observed.keyspace.as_str();
+    let mut repairs = Vec::new();
+    for (candidate, finding) in candidates {
+        let mut kept = Vec::new();
+        match candidate {
+            Repair::DeniedTables {
+                shard,
+                tablet_type,
+                tables,
+            } => {
+                let mut allowed = Vec::new();
+                for table in tables {
+                    match model.denial(ks, table, *tablet_type) {
+                        Verdict::Repairable => allowed.push(table.clone()),
+                        Verdict::Kept(why) => kept.push(format!("{table}: {why}")),
+                    }
+                }
+                if !allowed.is_empty() {
+                    repairs.push(Repair::DeniedTables {
+                        shard: shard.clone(),
+                        tablet_type: *tablet_type,
+                        tables: allowed,
+                    });
+                }
+            }
+            Repair::RoutingRule {
+                from_table,
+                to_tables,
+            } => match model.rule(from_table, to_tables) {
+                Verdict::Repairable => repairs.push(candidate.clone()),
+                Verdict::Kept(why) => kept.push(why),
+            },
+        }
+        if !kept.is_empty()
+            && let Some(f) = findings.get_mut(*finding)
+        {
+            f.message.push_str(&format!(
+                " Kept, reported and never repaired, because it may be what keeps a single \
+                 writer: {}.",
+                kept.join("; ")
+            ));
+        }
+    }
+    repairs
+}
+
 fn deletion_decision(observed: &KeyspaceObserved, explained: &Explained) -> Deletion {
     let referencing = explained.workflows_referencing(&observed.keyspace);
     if !referencing.is_empty() {
@@ -310,6 +486,14 @@ fn deletion_decision(observed: &KeyspaceObserved, explained: &Explained) -> Dele
             "workflows still reference keyspace {}: {}",
             observed.keyspace,
             referencing.join(", ")
+        ));
+    }
+    let routes = routes_to(observed);
+    if !routes.is_empty() {
+        return Deletion::Refused(format!(
+            "routing rules still name keyspace {}: {}",
+            observed.keyspace,
+            routes.join(", ")
         ));
     }
     let with_tablets: Vec<String> = observed
@@ -329,12 +513,23 @@ fn deletion_decision(observed: &KeyspaceObserved, explained: &Explained) -> Dele
     }
 }
 
-/// The findings, and the repairs `Repair` would make for them.
+/// Every routing rule of any kind that names the keyspace, described.
+pub fn routes_to(observed: &KeyspaceObserved) -> Vec<String> {
+    observed
+        .routing_rules
+        .iter()
+        .map(|r| format!("{} -> [{}]", r.from_table, r.to_tables.join(", ")))
+        .chain(observed.other_routing.iter().cloned())
+        .collect()
+}
+
+/// The findings, and the repairs `Repair` would make for them if the single-writer rule allows
+/// (each with the index of its finding).
 fn drift(
     spec: &KeyspaceSpec,
     observed: &KeyspaceObserved,
     explained: &Explained,
-) -> (Vec<DriftFinding>, Vec<Repair>) {
+) -> (Vec<DriftFinding>, Vec<(Repair, usize)>) {
     let ks = observed.keyspace.as_str();
     let mut findings = Vec::new();
     let mut repairs = Vec::new();
@@ -357,16 +552,20 @@ fn drift(
                 subject: format!("{ks}/{}", shard.name),
                 message: format!(
                     "{} denied to {type_name} tablets, but no workflow moves them into or out of \
-                     keyspace {ks}; driftPolicy Repair would allow them again.",
+                     keyspace {ks}; driftPolicy Repair allows them again only where that cannot \
+                     make a second writable copy.",
                     tables.join(", ")
                 ),
                 repaired: false,
             });
-            repairs.push(Repair::DeniedTables {
-                shard: shard.name.clone(),
-                tablet_type: control.tablet_type,
-                tables,
-            });
+            repairs.push((
+                Repair::DeniedTables {
+                    shard: shard.name.clone(),
+                    tablet_type: control.tablet_type,
+                    tables,
+                },
+                findings.len() - 1,
+            ));
         }
     }
     for rule in &observed.routing_rules {
@@ -378,16 +577,19 @@ fn drift(
             subject: rule.from_table.clone(),
             message: format!(
                 "routing rule {} -> [{}] names keyspace {ks}, but no workflow explains it; \
-                 driftPolicy Repair would remove it.",
+                 driftPolicy Repair removes it only if no other keyspace holds the table.",
                 rule.from_table,
                 rule.to_tables.join(", ")
             ),
             repaired: false,
         });
-        repairs.push(Repair::RoutingRule {
-            from_table: rule.from_table.clone(),
-            to_tables: rule.to_tables.clone(),
-        });
+        repairs.push((
+            Repair::RoutingRule {
+                from_table: rule.from_table.clone(),
+                to_tables: rule.to_tables.clone(),
+            },
+            findings.len() - 1,
+        ));
     }
     let declared: BTreeSet<&str> = spec.shards.iter().map(String::as_str).collect();
     for shard in observed

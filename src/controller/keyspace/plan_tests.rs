@@ -8,6 +8,7 @@ use k8s_openapi::jiff::Timestamp;
 use super::explained::{Explained, WorkflowOrigin, WorkflowRef};
 use super::observe::{CellSrvVSchema, KeyspaceObserved, ObservedShard};
 use super::plan::*;
+use super::writers::WriterModel;
 use crate::api::keyspace::{
     DeletionPolicy, DriftPolicy, KeyspaceSpec, TabletHealth as ApiHealth, TabletType as ApiType,
 };
@@ -82,11 +83,73 @@ fn observed(shards: Vec<ObservedShard>) -> KeyspaceObserved {
         record: Some(topodata::Keyspace::default()),
         shards,
         routing_rules: vec![],
+        other_routing: vec![],
         cells: BTreeMap::from([("zone1".to_string(), CellSrvVSchema::Current)]),
         workflows: vec![],
         workflows_unread: vec![],
+        writers: None,
         lock_held: false,
     }
+}
+
+/// `o` with a writer model covering `tables`: keyspaces `commerce` (its observed shards) and
+/// `customer` (one shard, no denials), both unsharded, the observed rules, and `holders` as the
+/// keyspaces that hold each table.
+fn judged(mut o: KeyspaceObserved, tables: &[&str], holders: &[(&str, &str)]) -> KeyspaceObserved {
+    let mut model = WriterModel {
+        tables: tables.iter().map(|t| t.to_string()).collect(),
+        routing_rules: crate::vitess::proto::vschema::RoutingRules {
+            rules: o.routing_rules.clone(),
+        },
+        ..WriterModel::default()
+    };
+    for ks in [KS, "customer"] {
+        model.vschemas.insert(ks.into(), Default::default());
+    }
+    model.shards.insert(
+        KS.into(),
+        o.shards.iter().map(|s| s.record.clone()).collect(),
+    );
+    model
+        .shards
+        .insert("customer".into(), vec![Shard::default()]);
+    for (table, ks) in holders {
+        model
+            .holders
+            .entry(table.to_string())
+            .or_default()
+            .insert(ks.to_string());
+    }
+    o.writers = Some(model);
+    o
+}
+
+/// The plan for `o` under Repair: first it asks for the writer model of `tables`, then, with it,
+/// decides.
+fn repair_plan(
+    o: KeyspaceObserved,
+    explained: &Explained,
+    tables: &[&str],
+    holders: &[(&str, &str)],
+) -> KeyspacePlan {
+    let first = plan(
+        &spec(&["0"], DriftPolicy::Repair),
+        &o,
+        explained,
+        &options(),
+    );
+    assert!(
+        first.repairs.is_empty(),
+        "repairs decided without the writer model"
+    );
+    let asked: Vec<&str> = first.needs_writers.iter().map(String::as_str).collect();
+    assert_eq!(asked, tables, "the tables the writer model must cover");
+    plan(
+        &spec(&["0"], DriftPolicy::Repair),
+        &judged(o, tables, holders),
+        explained,
+        &options(),
+    )
 }
 
 fn options() -> PlanOptions {
@@ -231,11 +294,11 @@ fn unexplained_denied_tables_are_reported_under_report() {
 
 #[test]
 fn unexplained_denied_tables_are_repaired_under_repair() {
-    let p = plan(
-        &spec(&["0"], DriftPolicy::Repair),
-        &observed(vec![shard("0", &[(TabletType::Primary, &["t"])])]),
+    let p = repair_plan(
+        observed(vec![shard("0", &[(TabletType::Primary, &["t"])])]),
         &Explained::new(),
-        &options(),
+        &["t"],
+        &[("t", KS)],
     );
     assert_eq!(
         p.repairs,
@@ -250,11 +313,11 @@ fn unexplained_denied_tables_are_repaired_under_repair() {
 #[test]
 fn denied_table_explained_by_a_resource_is_left_alone() {
     let explained = Explained::new().with([wf("commerce", "customer", &["t"])]);
-    let p = plan(
-        &spec(&["0"], DriftPolicy::Repair),
-        &observed(vec![shard("0", &[(TabletType::Primary, &["t", "x"])])]),
+    let p = repair_plan(
+        observed(vec![shard("0", &[(TabletType::Primary, &["t", "x"])])]),
         &explained,
-        &options(),
+        &["x"],
+        &[],
     );
     assert_eq!(
         p.repairs,
@@ -289,12 +352,7 @@ fn a_workflow_between_other_keyspaces_explains_nothing_here() {
     let explained = Explained::new().with([wf("a", "b", &["t"])]);
     let mut o = observed(vec![shard("0", &[(TabletType::Replica, &["t"])])]);
     o.routing_rules.push(rule("t", "commerce.t"));
-    let p = plan(
-        &spec(&["0"], DriftPolicy::Repair),
-        &o,
-        &explained,
-        &options(),
-    );
+    let p = repair_plan(o, &explained, &["t"], &[("t", KS)]);
     assert_eq!(p.repairs.len(), 2, "{:?}", p.repairs);
 }
 
@@ -305,12 +363,7 @@ fn unexplained_routing_rules_are_reported_and_repaired() {
         rule("t@replica", "commerce.t"),
         rule("commerce.t", "customer.t"),
     ];
-    let p = plan(
-        &spec(&["0"], DriftPolicy::Repair),
-        &o,
-        &Explained::new(),
-        &options(),
-    );
+    let p = repair_plan(o, &Explained::new(), &["t"], &[]);
     let (status, reason, message) = condition(&p, "TopologyConsistent");
     assert_eq!((status, reason), ("False", "UnexplainedRoutingRules"));
     assert!(
@@ -592,4 +645,117 @@ fn unchanged_conditions_keep_their_transition_time() {
         &later,
     );
     assert_eq!(first.status.conditions, second.status.conditions);
+}
+
+#[test]
+fn kept_findings_are_reported_with_why_and_not_repaired() {
+    // commerce denies t and keeps a rule sending its copy's queries to customer, which holds
+    // t too: a keep-data move. Nothing is repaired; both findings say why.
+    let mut o = observed(vec![shard("0", &[(TabletType::Primary, &["t"])])]);
+    o.routing_rules = vec![rule("commerce.t", "customer.t"), rule("t", "customer.t")];
+    let p = repair_plan(
+        o,
+        &Explained::new(),
+        &["t"],
+        &[("t", KS), ("t", "customer")],
+    );
+    assert!(p.repairs.is_empty(), "{:?}", p.repairs);
+    assert!(!p.mutates());
+    assert_eq!(p.status.drift.len(), 3);
+    for f in &p.status.drift {
+        assert!(!f.repaired);
+        assert!(
+            f.message.contains("Kept, reported and never repaired"),
+            "{}",
+            f.message
+        );
+    }
+}
+
+#[test]
+fn other_routing_rules_and_outside_reasons_withhold_repairs() {
+    let mut o = observed(vec![shard("0", &[(TabletType::Primary, &["t"])])]);
+    o.other_routing = vec!["shard routing rule customer.0 -> commerce".into()];
+    let p = plan(
+        &spec(&["0"], DriftPolicy::Repair),
+        &o,
+        &Explained::new(),
+        &options(),
+    );
+    assert!(p.repairs.is_empty() && p.needs_writers.is_empty());
+    assert!(
+        p.repairs_withheld
+            .as_deref()
+            .is_some_and(|w| w.contains("shard routing rule")),
+        "{:?}",
+        p.repairs_withheld
+    );
+    let mut opts = options();
+    opts.withhold_repairs = Some("the MoveTablesWorkflows could not be listed".into());
+    let p = plan(
+        &spec(&["0"], DriftPolicy::Repair),
+        &judged(
+            observed(vec![shard("0", &[(TabletType::Primary, &["t"])])]),
+            &["t"],
+            &[("t", KS)],
+        ),
+        &Explained::new(),
+        &opts,
+    );
+    assert!(p.repairs.is_empty());
+    assert!(p.status.drift[0].message.contains("could not be listed"));
+}
+
+#[test]
+fn shards_over_serving_shards_are_refused_and_over_others_not_serving() {
+    // Serving 0; the spec lists -80 and 80-.
+    let p = plan(
+        &spec(&["-80", "80-"], DriftPolicy::Report),
+        &observed(vec![shard("0", &[])]),
+        &Explained::new(),
+        &options(),
+    );
+    assert!(p.create_shards.is_empty());
+    let (status, reason, message) = condition(&p, "Ready");
+    assert_eq!((status, reason), ("False", "ShardsOverlapServing"));
+    assert!(message.contains("-80 overlaps 0"), "{message}");
+    // The same with 0 not serving: created, not serving.
+    let mut old = shard("0", &[]);
+    old.record.is_primary_serving = false;
+    let p = plan(
+        &spec(&["-80", "80-"], DriftPolicy::Report),
+        &observed(vec![old]),
+        &Explained::new(),
+        &options(),
+    );
+    assert_eq!(p.create_shards.len(), 2);
+    assert!(p.create_shards.iter().all(|s| !s.record.is_primary_serving));
+    // Disjoint from what exists: serving.
+    let p = plan(
+        &spec(&["-80", "80-"], DriftPolicy::Report),
+        &observed(vec![shard("-80", &[])]),
+        &Explained::new(),
+        &options(),
+    );
+    assert_eq!(p.create_shards.len(), 1);
+    assert!(p.create_shards[0].record.is_primary_serving);
+}
+
+#[test]
+fn deletion_is_refused_while_any_rule_routes_to_the_keyspace() {
+    let mut s = spec(&["0"], DriftPolicy::Report);
+    s.deletion_policy = DeletionPolicy::Delete;
+    let mut o = observed(vec![]);
+    o.other_routing = vec!["keyspace routing rule other -> commerce".into()];
+    let mut opts = options();
+    opts.deleting = true;
+    let p = plan(&s, &o, &Explained::new(), &opts);
+    match &p.deletion {
+        Deletion::Refused(why) => assert!(why.contains("keyspace routing rule"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    o.other_routing.clear();
+    o.routing_rules.push(rule("t", "commerce.t"));
+    let p = plan(&s, &o, &Explained::new(), &opts);
+    assert!(matches!(&p.deletion, Deletion::Refused(why) if why.contains("t -> [commerce.t]")));
 }

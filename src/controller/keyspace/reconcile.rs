@@ -202,6 +202,7 @@ async fn reconcile_inner(
         previous_conditions: previous.map(|s| s.conditions.clone()).unwrap_or_default(),
         deleting,
         paused: false,
+        withhold_repairs: None,
     };
     let explained = ctx.explained();
     let ks_name = keyspace.keyspace_name();
