@@ -429,6 +429,7 @@ async fn run(config: RunConfig) -> Result<RunStats, String> {
         copy_observations: 2,
         copy_cycles_3024: config.seed.is_some_and(|s| s % 2 == 0),
         max_wait: Duration::from_millis(300),
+        stream_batch: None,
     });
     let schedule = Arc::new(Schedule {
         record: config.record_points,
