@@ -52,7 +52,7 @@ use crate::vitess::topo::Version;
 use super::desired::{Desired, DesiredLifecycle};
 use super::memory::EngineMemory;
 use super::observe::{KeyspaceView, Observed, PrimaryView, ShardView, TabletView};
-use super::requests::{StreamSettings, binlog_sources};
+use super::requests::{StreamSettings, binlog_sources, source_shards_of};
 
 // ---------------------------------------------------------------------------------------------
 // Output types
@@ -812,12 +812,14 @@ impl<'a> Facts<'a> {
     }
 
     /// Whether a tablet read its shard's current record: it acknowledged a refresh after the
-    /// record's last change, or it (re)started after it.
+    /// record's last change. A Tablet record newer than the Shard record is no evidence: a
+    /// tablet rewrites its record on a type change (a reparent's promotion), tag or port change
+    /// without re-reading the shard, so a promoted replica that missed a refresh would count as
+    /// fresh and keep its stale denied tables. After an engine restart (empty ledger) every
+    /// tablet is refreshed once.
     fn fresh(&self, keyspace: &str, shard: &ShardView, tablet: &TabletView) -> bool {
-        tablet.record_version > shard.version
-            || self
-                .m
-                .refreshed(keyspace, &shard.name, shard.version, &tablet.alias)
+        self.m
+            .refreshed(keyspace, &shard.name, shard.version, &tablet.alias)
     }
 
     /// Whether the engine remembers nothing about refreshes of `tablet`'s shard (an empty
@@ -996,6 +998,35 @@ impl<'a> Facts<'a> {
                 "not every primary of keyspace {} has its streams",
                 self.keyspace(to)
             ));
+        }
+        // During the copy phase a stream's position is the snapshot of its last copy cycle: it
+        // says nothing about the rows still to copy (Vitess refuses SwitchTraffic then too).
+        if into.copying() {
+            return Err(format!(
+                "the streams into keyspace {} are still copying rows",
+                self.keyspace(to)
+            ));
+        }
+        if let Some(to_view) = self.view(to) {
+            for (shard, streams) in into.present() {
+                let has: BTreeSet<&str> = streams
+                    .streams
+                    .iter()
+                    .map(|s| s.source.shard.as_str())
+                    .collect();
+                let missing: Vec<String> = source_shards_of(from_view, to_view, &shard.name)
+                    .into_iter()
+                    .filter(|s| !has.contains(s.as_str()))
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(format!(
+                        "shard {} of keyspace {} has no stream from shard(s) {}",
+                        shard.name,
+                        self.keyspace(to),
+                        missing.join(", ")
+                    ));
+                }
+            }
         }
         for (shard, stream) in into.streams() {
             let Some(source) = from_view.shard(&stream.source.shard) else {
