@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use vtmove::engine::execute::{Interrupt, InterruptAction};
 use vtmove::engine::testing::fleet::FleetOptions;
 use vtmove::engine::testing::world::{Layout, World, test_config};
-use vtmove::engine::{Action, Desired, EngineMemory, StepError, plan};
+use vtmove::engine::{Action, BlockReason, Desired, EngineMemory, StepError, plan};
 use vtmove::vitess::proto::topodata::TabletType;
 use vtmove::vitess::routing::{
     RoutedTraffic, RoutingState, Side, TrafficPlacement, update_routing_rules,
@@ -504,5 +504,61 @@ async fn promoted_replica_that_missed_the_refresh_is_refreshed() {
     assert!(
         stale.is_empty(),
         "tablets serving without the source's denial: {stale:?}"
+    );
+}
+
+/// Hole 5. A sharded source: the target shard runs one stream per source shard. Someone deletes
+/// the stream from `80-`; the catch-up used to wait only for the streams that exist (one per
+/// target primary was enough), so writes of `80-` since the deletion were lost by the switch.
+/// The switch is now blocked with a clear reason, and the forward cutover refuses it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_stream_of_one_source_shard_blocks_the_switch() {
+    let store: Arc<dyn TopoStore> = Arc::new(MemoryStore::new());
+    let layout = Layout {
+        source: (
+            "commerce".to_string(),
+            vec!["-80".to_string(), "80-".to_string()],
+        ),
+        ..Layout::default()
+    };
+    let world = World::build(
+        store,
+        layout,
+        LockOptions {
+            ttl: Duration::from_secs(2),
+            acquire_timeout: Duration::from_secs(10),
+        },
+    )
+    .await
+    .expect("test world");
+    let mut memory = EngineMemory::default();
+    let reads = placed(&world, Side::Target, Side::Source);
+    world
+        .converge(&reads, &mut memory, 40)
+        .await
+        .expect("reads switched");
+    let streams = world.fleet.streams_of("customer", "0", "wf");
+    assert_eq!(streams.len(), 2, "{streams:?}");
+    let (id, _) = streams
+        .iter()
+        .find(|(_, source)| source == "80-")
+        .expect("a stream from 80-");
+    assert!(world.fleet.delete_stream("customer", "0", *id));
+    writes(&world, 3000, 8).await;
+
+    let switch = placed(&world, Side::Target, Side::Target);
+    let mut last_blockers = Vec::new();
+    for _ in 0..6 {
+        let report = world.engine.pass(&switch, &mut memory).await;
+        if let Some(plan) = &report.plan {
+            last_blockers = plan.blockers.clone();
+        }
+    }
+    assert_no_lost_writes(&world, &switch).await;
+    assert!(
+        last_blockers
+            .iter()
+            .any(|b| b.reason == BlockReason::StreamsMissing && b.message.contains("80-")),
+        "{last_blockers:?}"
     );
 }

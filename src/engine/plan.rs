@@ -971,6 +971,35 @@ impl<'a> Facts<'a> {
         out
     }
 
+    /// Receiving shards of `to` that lack a stream from a shard of the other side they overlap:
+    /// a catch-up would never wait for that shard, so its writes would be lost.
+    fn missing_sources(&self, to: Side) -> Vec<String> {
+        let (Some(from_view), Some(to_view)) = (self.view(to.other()), self.view(to)) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (shard, streams) in self.streams_into(to).present() {
+            let has: BTreeSet<&str> = streams
+                .streams
+                .iter()
+                .map(|s| s.source.shard.as_str())
+                .collect();
+            let missing: Vec<String> = source_shards_of(from_view, to_view, &shard.name)
+                .into_iter()
+                .filter(|s| !has.contains(s.as_str()))
+                .collect();
+            if !missing.is_empty() {
+                out.push(format!(
+                    "shard {} of keyspace {} has no stream from shard(s) {}",
+                    shard.name,
+                    self.keyspace(to),
+                    missing.join(", ")
+                ));
+            }
+        }
+        out
+    }
+
     /// I2 for a cutover from `from` to `to`, proven from live observation: `from` denies every
     /// moved table on every shard and its primaries read that denial, so their positions are
     /// frozen; and every stream into `to` has applied its source shard's current position.
@@ -1007,26 +1036,9 @@ impl<'a> Facts<'a> {
                 self.keyspace(to)
             ));
         }
-        if let Some(to_view) = self.view(to) {
-            for (shard, streams) in into.present() {
-                let has: BTreeSet<&str> = streams
-                    .streams
-                    .iter()
-                    .map(|s| s.source.shard.as_str())
-                    .collect();
-                let missing: Vec<String> = source_shards_of(from_view, to_view, &shard.name)
-                    .into_iter()
-                    .filter(|s| !has.contains(s.as_str()))
-                    .collect();
-                if !missing.is_empty() {
-                    return Err(format!(
-                        "shard {} of keyspace {} has no stream from shard(s) {}",
-                        shard.name,
-                        self.keyspace(to),
-                        missing.join(", ")
-                    ));
-                }
-            }
+        let missing = self.missing_sources(to);
+        if !missing.is_empty() {
+            return Err(missing.join("; "));
         }
         for (shard, stream) in into.streams() {
             let Some(source) = from_view.shard(&stream.source.shard) else {
@@ -1612,6 +1624,18 @@ fn switch_prechecks(f: &Facts<'_>, to: Side, writes: bool) -> Vec<Blocker> {
                 ),
             ));
         } else {
+            let missing = f.missing_sources(to);
+            if !missing.is_empty() {
+                out.push(Blocker::new(
+                    BlockReason::StreamsMissing,
+                    format!(
+                        "{}: writes to the moved tables on those shards would never reach {}; \
+                         recreate the missing streams",
+                        missing.join("; "),
+                        f.keyspace(to)
+                    ),
+                ));
+            }
             if into.copying() {
                 out.push(Blocker::new(
                     BlockReason::CopyNotComplete,
