@@ -183,8 +183,8 @@ pub struct TabletView {
     pub tablet_type: TabletType,
     /// The gRPC address (`None`: the record has no usable one).
     pub addr: Option<TabletAddr>,
-    /// The Tablet record's ModRevision. It is not evidence that the tablet read the current Shard
-    /// record: vttablet rewrites it on type changes without re-reading the shard.
+    /// The Tablet record's ModRevision: newer than the Shard record's means the tablet (re)started
+    /// after the shard last changed, and so read its current denied tables.
     pub record_version: Version,
     /// The database the tablet serves (`vt_<keyspace>` unless overridden).
     pub db_name: String,

@@ -812,14 +812,12 @@ impl<'a> Facts<'a> {
     }
 
     /// Whether a tablet read its shard's current record: it acknowledged a refresh after the
-    /// record's last change. A Tablet record newer than the Shard record is no evidence: a
-    /// tablet rewrites its record on a type change (a reparent's promotion), tag or port change
-    /// without re-reading the shard, so a promoted replica that missed a refresh would count as
-    /// fresh and keep its stale denied tables. After an engine restart (empty ledger) every
-    /// tablet is refreshed once.
+    /// record's last change, or it (re)started after it.
     fn fresh(&self, keyspace: &str, shard: &ShardView, tablet: &TabletView) -> bool {
-        self.m
-            .refreshed(keyspace, &shard.name, shard.version, &tablet.alias)
+        tablet.record_version > shard.version
+            || self
+                .m
+                .refreshed(keyspace, &shard.name, shard.version, &tablet.alias)
     }
 
     /// Whether the engine remembers nothing about refreshes of `tablet`'s shard (an empty

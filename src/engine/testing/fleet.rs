@@ -833,6 +833,11 @@ impl FakeFleet {
             if old_addr.as_ref() == Some(&new_addr) {
                 return Err(format!("{new_primary} is already the primary"));
             }
+            // Vitess refuses a reparent to a tablet that cannot be reached, before changing
+            // anything.
+            if !state.tablets.get(&new_addr).is_some_and(|t| t.up) {
+                return Err(format!("{new_primary} is down"));
+            }
             let len = state.dbs.get(&key).map_or(0, |db| db.log.len());
             if let Some(old) = &old_addr {
                 state.abort_on(old);
