@@ -442,6 +442,71 @@ async fn rollback_keeps_reverse_streams_that_carry_writes() {
     assert_no_lost_writes(&world, &back).await;
 }
 
+/// Hole 4. A forced cutover tolerates a source replica that did not acknowledge its refresh;
+/// right after the switch a PlannedReparentShard promotes that replica, which rewrites its
+/// Tablet record from the rules it cached (no denial) without re-reading the shard. A newer
+/// Tablet record must not count as a refresh: the engine refreshes the new primary, and at the
+/// end every tablet enforces the denied tables of its Shard record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promoted_replica_that_missed_the_refresh_is_refreshed() {
+    let world = world().await;
+    let mut memory = EngineMemory::default();
+    let mut before = placed(&world, Side::Target, Side::Source);
+    before.cutover.force = true;
+    world
+        .converge(&before, &mut memory, 40)
+        .await
+        .expect("reads switched");
+    let mut switch = before.clone();
+    switch.traffic.primary = Side::Target;
+
+    let hook = Arc::new(AtPoints::default());
+    let fleet = world.fleet.clone();
+    hook.on(
+        "cutover:refresh",
+        Box::new(move || {
+            Box::pin(async move { fleet.fail_next(SOURCE_REPLICA, Method::RefreshState, 1) })
+        }),
+    );
+    let fleet = world.fleet.clone();
+    hook.on(
+        "cutover:freeze",
+        Box::new(move || {
+            Box::pin(async move {
+                fleet
+                    .planned_reparent("commerce", "0", SOURCE_REPLICA)
+                    .await
+                    .expect("reparent");
+            })
+        }),
+    );
+    let mut config = test_config();
+    config.interrupt = Some(hook.clone());
+    let engine = world.engine_with(config);
+    let report = engine.pass(&switch, &mut memory).await;
+    assert!(
+        report.error.is_none(),
+        "{:?}",
+        report.error.map(|e| e.to_string())
+    );
+    assert!(hook.reached("cutover:freeze"));
+    world
+        .converge(&switch, &mut memory, 40)
+        .await
+        .expect("converged");
+
+    let stale: Vec<_> = world
+        .fleet
+        .loaded_rules()
+        .into_iter()
+        .filter(|t| t.keyspace == "commerce" && t.up && !t.denied.contains("customer"))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "tablets serving without the source's denial: {stale:?}"
+    );
+}
+
 /// Hole 5. A sharded source: the target shard runs one stream per source shard. Someone deletes
 /// the stream from `80-`; the catch-up used to wait only for the streams that exist (one per
 /// target primary was enough), so writes of `80-` since the deletion were lost by the switch.

@@ -812,24 +812,27 @@ impl<'a> Facts<'a> {
     }
 
     /// Whether a tablet read its shard's current record: it acknowledged a refresh after the
-    /// record's last change, or it (re)started after it.
+    /// record's last change. A Tablet record newer than the Shard record is evidence of a
+    /// (re)start only while the engine remembers nothing of the shard (a fresh controller, `vtmove
+    /// plan`): a tablet also rewrites its record on a type change (a reparent's promotion), tag
+    /// or port change without re-reading the shard, so once the engine has refreshed a shard, a
+    /// promoted replica that missed that refresh must acknowledge the shard's new record itself
+    /// (a reparent rewrites the Shard record, which asks for a new acknowledgement).
     fn fresh(&self, keyspace: &str, shard: &ShardView, tablet: &TabletView) -> bool {
-        tablet.record_version > shard.version
-            || self
-                .m
+        if self.m.remembers_refresh_of(keyspace, &shard.name) {
+            self.m
                 .refreshed(keyspace, &shard.name, shard.version, &tablet.alias)
+        } else {
+            tablet.record_version > shard.version
+        }
     }
 
     /// Whether the engine remembers nothing about refreshes of `tablet`'s shard (an empty
     /// ledger after a restart), as opposed to remembering an older record or a missing
     /// acknowledgement.
     fn refresh_unremembered(&self, tablet: &TabletTarget) -> bool {
-        self.view(tablet.side).is_some_and(|view| {
-            !self
-                .m
-                .refresh_ledger
-                .contains_key(&(view.name.clone(), tablet.shard.clone()))
-        })
+        self.view(tablet.side)
+            .is_some_and(|view| !self.m.remembers_refresh_of(&view.name, &tablet.shard))
     }
 
     /// Reachable tablets of `side` that may still serve stale denied tables.
