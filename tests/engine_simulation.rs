@@ -29,9 +29,10 @@ use futures::StreamExt;
 use vtmove::api::movetables::{CancelOptions, CompleteOptions};
 use vtmove::engine::execute::{Interrupt, InterruptAction};
 use vtmove::engine::invariants::{InvariantViolation, quiet_pass};
-use vtmove::engine::testing::fleet::{FakeFleet, FleetOptions};
+use vtmove::engine::testing::fleet::{FakeFleet, FleetOptions, TxId};
 use vtmove::engine::testing::world::{Layout, World, test_config};
 use vtmove::engine::{Desired, DesiredLifecycle, EngineError, EngineMemory, StepError};
+use vtmove::vitess::proto::topodata::TabletType;
 use vtmove::vitess::routing::{Side, TrafficPlacement};
 use vtmove::vitess::tablet::Method;
 use vtmove::vitess::topo::{LockOptions, MemoryStore, TopoStore};
@@ -190,8 +191,14 @@ const ALL_TABLETS: [&str; 4] = [
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum PointFault {
-    Crash { release: bool },
+    Crash {
+        release: bool,
+    },
     LoseLease,
+    /// A PlannedReparentShard of `keyspace/0` to its replica, at this boundary.
+    Reparent {
+        keyspace: &'static str,
+    },
 }
 
 #[derive(Default)]
@@ -200,6 +207,9 @@ struct Schedule {
     planned: Mutex<Vec<(usize, PointFault)>>,
     points: Mutex<Vec<String>>,
     store: Mutex<Option<(Arc<dyn TopoStore>, String)>>,
+    fleet: Mutex<Option<Arc<FakeFleet>>>,
+    /// Reparents made inside steps.
+    reparents: AtomicUsize,
     record: bool,
 }
 
@@ -251,6 +261,16 @@ impl Interrupt for Schedule {
                 }
                 InterruptAction::Continue
             }
+            Some(PointFault::Reparent { keyspace }) => {
+                let fleet = self.fleet.lock().ok().and_then(|f| f.clone());
+                if let Some(fleet) = fleet
+                    && let Some(to) = replica_of(&fleet, keyspace)
+                    && fleet.planned_reparent(keyspace, "0", &to).await.is_ok()
+                {
+                    self.reparents.fetch_add(1, Ordering::SeqCst);
+                }
+                InterruptAction::Continue
+            }
             None => InterruptAction::Continue,
         }
     }
@@ -293,6 +313,38 @@ enum Fault {
     LoseLeaseSoon {
         within: usize,
     },
+    /// PlannedReparentShard of a keyspace's shard to its replica, between passes.
+    PlannedReparent {
+        keyspace: &'static str,
+    },
+    /// EmergencyReparentShard: the primary dies, its replica is promoted; the old primary comes
+    /// back as a replica after `passes`.
+    EmergencyReparent {
+        keyspace: &'static str,
+        passes: u32,
+    },
+    /// A reparent at a boundary inside the next steps (the cutover included).
+    ReparentSoon {
+        keyspace: &'static str,
+        within: usize,
+    },
+    /// A replica's position stays behind its primary's (`None`: replication stopped).
+    ReplicaLag {
+        alias: &'static str,
+        transactions: Option<usize>,
+        passes: u32,
+    },
+    /// A multi-statement transaction writes a moved table and stays open for `passes`
+    /// (across a cutover: begun before the denial, committed after).
+    OpenTransaction {
+        table: &'static str,
+        passes: u32,
+    },
+    /// Writes sent at the start of a pass that commit while it runs.
+    WritesDuringPass {
+        count: u32,
+        spread_ms: u64,
+    },
 }
 
 const METHODS: [Method; 9] = [
@@ -308,7 +360,7 @@ const METHODS: [Method; 9] = [
 ];
 
 fn random_fault(rng: &mut Rng) -> Fault {
-    match rng.below(8) {
+    match rng.below(14) {
         0 => Fault::TabletDown {
             alias: rng.pick(&ALL_TABLETS),
             passes: 1 + rng.below(4) as u32,
@@ -337,18 +389,62 @@ fn random_fault(rng: &mut Rng) -> Fault {
             within: 1 + rng.below(15) as usize,
             release: !rng.chance(20),
         },
-        _ => Fault::LoseLeaseSoon {
+        7 => Fault::LoseLeaseSoon {
             within: 1 + rng.below(15) as usize,
         },
+        8 => Fault::PlannedReparent {
+            keyspace: rng.pick(&["commerce", "customer"]),
+        },
+        9 => Fault::EmergencyReparent {
+            keyspace: rng.pick(&["commerce", "customer"]),
+            passes: 1 + rng.below(3) as u32,
+        },
+        10 => Fault::ReparentSoon {
+            keyspace: rng.pick(&["commerce", "customer"]),
+            within: 1 + rng.below(15) as usize,
+        },
+        11 => Fault::ReplicaLag {
+            alias: rng.pick(&ALL_TABLETS),
+            transactions: rng.pick(&[Some(1), Some(3), None]),
+            passes: 1 + rng.below(4) as u32,
+        },
+        12 => Fault::OpenTransaction {
+            table: rng.pick(&["customer", "corder"]),
+            passes: 1 + rng.below(4) as u32,
+        },
+        _ => Fault::WritesDuringPass {
+            count: 1 + rng.below(4) as u32,
+            spread_ms: 1 + rng.below(30),
+        },
     }
+}
+
+/// The tablet of `keyspace/0` that is not its primary, if it is up.
+fn replica_of(fleet: &FakeFleet, keyspace: &str) -> Option<String> {
+    fleet
+        .shard_tablets(keyspace, "0")
+        .into_iter()
+        .find(|(_, t)| *t != TabletType::Primary)
+        .map(|(alias, _)| alias)
+}
+
+/// The tablet of `keyspace/0` that runs as its primary.
+fn primary_of(fleet: &FakeFleet, keyspace: &str) -> Option<String> {
+    fleet
+        .shard_tablets(keyspace, "0")
+        .into_iter()
+        .find(|(_, t)| *t == TabletType::Primary)
+        .map(|(alias, _)| alias)
 }
 
 /// Faults in force, undone when their time is up or when the fault window closes.
 #[derive(Default)]
 struct Active {
-    down: Vec<(&'static str, u32)>,
+    down: Vec<(String, u32)>,
     stalled: Vec<(&'static str, u32)>,
     lagging: Vec<(&'static str, u32)>,
+    replica_lag: Vec<(&'static str, u32)>,
+    open: Vec<(TxId, u32)>,
 }
 
 impl Active {
@@ -374,6 +470,22 @@ impl Active {
             }
         }
         self.lagging.retain(|(_, l)| *l > 0 && !end_all);
+        for (alias, left) in &mut self.replica_lag {
+            *left = left.saturating_sub(1);
+            if *left == 0 || end_all {
+                fleet.set_replica_lag(alias, Some(0));
+            }
+        }
+        self.replica_lag.retain(|(_, l)| *l > 0 && !end_all);
+        for (tx, left) in &mut self.open {
+            *left = left.saturating_sub(1);
+            if *left == 0 || end_all {
+                // A commit is not checked against denied tables; it fails only if the
+                // transaction was rolled back (restart, demotion) or committed by a LOCK TABLES.
+                let _ = fleet.commit(*tx);
+            }
+        }
+        self.open.retain(|(_, l)| *l > 0 && !end_all);
     }
 }
 
@@ -429,6 +541,7 @@ async fn run(config: RunConfig) -> Result<RunStats, String> {
         copy_observations: 2,
         copy_cycles_3024: config.seed.is_some_and(|s| s % 2 == 0),
         max_wait: Duration::from_millis(300),
+        stream_batch: None,
     });
     let schedule = Arc::new(Schedule {
         record: config.record_points,
@@ -439,6 +552,9 @@ async fn run(config: RunConfig) -> Result<RunStats, String> {
             world.store.clone() as Arc<dyn TopoStore>,
             world.topo.root().to_string(),
         ));
+    }
+    if let Ok(mut f) = schedule.fleet.lock() {
+        *f = Some(world.fleet.clone());
     }
     if let Some((at, release)) = config.crash_at {
         schedule.plan(at, PointFault::Crash { release });
@@ -508,7 +624,7 @@ async fn run(config: RunConfig) -> Result<RunStats, String> {
                     Fault::TabletDown { alias, passes } => {
                         if !(stage.source_down && SOURCE_TABLETS.contains(&alias)) {
                             world.fleet.set_up(alias, false);
-                            active.down.push((alias, passes));
+                            active.down.push((alias.to_string(), passes));
                         }
                     }
                     Fault::Roll { alias } => {
@@ -539,6 +655,60 @@ async fn run(config: RunConfig) -> Result<RunStats, String> {
                     }
                     Fault::LoseLeaseSoon { within } => {
                         schedule.plan(schedule.now() + within, PointFault::LoseLease);
+                    }
+                    Fault::PlannedReparent { keyspace } => {
+                        if !(stage.source_down && keyspace == "commerce")
+                            && let Some(to) = replica_of(&world.fleet, keyspace)
+                        {
+                            let _ = world.fleet.planned_reparent(keyspace, "0", &to).await;
+                        }
+                    }
+                    Fault::EmergencyReparent { keyspace, passes } => {
+                        if !(stage.source_down && keyspace == "commerce")
+                            && let (Some(to), Some(old)) = (
+                                replica_of(&world.fleet, keyspace),
+                                primary_of(&world.fleet, keyspace),
+                            )
+                            && world
+                                .fleet
+                                .emergency_reparent(keyspace, "0", &to)
+                                .await
+                                .is_ok()
+                        {
+                            active.down.push((old, passes));
+                        }
+                    }
+                    Fault::ReparentSoon { keyspace, within } => {
+                        if !(stage.source_down && keyspace == "commerce") {
+                            schedule
+                                .plan(schedule.now() + within, PointFault::Reparent { keyspace });
+                        }
+                    }
+                    Fault::ReplicaLag {
+                        alias,
+                        transactions,
+                        passes,
+                    } => {
+                        world.fleet.set_replica_lag(alias, transactions);
+                        active.replica_lag.push((alias, passes));
+                    }
+                    Fault::OpenTransaction { table, passes } => {
+                        pk += 1;
+                        if let Ok(tx) = world.fleet.begin_write("zone1", table, pk).await {
+                            active.open.push((tx, passes));
+                        }
+                    }
+                    Fault::WritesDuringPass { count, spread_ms } => {
+                        for i in 0..u64::from(count) {
+                            pk += 1;
+                            let table = if i % 2 == 0 { "customer" } else { "corder" };
+                            let delay =
+                                Duration::from_millis(spread_ms * (i + 1) / u64::from(count));
+                            let _ = world
+                                .fleet
+                                .probe_write_in_flight("zone1", table, pk, delay)
+                                .await;
+                        }
                     }
                 }
             }
@@ -644,6 +814,13 @@ async fn run(config: RunConfig) -> Result<RunStats, String> {
     let end = world.check(last).await;
     if !end.is_empty() {
         return Err(format!("end: {end:?}"));
+    }
+    let inside = schedule.reparents.load(Ordering::SeqCst);
+    if inside > 0 {
+        *stats
+            .faults_by_kind
+            .entry("ReparentInsideStep".to_string())
+            .or_default() += inside;
     }
     stats.boundaries = schedule.now();
     stats.passes = total_passes;

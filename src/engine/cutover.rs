@@ -63,7 +63,7 @@ use super::execute::{Executor, Held, StepError, StreamChange, describe_failures}
 use super::observe::{PrimaryView, bounded};
 use super::plan::DenyOp;
 use super::plan::stream_settings;
-use super::requests::{binlog_sources, lock_tables_sql, set_position_sql};
+use super::requests::{binlog_sources, lock_tables_sql, set_position_sql, source_shards_of};
 
 /// Runs a stage, recording its duration in the journal.
 async fn stage<T>(
@@ -102,7 +102,10 @@ pub(crate) async fn switch_writes(ex: &Executor, to: Side) -> Result<(), StepErr
 
 async fn run_switch(ex: &Executor, held: &Held, to: Side) -> Result<(), StepError> {
     let from = to.other();
-    // What the plan saw may have changed before the locks were ours.
+    // What the plan saw may have changed before the locks were ours: the routing state and
+    // every Shard record (denied tables, primary, term) must be the observed ones.
+    ex.verify_planned_from(&[Side::Source, Side::Target])
+        .await?;
     let placement = match current_state(ex).await? {
         Some(RoutingState::Routed(r)) if r.placement().primary == from => r.placement(),
         Some(RoutingState::Routed(r)) if r.placement().primary == to => return Ok(()),
@@ -206,7 +209,11 @@ fn shard_names(ex: &Executor, side: Side) -> Result<Vec<String>, StepError> {
 /// the locks before writes stop, so the write-blocked window needs no stream reads.
 struct OnPrimary<'a> {
     primary: &'a PrimaryView,
+    /// The shard the primary serves.
+    shard: String,
     streams: Vec<(i32, String)>,
+    /// Whether any of them is still in its copy phase.
+    copying: bool,
 }
 
 /// Reads `workflow`'s streams on every primary of `side`, in parallel. A primary without them
@@ -222,15 +229,34 @@ async fn read_stream_ids<'a>(
         .shards
         .iter()
         .map(|shard| {
-            shard.primary.as_ref().ok_or_else(|| {
-                StepError::Precondition(format!("shard {} has no primary", shard.name))
-            })
+            shard
+                .primary
+                .as_ref()
+                .map(|p| (shard.name.clone(), p))
+                .ok_or_else(|| {
+                    StepError::Precondition(format!("shard {} has no primary", shard.name))
+                })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let read = join_all(primaries.iter().map(|p| ex.read_streams(p, workflow))).await;
+    // With the copy bookmarks: a Running stream with copy_state rows left is still copying.
+    let limit = ex.config.rpc_timeout;
+    let read = join_all(primaries.iter().map(|(_, p)| async move {
+        bounded(
+            limit,
+            &p.addr,
+            Method::ReadVReplicationWorkflow,
+            ex.tablets
+                .observe_workflow(&p.addr, workflow, &view.sidecar_db),
+        )
+        .await
+        .map_err(|e| StepError::tablet(format!("reading {workflow} on {}", p.alias), e))
+    }))
+    .await;
     let mut out = Vec::new();
-    for (primary, streams) in primaries.into_iter().zip(read) {
-        let streams: Vec<(i32, String)> = streams?
+    for ((shard, primary), streams) in primaries.into_iter().zip(read) {
+        let streams = streams?;
+        let copying = streams.as_ref().is_some_and(|w| w.is_copying());
+        let streams: Vec<(i32, String)> = streams
             .map(|w| {
                 w.streams
                     .into_iter()
@@ -244,9 +270,50 @@ async fn read_stream_ids<'a>(
                 primary.alias
             )));
         }
-        out.push(OnPrimary { primary, streams });
+        out.push(OnPrimary {
+            primary,
+            shard,
+            streams,
+            copying,
+        });
     }
     Ok(out)
+}
+
+/// The streams into `to`, read under the locks, must be able to prove I2: none still copies
+/// (its position is a copy cycle's snapshot, not a replication position) and every receiving
+/// shard has a stream from every `from` shard it overlaps (a missing one would never be waited
+/// for in the catch-up).
+fn verify_streams_into(
+    ex: &Executor,
+    from: Side,
+    to: Side,
+    into_to: &[OnPrimary<'_>],
+) -> Result<(), StepError> {
+    let from_view = ex.view(from)?;
+    let to_view = ex.view(to)?;
+    for on in into_to {
+        if on.copying {
+            return Err(StepError::Precondition(format!(
+                "the {} streams on {} are still copying rows",
+                ex.desired.workflow_into(to),
+                on.primary.alias
+            )));
+        }
+        let missing: Vec<String> = source_shards_of(from_view, to_view, &on.shard)
+            .into_iter()
+            .filter(|s| !on.streams.iter().any(|(_, source)| source == s))
+            .collect();
+        if !missing.is_empty() {
+            return Err(StepError::Precondition(format!(
+                "{} has no {} stream from shard(s) {}",
+                on.primary.alias,
+                ex.desired.workflow_into(to),
+                missing.join(", ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Steps 0–8. Returns the positions of the `to` primaries (the reverse streams' start).
@@ -327,6 +394,7 @@ async fn reversible(
     let into_from_workflow = ex.desired.workflow_into(from);
     let (into_to, into_from) = stage(ex, "streams", async {
         let into_to = read_stream_ids(ex, to, &into_to_workflow, true).await?;
+        verify_streams_into(ex, from, to, &into_to)?;
         let into_from = if ex.desired.cutover.reverse_replication {
             read_stream_ids(ex, from, &into_from_workflow, true).await?
         } else {
@@ -433,6 +501,10 @@ async fn reversible(
                 result?;
             }
         }
+        // As Vitess does, one more delay before the positions are read: a statement that passed
+        // the denied-tables check and took its table lock right after the second LOCK TABLES
+        // commits in it, and is in the positions read next.
+        tokio::time::sleep(ex.config.flush_delay).await;
         Ok(())
     };
     stage(ex, "flush", flush).await?;
@@ -441,7 +513,15 @@ async fn reversible(
     ex.checkpoint("cutover:positions_old")
         .await
         .map_err(|e| ("positions_old", e))?;
-    let old_positions = stage(ex, "positions_old", positions(ex, from, deadline, budget)).await?;
+    let old_positions = stage(ex, "positions_old", async {
+        let positions = positions(ex, from, deadline, budget).await?;
+        // A reparent takes the shard lock, not the keyspace locks: positions of a primary
+        // demoted before they were read would miss the writes of the new one.
+        verify_shards_unchanged(ex, from, &from_versions).await?;
+        verify_shards_unchanged(ex, to, &to_versions).await?;
+        Ok(positions)
+    })
+    .await?;
 
     // 5. Wait for the new side's streams to apply them (I2).
     ex.checkpoint("cutover:catch_up")
@@ -567,7 +647,40 @@ async fn reversible(
         Ok(())
     };
     stage(ex, "reverse", reverse).await?;
+    // Last check before the point of no return: no reparent since the denial on either side.
+    stage(ex, "reverse", async {
+        verify_shards_unchanged(ex, from, &from_versions).await?;
+        verify_shards_unchanged(ex, to, &to_versions).await
+    })
+    .await?;
     Ok(new_positions)
+}
+
+/// Checks that the Shard records of `side` are still the versions the cutover wrote. A change
+/// while the unit holds the keyspace locks can only come from a reparent (Planned or Emergency
+/// ReparentShard take the shard lock): the primaries the unit flushes, reads positions from and
+/// refreshed are then not the ones taking writes, so the unit rolls back and the next pass
+/// observes the new primaries (docs/reliability.md, "Reparents during the cutover").
+async fn verify_shards_unchanged(
+    ex: &Executor,
+    side: Side,
+    versions: &[(String, crate::vitess::topo::Version)],
+) -> Result<(), StepError> {
+    let keyspace = ex.desired.keyspace(side);
+    for (shard, version) in versions {
+        let current = ex
+            .topo
+            .get_shard(keyspace, shard)
+            .await
+            .map_err(|e| StepError::topo(format!("reading shard {keyspace}/{shard}"), e))?;
+        if current.version != *version {
+            return Err(StepError::Precondition(format!(
+                "shard {keyspace}/{shard} changed during the cutover (a reparent): its primary \
+                 may not be the one whose writes were flushed and whose position was read"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The current position of every primary of `side`.
@@ -618,6 +731,11 @@ async fn rollback(
     let budget = ex.config.rollback_timeout;
     let from_shards = shard_names(ex, from)?;
     let to_shards = shard_names(ex, to)?;
+    // The streams into `from` are discarded at the end. If one ran (a completed switch, then
+    // the rules were put back by hand or by another tool), `to` accepted writes that only it
+    // carries: it must have applied everything `to` has before anything changes.
+    ex.checkpoint("rollback:prove").await?;
+    prove_reverse_discardable(ex, from, to, deadline, budget).await?;
     ex.checkpoint("rollback:deny").await?;
     // Deny the side that was to take writes before allowing the old one again, so both never
     // accept writes at once.
@@ -659,6 +777,64 @@ async fn rollback(
     Ok(())
 }
 
+/// Proves that discarding the streams into `from` loses no write: a stream that never ran (no
+/// position, or Stopped/Init as the cutover leaves its fresh reverse streams) carries nothing;
+/// a stream that ran must reach the current position of its source primary on `to` (which
+/// denies the moved tables by now) within the budget.
+async fn prove_reverse_discardable(
+    ex: &Executor,
+    from: Side,
+    to: Side,
+    deadline: Instant,
+    budget: Duration,
+) -> Result<(), StepError> {
+    use crate::vitess::proto::binlogdata::VReplicationWorkflowState as State;
+    let workflow = ex.desired.workflow_into(from);
+    let Ok(from_view) = ex.view(from) else {
+        return Ok(());
+    };
+    let mut ran = Vec::new();
+    for shard in &from_view.shards {
+        let Some(primary) = &shard.primary else {
+            continue;
+        };
+        let streams = ex.read_streams(primary, &workflow).await?;
+        for stream in streams.map(|w| w.streams).unwrap_or_default() {
+            if stream.position.is_empty() || matches!(stream.state, State::Stopped | State::Init) {
+                continue;
+            }
+            ran.push((primary, stream.id, stream.source.shard));
+        }
+    }
+    if ran.is_empty() {
+        return Ok(());
+    }
+    let positions = positions(ex, to, deadline, budget).await?;
+    let left = ex.remaining(deadline, "proving the reverse streams caught up", budget)?;
+    for (primary, id, source_shard) in ran {
+        let position = positions.get(&source_shard).ok_or_else(|| {
+            StepError::Precondition(format!("no position for shard {source_shard}"))
+        })?;
+        bounded(
+            left,
+            &primary.addr,
+            Method::VReplicationWaitForPos,
+            ex.tablets
+                .wait_for_position(&primary.addr, id, position, left),
+        )
+        .await
+        .map_err(|e| {
+            StepError::Precondition(format!(
+                "stream {id} on {} ran and has not applied everything keyspace {} accepted \
+                 ({e}); discarding it would lose those writes, so writes are not rolled back",
+                primary.alias,
+                ex.desired.keyspace(to)
+            ))
+        })?;
+    }
+    Ok(())
+}
+
 /// The heal that rolls an interrupted cutover back: writes stay on `to` (where primary routing
 /// points), under both keyspace locks with a fresh budget.
 pub(crate) async fn rollback_writes(ex: &Executor, to: Side) -> Result<(), StepError> {
@@ -668,6 +844,8 @@ pub(crate) async fn rollback_writes(ex: &Executor, to: Side) -> Result<(), StepE
         .lock("RollbackWrites", &[Side::Source, Side::Target])
         .await?;
     let result = async {
+        ex.verify_planned_from(&[Side::Source, Side::Target])
+            .await?;
         match current_state(ex).await? {
             Some(RoutingState::Routed(r)) if r.placement().primary == to => {}
             other => {

@@ -34,7 +34,9 @@ use crate::vitess::proto::tabletmanagerdata::{
 };
 use crate::vitess::proto::topodata::TabletType;
 use crate::vitess::proto::vschema;
-use crate::vitess::routing::{RoutingState, Side, update_routing_rules};
+use crate::vitess::routing::{
+    RoutingState, Side, derive_workflow_routing_state, update_routing_rules,
+};
 use crate::vitess::srv_vschema::{desired_srv_vschema, write_srv_vschema_if_stale};
 use crate::vitess::tablet::{Method, TabletAddr, TabletError, TabletRpc, WorkflowStreams};
 use crate::vitess::topo::{
@@ -470,12 +472,17 @@ impl Executor {
             }
             Action::SetDeniedTables { side, shards, op } => {
                 let side = *side;
-                locked!(&[side], |held| self
-                    .set_denied_tables(&held, side, shards, *op))
+                locked!(&[side], |held| async {
+                    self.verify_planned_from(&[side]).await?;
+                    self.set_denied_tables(&held, side, shards, *op).await
+                })
             }
             Action::SetRoutingRules { state } => {
                 let sides = self.routing_lock_sides();
-                locked!(&sides, |held| self.set_routing_rules(&held, *state))
+                locked!(&sides, |held| async {
+                    self.verify_planned_from(&sides).await?;
+                    self.set_routing_rules(&held, *state).await
+                })
             }
             Action::RebuildSrvVSchema { cells } => self.rebuild(Some(cells)).await.map(|_| ()),
             Action::RefreshTablets { tablets } => self.refresh_targets(tablets, false).await,
@@ -528,6 +535,54 @@ impl Executor {
                     .remove_from_vschema(&held, side, tables))
             }
         }
+    }
+
+    /// Re-validates, under the locks just taken, that the state a step replaces is the one the
+    /// plan was made from: the workflow's routing state, and the Shard record (denied tables,
+    /// primary and term) of every shard of `sides`. Another actor (vtctld switching traffic, a
+    /// person running SetShardTabletControl, a reparent) may have changed either between the
+    /// observation and the lock; writing the planned absolute state over theirs could send writes
+    /// to a side that denies them, or record positions of a tablet that no longer takes writes.
+    /// A mismatch is a precondition error: nothing is written, and the next pass plans from what
+    /// is there now.
+    pub async fn verify_planned_from(&self, sides: &[Side]) -> Result<(), StepError> {
+        let moved = self.desired.moved();
+        let planned = derive_workflow_routing_state(&self.observed.routing_rules, &moved);
+        let rules = self
+            .topo
+            .get_routing_rules()
+            .await
+            .map_err(|e| StepError::topo("reading the routing rules", e))?
+            .value;
+        let now = derive_workflow_routing_state(&rules, &moved);
+        if now != planned {
+            return Err(StepError::Precondition(format!(
+                "the routing rules changed since they were observed (planned from {planned:?}, \
+                 found {now:?}); nothing was written"
+            )));
+        }
+        for side in sides {
+            let Some(view) = self.observed.view(*side) else {
+                continue;
+            };
+            for shard in &view.shards {
+                let current = self
+                    .topo
+                    .get_shard(&view.name, &shard.name)
+                    .await
+                    .map_err(|e| {
+                        StepError::topo(format!("reading shard {}/{}", view.name, shard.name), e)
+                    })?;
+                if current.version != shard.version {
+                    return Err(StepError::Precondition(format!(
+                        "shard {}/{} changed since it was observed (denied tables, primary or \
+                         term); nothing was written",
+                        view.name, shard.name
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Routing-rule changes touch keys of both keyspaces; with the source gone

@@ -93,6 +93,12 @@ impl EngineMemory {
         }
     }
 
+    /// Whether the engine refreshed `keyspace/shard` at some version of its Shard record.
+    pub fn remembers_refresh_of(&self, keyspace: &str, shard: &str) -> bool {
+        self.refresh_ledger
+            .contains_key(&(keyspace.to_string(), shard.to_string()))
+    }
+
     /// Whether `alias` acknowledged a refresh for `shard_version` of `keyspace/shard`.
     pub fn refreshed(
         &self,

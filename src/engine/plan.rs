@@ -52,7 +52,7 @@ use crate::vitess::topo::Version;
 use super::desired::{Desired, DesiredLifecycle};
 use super::memory::EngineMemory;
 use super::observe::{KeyspaceView, Observed, PrimaryView, ShardView, TabletView};
-use super::requests::{StreamSettings, binlog_sources};
+use super::requests::{StreamSettings, binlog_sources, source_shards_of};
 
 // ---------------------------------------------------------------------------------------------
 // Output types
@@ -812,24 +812,27 @@ impl<'a> Facts<'a> {
     }
 
     /// Whether a tablet read its shard's current record: it acknowledged a refresh after the
-    /// record's last change, or it (re)started after it.
+    /// record's last change. A Tablet record newer than the Shard record is evidence of a
+    /// (re)start only while the engine remembers nothing of the shard (a fresh controller, `vtmove
+    /// plan`): a tablet also rewrites its record on a type change (a reparent's promotion), tag
+    /// or port change without re-reading the shard, so once the engine has refreshed a shard, a
+    /// promoted replica that missed that refresh must acknowledge the shard's new record itself
+    /// (a reparent rewrites the Shard record, which asks for a new acknowledgement).
     fn fresh(&self, keyspace: &str, shard: &ShardView, tablet: &TabletView) -> bool {
-        tablet.record_version > shard.version
-            || self
-                .m
+        if self.m.remembers_refresh_of(keyspace, &shard.name) {
+            self.m
                 .refreshed(keyspace, &shard.name, shard.version, &tablet.alias)
+        } else {
+            tablet.record_version > shard.version
+        }
     }
 
     /// Whether the engine remembers nothing about refreshes of `tablet`'s shard (an empty
     /// ledger after a restart), as opposed to remembering an older record or a missing
     /// acknowledgement.
     fn refresh_unremembered(&self, tablet: &TabletTarget) -> bool {
-        self.view(tablet.side).is_some_and(|view| {
-            !self
-                .m
-                .refresh_ledger
-                .contains_key(&(view.name.clone(), tablet.shard.clone()))
-        })
+        self.view(tablet.side)
+            .is_some_and(|view| !self.m.remembers_refresh_of(&view.name, &tablet.shard))
     }
 
     /// Reachable tablets of `side` that may still serve stale denied tables.
@@ -969,6 +972,35 @@ impl<'a> Facts<'a> {
         out
     }
 
+    /// Receiving shards of `to` that lack a stream from a shard of the other side they overlap:
+    /// a catch-up would never wait for that shard, so its writes would be lost.
+    fn missing_sources(&self, to: Side) -> Vec<String> {
+        let (Some(from_view), Some(to_view)) = (self.view(to.other()), self.view(to)) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (shard, streams) in self.streams_into(to).present() {
+            let has: BTreeSet<&str> = streams
+                .streams
+                .iter()
+                .map(|s| s.source.shard.as_str())
+                .collect();
+            let missing: Vec<String> = source_shards_of(from_view, to_view, &shard.name)
+                .into_iter()
+                .filter(|s| !has.contains(s.as_str()))
+                .collect();
+            if !missing.is_empty() {
+                out.push(format!(
+                    "shard {} of keyspace {} has no stream from shard(s) {}",
+                    shard.name,
+                    self.keyspace(to),
+                    missing.join(", ")
+                ));
+            }
+        }
+        out
+    }
+
     /// I2 for a cutover from `from` to `to`, proven from live observation: `from` denies every
     /// moved table on every shard and its primaries read that denial, so their positions are
     /// frozen; and every stream into `to` has applied its source shard's current position.
@@ -996,6 +1028,18 @@ impl<'a> Facts<'a> {
                 "not every primary of keyspace {} has its streams",
                 self.keyspace(to)
             ));
+        }
+        // During the copy phase a stream's position is the snapshot of its last copy cycle: it
+        // says nothing about the rows still to copy (Vitess refuses SwitchTraffic then too).
+        if into.copying() {
+            return Err(format!(
+                "the streams into keyspace {} are still copying rows",
+                self.keyspace(to)
+            ));
+        }
+        let missing = self.missing_sources(to);
+        if !missing.is_empty() {
+            return Err(missing.join("; "));
         }
         for (shard, stream) in into.streams() {
             let Some(source) = from_view.shard(&stream.source.shard) else {
@@ -1581,6 +1625,18 @@ fn switch_prechecks(f: &Facts<'_>, to: Side, writes: bool) -> Vec<Blocker> {
                 ),
             ));
         } else {
+            let missing = f.missing_sources(to);
+            if !missing.is_empty() {
+                out.push(Blocker::new(
+                    BlockReason::StreamsMissing,
+                    format!(
+                        "{}: writes to the moved tables on those shards would never reach {}; \
+                         recreate the missing streams",
+                        missing.join("; "),
+                        f.keyspace(to)
+                    ),
+                ));
+            }
             if into.copying() {
                 out.push(Blocker::new(
                     BlockReason::CopyNotComplete,

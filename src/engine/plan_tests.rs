@@ -942,6 +942,23 @@ fn stale_serving_data_and_tablets_are_repaired() {
     assert_eq!(tablets.len(), 2);
     assert!(tablets.iter().all(|t| t.side == S && t.shard == "0"));
 
+    // Once the engine has refreshed a shard, only an acknowledgement of the current record
+    // counts: a Tablet record newer than the Shard record (rewritten by a promotion without
+    // re-reading the shard) is no evidence.
+    let mut memory = EngineMemory::default();
+    memory.ack_refresh("commerce", "0", Version(10), "zone1-0000000100");
+    let p = plan(&d, &state_a(&d).build(), &memory);
+    let step = p.step.expect("a step");
+    assert_eq!(
+        step.heal.map(|h| h.reason),
+        Some(HealReason::TabletsNotRefreshed)
+    );
+    let Action::RefreshTablets { tablets } = step.action else {
+        panic!("expected RefreshTablets");
+    };
+    let aliases: Vec<_> = tablets.iter().map(|t| t.alias.as_str()).collect();
+    assert_eq!(aliases, ["zone1-0000000101"]);
+
     // An unreachable stale tablet is left alone: when it comes back, it rewrites its record.
     let p = run(
         &d,

@@ -72,6 +72,18 @@ pub fn ranges_overlap(a: Option<&KeyRange>, b: Option<&KeyRange>) -> bool {
     (a_end.is_empty() || b_start < a_end) && (b_end.is_empty() || a_start < b_end)
 }
 
+/// The shards of `from` a receiving shard `to_shard` of `to` copies from: one stream each, so
+/// a proof that the receiving shard is caught up must find a stream for every one of them (a
+/// deleted stream of one source shard is not made up for by the others).
+pub fn source_shards_of(from: &KeyspaceView, to: &KeyspaceView, to_shard: &str) -> Vec<String> {
+    let receiving = to.shard(to_shard).map(|s| s.key_range()).unwrap_or(None);
+    from.shards
+        .iter()
+        .filter(|s| ranges_overlap(s.key_range(), receiving))
+        .map(|s| s.name.clone())
+        .collect()
+}
+
 /// Whether two key ranges are the same range.
 pub fn ranges_equal(a: Option<&KeyRange>, b: Option<&KeyRange>) -> bool {
     bounds(a) == bounds(b)

@@ -1,28 +1,44 @@
 //! [`FakeFleet`]: an in-memory fleet of vttablets behind the [`TabletRpc`] trait, for engine
 //! integration tests that need no network.
 //!
-//! It models what the engine relies on, and no more:
-//! * one database per shard (replicas share their primary's), with tables of rows, a GTID-like
-//!   counter per server and a change log;
-//! * denied tables *as each tablet loaded them*: a tablet reads its Shard record at start and on
-//!   `RefreshState`, and a primary rejects writes to a table it loaded as denied — so a tablet
-//!   that was not refreshed keeps serving stale rules, as a real one does;
-//! * VReplication streams: created Stopped, a copy phase of a configurable number of
-//!   observations (optionally ending each cycle with MySQL error 3024, #17778), then replication
-//!   of the source's change log filtered by table and key range; stop, start, FROZEN, positions,
-//!   `VReplicationWaitForPos`;
-//! * faults: tablets down, restarts (which re-read the Shard record and rewrite the Tablet
-//!   record, like a tablet roll), failing or slow RPCs, stalled streams, lag, old-version
-//!   `FullStatus` without the tablet type (#18031);
+//! It models what the engine relies on, and the faults that can break it:
+//! * **one replicated history per shard**: every committed transaction is a log entry with the
+//!   GTID of the server that committed it (each tablet has its own server UUID and counter, so a
+//!   reparent starts a new UUID in the history); a tablet's position is the GTID set of the
+//!   prefix of the log it applied. The primary has applied all of it; a replica follows with an
+//!   optional lag (or not at all), so `PrimaryPosition` on a tablet that is no longer the primary
+//!   answers its own, possibly older, position — as vttablet does;
+//! * denied tables **as each tablet loaded them**: a tablet reads its Shard record at start and on
+//!   `RefreshState`, and a primary rejects statements on a table it loaded as denied — so a
+//!   tablet that was not refreshed keeps serving stale rules, and a replica promoted by a reparent
+//!   serves the rules it had cached as a replica;
+//! * **reparents**: planned (the old primary is demoted and the new one promoted once it caught
+//!   up) and emergency (the old primary is dead; the most advanced replica is promoted, with
+//!   semi-sync durability so no acknowledged transaction is lost); both take the shard lock, write
+//!   the Shard record (primary alias and term) and then rewrite the Tablet records from what the
+//!   tablets cached, without re-reading the shard, as vttablet does on a type change;
+//! * VReplication streams: created Stopped; a copy phase of a configurable number of
+//!   observations, each copy cycle copying more rows in PK order and setting the stream's
+//!   position to the snapshot GTID of the cycle (optionally ending with MySQL error 3024,
+//!   #17778); then replication of the source history, applying every transaction whose GTID the
+//!   stream's GTID set does not contain (optionally a few per observation); stop, start, FROZEN,
+//!   positions; `VReplicationWaitForPos` compares GTID **sets**, like Vitess;
+//! * writes that race the cutover: statements that passed the denied-tables check but commit
+//!   later (in flight), and multi-statement transactions left open; `LOCK TABLES ... READ` waits
+//!   for the open transactions and running statements on the tables it locks (they commit
+//!   first), as MySQL's metadata locks make it;
+//! * faults: tablets down, restarts (which re-read the Shard record and rewrite the Tablet record,
+//!   like a tablet roll), failing or slow RPCs, stalled streams, reported lag, replica lag,
+//!   old-version `FullStatus` without the tablet type (#18031);
 //! * a probe that routes writes like vtgate (from a cell's `SrvVSchema`) and remembers every
 //!   accepted write, for the no-lost-write check.
 //!
-//! vtsim (`crates/vtsim`) is the faithful simulator; this fake keeps the engine's own tests fast
-//! and independent of it.
+//! vtsim (`crates/vtsim`) is the faithful simulator over real gRPC; this fake keeps the engine's
+//! own tests fast and independent of it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
@@ -43,8 +59,9 @@ use crate::vitess::proto::tabletmanagerdata::{
 use crate::vitess::proto::topodata::{KeyRange, TabletAlias, TabletType};
 use crate::vitess::proto::vttime;
 use crate::vitess::routing::{RoutingView, TrafficType};
+use crate::vitess::tablet::gtid::GtidSource;
 use crate::vitess::tablet::result::build_result;
-use crate::vitess::tablet::{Method, Position, TabletAddr, TabletError, TabletRpc};
+use crate::vitess::tablet::{GtidSet, Method, Position, TabletAddr, TabletError, TabletRpc};
 use crate::vitess::topo::{TopoServer, tablet_alias_string};
 
 /// The message a copy cycle ends with when MySQL's `MAX_EXECUTION_TIME` fires.
@@ -79,6 +96,36 @@ fn parse_range(text: &str) -> Option<KeyRange> {
     })
 }
 
+/// The server UUID of a tablet, derived from its alias so every run names it the same.
+fn server_uuid(alias: &TabletAlias) -> GtidSource {
+    let cell = alias
+        .cell
+        .bytes()
+        .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    GtidSource {
+        uuid: (u128::from(cell & 0xffff_ffff) << 96) | u128::from(alias.uid),
+        tag: String::new(),
+    }
+}
+
+/// One committed transaction of a shard's history.
+#[derive(Clone, Debug)]
+struct LogEntry {
+    server: GtidSource,
+    seq: u64,
+    table: String,
+    id: i64,
+}
+
+/// The copy phase of a stream.
+#[derive(Clone, Copy, Debug)]
+struct CopyPhase {
+    /// Copy cycles (observations) left.
+    left: u32,
+    /// Cycles so far.
+    done: u32,
+}
+
 /// One stream.
 #[derive(Clone, Debug)]
 struct FakeStream {
@@ -89,45 +136,78 @@ struct FakeStream {
     range: Option<KeyRange>,
     state: VReplicationWorkflowState,
     message: String,
-    /// Source transactions applied; `None` until the stream has a position.
-    applied: Option<u64>,
-    /// Observations left in the copy phase; `Some(0)` never stays (the copy ends).
-    copy_left: Option<u32>,
+    /// The source transactions applied (the stream's position); `None` until it has one.
+    applied: Option<GtidSet>,
+    /// Source log entries before this index are known to be in `applied`.
+    cursor: usize,
+    /// The copy phase, while it lasts.
+    copy: Option<CopyPhase>,
     cycles: u32,
 }
 
-/// One shard's database.
+/// A statement that passed the denied-tables check and commits later.
 #[derive(Clone, Debug)]
+struct InFlight {
+    tablet: TabletAddr,
+    table: String,
+    id: i64,
+    due: Instant,
+}
+
+/// A multi-statement transaction left open after a write.
+#[derive(Clone, Debug)]
+struct OpenTx {
+    tablet: TabletAddr,
+    keyspace: String,
+    shard: String,
+    table: String,
+    id: i64,
+}
+
+/// One shard's replicated database.
+#[derive(Clone, Debug, Default)]
 struct FakeDb {
-    uuid: String,
-    gtid: u64,
-    /// table → row id → GTID of its last write.
-    tables: BTreeMap<String, BTreeMap<i64, u64>>,
-    /// (gtid, table, id) of every change.
-    log: Vec<(u64, String, i64)>,
+    /// table → row id → log index + 1 of its last write (0: seeded).
+    tables: BTreeMap<String, BTreeMap<i64, usize>>,
+    /// Every committed transaction, in commit order.
+    log: Vec<LogEntry>,
     streams: BTreeMap<i32, FakeStream>,
     next_stream: i32,
     lock_tables: u64,
 }
 
 impl FakeDb {
-    fn position(&self) -> String {
-        if self.gtid == 0 {
-            "MySQL56/".to_string()
-        } else {
-            format!("MySQL56/{}:1-{}", self.uuid, self.gtid)
+    /// The GTID set of the first `n` transactions.
+    fn position_at(&self, n: usize) -> GtidSet {
+        let mut last: BTreeMap<&GtidSource, u64> = BTreeMap::new();
+        for entry in self.log.iter().take(n) {
+            let seq = last.entry(&entry.server).or_default();
+            *seq = (*seq).max(entry.seq);
         }
+        let mut set = GtidSet::default();
+        for (server, seq) in last {
+            set.insert(server.clone(), (1, seq));
+        }
+        set
     }
 
-    fn write(&mut self, table: &str, id: i64) -> u64 {
-        self.gtid += 1;
+    fn commit(&mut self, server: GtidSource, seq: u64, table: &str, id: i64) {
+        self.log.push(LogEntry {
+            server,
+            seq,
+            table: table.to_string(),
+            id,
+        });
+        let n = self.log.len();
         self.tables
             .entry(table.to_string())
             .or_default()
-            .insert(id, self.gtid);
-        self.log.push((self.gtid, table.to_string(), id));
-        self.gtid
+            .insert(id, n);
     }
+}
+
+fn position_text(set: &GtidSet) -> String {
+    format!("MySQL56/{set}")
 }
 
 /// One tablet.
@@ -136,6 +216,7 @@ struct FakeTablet {
     alias: TabletAlias,
     keyspace: String,
     shard: String,
+    /// The type the tablet runs as (changed by reparents).
     tablet_type: TabletType,
     up: bool,
     /// Denied PRIMARY tables as last loaded from the Shard record.
@@ -143,6 +224,13 @@ struct FakeTablet {
     reports_type: bool,
     fail_next: BTreeMap<Method, u32>,
     delay: BTreeMap<Method, Duration>,
+    server: GtidSource,
+    /// Transactions committed by this server.
+    seq: u64,
+    /// Log entries of the shard applied.
+    applied: usize,
+    /// Transactions a replica stays behind (`usize::MAX`: replication stopped).
+    lag: usize,
 }
 
 /// Knobs that apply to the whole fleet.
@@ -154,6 +242,8 @@ pub struct FleetOptions {
     pub copy_cycles_3024: bool,
     /// The longest a `VReplicationWaitForPos` that cannot succeed blocks before its deadline.
     pub max_wait: Duration,
+    /// Source transactions a stream applies per observation (`None`: all it finds).
+    pub stream_batch: Option<usize>,
 }
 
 impl Default for FleetOptions {
@@ -162,6 +252,7 @@ impl Default for FleetOptions {
             copy_observations: 2,
             copy_cycles_3024: false,
             max_wait: Duration::from_secs(2),
+            stream_batch: None,
         }
     }
 }
@@ -179,6 +270,27 @@ pub struct AcceptedWrite {
     pub id: i64,
 }
 
+/// The rules one tablet enforces, for the invariant checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadedRules {
+    /// `cell-uid`.
+    pub alias: String,
+    /// Keyspace.
+    pub keyspace: String,
+    /// Shard.
+    pub shard: String,
+    /// The type the tablet runs as.
+    pub tablet_type: TabletType,
+    /// Whether it is up.
+    pub up: bool,
+    /// The PRIMARY denied tables it loaded.
+    pub denied: BTreeSet<String>,
+}
+
+/// An open transaction of the probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TxId(u64);
+
 #[derive(Default)]
 struct FleetState {
     tablets: BTreeMap<TabletAddr, FakeTablet>,
@@ -187,7 +299,103 @@ struct FleetState {
     stalled: BTreeSet<(String, String)>,
     lag: BTreeMap<(String, String), u64>,
     accepted: Vec<AcceptedWrite>,
+    in_flight: Vec<InFlight>,
+    open: BTreeMap<TxId, OpenTx>,
+    next_tx: u64,
     calls: u64,
+}
+
+impl FleetState {
+    fn tablet_by_alias(&self, alias: &str) -> Option<(&TabletAddr, &FakeTablet)> {
+        self.tablets
+            .iter()
+            .find(|(_, t)| tablet_alias_string(&t.alias) == alias)
+    }
+
+    fn addr_of(&self, alias: &str) -> Option<TabletAddr> {
+        self.tablet_by_alias(alias).map(|(a, _)| a.clone())
+    }
+
+    /// Brings every replica of the shard as close to the head as its lag allows.
+    fn sync_replicas(&mut self, key: &(String, String)) {
+        let Some(len) = self.dbs.get(key).map(|db| db.log.len()) else {
+            return;
+        };
+        for t in self.tablets.values_mut() {
+            if t.keyspace != key.0 || t.shard != key.1 || !t.up {
+                continue;
+            }
+            if t.tablet_type == TabletType::Primary {
+                t.applied = len;
+            } else if t.lag != usize::MAX {
+                t.applied = t.applied.max(len.saturating_sub(t.lag)).min(len);
+            }
+        }
+    }
+
+    /// Commits a write on the primary at `addr`: a new GTID of its server.
+    fn commit_on(&mut self, addr: &TabletAddr, table: &str, id: i64) -> Option<AcceptedWrite> {
+        let tablet = self.tablets.get_mut(addr)?;
+        if tablet.tablet_type != TabletType::Primary {
+            return None;
+        }
+        tablet.seq += 1;
+        let (server, seq) = (tablet.server.clone(), tablet.seq);
+        let key = (tablet.keyspace.clone(), tablet.shard.clone());
+        let db = self.dbs.get_mut(&key)?;
+        db.commit(server, seq, table, id);
+        let accepted = AcceptedWrite {
+            keyspace: key.0.clone(),
+            shard: key.1.clone(),
+            table: table.to_string(),
+            id,
+        };
+        self.accepted.push(accepted.clone());
+        self.sync_replicas(&key);
+        Some(accepted)
+    }
+
+    /// Commits the statements in flight whose time has come (they passed the denied-tables check
+    /// when they were sent). A statement on a tablet that is no longer the primary fails.
+    fn settle(&mut self, now: Instant) {
+        let (due, pending): (Vec<InFlight>, Vec<InFlight>) = std::mem::take(&mut self.in_flight)
+            .into_iter()
+            .partition(|s| s.due <= now);
+        self.in_flight = pending;
+        for s in due {
+            let _ = self.commit_on(&s.tablet, &s.table, s.id);
+        }
+    }
+
+    /// What `LOCK TABLES ... READ` on `addr` waits for: running statements and open transactions
+    /// on those tables commit before the lock is granted.
+    fn lock_tables(&mut self, addr: &TabletAddr, tables: &[String]) {
+        let (waited, pending): (Vec<InFlight>, Vec<InFlight>) = std::mem::take(&mut self.in_flight)
+            .into_iter()
+            .partition(|s| &s.tablet == addr && tables.contains(&s.table));
+        self.in_flight = pending;
+        for s in waited {
+            let _ = self.commit_on(&s.tablet, &s.table, s.id);
+        }
+        let open: Vec<TxId> = self
+            .open
+            .iter()
+            .filter(|(_, tx)| &tx.tablet == addr && tables.contains(&tx.table))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in open {
+            if let Some(tx) = self.open.remove(&id) {
+                let _ = self.commit_on(&tx.tablet, &tx.table, tx.id);
+            }
+        }
+    }
+
+    /// A tablet that restarts or is demoted loses its running statements and open transactions
+    /// (rolled back: never accepted).
+    fn abort_on(&mut self, addr: &TabletAddr) {
+        self.in_flight.retain(|s| &s.tablet != addr);
+        self.open.retain(|_, tx| &tx.tablet != addr);
+    }
 }
 
 /// The fake fleet. See the module docs.
@@ -223,6 +431,14 @@ fn now_time(offset: u64) -> Option<vttime::Time> {
     })
 }
 
+/// Where the probe sends a write: keyspace, shard and the primary's address.
+struct Route {
+    keyspace: String,
+    shard: String,
+    table: String,
+    addr: TabletAddr,
+}
+
 impl FakeFleet {
     /// A fleet whose tablets read their Shard records from `topo`.
     pub fn new(topo: Arc<TopoServer>, options: FleetOptions) -> Arc<Self> {
@@ -234,7 +450,9 @@ impl FakeFleet {
     }
 
     fn state(&self) -> MutexGuard<'_, FleetState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.settle(Instant::now());
+        state
     }
 
     fn options(&self) -> FleetOptions {
@@ -250,7 +468,7 @@ impl FakeFleet {
     }
 
     /// Adds a tablet serving `keyspace/shard` at `addr`. The shard's database is created on first
-    /// use, with a server UUID derived from its name.
+    /// use.
     pub fn add_tablet(
         &self,
         addr: TabletAddr,
@@ -260,19 +478,14 @@ impl FakeFleet {
         tablet_type: TabletType,
     ) {
         let mut state = self.state();
-        let n = state.dbs.len() as u64 + 1;
         state
             .dbs
             .entry((keyspace.to_string(), shard.to_string()))
             .or_insert_with(|| FakeDb {
-                uuid: format!("00000000-0000-0000-0000-{n:012x}"),
-                gtid: 0,
-                tables: BTreeMap::new(),
-                log: Vec::new(),
-                streams: BTreeMap::new(),
                 next_stream: 1,
-                lock_tables: 0,
+                ..FakeDb::default()
             });
+        let server = server_uuid(&alias);
         state.tablets.insert(
             addr,
             FakeTablet {
@@ -285,11 +498,15 @@ impl FakeFleet {
                 reports_type: true,
                 fail_next: BTreeMap::new(),
                 delay: BTreeMap::new(),
+                server,
+                seq: 0,
+                applied: 0,
+                lag: 0,
             },
         );
     }
 
-    /// Creates `table` with rows `ids` in a shard's database (no change log: initial data).
+    /// Creates `table` with rows `ids` in a shard's database (no history: initial data).
     pub fn seed_table(
         &self,
         keyspace: &str,
@@ -321,37 +538,62 @@ impl FakeFleet {
     }
 
     /// Takes a tablet down (every call fails Unavailable) or brings it back up *without* a
-    /// restart (its loaded rules are unchanged).
+    /// restart (its loaded rules are unchanged): a network partition between it and vtmove.
     pub fn set_up(&self, alias: &str, up: bool) {
         self.with_tablet(alias, |t| t.up = up);
     }
 
     /// Restarts a tablet, as a roll does: it comes up, re-reads its Shard record and rewrites its
-    /// Tablet record (a new ModRevision).
+    /// Tablet record (a new ModRevision). A tablet that ran as primary but finds another primary
+    /// in the Shard record comes back as a replica. Its running statements and open transactions
+    /// are rolled back.
     pub async fn restart(&self, alias: &str) -> Result<(), String> {
-        let (keyspace, shard, alias_proto) = {
+        let (addr, keyspace, shard, alias_proto) = {
             let state = self.state();
-            let t = state
-                .tablets
-                .values()
-                .find(|t| tablet_alias_string(&t.alias) == alias)
+            let (addr, t) = state
+                .tablet_by_alias(alias)
                 .ok_or_else(|| format!("no tablet {alias}"))?;
-            (t.keyspace.clone(), t.shard.clone(), t.alias.clone())
+            (
+                addr.clone(),
+                t.keyspace.clone(),
+                t.shard.clone(),
+                t.alias.clone(),
+            )
         };
-        let denied = self.load_denied(&keyspace, &shard).await?;
-        let record = self
+        let shard_record = self
+            .topo
+            .get_shard(&keyspace, &shard)
+            .await
+            .map_err(|e| e.to_string())?
+            .value;
+        let denied = denied_of(&shard_record);
+        let is_primary = shard_record.primary_alias.as_ref() == Some(&alias_proto);
+        let mut record = self
             .topo
             .get_tablet(&alias_proto)
             .await
-            .map_err(|e| e.to_string())?;
-        self.topo
-            .update_tablet(&record.value, None)
-            .await
-            .map_err(|e| e.to_string())?;
-        self.with_tablet(alias, |t| {
+            .map_err(|e| e.to_string())?
+            .value;
+        let tablet_type = {
+            let mut state = self.state();
+            state.abort_on(&addr);
+            let Some(t) = state.tablets.get_mut(&addr) else {
+                return Err(format!("no tablet {alias}"));
+            };
             t.up = true;
             t.loaded_denied = denied;
-        });
+            if t.tablet_type == TabletType::Primary && !is_primary {
+                t.tablet_type = TabletType::Replica;
+            }
+            let tablet_type = t.tablet_type;
+            state.sync_replicas(&(keyspace, shard));
+            tablet_type
+        };
+        record.r#type = tablet_type as i32;
+        self.topo
+            .update_tablet(&record, None)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(())
     }
 
@@ -393,6 +635,11 @@ impl FakeFleet {
             .insert((keyspace.to_string(), shard.to_string()), lag);
     }
 
+    /// A replica stays `transactions` behind its primary (`None`: its replication is stopped).
+    pub fn set_replica_lag(&self, alias: &str, transactions: Option<usize>) {
+        self.with_tablet(alias, |t| t.lag = transactions.unwrap_or(usize::MAX));
+    }
+
     /// How many copy cycles streams of `keyspace/shard` went through.
     pub fn copy_cycles(&self, keyspace: &str, shard: &str) -> u32 {
         self.state()
@@ -401,7 +648,7 @@ impl FakeFleet {
             .map_or(0, |db| db.streams.values().map(|s| s.cycles).sum())
     }
 
-    /// `LOCK TABLES` statements a shard's primary received.
+    /// `LOCK TABLES` statements a shard's tablets received.
     pub fn lock_tables_calls(&self, keyspace: &str, shard: &str) -> u64 {
         self.state()
             .dbs
@@ -427,7 +674,7 @@ impl FakeFleet {
             .is_some_and(|db| db.tables.contains_key(table))
     }
 
-    /// Every write the probe saw accepted.
+    /// Every write the probe saw accepted (committed).
     pub fn accepted_writes(&self) -> Vec<AcceptedWrite> {
         self.state().accepted.clone()
     }
@@ -437,28 +684,232 @@ impl FakeFleet {
         self.state().calls
     }
 
-    async fn load_denied(&self, keyspace: &str, shard: &str) -> Result<BTreeSet<String>, String> {
-        let record = self
-            .topo
-            .get_shard(keyspace, shard)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(
-            crate::vitess::routing::denied::primary_denied_tables(&record.value)
-                .map(str::to_string)
-                .collect(),
-        )
+    /// The position of one tablet (what `PrimaryPosition` answers), as text.
+    pub fn tablet_position(&self, alias: &str) -> Option<String> {
+        let mut state = self.state();
+        let addr = state.addr_of(alias)?;
+        let key = {
+            let t = state.tablets.get(&addr)?;
+            (t.keyspace.clone(), t.shard.clone())
+        };
+        state.sync_replicas(&key);
+        let applied = state.tablets.get(&addr)?.applied;
+        Some(position_text(&state.dbs.get(&key)?.position_at(applied)))
     }
 
-    /// Sends a write of row `id` of `table` the way vtgate would from `cell`: resolve primary
-    /// routing in the cell's `SrvVSchema`, pick the shard by key range, and send it to that
-    /// shard's primary, which refuses it if it loaded the table as denied.
-    pub async fn probe_write(
+    /// The aliases of `keyspace/shard`'s tablets, with the type each runs as.
+    pub fn shard_tablets(&self, keyspace: &str, shard: &str) -> Vec<(String, TabletType)> {
+        self.state()
+            .tablets
+            .values()
+            .filter(|t| t.keyspace == keyspace && t.shard == shard)
+            .map(|t| (tablet_alias_string(&t.alias), t.tablet_type))
+            .collect()
+    }
+
+    /// The rules every tablet enforces now.
+    pub fn loaded_rules(&self) -> Vec<LoadedRules> {
+        self.state()
+            .tablets
+            .values()
+            .map(|t| LoadedRules {
+                alias: tablet_alias_string(&t.alias),
+                keyspace: t.keyspace.clone(),
+                shard: t.shard.clone(),
+                tablet_type: t.tablet_type,
+                up: t.up,
+                denied: t.loaded_denied.clone(),
+            })
+            .collect()
+    }
+
+    /// Open transactions and statements in flight.
+    pub fn pending_writes(&self) -> usize {
+        let state = self.state();
+        state.open.len() + state.in_flight.len()
+    }
+
+    /// Deletes one stream row from a shard's `_vt.vreplication`, as a person running
+    /// `DELETE FROM _vt.vreplication WHERE id = ...` would. Returns whether it existed.
+    pub fn delete_stream(&self, keyspace: &str, shard: &str, id: i32) -> bool {
+        self.state()
+            .dbs
+            .get_mut(&(keyspace.to_string(), shard.to_string()))
+            .is_some_and(|db| db.streams.remove(&id).is_some())
+    }
+
+    /// The ids and source shards of `workflow`'s streams on a shard.
+    pub fn streams_of(&self, keyspace: &str, shard: &str, workflow: &str) -> Vec<(i32, String)> {
+        self.state()
+            .dbs
+            .get(&(keyspace.to_string(), shard.to_string()))
+            .map(|db| {
+                db.streams
+                    .values()
+                    .filter(|s| s.workflow == workflow)
+                    .map(|s| (s.id, s.source.shard.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    // ----- Reparents ----------------------------------------------------------------------------
+
+    /// PlannedReparentShard to `new_primary`: under the shard lock, the old primary is demoted
+    /// (its running statements and open transactions are rolled back), the new one catches up
+    /// with it and is promoted with the denied tables it cached as a replica; then the Shard
+    /// record gets the new primary and term, and both Tablet records are rewritten without
+    /// re-reading the shard.
+    pub async fn planned_reparent(
         &self,
-        cell: &str,
-        table: &str,
-        id: i64,
-    ) -> Result<AcceptedWrite, String> {
+        keyspace: &str,
+        shard: &str,
+        new_primary: &str,
+    ) -> Result<(), String> {
+        self.reparent(keyspace, shard, new_primary, false).await
+    }
+
+    /// EmergencyReparentShard to `new_primary`: the old primary is dead (down, its statements
+    /// lost); the new one, the most advanced replica, is promoted with its cached rules, the
+    /// Shard record and its Tablet record are rewritten. Semi-sync durability is assumed: the new
+    /// primary has every acknowledged transaction. The old primary, once restarted, finds the new
+    /// one in the Shard record and comes back as a replica.
+    pub async fn emergency_reparent(
+        &self,
+        keyspace: &str,
+        shard: &str,
+        new_primary: &str,
+    ) -> Result<(), String> {
+        self.reparent(keyspace, shard, new_primary, true).await
+    }
+
+    async fn reparent(
+        &self,
+        keyspace: &str,
+        shard: &str,
+        new_primary: &str,
+        emergency: bool,
+    ) -> Result<(), String> {
+        let action = if emergency {
+            "EmergencyReparentShard"
+        } else {
+            "PlannedReparentShard"
+        };
+        let guard = self
+            .topo
+            .lock_shard(keyspace, shard, action)
+            .await
+            .map_err(|e| e.to_string())?;
+        let result = self
+            .reparent_locked(&guard, keyspace, shard, new_primary, emergency)
+            .await;
+        let unlock = guard.unlock().await.map_err(|e| e.to_string());
+        result.and(unlock)
+    }
+
+    async fn reparent_locked(
+        &self,
+        guard: &crate::vitess::topo::ShardLock,
+        keyspace: &str,
+        shard: &str,
+        new_primary: &str,
+        emergency: bool,
+    ) -> Result<(), String> {
+        let key = (keyspace.to_string(), shard.to_string());
+        let (new_alias, old_alias) = {
+            let mut state = self.state();
+            let new_addr = state
+                .addr_of(new_primary)
+                .ok_or_else(|| format!("no tablet {new_primary}"))?;
+            let old_addr = state
+                .tablets
+                .iter()
+                .find(|(_, t)| {
+                    t.keyspace == keyspace
+                        && t.shard == shard
+                        && t.tablet_type == TabletType::Primary
+                })
+                .map(|(a, _)| a.clone());
+            if old_addr.as_ref() == Some(&new_addr) {
+                return Err(format!("{new_primary} is already the primary"));
+            }
+            // Vitess refuses a reparent to a tablet that cannot be reached, before changing
+            // anything.
+            if !state.tablets.get(&new_addr).is_some_and(|t| t.up) {
+                return Err(format!("{new_primary} is down"));
+            }
+            let len = state.dbs.get(&key).map_or(0, |db| db.log.len());
+            if let Some(old) = &old_addr {
+                state.abort_on(old);
+                if let Some(t) = state.tablets.get_mut(old) {
+                    if emergency {
+                        t.up = false;
+                    } else {
+                        t.tablet_type = TabletType::Replica;
+                        t.applied = len;
+                        t.lag = 0;
+                    }
+                }
+            }
+            let Some(t) = state.tablets.get_mut(&new_addr) else {
+                return Err(format!("no tablet {new_primary}"));
+            };
+            if !t.up {
+                return Err(format!("{new_primary} is down"));
+            }
+            t.tablet_type = TabletType::Primary;
+            t.applied = len;
+            t.lag = 0;
+            let new_alias = t.alias.clone();
+            let old_alias =
+                old_addr.and_then(|a| state.tablets.get(&a).map(|t| (t.alias.clone(), emergency)));
+            (new_alias, old_alias)
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let term = vttime::Time {
+            seconds: i64::try_from(now.as_secs()).unwrap_or(0),
+            nanoseconds: i32::try_from(now.subsec_nanos()).unwrap_or(0),
+        };
+        self.topo
+            .update_shard_fields(guard, keyspace, shard, |record| {
+                record.primary_alias = Some(new_alias.clone());
+                record.primary_term_start_time = Some(term);
+                Ok(true)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        // The tablets publish their new types from what they cached: no shard read.
+        let mut rewrites = vec![(new_alias, TabletType::Primary)];
+        if let Some((old, false)) = old_alias {
+            rewrites.push((old, TabletType::Replica));
+        }
+        for (alias, tablet_type) in rewrites {
+            let mut record = self
+                .topo
+                .get_tablet(&alias)
+                .await
+                .map_err(|e| e.to_string())?
+                .value;
+            record.r#type = tablet_type as i32;
+            if tablet_type == TabletType::Primary {
+                record.primary_term_start_time = Some(term);
+            }
+            self.topo
+                .update_tablet(&record, None)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    // ----- The probe -----------------------------------------------------------------------------
+
+    /// Resolves a write of row `id` of `table` the way vtgate does from `cell`: primary routing in
+    /// the cell's `SrvVSchema`, the shard by key range, that shard's primary; and checks the
+    /// statement against the rules the primary loaded.
+    async fn route(&self, cell: &str, table: &str, id: i64) -> Result<Route, String> {
         let srv = self
             .topo
             .get_srv_vschema(cell)
@@ -485,14 +936,15 @@ impl FakeFleet {
             .as_ref()
             .map(tablet_alias_string)
             .ok_or_else(|| format!("{keyspace}/{} has no primary", shard.name))?;
-        let mut state = self.state();
-        let tablet = state
-            .tablets
-            .values()
-            .find(|t| tablet_alias_string(&t.alias) == primary)
+        let state = self.state();
+        let (addr, tablet) = state
+            .tablet_by_alias(&primary)
             .ok_or_else(|| format!("no tablet {primary}"))?;
         if !tablet.up {
             return Err(format!("primary {primary} is down"));
+        }
+        if tablet.tablet_type != TabletType::Primary {
+            return Err(format!("{primary} is not serving as primary (read-only)"));
         }
         if tablet.loaded_denied.contains(to.table.as_str()) {
             return Err(format!(
@@ -500,26 +952,111 @@ impl FakeFleet {
                 to.table, shard.name
             ));
         }
-        let db = state
+        let has_table = state
             .dbs
-            .get_mut(&(keyspace.clone(), shard.name.clone()))
-            .ok_or_else(|| "no database".to_string())?;
-        if !db.tables.contains_key(to.table.as_str()) {
+            .get(&(keyspace.clone(), shard.name.clone()))
+            .is_some_and(|db| db.tables.contains_key(to.table.as_str()));
+        if !has_table {
             return Err(format!(
                 "table {} does not exist in {keyspace}/{}",
                 to.table, shard.name
             ));
         }
-        db.write(to.table.as_str(), id);
-        let accepted = AcceptedWrite {
+        Ok(Route {
             keyspace,
             shard: shard.name.clone(),
             table: to.table.as_str().to_string(),
-            id,
-        };
-        state.accepted.push(accepted.clone());
-        Ok(accepted)
+            addr: addr.clone(),
+        })
     }
+
+    /// Sends an autocommit write of row `id` of `table` the way vtgate would from `cell`; the
+    /// primary refuses it if it loaded the table as denied.
+    pub async fn probe_write(
+        &self,
+        cell: &str,
+        table: &str,
+        id: i64,
+    ) -> Result<AcceptedWrite, String> {
+        let route = self.route(cell, table, id).await?;
+        self.state()
+            .commit_on(&route.addr, &route.table, id)
+            .ok_or_else(|| format!("{} lost its primary role", route.keyspace))
+    }
+
+    /// Sends a write that passes the denied-tables check now but commits `delay` later (a
+    /// statement waiting for the table lock): it commits before a `LOCK TABLES` on its table is
+    /// granted, and otherwise when its time comes. Fails like [`FakeFleet::probe_write`] when
+    /// the primary refuses it.
+    pub async fn probe_write_in_flight(
+        &self,
+        cell: &str,
+        table: &str,
+        id: i64,
+        delay: Duration,
+    ) -> Result<(), String> {
+        let route = self.route(cell, table, id).await?;
+        self.state().in_flight.push(InFlight {
+            tablet: route.addr,
+            table: route.table,
+            id,
+            due: Instant::now() + delay,
+        });
+        Ok(())
+    }
+
+    /// Begins a transaction and writes row `id` of `table` in it (checked against the loaded
+    /// rules now); the transaction stays open until [`FakeFleet::commit`] or a `LOCK TABLES` on
+    /// the table, which waits for it to commit.
+    pub async fn begin_write(&self, cell: &str, table: &str, id: i64) -> Result<TxId, String> {
+        let route = self.route(cell, table, id).await?;
+        let mut state = self.state();
+        state.next_tx += 1;
+        let tx = TxId(state.next_tx);
+        state.open.insert(
+            tx,
+            OpenTx {
+                tablet: route.addr,
+                keyspace: route.keyspace,
+                shard: route.shard,
+                table: route.table,
+                id,
+            },
+        );
+        Ok(tx)
+    }
+
+    /// Commits an open transaction. A `COMMIT` is not checked against denied tables; it fails
+    /// when the transaction was rolled back (a restart or demotion) or already committed.
+    pub fn commit(&self, tx: TxId) -> Result<AcceptedWrite, String> {
+        let mut state = self.state();
+        let open = state
+            .open
+            .remove(&tx)
+            .ok_or_else(|| "the transaction is no longer open".to_string())?;
+        state
+            .commit_on(&open.tablet, &open.table, open.id)
+            .ok_or_else(|| format!("{}/{} lost its primary role", open.keyspace, open.shard))
+    }
+
+    /// The open transactions.
+    pub fn open_transactions(&self) -> Vec<TxId> {
+        self.state().open.keys().copied().collect()
+    }
+
+    /// Lets every statement in flight commit now and commits every open transaction (the end of
+    /// a run: clients finish what they started).
+    pub fn finish_pending(&self) {
+        let mut state = self.state();
+        for s in std::mem::take(&mut state.in_flight) {
+            let _ = state.commit_on(&s.tablet, &s.table, s.id);
+        }
+        for (_, tx) in std::mem::take(&mut state.open) {
+            let _ = state.commit_on(&tx.tablet, &tx.table, tx.id);
+        }
+    }
+
+    // ----- Serving ------------------------------------------------------------------------------
 
     /// Looks a tablet up and applies the fault knobs: down, failing, delayed.
     async fn enter(
@@ -579,10 +1116,21 @@ impl FakeFleet {
         Ok((keyspace, shard, is_primary))
     }
 
-    /// Advances every stream of a database: copy phase, then replication of the source log.
+    /// Advances every stream of a database: copy phase, then replication of the source history.
     fn tick(state: &mut FleetState, key: &(String, String), options: &FleetOptions) {
         let stalled = state.stalled.contains(key);
         let Some(db) = state.dbs.get(key) else { return };
+        // Transactions the streams apply are committed by the shard's primary.
+        let Some(writer) = state
+            .tablets
+            .iter()
+            .find(|(_, t)| {
+                t.keyspace == key.0 && t.shard == key.1 && t.tablet_type == TabletType::Primary
+            })
+            .map(|(a, _)| a.clone())
+        else {
+            return;
+        };
         let ids: Vec<i32> = db.streams.keys().copied().collect();
         for id in ids {
             let Some(stream) = state
@@ -602,65 +1150,115 @@ impl FakeFleet {
             };
             let mut updated = stream;
             let mut changes: Vec<(String, i64)> = Vec::new();
-            match (updated.applied, updated.copy_left) {
-                (None, None) => {
-                    // Start of the copy phase.
-                    updated.copy_left = Some(options.copy_observations.max(1));
+            let copying = updated.copy.is_some();
+            let snapshot = || source.position_at(source.log.len());
+            match (updated.applied.is_some(), updated.copy) {
+                (false, None) => {
+                    // The copy phase starts.
+                    updated.copy = Some(CopyPhase {
+                        left: options.copy_observations.max(1),
+                        done: 0,
+                    });
                 }
-                (_, Some(left)) if left > 1 => {
-                    updated.copy_left = Some(left - 1);
-                    if options.copy_cycles_3024 {
-                        updated.message = COPY_CYCLE_3024.to_string();
-                        updated.cycles += 1;
-                    }
-                }
-                (_, Some(_)) => {
-                    // The copy ends: a consistent snapshot of the source, then replication.
+                (_, Some(phase)) => {
+                    // One copy cycle: a consistent snapshot of the source; rows up to the cycle's
+                    // bookmark (in PK order) are copied; the position is the snapshot's GTID.
+                    let last = phase.left <= 1;
+                    let total = phase.done + phase.left;
                     for table in &updated.tables {
-                        for id in source.tables.get(table).into_iter().flat_map(|r| r.keys()) {
-                            if in_range(updated.range.as_ref(), *id) {
-                                changes.push((table.clone(), *id));
-                            }
+                        let rows: Vec<i64> = source
+                            .tables
+                            .get(table)
+                            .into_iter()
+                            .flat_map(|r| r.keys().copied())
+                            .filter(|id| in_range(updated.range.as_ref(), *id))
+                            .collect();
+                        let upto = if last {
+                            rows.len()
+                        } else {
+                            rows.len() * (phase.done as usize + 1) / (total as usize).max(1)
+                        };
+                        changes.extend(rows.into_iter().take(upto).map(|id| (table.clone(), id)));
+                    }
+                    updated.applied = Some(snapshot());
+                    updated.cursor = source.log.len();
+                    if last {
+                        updated.copy = None;
+                        updated.message.clear();
+                    } else {
+                        updated.copy = Some(CopyPhase {
+                            left: phase.left - 1,
+                            done: phase.done + 1,
+                        });
+                        if options.copy_cycles_3024 {
+                            updated.message = COPY_CYCLE_3024.to_string();
+                            updated.cycles += 1;
                         }
                     }
-                    updated.copy_left = None;
-                    updated.applied = Some(source.gtid);
-                    updated.message.clear();
                 }
-                (Some(applied), None) => {
-                    // The log is in GTID order: only its tail is new.
-                    let start = source.log.partition_point(|(gtid, _, _)| *gtid <= applied);
-                    for (gtid, table, id) in &source.log[start..] {
-                        if *gtid > applied
-                            && updated.tables.contains(table)
-                            && in_range(updated.range.as_ref(), *id)
-                        {
-                            changes.push((table.clone(), *id));
+                (true, None) => {
+                    // Replication: every source transaction the stream's GTID set lacks, in
+                    // history order.
+                    let mut applied = updated.applied.take().unwrap_or_default();
+                    let mut budget = options.stream_batch.unwrap_or(usize::MAX);
+                    let mut cursor = updated.cursor.min(source.log.len());
+                    for entry in source.log.iter().skip(cursor) {
+                        let gtid = {
+                            let mut one = GtidSet::default();
+                            one.insert(entry.server.clone(), (entry.seq, entry.seq));
+                            one
+                        };
+                        if !applied.contains(&gtid) {
+                            if budget == 0 {
+                                break;
+                            }
+                            budget -= 1;
+                            if updated.tables.contains(&entry.table)
+                                && in_range(updated.range.as_ref(), entry.id)
+                            {
+                                changes.push((entry.table.clone(), entry.id));
+                            }
+                            applied.union_with(&gtid);
+                        }
+                        cursor += 1;
+                    }
+                    updated.applied = Some(applied);
+                    updated.cursor = cursor;
+                }
+            }
+            for (table, row) in changes {
+                let has = state
+                    .dbs
+                    .get(key)
+                    .is_some_and(|db| db.tables.contains_key(&table));
+                let present = state
+                    .dbs
+                    .get(key)
+                    .and_then(|db| db.tables.get(&table))
+                    .is_some_and(|rows| rows.contains_key(&row));
+                if has && !(present && copying) {
+                    // Copied and replicated rows are transactions of the target's primary.
+                    if let Some(t) = state.tablets.get_mut(&writer) {
+                        t.seq += 1;
+                        let (server, seq) = (t.server.clone(), t.seq);
+                        if let Some(db) = state.dbs.get_mut(key) {
+                            db.commit(server, seq, &table, row);
                         }
                     }
-                    updated.applied = Some(source.gtid);
                 }
             }
             if let Some(db) = state.dbs.get_mut(key) {
-                for (table, id) in changes {
-                    if db.tables.contains_key(&table) {
-                        db.write(&table, id);
-                    }
-                }
                 db.streams.insert(id, updated);
             }
+            state.sync_replicas(key);
         }
     }
 
-    fn stream_proto(&self, s: &FakeStream, source_uuid: &str, lag: u64) -> Stream {
+    fn stream_proto(&self, s: &FakeStream, lag: u64) -> Stream {
         Stream {
             id: s.id,
             bls: Some(s.source.clone()),
-            pos: match s.applied {
-                None => String::new(),
-                Some(0) => "MySQL56/".to_string(),
-                Some(n) => format!("MySQL56/{source_uuid}:1-{n}"),
-            },
+            pos: s.applied.as_ref().map(position_text).unwrap_or_default(),
             state: s.state as i32,
             message: s.message.clone(),
             time_updated: now_time(0),
@@ -692,14 +1290,7 @@ impl FakeFleet {
             .streams
             .values()
             .filter(|s| s.workflow == workflow)
-            .map(|s| {
-                let uuid = state
-                    .dbs
-                    .get(&(s.source.keyspace.clone(), s.source.shard.clone()))
-                    .map(|d| d.uuid.clone())
-                    .unwrap_or_default();
-                self.stream_proto(s, &uuid, lag)
-            })
+            .map(|s| self.stream_proto(s, lag))
             .collect();
         if streams.is_empty() {
             return ReadVReplicationWorkflowResponse::default();
@@ -714,11 +1305,17 @@ impl FakeFleet {
     }
 }
 
+fn denied_of(record: &crate::vitess::proto::topodata::Shard) -> BTreeSet<String> {
+    crate::vitess::routing::denied::primary_denied_tables(record)
+        .map(str::to_string)
+        .collect()
+}
+
 fn copy_state_result(db: &FakeDb, ids: &[i32]) -> QueryResult {
     let mut rows: Vec<Vec<Option<Vec<u8>>>> = Vec::new();
     let mut n = 0u64;
     for s in db.streams.values() {
-        if !ids.contains(&s.id) || s.copy_left.is_none() {
+        if !ids.contains(&s.id) || s.copy.is_none() {
             continue;
         }
         for table in &s.tables {
@@ -816,10 +1413,12 @@ impl TabletRpc for FakeFleet {
         timeout: Option<Duration>,
     ) -> Result<(), TabletError> {
         let (keyspace, shard, _) = self.enter(tablet, Method::RefreshState, timeout).await?;
-        let denied = self
-            .load_denied(&keyspace, &shard)
+        let record = self
+            .topo
+            .get_shard(&keyspace, &shard)
             .await
-            .map_err(|e| err(tablet, Method::RefreshState, e))?;
+            .map_err(|e| err(tablet, Method::RefreshState, e.to_string()))?;
+        let denied = denied_of(&record.value);
         let mut state = self.state();
         if let Some(t) = state.tablets.get_mut(tablet) {
             t.loaded_denied = denied;
@@ -865,6 +1464,9 @@ impl TabletRpc for FakeFleet {
         let upper = sql.to_ascii_uppercase();
         let names = backticked(&sql);
         let mut state = self.state();
+        if upper.starts_with("LOCK TABLES") {
+            state.lock_tables(tablet, &names);
+        }
         let db = state
             .dbs
             .get_mut(&(keyspace, shard))
@@ -897,13 +1499,16 @@ impl TabletRpc for FakeFleet {
         timeout: Option<Duration>,
     ) -> Result<PrimaryPositionResponse, TabletError> {
         let (keyspace, shard, _) = self.enter(tablet, Method::PrimaryPosition, timeout).await?;
-        let state = self.state();
+        let key = (keyspace, shard);
+        let mut state = self.state();
+        state.sync_replicas(&key);
+        let applied = state.tablets.get(tablet).map_or(0, |t| t.applied);
         let db = state
             .dbs
-            .get(&(keyspace, shard))
+            .get(&key)
             .ok_or_else(|| err(tablet, Method::PrimaryPosition, "no database"))?;
         Ok(PrimaryPositionResponse {
-            position: db.position(),
+            position: position_text(&db.position_at(applied)),
         })
     }
 
@@ -947,7 +1552,8 @@ impl TabletRpc for FakeFleet {
                     state: VReplicationWorkflowState::Stopped,
                     message: String::new(),
                     applied: None,
-                    copy_left: None,
+                    cursor: 0,
+                    copy: None,
                     cycles: 0,
                 },
             );
@@ -1147,10 +1753,10 @@ impl TabletRpc for FakeFleet {
                         s.applied = Some(
                             Position::parse(&value)
                                 .map_err(|e| err(tablet, Method::VReplicationExec, e.to_string()))?
-                                .gtids
-                                .transaction_count(),
+                                .gtids,
                         );
-                        s.copy_left = None;
+                        s.cursor = 0;
+                        s.copy = None;
                     }
                     other => {
                         return Err(err(
@@ -1180,32 +1786,40 @@ impl TabletRpc for FakeFleet {
             .enter(tablet, Method::VReplicationWaitForPos, timeout)
             .await?;
         let key = (keyspace, shard);
+        // Vitess compares GTID sets: the stream must contain every transaction of the position.
         let wanted = Position::parse(&request.position)
             .map_err(|e| err(tablet, Method::VReplicationWaitForPos, e.to_string()))?
-            .gtids
-            .transaction_count();
+            .gtids;
         let options = self.options();
-        let reached = {
-            let mut state = self.state();
-            Self::tick(&mut state, &key, &options);
-            let stream = state
-                .dbs
-                .get(&key)
-                .and_then(|db| db.streams.get(&request.id))
-                .ok_or_else(|| err(tablet, Method::VReplicationWaitForPos, "no such stream"))?;
-            stream.applied.is_some_and(|a| a >= wanted)
-        };
-        if reached {
-            return Ok(());
-        }
         let limit = timeout.unwrap_or(options.max_wait).min(options.max_wait);
-        tokio::time::sleep(limit).await;
-        Err(TabletError::DeadlineExceeded {
-            tablet: tablet.clone(),
-            method: Method::VReplicationWaitForPos,
-            timeout: limit,
-            message: "the stream did not reach the position".to_string(),
-        })
+        let started = Instant::now();
+        loop {
+            let reached = {
+                let mut state = self.state();
+                Self::tick(&mut state, &key, &options);
+                let stream = state
+                    .dbs
+                    .get(&key)
+                    .and_then(|db| db.streams.get(&request.id))
+                    .ok_or_else(|| err(tablet, Method::VReplicationWaitForPos, "no such stream"))?;
+                stream
+                    .applied
+                    .as_ref()
+                    .is_some_and(|applied| applied.contains(&wanted))
+            };
+            if reached {
+                return Ok(());
+            }
+            if started.elapsed() >= limit {
+                return Err(TabletError::DeadlineExceeded {
+                    tablet: tablet.clone(),
+                    method: Method::VReplicationWaitForPos,
+                    timeout: limit,
+                    message: "the stream did not reach the position".to_string(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 
     async fn full_status(
@@ -1226,7 +1840,7 @@ impl TabletRpc for FakeFleet {
                 } else {
                     0
                 },
-                server_uuid: t.alias.uid.to_string(),
+                server_uuid: t.server.to_string(),
                 ..Default::default()
             }),
         })

@@ -3,7 +3,8 @@
 //! * [`AuditedStore`] counts every mutating topology operation (I5: a converged pass writes
 //!   nothing) and, once enabled, checks that every write of a Shard record, a keyspace VSchema or
 //!   the routing rules happens while a lock key exists for each keyspace it affects (I3, checked
-//!   from the outside, independently of the guards that enforce it inside);
+//!   from the outside, independently of the guards that enforce it inside; a Shard record write
+//!   that leaves the denied tables alone, like a reparent's, may hold the shard lock instead);
 //! * [`CountingTablets`] counts tablet calls and the mutating ones (a `VReplicationExec` or
 //!   `ExecuteFetchAsDba` that only SELECTs is a read).
 
@@ -25,6 +26,7 @@ use crate::vitess::proto::tabletmanagerdata::{
     UpdateVReplicationWorkflowRequest, UpdateVReplicationWorkflowResponse, VReplicationExecRequest,
     VReplicationExecResponse, VReplicationWaitForPosRequest,
 };
+use crate::vitess::proto::topodata::Shard;
 use crate::vitess::proto::vschema::RoutingRules;
 use crate::vitess::tablet::{Method, TabletAddr, TabletError, TabletRpc};
 use crate::vitess::topo::routing_rules::affected_keyspaces;
@@ -101,18 +103,38 @@ impl AuditedStore {
         }
     }
 
+    async fn lock_held(&self, dir: &str) -> bool {
+        let prefix = format!("{}/{dir}/locks/", self.root);
+        self.inner
+            .list(&prefix)
+            .await
+            .map(|l| !l.is_empty())
+            .unwrap_or(false)
+    }
+
+    /// A Shard record write that leaves its tablet controls alone (a reparent changing the
+    /// primary) may hold the shard's own lock instead of the keyspace lock, as Vitess's
+    /// reparents do; denied tables always need the keyspace lock.
+    async fn shard_lock_suffices(&self, key: &str, value: Option<&[u8]>) -> Option<String> {
+        let rel = key.strip_prefix(&format!("{}/", self.root))?;
+        let dir = rel.strip_suffix("/Shard")?;
+        let old = match self.inner.get(key).await {
+            Ok((bytes, _)) => Shard::decode(bytes.as_slice()).ok()?,
+            Err(_) => return None,
+        };
+        let new = Shard::decode(value?).ok()?;
+        (old.tablet_controls == new.tablet_controls).then(|| dir.to_string())
+    }
+
     async fn audit_write(&self, key: &str, value: Option<&[u8]>) {
         if !self.audit.load(Ordering::SeqCst) {
             return;
         }
         for keyspace in self.needs_locks(key, value).await {
-            let prefix = format!("{}/keyspaces/{keyspace}/locks/", self.root);
-            let held = self
-                .inner
-                .list(&prefix)
-                .await
-                .map(|l| !l.is_empty())
-                .unwrap_or(false);
+            let mut held = self.lock_held(&format!("keyspaces/{keyspace}")).await;
+            if !held && let Some(shard_dir) = self.shard_lock_suffices(key, value).await {
+                held = self.lock_held(&shard_dir).await;
+            }
             if !held {
                 self.violations
                     .lock()

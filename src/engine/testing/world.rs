@@ -304,6 +304,26 @@ impl World {
         )
     }
 
+    /// Executes `action`, planned from `observed`, with the world's engine: what a pass does
+    /// after its plan, for tests that change the world between the observation and the step
+    /// (another actor racing the engine for the locks).
+    pub async fn run_planned(
+        &self,
+        desired: &Desired,
+        observed: crate::engine::Observed,
+        action: &crate::engine::Action,
+    ) -> Result<(), crate::engine::StepError> {
+        crate::engine::execute::Executor::new(
+            self.topo.clone(),
+            self.tablets.clone() as Arc<dyn TabletRpc>,
+            self.engine.config().clone(),
+            desired.clone(),
+            observed,
+        )
+        .run(action)
+        .await
+    }
+
     /// The invariants that must hold after every pass: I1 (outside a lock window) and I3.
     pub async fn check(&self, desired: &Desired) -> Vec<InvariantViolation> {
         let mut out = invariants::check_single_writer_in_topology(&self.topo, desired)
