@@ -19,6 +19,7 @@ use std::process::{Command, Output};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -171,6 +172,7 @@ fn check_typed(doc: &Value) {
         "ClusterRoleBinding" => round_trip::<ClusterRoleBinding>(doc),
         "Role" => round_trip::<Role>(doc),
         "RoleBinding" => round_trip::<RoleBinding>(doc),
+        "NetworkPolicy" => round_trip::<NetworkPolicy>(doc),
         "ServiceMonitor" => assert_eq!(doc["apiVersion"], "monitoring.coreos.com/v1"),
         other => panic!("the chart renders an unexpected kind {other}; add a check for it"),
     }
@@ -721,6 +723,63 @@ fn tuning_values_reach_the_flags() {
         args.last(),
         Some(&("--log-level".to_owned(), "vtmove=debug".to_owned())),
         "extraArgs come last, so they override the chart's own flags"
+    );
+}
+
+/// The metrics and health server has no authentication: its bind address is a value, and an
+/// optional NetworkPolicy admits only the listed peers to the metrics port.
+#[test]
+fn metrics_bind_address_and_network_policy() {
+    let docs = render(&[TOPO]);
+    assert!(of_kind(&docs, "NetworkPolicy").is_empty(), "off by default");
+    assert_eq!(
+        flag(&check_deployment(&docs), "--metrics-address"),
+        ["0.0.0.0:8080"]
+    );
+
+    let docs = render(&[TOPO, "metrics.bindAddress=$(POD_IP)", "metrics.port=9090"]);
+    let args = check_deployment(&docs);
+    assert_eq!(flag(&args, "--metrics-address"), ["$(POD_IP):9090"]);
+    let env = &the_container(&docs)["env"];
+    assert!(
+        env.as_array()
+            .is_some_and(|env| env.iter().any(|e| e["name"] == "POD_IP"
+                && e["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP")),
+        "$(POD_IP) needs the variable in the container's environment: {env:#}"
+    );
+    let docs = render(&[TOPO, "metrics.bindAddress=::"]);
+    assert_eq!(
+        flag(&check_deployment(&docs), "--metrics-address"),
+        ["[::]:8080"]
+    );
+
+    // Enabled with no peers: no ingress at all (not a missing field, which would be the same
+    // but reads like an omission).
+    let docs = render(&[TOPO, "networkPolicy.enabled=true"]);
+    let policy = one(&docs, "NetworkPolicy");
+    assert_eq!(
+        policy["spec"]["policyTypes"],
+        serde_json::json!(["Ingress"])
+    );
+    assert_eq!(policy["spec"]["ingress"], serde_json::json!([]));
+    let deployment = one(&docs, "Deployment");
+    assert_eq!(
+        policy["spec"]["podSelector"]["matchLabels"], deployment["spec"]["selector"]["matchLabels"],
+        "the policy selects vtmove's pods"
+    );
+
+    let docs = render(&[
+        TOPO,
+        "networkPolicy.enabled=true",
+        "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.team=monitoring",
+    ]);
+    let policy = one(&docs, "NetworkPolicy");
+    assert_eq!(
+        policy["spec"]["ingress"],
+        serde_json::json!([{
+            "from": [{"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}],
+            "ports": [{"port": "metrics", "protocol": "TCP"}],
+        }])
     );
 }
 

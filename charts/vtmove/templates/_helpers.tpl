@@ -65,3 +65,16 @@ RBAC rules vtmove needs in every namespace it watches. They must match src/rbac.
   resources: ["leases"]
   verbs: ["get", "create", "update", "patch"]
 {{- end -}}
+
+{{/*
+host:port of the metrics and health server. An IPv6 address is put in brackets; "$(POD_IP)" is
+expanded by the kubelet from the pod's environment.
+*/}}
+{{- define "vtmove.metricsBind" -}}
+{{- $host := .Values.metrics.bindAddress | default "0.0.0.0" -}}
+{{- if contains ":" $host -}}
+[{{ $host }}]:{{ .Values.metrics.port }}
+{{- else -}}
+{{ $host }}:{{ .Values.metrics.port }}
+{{- end -}}
+{{- end }}
