@@ -80,9 +80,13 @@ struct RunArgs {
     /// Resources of one kind reconciled at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     concurrency: u16,
-    /// Address of /metrics, /healthz and /readyz.
+    /// Address of /metrics, /healthz and /readyz (no authentication: limit who can reach it).
     #[arg(long, default_value = "0.0.0.0:8080")]
     metrics_address: std::net::SocketAddr,
+    /// Publish row data in workflow status and Events: copy bookmarks' last primary keys and
+    /// values quoted in MySQL errors. Off: anyone who may read a workflow sees progress, not data.
+    #[arg(long)]
+    publish_row_data: bool,
     /// Campaign for a Lease and reconcile only while holding it (needed with several replicas).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     leader_election: bool,
@@ -252,6 +256,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         settings: vtmove::controller::ControllerSettings {
             resync_period: args.resync_period,
             concurrency: args.concurrency,
+            publish_row_data: args.publish_row_data,
             ..Default::default()
         },
         scope: NamespaceScope::from_list(args.namespaces.clone()),

@@ -779,7 +779,9 @@ pub struct StreamStatus {
 pub struct CopyBookmark {
     /// The table being copied.
     pub table: String,
-    /// The last primary key copied (`_vt.copy_state.lastpk`, as text). Unset before the first row.
+    /// The last primary key copied (`_vt.copy_state.lastpk`, as text). Unset before the first
+    /// row, and always unless the operator runs with `--publish-row-data` (key values are row
+    /// data).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_pk: Option<String>,
 }

@@ -15,6 +15,7 @@
 pub mod keyspace;
 pub mod kube_calls;
 pub mod operator;
+pub mod redact;
 pub mod run;
 pub mod status;
 pub mod triggers;
@@ -41,6 +42,9 @@ pub struct ControllerSettings {
     pub api_timeout: Duration,
     /// How many resources of one kind are reconciled at once.
     pub concurrency: u16,
+    /// Publish row data (copy bookmarks' keys, values quoted in MySQL errors) in status and
+    /// Events; off by default, see [`redact`].
+    pub publish_row_data: bool,
 }
 
 impl Default for ControllerSettings {
@@ -51,6 +55,7 @@ impl Default for ControllerSettings {
             max_backoff: Duration::from_secs(60),
             api_timeout: Duration::from_secs(10),
             concurrency: 8,
+            publish_row_data: false,
         }
     }
 }

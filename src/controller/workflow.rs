@@ -23,7 +23,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use super::status::{
     deletion_refused_status, identity, invalid_spec_status, status_changed, workflow_status,
 };
-use super::{ApiError, ControllerSettings, FINALIZER, kube_calls};
+use super::{ApiError, ControllerSettings, FINALIZER, kube_calls, redact};
 use crate::api::condition::{find_condition, reasons, types};
 use crate::api::movetables::WorkflowPhase;
 use crate::api::{MoveTablesWorkflow, MoveTablesWorkflowStatus};
@@ -246,7 +246,7 @@ async fn run_pass(
     generation: Option<i64>,
 ) -> (PassReport, MoveTablesWorkflowStatus) {
     let report = ctx.engine.pass(desired, &mut memory).await;
-    let status = workflow_status(
+    let mut status = workflow_status(
         previous,
         desired,
         &report,
@@ -254,6 +254,9 @@ async fn run_pass(
         generation,
         SystemTime::now(),
     );
+    if !ctx.settings.publish_row_data {
+        redact::status(&mut status);
+    }
     ctx.put_memory(key.clone(), memory);
     ctx.observer.on_pass(key, &report);
     (report, status)
@@ -463,6 +466,13 @@ async fn publish(
     reason: &str,
     note: &str,
 ) {
+    let redacted;
+    let note = if ctx.settings.publish_row_data {
+        note
+    } else {
+        redacted = redact::row_data(note);
+        &redacted
+    };
     kube_calls::publish(
         &ctx.recorder,
         workflow,

@@ -23,6 +23,7 @@ pub fn test_controller_settings() -> vtmove::controller::ControllerSettings {
         max_backoff: Duration::from_secs(2),
         api_timeout: Duration::from_secs(5),
         concurrency: 4,
+        ..Default::default()
     }
 }
 

@@ -467,6 +467,7 @@ impl Sandbox {
                 max_backoff: Duration::from_secs(2),
                 api_timeout: Duration::from_secs(5),
                 concurrency: 4,
+                ..Default::default()
             },
             scope: NamespaceScope::All,
             metrics_address: Some(([127, 0, 0, 1], 0).into()),
