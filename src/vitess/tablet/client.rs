@@ -103,7 +103,10 @@ pub struct TabletClientConfig {
     pub method_timeouts: HashMap<Method, Duration>,
     /// TLS, or plaintext when `None`.
     pub tls: Option<TlsOptions>,
-    /// Largest message accepted or sent (GetSchema of a big keyspace exceeds tonic's 4 MiB).
+    /// Largest message accepted or sent. Tablets are not trusted to be sane: the default is what
+    /// a vttablet can send at all (its `--grpc_max_message_size` defaults to 16 MiB), above
+    /// tonic's 4 MiB (a GetSchema of many tables exceeds that) and small enough that eight
+    /// concurrent passes stay inside the chart's memory limit.
     pub max_message_size: usize,
     /// HTTP/2 keep-alive ping interval. Off by default: vttablet's gRPC server closes
     /// connections that ping more often than its enforcement policy allows.
@@ -122,7 +125,7 @@ impl Default for TabletClientConfig {
                 (Method::ApplySchema, Duration::from_secs(60)),
             ]),
             tls: None,
-            max_message_size: 64 * 1024 * 1024,
+            max_message_size: 16 * 1024 * 1024,
             http2_keepalive: None,
         }
     }

@@ -38,7 +38,17 @@ pub enum GtidParseError {
     /// A UUID entry is followed by nothing (`uuid` alone or `uuid:`).
     #[error("GTID entry {0:?} has no intervals")]
     MissingIntervals(String),
+    /// The text is longer than any position a tablet produces ([`MAX_POSITION_LEN`]).
+    #[error(
+        "GTID position of {0} bytes is longer than the {MAX_POSITION_LEN} bytes vtmove accepts"
+    )]
+    TooLong(usize),
 }
+
+/// The longest position text vtmove parses. Positions come from tablets, which are not trusted
+/// to be sane: a GTID set of thousands of server UUIDs (one per reparent, ~40 bytes each) stays
+/// far below this, and a larger one is refused before any work is done on it.
+pub const MAX_POSITION_LEN: usize = 1 << 20;
 
 /// One transaction source: a server UUID (as 128 bits) plus an optional MySQL 8.4 tag.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -79,8 +89,14 @@ pub struct GtidSet {
 
 impl GtidSet {
     /// Parses a bare GTID set (no flavor prefix), e.g. `3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:7-9`.
+    ///
+    /// Linear in the text's length plus a sort of each source's intervals: positions come from
+    /// tablets, so a hostile one must not cost quadratic time on a runtime worker.
     pub fn parse(text: &str) -> Result<Self, GtidParseError> {
-        let mut set = GtidSet::default();
+        if text.len() > MAX_POSITION_LEN {
+            return Err(GtidParseError::TooLong(text.len()));
+        }
+        let mut sources: BTreeMap<GtidSource, Vec<(u64, u64)>> = BTreeMap::new();
         for entry in text.split(',') {
             let entry: String = entry.chars().filter(|c| !c.is_whitespace()).collect();
             if entry.is_empty() {
@@ -91,26 +107,38 @@ impl GtidSet {
             let uuid = parse_uuid(uuid_text)?;
             let mut tag = String::new();
             let mut saw_interval = false;
+            let mut intervals = Vec::new();
             for part in parts {
                 if part.starts_with(|c: char| c.is_ascii_digit()) {
-                    let interval = parse_interval(part)?;
-                    set.insert(
-                        GtidSource {
-                            uuid,
-                            tag: tag.clone(),
-                        },
-                        interval,
-                    );
+                    intervals.push(parse_interval(part)?);
                     saw_interval = true;
                 } else {
+                    if !intervals.is_empty() {
+                        sources
+                            .entry(GtidSource {
+                                uuid,
+                                tag: tag.clone(),
+                            })
+                            .or_default()
+                            .append(&mut intervals);
+                    }
                     tag = parse_tag(part)?;
                 }
             }
             if !saw_interval {
                 return Err(GtidParseError::MissingIntervals(entry));
             }
+            if !intervals.is_empty() {
+                sources
+                    .entry(GtidSource { uuid, tag })
+                    .or_default()
+                    .append(&mut intervals);
+            }
         }
-        Ok(set)
+        for intervals in sources.values_mut() {
+            normalise(intervals);
+        }
+        Ok(GtidSet { sources })
     }
 
     /// True when the set holds no transaction at all.
@@ -119,19 +147,10 @@ impl GtidSet {
     }
 
     /// Adds the closed interval `[start, end]` for `source`, keeping the set normalised.
-    pub fn insert(&mut self, source: GtidSource, (start, end): (u64, u64)) {
+    pub fn insert(&mut self, source: GtidSource, interval: (u64, u64)) {
         let intervals = self.sources.entry(source).or_default();
-        intervals.push((start, end));
-        intervals.sort_unstable();
-        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(intervals.len());
-        for &(s, e) in intervals.iter() {
-            match merged.last_mut() {
-                // Overlapping or adjacent (`1-5` then `6-9`): extend the previous interval.
-                Some(last) if s <= last.1.saturating_add(1) => last.1 = last.1.max(e),
-                _ => merged.push((s, e)),
-            }
-        }
-        *intervals = merged;
+        intervals.push(interval);
+        normalise(intervals);
     }
 
     /// True when every transaction in `other` is also in `self` ("`self` has applied `other`").
@@ -140,19 +159,22 @@ impl GtidSet {
             let Some(have) = self.sources.get(source) else {
                 return false;
             };
-            // Both lists are normalised, so each wanted interval must sit inside one held interval.
-            wanted
-                .iter()
-                .all(|&(s, e)| have.iter().any(|&(hs, he)| hs <= s && e <= he))
+            // Both lists are sorted and disjoint, so one forward walk over `have` answers for all
+            // of `wanted`: each wanted interval must sit inside one held interval.
+            let mut held = have.iter().peekable();
+            wanted.iter().all(|&(s, e)| {
+                while held.next_if(|&&(_, he)| he < s).is_some() {}
+                held.peek().is_some_and(|&&(hs, he)| hs <= s && e <= he)
+            })
         })
     }
 
     /// Merges `other` into `self`.
     pub fn union_with(&mut self, other: &GtidSet) {
         for (source, intervals) in &other.sources {
-            for &interval in intervals {
-                self.insert(source.clone(), interval);
-            }
+            let mine = self.sources.entry(source.clone()).or_default();
+            mine.extend_from_slice(intervals);
+            normalise(mine);
         }
     }
 
@@ -201,6 +223,9 @@ impl Position {
     /// Parses `MySQL56/<gtid set>`; a bare GTID set without a flavor is accepted too, and the
     /// empty string is the empty position (a stream that has not started has position `""`).
     pub fn parse(text: &str) -> Result<Self, GtidParseError> {
+        if text.len() > MAX_POSITION_LEN {
+            return Err(GtidParseError::TooLong(text.len()));
+        }
         let text = text.trim();
         let set_text = match text.split_once('/') {
             Some((flavor, rest)) if flavor.eq_ignore_ascii_case(MYSQL56_FLAVOR) => rest,
@@ -235,6 +260,19 @@ impl std::str::FromStr for Position {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Position::parse(s)
     }
+}
+
+/// Sorts `intervals` and merges overlapping and adjacent ones (`1-5` and `6-9` become `1-9`).
+fn normalise(intervals: &mut Vec<(u64, u64)>) {
+    intervals.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(intervals.len());
+    for &(s, e) in intervals.iter() {
+        match merged.last_mut() {
+            Some(last) if s <= last.1.saturating_add(1) => last.1 = last.1.max(e),
+            _ => merged.push((s, e)),
+        }
+    }
+    *intervals = merged;
 }
 
 fn parse_uuid(text: &str) -> Result<u128, GtidParseError> {
@@ -406,5 +444,64 @@ mod tests {
         let t = GtidSet::parse(&format!("{A}:4-6,{B}:1")).unwrap_or_default();
         s.union_with(&t);
         assert_eq!(s.to_string(), format!("{A}:1-6,{B}:1"));
+    }
+
+    #[test]
+    fn hostile_positions_are_refused_or_parsed_in_linear_time() {
+        // Longer than any tablet produces: refused before parsing.
+        let huge = format!("MySQL56/{A}:{}", "1:".repeat(MAX_POSITION_LEN));
+        assert!(matches!(
+            Position::parse(&huge),
+            Err(GtidParseError::TooLong(len)) if len == huge.len()
+        ));
+        // Just under the cap: 100,000 disjoint intervals in reverse order (the worst case for
+        // inserting one at a time, which re-sorted the whole list each time) parse at once.
+        let intervals: Vec<String> = (0..100_000u64)
+            .rev()
+            .map(|i| format!("{}", 2 * i + 1))
+            .collect();
+        let text = format!("{A}:{}", intervals.join(":"));
+        assert!(text.len() < MAX_POSITION_LEN);
+        let started = std::time::Instant::now();
+        let set = GtidSet::parse(&text).expect("parses");
+        let elapsed = started.elapsed();
+        assert_eq!(set.transaction_count(), 100_000);
+        assert!(set.contains(&set.clone()));
+        let mut odd_and_even = set.clone();
+        odd_and_even.insert(
+            GtidSource {
+                uuid: parse_uuid(A).expect("uuid"),
+                tag: String::new(),
+            },
+            (1, 200_000),
+        );
+        assert!(odd_and_even.contains(&set));
+        assert!(!set.contains(&odd_and_even));
+        // Quadratic work on this input took minutes in a debug build; linear work, milliseconds.
+        assert!(
+            elapsed < std::time::Duration::from_secs(5),
+            "parsing took {elapsed:?}"
+        );
+    }
+
+    #[test]
+    fn contains_walks_sorted_intervals() {
+        let have = pos(&format!("{A}:1-3:5-9:20-30"));
+        for (wanted, expected) in [
+            ("1-3", true),
+            ("1-3:5-9", true),
+            ("2:6-7:25", true),
+            ("3-5", false),
+            ("4", false),
+            ("9-10", false),
+            ("31", false),
+            ("1:21:30", true),
+        ] {
+            assert_eq!(
+                have.contains(&pos(&format!("{A}:{wanted}"))),
+                expected,
+                "{wanted}"
+            );
+        }
     }
 }
