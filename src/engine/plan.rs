@@ -765,8 +765,32 @@ impl<'a> Facts<'a> {
         matches!(self.d.lifecycle, DesiredLifecycle::Active)
     }
 
+    /// Whether this workflow left anything in Vitess: its streams, or the routing rules only it
+    /// writes (the keys qualified by its source keyspace; the unqualified and target-qualified
+    /// keys of a table are shared with every workflow moving that table into the target). The
+    /// invariants are about state the workflow made: a typo in `sourceKeyspace` must not report
+    /// another workflow's rules as a single-writer violation of this one.
+    fn has_footprint(&self) -> bool {
+        if self.into_target.any_present() || self.into_source.any_present() {
+            return true;
+        }
+        let source = self.moved.source.as_str();
+        self.o.routing_rules.rules.iter().any(|rule| {
+            rule.from_table
+                .split_once('.')
+                .is_some_and(|(keyspace, table)| {
+                    keyspace == source
+                        && self
+                            .moved
+                            .tables
+                            .iter()
+                            .any(|t| table.split('@').next() == Some(t.as_str()))
+                })
+        })
+    }
+
     fn check_invariants(&self, view: &RoutingView) -> InvariantReport {
-        let applicable = !matches!(self.rules, Rules::Absent);
+        let applicable = !matches!(self.rules, Rules::Absent) && self.has_footprint();
         let mut report = InvariantReport {
             applicable,
             tables: Vec::new(),
@@ -2635,7 +2659,7 @@ fn assemble(f: &Facts<'_>, decision: Decision) -> Plan {
             .collect::<Vec<_>>()
             .join("; ");
         (true, reasons::SINGLE_WRITER_VIOLATED, message)
-    } else if f.rules == Rules::Inconsistent {
+    } else if f.rules == Rules::Inconsistent && f.has_footprint() {
         (
             true,
             reasons::ROUTING_INCONSISTENT,

@@ -356,6 +356,38 @@ fn creation_blockers() {
     }
 }
 
+/// A typo in `sourceKeyspace` while another workflow (from `commerce`) has switched the same
+/// tables into the target: the shared keys (unqualified, target-qualified) point at the target,
+/// but nothing of this workflow exists. Blocked for the missing keyspace — no single-writer
+/// violation, no Degraded condition.
+#[test]
+fn a_missing_keyspace_reports_no_violation_of_another_workflows_rules() {
+    let other = desired();
+    let rules = crate::vitess::routing::update_routing_rules(
+        &RoutingRules::default(),
+        &other.moved(),
+        RoutingState::SWITCHED,
+    )
+    .rules;
+    let d = Desired::new("typo", "nosuchks", "customer", ["customer", "orders"]);
+    let p = run(&d, world(&d).missing(S).raw_rules(rules));
+    assert!(
+        p.blockers
+            .iter()
+            .any(|b| b.reason == BlockReason::KeyspaceNotFound),
+        "{:?}",
+        p.blockers
+    );
+    assert!(!p.invariants.violated(), "{:?}", p.invariants);
+    assert!(
+        p.invariants.tables.iter().all(|t| t.violation.is_none()),
+        "{:?}",
+        p.invariants
+    );
+    assert_eq!(condition(&p, types::DEGRADED).0, ConditionStatus::False);
+    assert_eq!(p.phase, WorkflowPhase::Blocked);
+}
+
 #[test]
 fn a_routing_rule_of_a_third_keyspace_is_a_conflict() {
     let d = desired();
