@@ -106,6 +106,19 @@ where
     .map(|_| ())
 }
 
+/// The Event's `action`. The Recorder folds Events with the same type, reason and action into
+/// one series and keeps the first note, so two steps of one kind with different messages (the
+/// routing rules written at creation, then for switching reads) would show one message. The
+/// action carries a digest of the note: identical repeats still aggregate, different messages
+/// each keep their own Event.
+fn event_action(note: &str) -> String {
+    // FNV-1a: stable across processes and releases, unlike std's hasher.
+    let digest = note.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("Reconcile-{digest:016x}")
+}
+
 /// Publishes an Event about `object`; a failure is logged, never fatal (Events are best effort).
 pub async fn publish<K>(
     recorder: &Recorder,
@@ -121,7 +134,7 @@ pub async fn publish<K>(
         type_,
         reason: reason.chars().take(128).collect(),
         note: Some(note.chars().take(1000).collect()),
-        action: "Reconcile".to_string(),
+        action: event_action(note),
         secondary: None,
     };
     let reference = object.object_ref(&());
