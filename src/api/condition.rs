@@ -142,6 +142,8 @@ pub mod reasons {
     pub const WRITES_SWITCHED_CANNOT_CANCEL: &str = "WritesSwitchedCannotCancel";
     /// The source keyspace cannot be reached; `ignoreSourceKeyspace` lets Complete/Cancel go on.
     pub const SOURCE_KEYSPACE_UNREACHABLE: &str = "SourceKeyspaceUnreachable";
+    /// The spec names a cell that has no CellInfo in the topology.
+    pub const CELL_NOT_FOUND: &str = "CellNotFound";
     /// A stream is stopped (for example by `stopAfterCopy`) and vtmove does not restart it.
     pub const STREAMS_STOPPED: &str = "StreamsStopped";
     /// The write cutover did not finish within `cutover.timeout` and was rolled back.
@@ -226,6 +228,7 @@ pub mod reasons {
         READS_NOT_SWITCHED,
         WRITES_SWITCHED_CANNOT_CANCEL,
         SOURCE_KEYSPACE_UNREACHABLE,
+        CELL_NOT_FOUND,
         STREAMS_STOPPED,
         CUTOVER_TIMED_OUT,
         DELETION_REFUSED,

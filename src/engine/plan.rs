@@ -40,7 +40,7 @@ use crate::vitess::proto::topodata::TabletType;
 use crate::vitess::proto::vschema::{self, SrvVSchema};
 use crate::vitess::routing::traffic_state::cell_reads_switched;
 use crate::vitess::routing::{
-    DenialCoverage, MovedTables, RoutedTraffic, RoutingState, RoutingView, Side,
+    CellScope, DenialCoverage, MovedTables, RoutedTraffic, RoutingState, RoutingView, Side,
     SingleWriterViolation, TableName, TrafficPlacement, TrafficState, TrafficType,
     cell_routing_rules, check_single_writer, derive_routing_state, observe_table_traffic,
     srv_vschema_is_stale,
@@ -312,6 +312,8 @@ pub enum BlockReason {
     LockHeld,
     /// The target primaries do not answer.
     TargetUnreachable,
+    /// The spec names a cell the topology has no CellInfo for.
+    CellNotFound,
 }
 
 impl BlockReason {
@@ -337,6 +339,7 @@ impl BlockReason {
             BlockReason::StreamsMissing => "StreamsMissing",
             BlockReason::LockHeld => reasons::LOCK_HELD,
             BlockReason::TargetUnreachable => reasons::TABLET_UNREACHABLE,
+            BlockReason::CellNotFound => reasons::CELL_NOT_FOUND,
         }
     }
 }
@@ -787,6 +790,22 @@ impl<'a> Facts<'a> {
                             .any(|t| table.split('@').next() == Some(t.as_str()))
                 })
         })
+    }
+
+    /// Cells named by the spec (source tablet cells, cells of switched reads) that the
+    /// topology does not have, sorted.
+    fn unknown_cells(&self) -> Vec<String> {
+        let mut named: BTreeSet<&str> = self.d.source_cells.iter().map(String::as_str).collect();
+        for scope in [&self.d.read_cells.replica, &self.d.read_cells.rdonly] {
+            if let CellScope::Cells(cells) = scope {
+                named.extend(cells.iter().map(String::as_str));
+            }
+        }
+        named
+            .into_iter()
+            .filter(|cell| !self.o.cells.iter().any(|known| known == cell))
+            .map(str::to_string)
+            .collect()
     }
 
     fn check_invariants(&self, view: &RoutingView) -> InvariantReport {
@@ -1373,6 +1392,25 @@ fn decide(f: &Facts<'_>) -> Decision {
             format!(
                 "source keyspace {} does not exist{advice}",
                 d.source_keyspace
+            ),
+        );
+    }
+
+    // 1a. Every cell the spec names exists (a typo would otherwise pick no tablets, or limit
+    // switched reads to a cell that serves nobody).
+    let unknown = f.unknown_cells();
+    if !unknown.is_empty() {
+        return blocked(
+            BlockReason::CellNotFound,
+            format!(
+                "cell(s) {} have no CellInfo in the global topology; the cells are: {} (fix \
+                 spec.cells or spec.traffic.cells)",
+                unknown.join(", "),
+                if f.o.cells.is_empty() {
+                    "none".to_string()
+                } else {
+                    f.o.cells.join(", ")
+                }
             ),
         );
     }

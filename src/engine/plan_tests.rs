@@ -342,8 +342,20 @@ fn creation_blockers() {
             world(&d).missing(S),
             BlockReason::KeyspaceNotFound,
         ),
+        (
+            "source tablets from a cell that does not exist",
+            world(&d),
+            BlockReason::CellNotFound,
+        ),
     ];
     for (name, builder, reason) in cases {
+        let d = match reason {
+            BlockReason::CellNotFound => Desired {
+                source_cells: vec!["nosuchcell".into()],
+                ..d.clone()
+            },
+            _ => d.clone(),
+        };
         let p = run(&d, builder);
         assert!(p.step.is_none(), "{name}: got step {:?}", p.step);
         assert!(
@@ -385,6 +397,29 @@ fn a_missing_keyspace_reports_no_violation_of_another_workflows_rules() {
         p.invariants
     );
     assert_eq!(condition(&p, types::DEGRADED).0, ConditionStatus::False);
+    assert_eq!(p.phase, WorkflowPhase::Blocked);
+}
+
+/// Cells of switched reads that the topology does not have: blocked, naming the cell and the
+/// cells there are, before anything is created or switched.
+#[test]
+fn reads_limited_to_an_unknown_cell_are_blocked() {
+    let mut d = with_traffic(Side::Target, Side::Target, Side::Source);
+    d.read_cells = ReadCells::same(CellScope::cells(["zone1", "zone9"]));
+    let p = run(&d, state_a(&d));
+    assert!(p.step.is_none(), "{:?}", p.step);
+    let blocker = p
+        .blockers
+        .iter()
+        .find(|b| b.reason == BlockReason::CellNotFound)
+        .expect("CellNotFound");
+    assert!(blocker.message.contains("zone9"), "{}", blocker.message);
+    assert!(
+        blocker.message.contains("the cells are: zone1"),
+        "{}",
+        blocker.message
+    );
+    assert!(!blocker.message.contains("zone1,"), "{}", blocker.message);
     assert_eq!(p.phase, WorkflowPhase::Blocked);
 }
 

@@ -858,8 +858,30 @@ fn build_status(
     }
 
     // Ready
+    let unknown_cells: Vec<&str> = spec
+        .cells
+        .iter()
+        .map(String::as_str)
+        .filter(|cell| !observed.cells.contains_key(*cell))
+        .collect();
     let (ready, reason, message) = if let Deletion::Refused(why) = deletion {
         (false, reasons::DELETION_REFUSED, why.clone())
+    } else if !unknown_cells.is_empty() {
+        let known: Vec<&str> = observed.cells.keys().map(String::as_str).collect();
+        (
+            false,
+            reasons::CELL_NOT_FOUND,
+            format!(
+                "spec.cells names cell(s) with no CellInfo in the global topology: {}; the cells \
+                 are: {}",
+                unknown_cells.join(", "),
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        )
     } else if !exists {
         let what = if creating {
             "creating it"

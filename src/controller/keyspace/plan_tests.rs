@@ -208,6 +208,23 @@ fn converged_keyspace_plans_nothing_and_is_ready() {
     assert_eq!(p.status.keyspace.as_deref(), Some(KS));
 }
 
+/// A cell without CellInfo is not Ready, naming the cell and the cells there are.
+#[test]
+fn a_cell_that_does_not_exist_is_not_ready() {
+    let mut s = spec(&["0"], DriftPolicy::Report);
+    s.cells = vec!["zone1".into(), "nosuchcell".into()];
+    let p = plan(
+        &s,
+        &observed(vec![shard("0", &[])]),
+        &Explained::new(),
+        &options(),
+    );
+    let (status, reason, message) = condition(&p, "Ready");
+    assert_eq!((status, reason), ("False", "CellNotFound"));
+    assert!(message.contains("nosuchcell"), "{message}");
+    assert!(message.contains("the cells are: zone1"), "{message}");
+}
+
 #[test]
 fn missing_keyspace_is_created_with_all_shards() {
     let mut o = observed(vec![]);
