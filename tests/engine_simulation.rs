@@ -975,11 +975,13 @@ async fn random_fault_schedules() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_seed() {
-    let Some(seed) = std::env::var("VTMOVE_SIM_SEED")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    else {
-        return;
+    // Without VTMOVE_SIM_SEED this replays a fixed seed, so the replay path itself is tested
+    // on every run.
+    let seed = match std::env::var("VTMOVE_SIM_SEED") {
+        Ok(text) => text
+            .parse::<u64>()
+            .unwrap_or_else(|e| panic!("VTMOVE_SIM_SEED={text:?} is not a seed: {e}")),
+        Err(_) => 20_261_203,
     };
     let scenario = SCENARIOS[(seed % 3) as usize];
     let result = run(RunConfig {
