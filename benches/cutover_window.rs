@@ -188,7 +188,7 @@ async fn run_layout(o: &Options, from: usize, to: usize) -> anyhow::Result<serde
         let create =
             format!("create table {t} (id bigint not null, v varchar(64), primary key (id))");
         source = source.table(&create, 100);
-        target = target.table(&create, 0);
+        target = target.vschema_table(&create);
     }
     let layout = Layout::new(["zone1"]).keyspace(source).keyspace(target);
     let fleet = Fleet::start(

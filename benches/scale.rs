@@ -135,7 +135,7 @@ fn layout(tables: &[String]) -> Layout {
         let create =
             format!("create table {t} (id bigint not null, v varchar(64), primary key (id))");
         source = source.table(&create, 1);
-        target = target.table(&create, 0);
+        target = target.vschema_table(&create);
     }
     Layout::new(["zone1"]).keyspace(source).keyspace(target)
 }

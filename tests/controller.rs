@@ -61,8 +61,8 @@ fn layout() -> Layout {
             KeyspaceLayout::sharded("customer", ["-80", "80-"])
                 .tablets("zone1", &[Primary, Replica])
                 .tablets("zone2", &[Rdonly])
-                .table(CUSTOMER, 0)
-                .table(CORDER, 0),
+                .vschema_table(CUSTOMER)
+                .vschema_table(CORDER),
         )
 }
 

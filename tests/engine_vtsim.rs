@@ -50,7 +50,7 @@ fn layout(rows: u64) -> Layout {
             KeyspaceLayout::sharded("customer", ["-80", "80-"])
                 .tablets("zone1", &[Primary, Replica])
                 .tablets("zone2", &[Rdonly])
-                .table(CUSTOMER, 0),
+                .vschema_table(CUSTOMER),
         )
 }
 

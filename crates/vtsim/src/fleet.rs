@@ -275,7 +275,7 @@ impl Fleet {
                     continue;
                 };
                 let range = shard_key_range(shard).ok().flatten();
-                for t in &ks.tables {
+                for t in ks.tables.iter().filter(|t| !t.vschema_only) {
                     let seed_err = |message: String| FleetError::Seed {
                         keyspace: ks.name.clone(),
                         shard: shard.clone(),

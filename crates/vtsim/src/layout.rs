@@ -57,6 +57,10 @@ pub struct TableLayout {
     /// Rows to seed.
     #[serde(default)]
     pub seed_rows: u64,
+    /// Declared in the keyspace VSchema only: the tablets do not have the table yet (the target
+    /// of a move, which the mover creates).
+    #[serde(default)]
+    pub vschema_only: bool,
 }
 
 /// One keyspace.
@@ -318,6 +322,19 @@ impl KeyspaceLayout {
         self.tables.push(TableLayout {
             create: create.to_owned(),
             seed_rows,
+            vschema_only: false,
+        });
+        self
+    }
+
+    /// A table in the keyspace VSchema that the tablets do not have: the target of a move, whose
+    /// sharded VSchema must name the vindex before the mover creates the table.
+    #[must_use]
+    pub fn vschema_table(mut self, create: &str) -> Self {
+        self.tables.push(TableLayout {
+            create: create.to_owned(),
+            seed_rows: 0,
+            vschema_only: true,
         });
         self
     }
