@@ -221,6 +221,49 @@ async fn create_then_cancel_on_etcd() {
     create_then_cancel(true).await;
 }
 
+/// A wrong target: the target keyspace already has a moved table, with rows. The workflow is
+/// blocked naming it (nothing is created), and cancelling it leaves the table and its rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn existing_target_tables_block_creation_and_cancel_keeps_them() {
+    let (_backend, world) = world(false, Layout::default()).await;
+    let desired = world.layout.desired("wf");
+    let table = desired.tables[0].clone();
+    let target = desired.target_keyspace.clone();
+    world.fleet.seed_table(&target, "0", &table, 1..=5);
+    let theirs = world.fleet.rows(&target, "0", &table);
+    assert_eq!(theirs.len(), 5);
+
+    let mut memory = EngineMemory::default();
+    for _ in 0..3 {
+        let report = world.engine.pass(&desired, &mut memory).await;
+        assert!(report.executed.is_none(), "{:?}", report.executed);
+        let plan = report.plan.expect("plan");
+        let blocker = plan
+            .blockers
+            .iter()
+            .find(|b| b.reason == BlockReason::TargetTablesExist)
+            .unwrap_or_else(|| panic!("expected TargetTablesExist: {:?}", plan.blockers));
+        assert!(blocker.message.contains(&table), "{}", blocker.message);
+    }
+    assert!(memory.created_tables.is_empty());
+
+    let mut cancel = desired.clone();
+    cancel.lifecycle = DesiredLifecycle::Cancel(CancelOptions::default());
+    for _ in 0..5 {
+        let report = world.engine.pass(&cancel, &mut memory).await;
+        assert!(report.error.is_none(), "{:?}", report.error);
+    }
+    let plan = world
+        .engine
+        .plan_only(&cancel, &memory)
+        .await
+        .expect("plan")
+        .1;
+    assert_eq!(plan.phase, WorkflowPhase::Cancelled);
+    assert!(world.fleet.has_table(&target, "0", &table));
+    assert_eq!(world.fleet.rows(&target, "0", &table), theirs);
+}
+
 async fn complete_without_source(etcd: bool) {
     let (_backend, world) = world(etcd, Layout::default()).await;
     let mut desired = world.layout.desired("wf");

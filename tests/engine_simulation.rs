@@ -712,10 +712,10 @@ async fn run(config: RunConfig) -> Result<RunStats, String> {
                     }
                 }
             }
-            // A crash between passes: the engine restarts with an empty memory.
+            // A crash between passes: the engine restarts with what the status kept.
             if let Some(PointFault::Crash { .. }) = schedule.boundary("between passes") {
                 log(format!("pass {total_passes}: restart between passes"));
-                memory = EngineMemory::default();
+                memory = memory.restarted();
                 stats.crashes += 1;
             }
             for table in ["customer", "corder"] {
@@ -775,7 +775,7 @@ async fn run(config: RunConfig) -> Result<RunStats, String> {
                 })
             );
             if killed {
-                memory = EngineMemory::default();
+                memory = memory.restarted();
                 stats.crashes += 1;
             } else if crashed {
                 stats.lost_leases += 1;

@@ -144,6 +144,8 @@ pub mod reasons {
     pub const SOURCE_KEYSPACE_UNREACHABLE: &str = "SourceKeyspaceUnreachable";
     /// The spec names a cell that has no CellInfo in the topology.
     pub const CELL_NOT_FOUND: &str = "CellNotFound";
+    /// Moved tables already exist on the target: vtmove does not copy into them.
+    pub const TARGET_TABLES_EXIST: &str = "TargetTablesExist";
     /// A stream is stopped (for example by `stopAfterCopy`) and vtmove does not restart it.
     pub const STREAMS_STOPPED: &str = "StreamsStopped";
     /// The write cutover did not finish within `cutover.timeout` and was rolled back.
@@ -229,6 +231,7 @@ pub mod reasons {
         WRITES_SWITCHED_CANNOT_CANCEL,
         SOURCE_KEYSPACE_UNREACHABLE,
         CELL_NOT_FOUND,
+        TARGET_TABLES_EXIST,
         STREAMS_STOPPED,
         CUTOVER_TIMED_OUT,
         DELETION_REFUSED,

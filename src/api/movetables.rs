@@ -580,6 +580,12 @@ pub struct MoveTablesWorkflowStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_heal: Option<HealRecord>,
 
+    /// Moved tables vtmove created on the target keyspace. Cancelling drops only these: a table
+    /// of the same name that was there before holds someone else's data and is kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_TABLES))]
+    pub created_tables: Vec<String>,
+
     /// Names recorded before vtmove's first change to Vitess. Cleanup (cancel on deletion) uses
     /// these, never the spec.
     #[serde(default, skip_serializing_if = "Option::is_none")]

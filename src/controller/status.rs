@@ -73,6 +73,14 @@ pub fn workflow_status(
     status.heals = status
         .heals
         .max(i64::try_from(memory.heals).unwrap_or(i64::MAX));
+    // Never forgets a table: the memory started from the status.
+    let created: std::collections::BTreeSet<String> = status
+        .created_tables
+        .iter()
+        .chain(&memory.created_tables)
+        .cloned()
+        .collect();
+    status.created_tables = created.into_iter().collect();
     if let Some(heal) = &memory.last_heal {
         status.last_heal = Some(HealRecord {
             time: kube_time(heal.at),

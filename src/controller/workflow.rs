@@ -93,6 +93,10 @@ impl WorkflowContext {
             heals: status
                 .map(|s| u64::try_from(s.heals).unwrap_or(0))
                 .unwrap_or(0),
+            // So does the record of which target tables vtmove created (what cancel may drop).
+            created_tables: status
+                .map(|s| s.created_tables.iter().cloned().collect())
+                .unwrap_or_default(),
             ..EngineMemory::default()
         })
     }

@@ -312,6 +312,18 @@ pub(crate) struct Ack {
     pub alias: String,
 }
 
+/// What a step did, for the journal and the engine's memory.
+pub(crate) struct Journal {
+    /// Stages of a compound step, in order.
+    pub stages: Vec<StageRecord>,
+    /// Locks taken.
+    pub locks: Vec<String>,
+    /// Acknowledged tablet refreshes.
+    pub acks: Vec<Ack>,
+    /// Tables created on the target.
+    pub created_tables: Vec<String>,
+}
+
 /// Runs one step. Owns the inputs of the pass (so it can run in a task of its own that outlives
 /// a cancelled caller) and collects what the journal and the memory need.
 pub(crate) struct Executor {
@@ -323,6 +335,8 @@ pub(crate) struct Executor {
     pub stages: Mutex<Vec<StageRecord>>,
     pub locks: Mutex<Vec<String>>,
     pub acks: Mutex<Vec<Ack>>,
+    /// Tables created on the target by this step.
+    pub created: Mutex<Vec<String>>,
 }
 
 fn lock_vec<T>(m: &Mutex<Vec<T>>) -> std::sync::MutexGuard<'_, Vec<T>> {
@@ -346,6 +360,7 @@ impl Executor {
             stages: Mutex::new(Vec::new()),
             locks: Mutex::new(Vec::new()),
             acks: Mutex::new(Vec::new()),
+            created: Mutex::new(Vec::new()),
         }
     }
 
@@ -355,12 +370,13 @@ impl Executor {
     }
 
     /// Takes the journal buffers.
-    pub fn take_journal(&self) -> (Vec<StageRecord>, Vec<String>, Vec<Ack>) {
-        (
-            std::mem::take(&mut *lock_vec(&self.stages)),
-            std::mem::take(&mut *lock_vec(&self.locks)),
-            std::mem::take(&mut *lock_vec(&self.acks)),
-        )
+    pub fn take_journal(&self) -> Journal {
+        Journal {
+            stages: std::mem::take(&mut *lock_vec(&self.stages)),
+            locks: std::mem::take(&mut *lock_vec(&self.locks)),
+            acks: std::mem::take(&mut *lock_vec(&self.acks)),
+            created_tables: std::mem::take(&mut *lock_vec(&self.created)),
+        }
     }
 
     /// A crash point.
@@ -687,6 +703,7 @@ impl Executor {
                 .map_err(|e| {
                     StepError::tablet(format!("creating {table} on {}", primary.alias), e)
                 })?;
+                lock_vec(&self.created).push(table.clone());
             }
         }
         Ok(())

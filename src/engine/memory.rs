@@ -65,9 +65,25 @@ pub struct EngineMemory {
     pub heals: u64,
     /// The latest heal.
     pub last_heal: Option<HealEvent>,
+    /// Tables this workflow created on the target (each after the target primary reported it
+    /// absent and then accepted the CREATE). Cancel drops only these: a table that was there
+    /// before holds someone else's data. Durable through the resource's status
+    /// (`status.createdTables`), from which a restarted controller starts.
+    pub created_tables: BTreeSet<String>,
 }
 
 impl EngineMemory {
+    /// The memory a restarted controller starts with: what the resource's status carries (the
+    /// heal count, the tables the workflow created); refresh acknowledgements and copy progress
+    /// are learned again.
+    pub fn restarted(&self) -> EngineMemory {
+        EngineMemory {
+            heals: self.heals,
+            created_tables: self.created_tables.clone(),
+            ..EngineMemory::default()
+        }
+    }
+
     /// Records that `alias` of `keyspace/shard` acknowledged a refresh made after the Shard record
     /// was at `shard_version`. An acknowledgement for an older version than the one recorded is
     /// ignored; a newer one replaces the set.

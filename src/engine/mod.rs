@@ -231,10 +231,16 @@ impl Engine {
                 "the step's task failed: {e}"
             ))),
         };
-        let (stages, locks, acks) = executor.take_journal();
+        let execute::Journal {
+            stages,
+            locks,
+            acks,
+            created_tables,
+        } = executor.take_journal();
         for ack in acks {
             memory.ack_refresh(&ack.keyspace, &ack.shard, ack.version, &ack.alias);
         }
+        memory.created_tables.extend(created_tables);
         let outcome = match &result {
             Ok(()) => Outcome::Succeeded,
             Err(e) => Outcome::Failed {

@@ -314,6 +314,8 @@ pub enum BlockReason {
     TargetUnreachable,
     /// The spec names a cell the topology has no CellInfo for.
     CellNotFound,
+    /// Moved tables exist on the target before the workflow created them.
+    TargetTablesExist,
 }
 
 impl BlockReason {
@@ -340,6 +342,7 @@ impl BlockReason {
             BlockReason::LockHeld => reasons::LOCK_HELD,
             BlockReason::TargetUnreachable => reasons::TABLET_UNREACHABLE,
             BlockReason::CellNotFound => reasons::CELL_NOT_FOUND,
+            BlockReason::TargetTablesExist => reasons::TARGET_TABLES_EXIST,
         }
     }
 }
@@ -1232,6 +1235,31 @@ impl<'a> Facts<'a> {
         }
     }
 
+    /// Moved tables present on some target primary that this workflow did not create (from
+    /// the observed schemas; a primary whose schema was not read contributes nothing).
+    fn foreign_target_tables(&self) -> BTreeSet<String> {
+        self.primaries(Side::Target)
+            .into_iter()
+            .filter_map(|(_, primary)| match &primary.schema {
+                Some(Ok(tables)) => Some(tables),
+                _ => None,
+            })
+            .flatten()
+            .filter(|t| !self.m.created_tables.contains(*t))
+            .cloned()
+            .collect()
+    }
+
+    /// Whether a table this workflow created is still on some target primary.
+    fn created_target_tables_present(&self) -> bool {
+        self.primaries(Side::Target)
+            .into_iter()
+            .any(|(_, primary)| {
+                matches!(&primary.schema, Some(Ok(tables))
+                if tables.iter().any(|t| self.m.created_tables.contains(t)))
+            })
+    }
+
     /// Other workflows covering the moved tables: rules of the moved tables that point outside
     /// the workflow, and other streams on either side's primaries.
     fn conflicts(&self) -> Vec<String> {
@@ -1631,6 +1659,19 @@ fn heal_routing(f: &Facts<'_>) -> Option<Decision> {
     None
 }
 
+/// The moved tables a cancel (dropping data) leaves on the target because the workflow did not
+/// create them, comma-separated; `None` when there are none or the lifecycle keeps data anyway.
+fn kept_target_tables(f: &Facts<'_>) -> Option<String> {
+    let DesiredLifecycle::Cancel(opts) = &f.d.lifecycle else {
+        return None;
+    };
+    if opts.keep_data {
+        return None;
+    }
+    let kept = f.foreign_target_tables();
+    (!kept.is_empty()).then(|| kept.into_iter().collect::<Vec<_>>().join(", "))
+}
+
 fn describe_placement(p: TrafficPlacement) -> String {
     let s = |side| side_name(side);
     format!(
@@ -1919,6 +1960,23 @@ fn create(f: &Facts<'_>) -> Decision {
     let Some(source) = f.view(Side::Source) else {
         return blocked(BlockReason::KeyspaceNotFound, "source keyspace is gone");
     };
+    // Copying into tables that already exist would mix the copy with data vtmove cannot tell
+    // apart, and a cancel could not know what to drop: refuse, as Vitess's MoveTables create does.
+    if !f.into_target.any_present() {
+        let existing = f.foreign_target_tables();
+        if !existing.is_empty() {
+            return blocked(
+                BlockReason::TargetTablesExist,
+                format!(
+                    "table(s) {} already exist in target keyspace {}; vtmove only moves tables \
+                     into a keyspace that does not have them (drop or rename them there, or fix \
+                     spec.targetKeyspace)",
+                    existing.into_iter().collect::<Vec<_>>().join(", "),
+                    d.target_keyspace
+                ),
+            );
+        }
+    }
     match f.missing_tables(Side::Target) {
         Err(errors) => {
             return blocked(
@@ -2382,8 +2440,10 @@ fn cancel(f: &Facts<'_>) -> Decision {
     };
     let reason = reasons::CANCELLING;
     let ignore_source = opts.ignore_source_keyspace;
-    let evidence =
-        f.rules != Rules::Absent || f.into_target.any_present() || f.into_source.any_present();
+    let evidence = f.rules != Rules::Absent
+        || f.into_target.any_present()
+        || f.into_source.any_present()
+        || f.created_target_tables_present();
     if !evidence {
         let unreachable = f.into_target.unreachable();
         if !unreachable.is_empty() {
@@ -2492,20 +2552,34 @@ fn cancel(f: &Facts<'_>) -> Decision {
                     ),
                 );
             }
-            Ok(present) if !present.is_empty() => {
-                let tables: BTreeSet<String> = present.values().flatten().cloned().collect();
-                return step(
-                    Action::DropTables {
-                        side: Side::Target,
-                        shards: present.keys().cloned().collect(),
-                        tables: tables.into_iter().collect(),
-                        rename: false,
-                    },
-                    reason,
-                    "dropping the copied tables on the target",
-                );
+            Ok(present) => {
+                // Only what this workflow created: any other table of the same name was there
+                // before and is kept (the Ready message names it).
+                let created = |t: &&String| f.m.created_tables.contains(*t);
+                let shards: Vec<String> = present
+                    .iter()
+                    .filter(|(_, tables)| tables.iter().any(|t| created(&t)))
+                    .map(|(shard, _)| shard.clone())
+                    .collect();
+                let tables: BTreeSet<String> = present
+                    .values()
+                    .flatten()
+                    .filter(created)
+                    .cloned()
+                    .collect();
+                if !tables.is_empty() {
+                    return step(
+                        Action::DropTables {
+                            side: Side::Target,
+                            shards,
+                            tables: tables.into_iter().collect(),
+                            rename: false,
+                        },
+                        reason,
+                        "dropping the copied tables on the target",
+                    );
+                }
             }
-            Ok(_) => {}
         }
         let sharded = f.view(Side::Target).is_some_and(KeyspaceView::sharded);
         let in_vschema = view_vschema_tables(f, Side::Target);
@@ -2660,7 +2734,13 @@ fn assemble(f: &Facts<'_>, decision: Decision) -> Plan {
             reasons::STREAM_ERROR
         },
         if ready {
-            "the workflow is as declared".to_string()
+            match kept_target_tables(f) {
+                Some(kept) => format!(
+                    "the workflow is cancelled; kept table(s) {kept} on the target: they were \
+                     there before the workflow and vtmove did not create them"
+                ),
+                None => "the workflow is as declared".to_string(),
+            }
         } else if let Some(s) = shown_step {
             s.message.clone()
         } else if let Some(b) = blockers.first() {

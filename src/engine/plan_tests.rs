@@ -41,8 +41,18 @@ fn all(side: Side) -> Desired {
     with_traffic(side, side, side)
 }
 
+/// Plans with a memory in which the workflow created its tables on the target: the worlds
+/// below are states the workflow itself built. Tests of tables that were there before use
+/// [`plan`] with an empty memory.
 fn run(d: &Desired, b: ObservedBuilder) -> Plan {
-    plan(d, &b.build(), &EngineMemory::default())
+    plan(d, &b.build(), &created_its_tables(d))
+}
+
+fn created_its_tables(d: &Desired) -> EngineMemory {
+    EngineMemory {
+        created_tables: d.tables.iter().cloned().collect(),
+        ..EngineMemory::default()
+    }
 }
 
 fn world(d: &Desired) -> ObservedBuilder {
@@ -1449,9 +1459,83 @@ fn cancel_with_kept_data_and_rules() {
 fn cancel_of_nothing_is_done_and_never_drops_foreign_tables() {
     let d = cancelling(CancelOptions::default());
     // The target has tables of the same names but no workflow ever existed.
-    let p = run(&d, world(&d));
+    let p = plan(&d, &world(&d).build(), &EngineMemory::default());
     expect_no_step(&p);
     assert_eq!(p.phase, WorkflowPhase::Cancelled);
+    let (_, _, message) = condition(&p, types::READY);
+    assert!(
+        message.contains("kept table(s) customer, orders"),
+        "{message}"
+    );
+}
+
+/// A workflow (adopted, or created before vtmove recorded what it creates) whose target had one
+/// of the tables already: cancel drops only the table vtmove created.
+#[test]
+fn cancel_drops_only_the_tables_the_workflow_created() {
+    let d = cancelling(CancelOptions::default());
+    let unrouted = world(&d).deny(K).streams(K, StreamsSpec::stopped("", 100));
+    let memory = EngineMemory {
+        created_tables: ["orders".to_string()].into(),
+        ..EngineMemory::default()
+    };
+    let p = plan(&d, &unrouted.build(), &memory);
+    expect_step(
+        &p,
+        Action::DropTables {
+            side: K,
+            shards: shards(&["0"]),
+            tables: shards(&["orders"]),
+            rename: false,
+        },
+    );
+    // Nothing created by the workflow: no drop at all.
+    let unrouted = world(&d).deny(K).streams(K, StreamsSpec::stopped("", 100));
+    let p = plan(&d, &unrouted.build(), &EngineMemory::default());
+    assert!(
+        !matches!(
+            p.step.as_ref().map(|s| &s.action),
+            Some(Action::DropTables { side: K, .. })
+        ),
+        "{:?}",
+        p.step
+    );
+}
+
+/// Creating into a target that already has the tables is refused (as Vitess's MoveTables
+/// create is), naming them; once the workflow created them itself it goes on.
+#[test]
+fn creation_into_existing_target_tables_is_blocked() {
+    let d = desired();
+    let p = plan(
+        &d,
+        &world(&d).schema_all(K, &["orders"]).build(),
+        &EngineMemory::default(),
+    );
+    expect_blocked(&p, BlockReason::TargetTablesExist);
+    let blocker = &p.blockers[0];
+    assert!(
+        blocker
+            .message
+            .starts_with("table(s) orders already exist in target keyspace customer;"),
+        "{}",
+        blocker.message
+    );
+    assert_eq!(p.phase, WorkflowPhase::Blocked);
+
+    // The workflow created `orders` in an earlier pass: the missing one is created next.
+    let memory = EngineMemory {
+        created_tables: ["orders".to_string()].into(),
+        ..EngineMemory::default()
+    };
+    let p = plan(&d, &world(&d).schema_all(K, &["orders"]).build(), &memory);
+    expect_step(
+        &p,
+        Action::EnsureTargetSchema {
+            shards: shards(&["0"]),
+            tables: shards(&["customer"]),
+        },
+    );
 }
 
 #[test]
