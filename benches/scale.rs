@@ -373,6 +373,8 @@ fn spawn_operator(
             "--log-format=text",
             "--log-level=warn",
             &format!("--resync-period={}", o.resync),
+            // Single-tenant: the workflows name keyspaces no Keyspace resource claims.
+            "--allow-unclaimed-keyspaces",
         ])
         .env("KUBECONFIG", kubeconfig)
         .stdin(Stdio::null())

@@ -80,6 +80,11 @@ struct RunArgs {
     /// Resources of one kind reconciled at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     concurrency: u16,
+    /// Let MoveTablesWorkflows name keyspaces that no Keyspace resource claims. For
+    /// single-tenant installs only: without it, a workflow may name only keyspaces claimed by a
+    /// Keyspace resource in its own namespace.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    allow_unclaimed_keyspaces: bool,
     /// Address of /metrics, /healthz and /readyz (no authentication: limit who can reach it).
     #[arg(long, default_value = "0.0.0.0:8080")]
     metrics_address: std::net::SocketAddr,
@@ -112,6 +117,10 @@ struct RunArgs {
     /// How often a converged resource is looked at again.
     #[arg(long, default_value = "5m", value_parser = parse_duration_flag)]
     resync_period: std::time::Duration,
+    /// How long each watch of the Kubernetes API server lasts before the server ends it and
+    /// vtmove starts the next (1s to 290s).
+    #[arg(long, default_value = "290s", value_parser = parse_watch_timeout)]
+    watch_timeout: std::time::Duration,
     /// Pause between the two LOCK TABLES flush cycles of a write cutover (Vitess uses 100ms).
     #[arg(long, default_value = "100ms", value_parser = parse_duration_flag)]
     cutover_flush_delay: std::time::Duration,
@@ -128,6 +137,17 @@ struct RunArgs {
 
 fn parse_duration_flag(value: &str) -> Result<std::time::Duration, String> {
     vtmove::api::parse_duration(value).map_err(|e| e.to_string())
+}
+
+fn parse_watch_timeout(value: &str) -> Result<std::time::Duration, String> {
+    let timeout = parse_duration_flag(value)?;
+    if (1..=290).contains(&timeout.as_secs()) {
+        Ok(timeout)
+    } else {
+        Err(format!(
+            "{value}: a watch timeout is between 1s and 290s (the client gives up on a call at 295s)"
+        ))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -257,6 +277,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             resync_period: args.resync_period,
             concurrency: args.concurrency,
             publish_row_data: args.publish_row_data,
+            allow_unclaimed_keyspaces: args.allow_unclaimed_keyspaces,
+            watch_timeout: args.watch_timeout,
             ..Default::default()
         },
         scope: NamespaceScope::from_list(args.namespaces.clone()),
@@ -406,11 +428,13 @@ mod tests {
             "--log-format=json",
             "--log-level=info",
             "--resync-period=5m",
+            "--allow-unclaimed-keyspaces=false",
         ])
         .expect("parses");
         let Command::Run(args) = cli.command else {
             panic!("expected run");
         };
+        assert!(!args.allow_unclaimed_keyspaces);
         assert_eq!(args.namespaces, vec!["a", "b"]);
         assert_eq!(args.resync_period, std::time::Duration::from_secs(300));
         assert!(args.leader_election);
@@ -426,6 +450,29 @@ mod tests {
             .is_err()
         );
         assert!(Cli::try_parse_from(["vtmove", "run", "--topo-implementation=memory"]).is_ok());
+    }
+
+    #[test]
+    fn watch_timeout_stays_below_the_clients_call_timeout() {
+        let parse = |value: &str| {
+            Cli::try_parse_from([
+                "vtmove",
+                "run",
+                "--topo-implementation=memory",
+                &format!("--watch-timeout={value}"),
+            ])
+            .map(|cli| match cli.command {
+                Command::Run(args) => args.watch_timeout,
+                _ => panic!("expected run"),
+            })
+        };
+        assert_eq!(parse("10s").ok(), Some(std::time::Duration::from_secs(10)));
+        assert_eq!(
+            parse("290s").ok(),
+            Some(std::time::Duration::from_secs(290))
+        );
+        assert!(parse("300s").is_err());
+        assert!(parse("500ms").is_err());
     }
 
     #[test]

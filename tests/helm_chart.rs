@@ -59,6 +59,7 @@ const RUN_FLAGS: &[&str] = &[
     "--lock-ttl",
     "--lock-timeout",
     "--cutover-flush-delay",
+    "--allow-unclaimed-keyspaces",
 ];
 
 type Triple = (String, String, String);
@@ -637,6 +638,8 @@ fn default_values_cluster_wide() {
     assert_eq!(flag(&args, "--lock-ttl"), ["10s"]);
     assert_eq!(flag(&args, "--lock-timeout"), ["45s"]);
     assert_eq!(flag(&args, "--cutover-flush-delay"), ["100ms"]);
+    // Multi-tenant by default: workflows name only keyspaces their namespace claims.
+    assert_eq!(flag(&args, "--allow-unclaimed-keyspaces"), ["false"]);
     check_tls(&docs, &args, None, None);
     check_metrics_service(&docs);
     assert!(of_kind(&docs, "ServiceMonitor").is_empty());
@@ -713,9 +716,11 @@ fn tuning_values_reach_the_flags() {
         "locks.ttl=5s",
         "locks.timeout=1m",
         "cutoverFlushDelay=250ms",
+        "allowUnclaimedKeyspaces=true",
         "extraArgs={--log-level=vtmove=debug}",
     ]);
     let args = check_deployment(&docs);
+    assert_eq!(flag(&args, "--allow-unclaimed-keyspaces"), ["true"]);
     assert_eq!(flag(&args, "--lock-ttl"), ["5s"]);
     assert_eq!(flag(&args, "--lock-timeout"), ["1m"]);
     assert_eq!(flag(&args, "--cutover-flush-delay"), ["250ms"]);

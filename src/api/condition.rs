@@ -33,6 +33,9 @@ pub mod types {
     pub const TOPOLOGY_CONSISTENT: &str = "TopologyConsistent";
     /// Keyspace: every shard has a serving primary and every tablet answers its health check.
     pub const TABLETS_HEALTHY: &str = "TabletsHealthy";
+    /// Keyspace: this resource holds the claim on its Vitess keyspace for its namespace (the
+    /// first resource to claim a keyspace holds it; others get `Conflict`).
+    pub const CLAIMED: &str = "Claimed";
 
     /// The conditions of a MoveTablesWorkflow, in the order they are listed in its status.
     pub const MOVE_TABLES_WORKFLOW: [&str; 8] = [
@@ -47,7 +50,7 @@ pub mod types {
     ];
 
     /// The conditions of a Keyspace, in the order they are listed in its status.
-    pub const KEYSPACE: [&str; 3] = [READY, TOPOLOGY_CONSISTENT, TABLETS_HEALTHY];
+    pub const KEYSPACE: [&str; 4] = [READY, TOPOLOGY_CONSISTENT, TABLETS_HEALTHY, CLAIMED];
 }
 
 /// Condition reasons: CamelCase, stable, meant for machines (alerts, `kubectl wait`) as much as
@@ -189,6 +192,20 @@ pub mod reasons {
     pub const NO_TABLETS: &str = "NoTablets";
     /// Spec shards overlap the serving shards of the keyspace; none is created.
     pub const SHARDS_OVERLAP_SERVING: &str = "ShardsOverlapServing";
+    /// This resource holds the claim on its Vitess keyspace.
+    pub const CLAIMED: &str = "KeyspaceClaimed";
+    /// Another Keyspace resource holds the claim on the same Vitess keyspace: this one does
+    /// nothing to it.
+    pub const CONFLICT: &str = "Conflict";
+
+    // --- The namespace boundary (MoveTablesWorkflow, Blocked) ---
+    /// A keyspace the workflow names is claimed by a Keyspace resource in another namespace.
+    pub const KEYSPACE_CLAIMED_ELSEWHERE: &str = "KeyspaceClaimedElsewhere";
+    /// A keyspace the workflow names is claimed by no Keyspace resource (and the operator does
+    /// not allow unclaimed keyspaces).
+    pub const KEYSPACE_NOT_CLAIMED: &str = "KeyspaceNotClaimed";
+    /// The Vitess workflow belongs to another MoveTablesWorkflow resource.
+    pub const WORKFLOW_OWNED_ELSEWHERE: &str = "WorkflowOwnedElsewhere";
 
     /// Every reason above, for checks and documentation.
     pub const ALL: &[&str] = &[
@@ -251,6 +268,11 @@ pub mod reasons {
         SHARD_NOT_IN_SPEC,
         NO_TABLETS,
         SHARDS_OVERLAP_SERVING,
+        CLAIMED,
+        CONFLICT,
+        KEYSPACE_CLAIMED_ELSEWHERE,
+        KEYSPACE_NOT_CLAIMED,
+        WORKFLOW_OWNED_ELSEWHERE,
     ];
 }
 
@@ -565,7 +587,10 @@ mod tests {
             &at(20)
         ));
         let order: Vec<_> = conditions.iter().map(|c| c.type_.as_str()).collect();
-        assert_eq!(order, ["Ready", "TopologyConsistent", "TabletsHealthy"]);
+        assert_eq!(
+            order,
+            ["Ready", "TopologyConsistent", "TabletsHealthy", "Claimed"]
+        );
         assert_eq!(conditions[0].status, "True");
         assert_eq!(conditions[1].status, "Unknown");
         assert_eq!(conditions[1].reason, "NotYetObserved");

@@ -12,6 +12,7 @@
 //!
 //! [`Desired`]: crate::engine::Desired
 
+pub mod boundary;
 pub mod keyspace;
 pub mod kube_calls;
 pub mod operator;
@@ -45,6 +46,12 @@ pub struct ControllerSettings {
     /// Publish row data (copy bookmarks' keys, values quoted in MySQL errors) in status and
     /// Events; off by default, see [`redact`].
     pub publish_row_data: bool,
+    /// Let MoveTablesWorkflows name keyspaces no Keyspace resource claims (single-tenant
+    /// installs). Off by default: see [`boundary`].
+    pub allow_unclaimed_keyspaces: bool,
+    /// How long each watch of the API server runs before the server ends it and vtmove starts
+    /// the next (the watch's `timeoutSeconds`, whole seconds, at most 290 like kube-rs's default).
+    pub watch_timeout: Duration,
 }
 
 impl Default for ControllerSettings {
@@ -56,6 +63,8 @@ impl Default for ControllerSettings {
             api_timeout: Duration::from_secs(10),
             concurrency: 8,
             publish_row_data: false,
+            allow_unclaimed_keyspaces: false,
+            watch_timeout: Duration::from_secs(290),
         }
     }
 }
@@ -67,6 +76,48 @@ impl ControllerSettings {
         self.min_backoff
             .saturating_mul(2u32.saturating_pow(exponent))
             .min(self.max_backoff)
+    }
+}
+
+/// Consecutive failed reconciles per object, so `error_policy` backs off exponentially (a
+/// topology outage must not loop every object at a fixed rate) and a success starts over.
+pub(crate) struct Failures<K: kube::Resource>(
+    std::sync::Mutex<std::collections::HashMap<kube::runtime::reflector::ObjectRef<K>, i64>>,
+)
+where
+    K::DynamicType: std::hash::Hash + Eq;
+
+impl<K: kube::Resource> Default for Failures<K>
+where
+    K::DynamicType: std::hash::Hash + Eq,
+{
+    fn default() -> Self {
+        Failures(std::sync::Mutex::new(std::collections::HashMap::new()))
+    }
+}
+
+impl<K: kube::Resource> Failures<K>
+where
+    K::DynamicType: std::hash::Hash + Eq + Clone,
+{
+    /// Counts one more failure of `key`; returns how many in a row.
+    pub(crate) fn failed(&self, key: kube::runtime::reflector::ObjectRef<K>) -> i64 {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = map.entry(key).or_insert(0);
+        *count = count.saturating_add(1);
+        *count
+    }
+
+    /// `key` reconciled: its next failure is the first again.
+    pub(crate) fn succeeded(&self, key: &kube::runtime::reflector::ObjectRef<K>) {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.remove(key);
     }
 }
 

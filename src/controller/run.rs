@@ -14,6 +14,7 @@ use kube::{Api, Client};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::boundary::Boundary;
 use super::keyspace::{self, KeyspaceContext, KeyspaceDeps, KeyspaceObserver, KeyspaceTimeouts};
 use super::triggers::{TopoChange, watch_topology, workflow_triggers};
 use super::workflow::{self, WorkflowContext, WorkflowObserver};
@@ -42,7 +43,8 @@ impl NamespaceScope {
         }
     }
 
-    fn apis<K>(&self, client: &Client) -> Vec<Api<K>>
+    /// One API per watched namespace (or one for all).
+    pub(crate) fn apis<K>(&self, client: &Client) -> Vec<Api<K>>
     where
         K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
         K::DynamicType: Default,
@@ -202,7 +204,7 @@ pub async fn run_controllers(
 /// generation (spec), deletion, finalizers — and not by vtmove's own status patches: each status
 /// write would otherwise come back as one more pass (several per workflow at start-up). The
 /// store still sees every change; resyncs, topology triggers and requeues wake it as before.
-fn controller_for<K>(api: Api<K>) -> (Controller<K>, Store<K>)
+fn controller_for<K>(api: Api<K>, watch_timeout: Duration) -> (Controller<K>, Store<K>)
 where
     K: kube::Resource<DynamicType = ()>
         + Clone
@@ -213,11 +215,18 @@ where
         + 'static,
 {
     let (store, writer) = reflector::store();
-    let requests = watcher(api, watcher::Config::default().any_semantic())
-        .default_backoff()
-        .reflect(writer)
-        .applied_objects()
-        .predicate_filter(asked_for, Default::default());
+    // The API server ends each watch after this; the watcher then lists or resumes.
+    let timeout_secs = u32::try_from(watch_timeout.as_secs().clamp(1, 290)).unwrap_or(290);
+    let requests = watcher(
+        api,
+        watcher::Config::default()
+            .any_semantic()
+            .timeout(timeout_secs),
+    )
+    .default_backoff()
+    .reflect(writer)
+    .applied_objects()
+    .predicate_filter(asked_for, Default::default());
     (Controller::for_stream(requests, store.clone()), store)
 }
 
@@ -252,14 +261,23 @@ async fn controllers(
     ready: watch::Sender<bool>,
 ) {
     let recorder = Recorder::new(deps.client.clone(), deps.reporter.clone());
-    let workflow_ctx = Arc::new(WorkflowContext::new(
-        deps.client.clone(),
-        deps.engine.clone(),
-        recorder.clone(),
-        deps.settings.clone(),
-        deps.workflow_observer.clone(),
+    let boundary = Arc::new(Boundary::new(
+        &deps.client,
+        &deps.scope,
+        deps.settings.allow_unclaimed_keyspaces,
+        deps.settings.api_timeout,
     ));
-    let keyspace_ctx = Arc::new(KeyspaceContext::new(
+    let workflow_ctx = Arc::new(
+        WorkflowContext::new(
+            deps.client.clone(),
+            deps.engine.clone(),
+            recorder.clone(),
+            deps.settings.clone(),
+            deps.workflow_observer.clone(),
+        )
+        .with_boundary(boundary.clone()),
+    );
+    let keyspace_ctx = KeyspaceContext::new(
         deps.client.clone(),
         KeyspaceDeps {
             topo: deps.topo().clone(),
@@ -272,18 +290,21 @@ async fn controllers(
         recorder.clone(),
         deps.settings.clone(),
         deps.keyspace_observer.clone(),
-    ));
+    )
+    .with_boundary(boundary.clone());
+    let keyspace_ctx = Arc::new(keyspace_ctx);
     let config = ControllerConfig::default().concurrency(deps.settings.concurrency);
     let mut runs: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> = Vec::new();
     let mut stores = Vec::new();
     let mut stores_ks = Vec::new();
     for api in deps.scope.apis::<MoveTablesWorkflow>(&deps.client) {
-        let (controller, store) = controller_for(api);
+        let (controller, store) = controller_for(api, deps.settings.watch_timeout);
         let controller = controller.with_config(config.clone());
         stores.push(store.clone());
         let triggers = workflow_triggers(changes.subscribe(), store.clone());
-        // The keyspace controller explains denied tables with the workflows it can see.
-        keyspace_ctx.add_workflow_store(store.clone());
+        // The keyspace controller explains denied tables with the workflows it can see, and
+        // the boundary finds who owns a Vitess workflow.
+        boundary.add_workflow_store(store.clone());
         let run = controller
             .reconcile_on(triggers)
             .graceful_shutdown_on(term.clone().cancelled_owned())
@@ -296,9 +317,11 @@ async fn controllers(
         runs.push(Box::pin(run));
     }
     for api in deps.scope.apis::<Keyspace>(&deps.client) {
-        let (controller, store) = controller_for(api);
+        let (controller, store) = controller_for(api, deps.settings.watch_timeout);
         let controller = controller.with_config(config.clone());
         stores_ks.push(store.clone());
+        // Workflows look up claims in the Keyspace caches.
+        boundary.add_keyspace_store(store.clone());
         let triggers = keyspace::keyspace_triggers(changes.subscribe(), store);
         let run = controller
             .reconcile_on(triggers)

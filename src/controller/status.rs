@@ -173,6 +173,19 @@ pub fn invalid_spec_status(
     generation: Option<i64>,
     now: SystemTime,
 ) -> MoveTablesWorkflowStatus {
+    refused_status(previous, reasons::INVALID_SPEC, message, generation, now)
+}
+
+/// The status of a workflow vtmove will not act on (`reason`, e.g. an invalid spec or a
+/// keyspace claimed by another namespace): `Blocked` true and `Ready` false with the reason.
+/// Nothing else is touched (what was observed before stays visible).
+pub fn refused_status(
+    previous: Option<&MoveTablesWorkflowStatus>,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: SystemTime,
+) -> MoveTablesWorkflowStatus {
     let now_time = kube_time(now);
     let mut status = previous.cloned().unwrap_or_default();
     status.observed_generation = generation;
@@ -184,12 +197,7 @@ pub fn invalid_spec_status(
             ConditionStatus::False
         };
         status.set_condition(
-            ConditionUpdate::new(
-                type_,
-                status_value,
-                reasons::INVALID_SPEC,
-                truncate(message, 1024),
-            ),
+            ConditionUpdate::new(type_, status_value, reason, truncate(message, 1024)),
             generation,
             &now_time,
         );

@@ -75,20 +75,32 @@ pub fn watch_topology(
             }
         };
         for cell in cells {
-            match topo.cell(&cell).await {
-                Ok(cell_topo) => {
-                    let root = cell_topo.key("");
-                    spawn_watch(
-                        TopoScope::Cell(cell),
-                        (cell_topo.store, root),
-                        cells_sender.clone(),
-                        shutdown.clone(),
-                    );
+            // Each cell is resolved until it can be (its CellInfo may be unreadable for a
+            // while), then watched; a cell never gives up on its watch.
+            let (topo, sender, shutdown) = (topo.clone(), cells_sender.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                loop {
+                    match topo.cell(&cell).await {
+                        Ok(cell_topo) => {
+                            let root = cell_topo.key("");
+                            spawn_watch(
+                                TopoScope::Cell(cell),
+                                (cell_topo.store, root),
+                                sender,
+                                shutdown,
+                            );
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!(cell = %cell, error = %e, "Resolving a cell for the topology watch failed");
+                            tokio::select! {
+                                _ = shutdown.cancelled() => return,
+                                _ = tokio::time::sleep(WATCH_RETRY) => {}
+                            }
+                        }
+                    }
                 }
-                Err(e) => {
-                    tracing::warn!(cell = %cell, error = %e, "Resolving a cell for the topology watch failed");
-                }
-            }
+            });
         }
     });
     sender

@@ -7,11 +7,13 @@
 //! 2. no finalizer yet → add it;
 //! 3. spec → [`Desired`]; an invalid spec is reported and waits for an edit (no hot loop);
 //! 4. no identity in the status yet → record it before the first change to Vitess (style H7);
-//! 5. one engine pass; status patched only when it changed; Events for the step, heals, failures
-//!    and new blockers; requeue as the plan says (soon while a transition runs, the resync
-//!    period once converged).
+//! 5. one engine pass; a step that cannot be taken back runs only if the resource read fresh
+//!    from the API server still has the generation the pass planned from; status patched only
+//!    when it changed; Events for the step, heals, failures and new blockers; requeue as the
+//!    plan says (soon while a transition runs, the resync period once converged).
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -20,15 +22,20 @@ use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, Resource, ResourceExt};
 
-use super::status::{
-    deletion_refused_status, identity, invalid_spec_status, status_changed, workflow_status,
+use super::boundary::{
+    Boundary, Refusal, claim_holder, owned_elsewhere, workflow_boundary, workflow_owner,
 };
-use super::{ApiError, ControllerSettings, FINALIZER, kube_calls, redact};
+use super::status::{
+    deletion_refused_status, identity, invalid_spec_status, refused_status, status_changed,
+    workflow_status,
+};
+use super::{ApiError, ControllerSettings, FINALIZER, Failures, kube_calls, redact};
 use crate::api::condition::{find_condition, reasons, types};
 use crate::api::movetables::WorkflowPhase;
 use crate::api::{MoveTablesWorkflow, MoveTablesWorkflowStatus};
 use crate::engine::{
-    Desired, DesiredLifecycle, Engine, EngineMemory, Outcome, PassReport, Requeue,
+    AllowEveryStep, Desired, DesiredLifecycle, Engine, EngineMemory, Outcome, PassReport, Requeue,
+    StepGate,
 };
 use crate::vitess::routing::{Side, TrafficPlacement};
 
@@ -61,6 +68,11 @@ pub struct WorkflowContext {
     pub observer: Arc<dyn WorkflowObserver>,
     /// The engine's memory per workflow: a cache that may be lost (see `engine::memory`).
     memories: Mutex<HashMap<ObjectRef<MoveTablesWorkflow>, EngineMemory>>,
+    /// Which keyspaces a namespace may name and who owns a Vitess workflow; `None`: no
+    /// boundary (every keyspace may be named).
+    boundary: Option<Arc<Boundary>>,
+    /// Consecutive failed reconciles per resource, for the backoff.
+    failures: Failures<MoveTablesWorkflow>,
 }
 
 impl WorkflowContext {
@@ -79,7 +91,15 @@ impl WorkflowContext {
             settings,
             observer,
             memories: Mutex::new(HashMap::new()),
+            boundary: None,
+            failures: Failures::default(),
         }
+    }
+
+    /// Enforces `boundary` (shared with the Keyspace controller, see [`Boundary`]).
+    pub fn with_boundary(mut self, boundary: Arc<Boundary>) -> Self {
+        self.boundary = Some(boundary);
+        self
     }
 
     fn take_memory(
@@ -145,7 +165,11 @@ pub async fn reconcile(
     let started = std::time::Instant::now();
     let result = reconcile_inner(&workflow, &ctx).await;
     let outcome = match &result {
-        Ok(_) => "ok",
+        Ok(_) => {
+            ctx.failures
+                .succeeded(&ObjectRef::from_obj(workflow.as_ref()));
+            "ok"
+        }
         Err(e) => e.kind(),
     };
     ctx.observer.on_reconcile(outcome, started.elapsed());
@@ -154,7 +178,7 @@ pub async fn reconcile(
 
 /// What kube-runtime does after a failed reconcile: retry with a delay.
 pub fn error_policy(
-    _workflow: Arc<MoveTablesWorkflow>,
+    workflow: Arc<MoveTablesWorkflow>,
     error: &WorkflowError,
     ctx: Arc<WorkflowContext>,
 ) -> Action {
@@ -162,7 +186,10 @@ pub fn error_policy(
     match error {
         // Cannot get better by retrying soon.
         WorkflowError::MissingNamespace(_) => Action::requeue(ctx.settings.resync_period),
-        WorkflowError::Api(_) => Action::requeue(ctx.settings.min_backoff * 4),
+        WorkflowError::Api(_) => {
+            let attempts = ctx.failures.failed(ObjectRef::from_obj(workflow.as_ref()));
+            Action::requeue(ctx.settings.backoff(attempts))
+        }
     }
 }
 
@@ -214,9 +241,41 @@ async fn reconcile_inner(
             return Ok(Action::await_change());
         }
     };
+    // The boundary: which keyspaces this namespace may name, and whether the Vitess workflow
+    // is this resource's. A refused workflow does nothing to Vitess.
+    let has_identity = previous.and_then(|s| s.identity.as_ref()).is_some();
+    // Held until the identity is recorded (see `check_boundary`).
+    let turn = match check_boundary(workflow, &namespace, ctx, has_identity).await? {
+        BoundaryCheck::Allowed(turn) => turn,
+        BoundaryCheck::NotReady => return Ok(Action::requeue(ctx.settings.min_backoff)),
+        BoundaryCheck::Refused(refusal) => {
+            let status = refused_status(
+                previous,
+                refusal.reason,
+                &refusal.message,
+                generation,
+                SystemTime::now(),
+            );
+            if status_changed(previous, &status) {
+                publish(
+                    ctx,
+                    workflow,
+                    EventType::Warning,
+                    refusal.reason,
+                    &refusal.message,
+                )
+                .await;
+                patch_status(ctx, &api, &name, &status).await?;
+            }
+            // A Keyspace resource created or deleted elsewhere can change the answer.
+            return Ok(Action::requeue(
+                ctx.settings.resync_period.min(Duration::from_secs(30)),
+            ));
+        }
+    };
     // The identity is stored before the engine may change anything, then the pass goes on.
     let recorded;
-    let previous = if previous.and_then(|s| s.identity.as_ref()).is_none() {
+    let previous = if !has_identity {
         let mut status = previous.cloned().unwrap_or_default();
         status.identity = Some(identity(&desired));
         status.phase.get_or_insert(WorkflowPhase::Pending);
@@ -228,15 +287,133 @@ async fn reconcile_inner(
     } else {
         previous
     };
+    drop(turn);
 
     let memory = ctx.take_memory(&key, previous);
-    let (report, status) = run_pass(ctx, &key, &desired, memory, previous, generation).await;
+    let gate = CurrentSpecGate {
+        api: &api,
+        name: &name,
+        generation,
+        deadline: ctx.settings.api_timeout,
+        held: AtomicBool::new(false),
+    };
+    let (report, status) = run_pass(ctx, &key, &desired, memory, previous, generation, &gate).await;
+    if gate.held.load(Ordering::SeqCst) {
+        // Planned from a spec that is no longer the resource's: nothing was done, and nothing
+        // from that plan is published. The next pass plans from the current spec.
+        return Ok(Action::requeue(ctx.settings.min_backoff));
+    }
 
     publish_pass_events(ctx, workflow, previous, &status, &report).await;
     if status_changed(previous, &status) {
         patch_status(ctx, &api, &name, &status).await?;
     }
     Ok(next_action(&report, &status, &ctx.settings))
+}
+
+/// Reads the resource from the API server before a step that cannot be taken back (the write
+/// cutover, deleting streams, dropping tables, removing VSchema entries): the cache a reconcile
+/// starts from can lag a spec change, and such a step must never run on a spec the user has
+/// already changed. The step is held back when the generation moved on or the read fails.
+struct CurrentSpecGate<'a> {
+    api: &'a Api<MoveTablesWorkflow>,
+    name: &'a str,
+    /// The generation the pass planned from.
+    generation: Option<i64>,
+    deadline: Duration,
+    /// Set when a step was held back.
+    held: AtomicBool,
+}
+
+/// Steps whose effect a later spec change cannot undo.
+fn cannot_be_taken_back(action: &crate::engine::Action) -> bool {
+    use crate::engine::Action;
+    matches!(
+        action,
+        Action::SwitchWrites { .. }
+            | Action::DeleteStreams { .. }
+            | Action::DropTables { .. }
+            | Action::RemoveFromVSchema { .. }
+    )
+}
+
+#[async_trait::async_trait]
+impl StepGate for CurrentSpecGate<'_> {
+    async fn allow(&self, step: &crate::engine::Step) -> Result<(), String> {
+        if !cannot_be_taken_back(&step.action) {
+            return Ok(());
+        }
+        let read = super::with_deadline(
+            self.deadline,
+            "reading the workflow before a step that cannot be taken back",
+            self.api.get(self.name),
+        )
+        .await;
+        let why = match read {
+            Ok(current) if current.meta().generation == self.generation => return Ok(()),
+            Ok(current) => format!(
+                "the spec changed (generation {:?}, planned from {:?})",
+                current.meta().generation,
+                self.generation
+            ),
+            Err(e) => e.to_string(),
+        };
+        self.held.store(true, Ordering::SeqCst);
+        Err(why)
+    }
+}
+
+/// What the boundary says about a workflow.
+enum BoundaryCheck<'a> {
+    /// It may act; holding the arbiter's turn when the identity is still to be recorded.
+    Allowed(Option<tokio::sync::MutexGuard<'a, ()>>),
+    /// The caches of resources have not loaded yet: look again soon.
+    NotReady,
+    /// It may not.
+    Refused(Refusal),
+}
+
+/// Checks the boundary for `workflow` in `namespace`. A workflow that has not recorded its
+/// identity yet is checked against a fresh list of workflows under the boundary's arbiter, so
+/// two resources naming one Vitess workflow cannot both record it.
+async fn check_boundary<'a>(
+    workflow: &MoveTablesWorkflow,
+    namespace: &str,
+    ctx: &'a WorkflowContext,
+    has_identity: bool,
+) -> Result<BoundaryCheck<'a>, WorkflowError> {
+    let Some(boundary) = &ctx.boundary else {
+        return Ok(BoundaryCheck::Allowed(None));
+    };
+    let Some(keyspaces) = boundary.cached_keyspaces() else {
+        return Ok(BoundaryCheck::NotReady);
+    };
+    let spec = &workflow.spec;
+    let named = [spec.source_keyspace.as_str(), spec.target_keyspace.as_str()];
+    if let Err(refusal) = workflow_boundary(
+        namespace,
+        &named,
+        |keyspace| claim_holder(keyspace, &keyspaces),
+        boundary.allow_unclaimed(),
+        has_identity,
+    ) {
+        return Ok(BoundaryCheck::Refused(refusal));
+    }
+    let (owner, turn) = if has_identity {
+        let Some(cached) = boundary.cached_workflows() else {
+            return Ok(BoundaryCheck::NotReady);
+        };
+        (workflow_owner(workflow, &cached), None)
+    } else {
+        // The caller records the identity while it holds this turn.
+        let turn = boundary.arbiter().await;
+        let all = boundary.list_workflows().await?;
+        (workflow_owner(workflow, &all), Some(turn))
+    };
+    Ok(match owner {
+        Some(owner) => BoundaryCheck::Refused(owned_elsewhere(workflow, &owner)),
+        None => BoundaryCheck::Allowed(turn),
+    })
 }
 
 /// One engine pass with the workflow's memory, and the status it leads to. The memory goes back
@@ -248,8 +425,9 @@ async fn run_pass(
     mut memory: EngineMemory,
     previous: Option<&MoveTablesWorkflowStatus>,
     generation: Option<i64>,
+    gate: &dyn StepGate,
 ) -> (PassReport, MoveTablesWorkflowStatus) {
-    let report = ctx.engine.pass(desired, &mut memory).await;
+    let report = ctx.engine.pass_checked(desired, &mut memory, gate).await;
     let mut status = workflow_status(
         previous,
         desired,
@@ -397,7 +575,17 @@ async fn finalize(
         // Waits for an edit of the spec (lifecycle: Complete) or for traffic to move back.
         return Ok(Action::requeue(ctx.settings.resync_period));
     }
-    let (report, status) = run_pass(ctx, key, &desired, memory, previous, generation).await;
+    // A deletion cannot be taken back either: its steps run on the recorded identity.
+    let (report, status) = run_pass(
+        ctx,
+        key,
+        &desired,
+        memory,
+        previous,
+        generation,
+        &AllowEveryStep,
+    )
+    .await;
     if report.plan.as_ref().is_some_and(|p| !p.workflow_exists) && report.executed.is_none() {
         remove_finalizer(workflow, ctx, api).await?;
         ctx.forget(key);

@@ -114,6 +114,24 @@ impl PassReport {
     }
 }
 
+/// Asked right before a planned step runs whether it may.
+#[async_trait::async_trait]
+pub trait StepGate: Send + Sync {
+    /// `Ok(())` lets `step` run; `Err(why)` holds it back.
+    async fn allow(&self, step: &Step) -> Result<(), String>;
+}
+
+/// The gate of [`Engine::pass`]: every step may run.
+#[derive(Debug, Default)]
+pub struct AllowEveryStep;
+
+#[async_trait::async_trait]
+impl StepGate for AllowEveryStep {
+    async fn allow(&self, _step: &Step) -> Result<(), String> {
+        Ok(())
+    }
+}
+
 /// The engine: the topology, the tablets and the settings. Cheap to clone; one engine can
 /// serve many workflows (each with its own [`EngineMemory`]).
 #[derive(Clone)]
@@ -184,6 +202,18 @@ impl Engine {
 
     /// One pass: observe, plan, execute at most one step. See the module docs.
     pub async fn pass(&self, desired: &Desired, memory: &mut EngineMemory) -> PassReport {
+        self.pass_checked(desired, memory, &AllowEveryStep).await
+    }
+
+    /// [`pass`](Self::pass), asking `gate` right before the step runs whether it may (the
+    /// controller re-reads its resource before an irreversible step). A step held back is not
+    /// executed; the report carries the plan as made.
+    pub async fn pass_checked(
+        &self,
+        desired: &Desired,
+        memory: &mut EngineMemory,
+        gate: &dyn StepGate,
+    ) -> PassReport {
         let started = SystemTime::now();
         let observed = match self.observe(desired).await {
             Ok(observed) => observed,
@@ -199,15 +229,21 @@ impl Engine {
         };
         memory.observe_copy_progress(&observed);
         let plan = plan::plan(desired, &observed, memory);
-        let Some(step) = plan.step.clone() else {
-            return PassReport {
-                started,
-                plan: Some(plan),
-                executed: None,
-                heal: None,
-                error: None,
-            };
+        // Nothing to run, or the gate holds the step back: the report carries the plan alone.
+        let planned_only = |plan| PassReport {
+            started,
+            plan: Some(plan),
+            executed: None,
+            heal: None,
+            error: None,
         };
+        let Some(step) = plan.step.clone() else {
+            return planned_only(plan);
+        };
+        if let Err(why) = gate.allow(&step).await {
+            tracing::info!(workflow = %desired.workflow, step = step.action.name(), why, "Step held back");
+            return planned_only(plan);
+        }
         let step_started = SystemTime::now();
         let clock = Instant::now();
         // The step runs in a task of its own: if the caller gives up on the pass (a deadline,

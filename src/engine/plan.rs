@@ -444,7 +444,8 @@ pub struct Plan {
     pub traffic: ObservedTraffic,
     /// Whether writes are routed to the target (global rules).
     pub writes_switched: bool,
-    /// Whether any of the workflow's artifacts exist in Vitess (rules or streams).
+    /// Whether any of the workflow's artifacts exist in Vitess (rules or streams), or may (a
+    /// primary whose streams could not be read).
     pub workflow_exists: bool,
     /// Largest lag of the streams that feed the side not taking writes.
     pub max_lag: Option<Lag>,
@@ -2675,8 +2676,12 @@ fn assemble(f: &Facts<'_>, decision: Decision) -> Plan {
             None => ObservedSide::Unknown,
         },
     };
-    let workflow_exists =
-        f.rules != Rules::Absent || f.into_target.any_present() || f.into_source.any_present();
+    // A shard whose streams could not be read may hold some: it counts as existing, so a
+    // deletion keeps its finalizer until cancel has seen every shard.
+    let workflow_exists = f.rules != Rules::Absent
+        || [&f.into_target, &f.into_source]
+            .iter()
+            .any(|side| side.any_present() || !side.unreachable().is_empty());
     // The streams that feed the side not taking writes carry the lag that matters.
     let feeding = f.streams_into(f.writes.unwrap_or(Side::Source).other());
     let max_lag = feeding.max_lag(o.at);

@@ -1469,6 +1469,22 @@ fn cancel_of_nothing_is_done_and_never_drops_foreign_tables() {
     );
 }
 
+/// A deletion that finds a primary it cannot read: streams and denied tables may be on it, so
+/// the workflow still counts as existing (the controller keeps its finalizer) and cancel waits.
+#[test]
+fn cancel_with_an_unreadable_primary_keeps_the_workflow() {
+    let d = cancelling(CancelOptions::default());
+    let p = plan(
+        &d,
+        &world(&d).primaries_unreachable(Side::Target).build(),
+        &EngineMemory::default(),
+    );
+    assert!(p.workflow_exists, "an unread primary may hold streams");
+    expect_blocked(&p, BlockReason::TargetUnreachable);
+    let p = plan(&d, &world(&d).build(), &EngineMemory::default());
+    assert!(!p.workflow_exists);
+}
+
 /// A workflow (adopted, or created before vtmove recorded what it creates) whose target had one
 /// of the tables already: cancel drops only the table vtmove created.
 #[test]

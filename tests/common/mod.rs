@@ -23,6 +23,8 @@ pub fn test_controller_settings() -> vtmove::controller::ControllerSettings {
         max_backoff: Duration::from_secs(2),
         api_timeout: Duration::from_secs(5),
         concurrency: 4,
+        // Most tests run single-tenant, without Keyspace resources.
+        allow_unclaimed_keyspaces: true,
         ..Default::default()
     }
 }

@@ -467,6 +467,7 @@ impl Sandbox {
                 max_backoff: Duration::from_secs(2),
                 api_timeout: Duration::from_secs(5),
                 concurrency: 4,
+                allow_unclaimed_keyspaces: false,
                 ..Default::default()
             },
             scope: NamespaceScope::All,

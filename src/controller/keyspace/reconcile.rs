@@ -2,7 +2,7 @@
 //! the finalizer (only for `deletionPolicy: Delete`), the status patch when something other
 //! than timestamps changed, Events, and the topology triggers.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use kube::runtime::controller::Action;
@@ -11,13 +11,18 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::broadcast;
 
-use super::{EventType, Explained, KeyspaceDeps, KeyspaceError, PlanOptions, reconcile_keyspace};
+use super::{
+    EventType, Explained, Explanations, KeyspaceDeps, KeyspaceError, PlanOptions,
+    reconcile_keyspace,
+};
+use crate::api::Keyspace;
 use crate::api::condition::{ConditionStatus, ConditionUpdate, reasons, types};
 use crate::api::keyspace::{DeletionPolicy, KeyspaceStatus};
-use crate::api::{Keyspace, MoveTablesWorkflow};
+use crate::controller::boundary::{Boundary, KeyspaceClaim, keyspace_claim, records_claim};
+use crate::controller::run::NamespaceScope;
 use crate::controller::status::{changed_ignoring_times, kube_time};
 use crate::controller::triggers::{TopoChange, TopoScope, triggers_for};
-use crate::controller::{ApiError, ControllerSettings, FINALIZER, kube_calls};
+use crate::controller::{ApiError, ControllerSettings, FINALIZER, Failures, kube_calls};
 
 /// What the keyspace reconciler reports about itself, for metrics.
 pub trait KeyspaceObserver: Send + Sync {
@@ -34,9 +39,11 @@ pub struct KeyspaceContext {
     recorder: Recorder,
     settings: ControllerSettings,
     observer: Arc<dyn KeyspaceObserver>,
-    /// The MoveTablesWorkflows the workflow controllers see: they explain denied tables and
-    /// routing rules.
-    workflows: Mutex<Vec<Store<MoveTablesWorkflow>>>,
+    /// The resources the controllers see: claims, and the MoveTablesWorkflows that explain
+    /// denied tables and routing rules.
+    boundary: Arc<Boundary>,
+    /// Consecutive failures per resource, for the backoff.
+    failures: Failures<Keyspace>,
 }
 
 impl KeyspaceContext {
@@ -48,30 +55,56 @@ impl KeyspaceContext {
         settings: ControllerSettings,
         observer: Arc<dyn KeyspaceObserver>,
     ) -> Self {
+        let boundary = Arc::new(Boundary::new(
+            &client,
+            &NamespaceScope::All,
+            settings.allow_unclaimed_keyspaces,
+            settings.api_timeout,
+        ));
         KeyspaceContext {
             client,
             deps,
             recorder,
             settings,
             observer,
-            workflows: Mutex::new(Vec::new()),
+            boundary,
+            failures: Failures::default(),
         }
     }
 
-    /// Adds a store of MoveTablesWorkflows whose specs explain topology entries.
-    pub fn add_workflow_store(&self, store: Store<MoveTablesWorkflow>) {
-        if let Ok(mut stores) = self.workflows.lock() {
-            stores.push(store);
-        }
+    /// Uses `boundary` (shared with the workflow controller) for claims and explanations.
+    pub fn with_boundary(mut self, boundary: Arc<Boundary>) -> Self {
+        self.boundary = boundary;
+        self
     }
+}
 
-    fn explained(&self) -> Explained {
-        let workflows: Vec<Arc<MoveTablesWorkflow>> = self
-            .workflows
-            .lock()
-            .map(|stores| stores.iter().flat_map(|s| s.state()).collect())
-            .unwrap_or_default();
+/// The MoveTablesWorkflows that explain drift: the caches to report, a fresh list from the API
+/// server to repair (withheld while the caches have not loaded or the list fails).
+struct ResourceExplanations<'a>(&'a Boundary);
+
+#[async_trait::async_trait]
+impl Explanations for ResourceExplanations<'_> {
+    fn known(&self) -> Explained {
+        let workflows = self.0.cached_workflows().unwrap_or_default();
         Explained::from_workflows(workflows.iter().map(Arc::as_ref))
+    }
+
+    async fn authoritative(&self) -> Result<Explained, String> {
+        if self.0.cached_workflows().is_none() {
+            return Err(
+                "the MoveTablesWorkflow cache has not loaded yet, so a workflow vtmove \
+                        has not seen may explain the drift"
+                    .to_string(),
+            );
+        }
+        match self.0.list_workflows().await {
+            Ok(workflows) => Ok(Explained::from_workflows(workflows.iter())),
+            Err(e) => Err(format!(
+                "the MoveTablesWorkflows could not be listed from the API server ({e}), so a \
+                 workflow vtmove cannot read may explain the drift"
+            )),
+        }
     }
 }
 
@@ -109,7 +142,11 @@ pub async fn reconcile(
     let started = Instant::now();
     let result = reconcile_inner(&keyspace, &ctx).await;
     let outcome = match &result {
-        Ok(_) => "ok",
+        Ok(_) => {
+            ctx.failures
+                .succeeded(&ObjectRef::from_obj(keyspace.as_ref()));
+            "ok"
+        }
         Err(e) => e.kind(),
     };
     ctx.observer.on_reconcile(outcome, started.elapsed());
@@ -119,7 +156,7 @@ pub async fn reconcile(
 /// Retry delays after a failed keyspace reconcile: lock contention and unreachable topology
 /// retry soon, a refused deletion waits for the resync.
 pub fn error_policy(
-    _keyspace: Arc<Keyspace>,
+    keyspace: Arc<Keyspace>,
     error: &KeyspaceReconcileError,
     ctx: Arc<KeyspaceContext>,
 ) -> Action {
@@ -129,7 +166,10 @@ pub fn error_policy(
             Action::requeue(ctx.settings.resync_period)
         }
         KeyspaceReconcileError::MissingNamespace(_) => Action::requeue(ctx.settings.resync_period),
-        _ => Action::requeue(ctx.settings.min_backoff * 4),
+        _ => {
+            let attempts = ctx.failures.failed(ObjectRef::from_obj(keyspace.as_ref()));
+            Action::requeue(ctx.settings.backoff(attempts))
+        }
     }
 }
 
@@ -196,6 +236,34 @@ async fn reconcile_inner(
         return Ok(Action::await_change());
     }
 
+    // The claim: only the resource holding it touches (or reports) the Vitess keyspace.
+    let claimed;
+    let previous = match claim(ctx, keyspace, &api).await? {
+        Claim::Holds(status) => {
+            claimed = status;
+            claimed.as_ref()
+        }
+        Claim::Conflict(holder) => {
+            let status = conflict_status(keyspace, &holder, generation, &now);
+            if status_changed(previous, &status) {
+                publish(
+                    ctx,
+                    keyspace,
+                    KubeEventType::Warning,
+                    reasons::CONFLICT,
+                    &conflict_message(keyspace, &holder),
+                )
+                .await;
+                kube_calls::apply_status(&api, &name, &status, deadline).await?;
+            }
+            if deleting && has_finalizer {
+                // It never owned the keyspace: nothing to clean up.
+                kube_calls::remove_finalizer(&api, keyspace, deadline).await?;
+                return Ok(Action::await_change());
+            }
+            return Ok(Action::requeue(ctx.settings.resync_period));
+        }
+    };
     let options = PlanOptions {
         generation,
         now,
@@ -204,40 +272,50 @@ async fn reconcile_inner(
         paused: false,
         withhold_repairs: None,
     };
-    let explained = ctx.explained();
+    let explanations = ResourceExplanations(&ctx.boundary);
     let ks_name = keyspace.keyspace_name();
-    let report =
-        match reconcile_keyspace(&ctx.deps, &ks_name, &keyspace.spec, &explained, &options).await {
-            Ok(report) => report,
-            Err(e) => {
-                let mut status = previous.cloned().unwrap_or_default();
-                status.observed_generation = generation;
-                status.set_condition(
-                    ConditionUpdate::new(
-                        types::READY,
-                        ConditionStatus::Unknown,
-                        e.kind(),
-                        e.to_string(),
-                    ),
-                    generation,
-                    &options.now,
-                );
-                if status_changed(previous, &status) {
-                    kube_calls::apply_status(&api, &name, &status, deadline).await?;
-                }
-                if !e.is_lock_busy() {
-                    publish(
-                        ctx,
-                        keyspace,
-                        KubeEventType::Warning,
-                        e.kind(),
-                        &e.to_string(),
-                    )
-                    .await;
-                }
-                return Err(e.into());
+    let report = match reconcile_keyspace(
+        &ctx.deps,
+        &ks_name,
+        &keyspace.spec,
+        &explanations,
+        &options,
+    )
+    .await
+    {
+        Ok(report) => report,
+        Err(e) => {
+            let mut status = previous.cloned().unwrap_or_default();
+            status.observed_generation = generation;
+            status.set_condition(
+                ConditionUpdate::new(
+                    types::READY,
+                    ConditionStatus::Unknown,
+                    e.kind(),
+                    e.to_string(),
+                ),
+                generation,
+                &options.now,
+            );
+            // One Warning per failure, not per retry: a repeat of the failure the status
+            // already shows posts nothing.
+            let new_failure = status_changed(previous, &status);
+            if new_failure {
+                kube_calls::apply_status(&api, &name, &status, deadline).await?;
             }
-        };
+            if new_failure && !e.is_lock_busy() {
+                publish(
+                    ctx,
+                    keyspace,
+                    KubeEventType::Warning,
+                    e.kind(),
+                    &e.to_string(),
+                )
+                .await;
+            }
+            return Err(e.into());
+        }
+    };
     for event in &report.events {
         let type_ = match event.type_ {
             EventType::Normal => KubeEventType::Normal,
@@ -260,6 +338,104 @@ async fn reconcile_inner(
     Ok(Action::requeue(
         report.requeue_after.min(ctx.settings.resync_period),
     ))
+}
+
+/// Where a resource stands with its claim after [`claim`].
+enum Claim {
+    /// It holds the claim; the status to continue from (with the claim recorded).
+    Holds(Option<KeyspaceStatus>),
+    /// Another resource (`namespace/name`) holds it.
+    Conflict(String),
+}
+
+/// Makes sure `keyspace` holds the claim on its Vitess keyspace, recording it (under the
+/// boundary's arbiter, after a fresh list of every Keyspace resource) when nobody holds it.
+async fn claim(
+    ctx: &KeyspaceContext,
+    keyspace: &Keyspace,
+    api: &Api<Keyspace>,
+) -> Result<Claim, KeyspaceReconcileError> {
+    let previous = keyspace.status.clone();
+    if records_claim(keyspace) {
+        // Held; a second recorded claim (a race lost elsewhere) is settled on the older one.
+        if let Some(cached) = ctx.boundary.cached_keyspaces()
+            && let KeyspaceClaim::Conflict { holder } = keyspace_claim(keyspace, &cached)
+        {
+            return Ok(Claim::Conflict(holder));
+        }
+        return Ok(Claim::Holds(previous));
+    }
+    let _turn = ctx.boundary.arbiter().await;
+    let all = ctx.boundary.list_keyspaces().await?;
+    match keyspace_claim(keyspace, &all) {
+        KeyspaceClaim::Conflict { holder } => Ok(Claim::Conflict(holder)),
+        KeyspaceClaim::Holds | KeyspaceClaim::Free => {
+            let now = kube_time(SystemTime::now());
+            let generation = keyspace.meta().generation;
+            let ks_name = keyspace.keyspace_name();
+            let mut status = previous.unwrap_or_default();
+            status.keyspace = Some(ks_name.clone());
+            status.set_condition(
+                ConditionUpdate::new(
+                    types::CLAIMED,
+                    ConditionStatus::True,
+                    reasons::CLAIMED,
+                    format!(
+                        "keyspace {ks_name} is claimed for namespace {}",
+                        keyspace.namespace().unwrap_or_default()
+                    ),
+                ),
+                generation,
+                &now,
+            );
+            status.ensure_conditions(generation, &now);
+            kube_calls::apply_status(api, &keyspace.name_any(), &status, ctx.settings.api_timeout)
+                .await?;
+            Ok(Claim::Holds(Some(status)))
+        }
+    }
+}
+
+fn conflict_message(keyspace: &Keyspace, holder: &str) -> String {
+    format!(
+        "keyspace {} is claimed by Keyspace {holder}; this resource does not touch or report it \
+         (delete it, or name another keyspace)",
+        keyspace.keyspace_name()
+    )
+}
+
+/// The status of a resource whose keyspace another one claims: nothing about the keyspace.
+fn conflict_status(
+    keyspace: &Keyspace,
+    holder: &str,
+    generation: Option<i64>,
+    now: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+) -> KeyspaceStatus {
+    let message = conflict_message(keyspace, holder);
+    let mut status = KeyspaceStatus {
+        observed_generation: generation,
+        keyspace: Some(keyspace.keyspace_name()),
+        conditions: keyspace
+            .status
+            .as_ref()
+            .map(|s| s.conditions.clone())
+            .unwrap_or_default(),
+        shards: Vec::new(),
+        drift: Vec::new(),
+    };
+    for (type_, condition) in [
+        (types::READY, ConditionStatus::False),
+        (types::CLAIMED, ConditionStatus::False),
+        (types::TOPOLOGY_CONSISTENT, ConditionStatus::Unknown),
+        (types::TABLETS_HEALTHY, ConditionStatus::Unknown),
+    ] {
+        status.set_condition(
+            ConditionUpdate::new(type_, condition, reasons::CONFLICT, message.clone()),
+            generation,
+            now,
+        );
+    }
+    status
 }
 
 /// Whether `new` differs from `old` in anything but condition timestamps.
@@ -286,7 +462,9 @@ async fn publish(
 }
 
 /// Whether a topology change concerns keyspace `ks`: its own records (global or cell), the
-/// routing rules and SrvVSchema (drift and staleness are judged from them).
+/// routing rules and SrvVSchema (drift and staleness are judged from them), and every Tablet
+/// record of a cell (health is judged from them; a Tablet record names its keyspace only in
+/// its value, and tablets rewrite their records rarely: at a start, a type change, a reparent).
 pub fn concerns_keyspace(ks: &str, scope: &TopoScope, key: &str) -> bool {
     let own = key
         .strip_prefix("keyspaces/")
@@ -294,8 +472,15 @@ pub fn concerns_keyspace(ks: &str, scope: &TopoScope, key: &str) -> bool {
         .is_some_and(|rest| rest.starts_with('/'));
     own || match scope {
         TopoScope::Global => key == "RoutingRules",
-        TopoScope::Cell(_) => key == "SrvVSchema",
+        TopoScope::Cell(_) => key == "SrvVSchema" || is_tablet_record(key),
     }
+}
+
+/// `tablets/<alias>/Tablet`, relative to a cell's root.
+fn is_tablet_record(key: &str) -> bool {
+    key.strip_prefix("tablets/")
+        .and_then(|rest| rest.strip_suffix("/Tablet"))
+        .is_some_and(|alias| !alias.is_empty() && !alias.contains('/'))
 }
 
 /// A stream of the Keyspace resources each change concerns, for `Controller::reconcile_on`.
@@ -344,6 +529,21 @@ mod tests {
             "keyspaces/commerce/shards/0/Shard"
         ));
         assert!(!concerns_keyspace("customer", &c, "RoutingRules"));
+        assert!(concerns_keyspace(
+            "customer",
+            &c,
+            "tablets/zone1-0000000100/Tablet"
+        ));
+        assert!(!concerns_keyspace(
+            "customer",
+            &g,
+            "tablets/zone1-0000000100/Tablet"
+        ));
+        assert!(!concerns_keyspace(
+            "customer",
+            &c,
+            "tablets/zone1-0000000100"
+        ));
     }
 
     #[test]

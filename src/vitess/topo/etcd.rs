@@ -182,8 +182,11 @@ impl EtcdStore {
             .inner
             .client
             .get_or_try_init(|| async {
-                let mut connect =
-                    ConnectOptions::new().with_connect_timeout(options.connect_timeout);
+                // A member cut off from its cluster's leader fails calls (and ends watches)
+                // instead of serving a silent, stale view, as Vitess's own watches ask.
+                let mut connect = ConnectOptions::new()
+                    .with_connect_timeout(options.connect_timeout)
+                    .with_require_leader(true);
                 if let Some((interval, timeout)) = options.keep_alive {
                     connect = connect.with_keep_alive(interval, timeout);
                 }
