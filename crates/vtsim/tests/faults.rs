@@ -369,12 +369,21 @@ async fn streams_need_a_reachable_source_and_survive_a_target_roll() {
         let dst = dst.clone();
         let src = source.clone();
         tokio::spawn(async move {
+            // One transaction past all the stopped source committed: no stream can reach it
+            // before the roll (a real write could be streamed before the stop).
             let far = {
-                src.write("customer", 999_999, "x")
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}"));
                 src.stop().await;
-                src.mysqld().position()
+                let mut far = src.mysqld().position();
+                let (server, last) = far
+                    .gtids
+                    .sources()
+                    .filter_map(|(server, intervals)| {
+                        intervals.last().map(|(_, end)| (server.clone(), *end))
+                    })
+                    .last()
+                    .unwrap_or_else(|| panic!("the source committed nothing"));
+                far.gtids.insert(server, (last + 1, last + 1));
+                far
             };
             c.wait_for_position(&dst, 1, &far, Duration::from_secs(5))
                 .await
