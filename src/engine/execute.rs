@@ -72,6 +72,11 @@ pub enum InterruptAction {
 pub trait Interrupt: Send + Sync {
     /// Called at the crash point `point` (e.g. `cutover:flush`).
     async fn at(&self, point: &str) -> InterruptAction;
+
+    /// Called when a step is about to take its locks, after the pass observed and planned: the
+    /// window in which another actor (vtctld, a person) can change the topology the step was
+    /// planned from. Not a crash point.
+    async fn before_lock(&self, _action: &str) {}
 }
 
 /// Settings of the executor.
@@ -417,6 +422,9 @@ impl Executor {
     /// order every vtmove lock taker follows, whichever way a workflow moves (see
     /// `docs/locking.md`).
     pub async fn lock(&self, action: &str, sides: &[Side]) -> Result<Held, StepError> {
+        if let Some(hook) = &self.config.interrupt {
+            hook.before_lock(action).await;
+        }
         let label = format!("vtmove {action} {}", self.desired.workflow);
         let named = self
             .topo

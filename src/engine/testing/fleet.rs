@@ -707,6 +707,28 @@ impl FakeFleet {
             .collect()
     }
 
+    /// `RefreshState` sent by another actor (vtctld after `SetShardTabletControl`) to every
+    /// tablet of `keyspace/shard` that is up: each reloads its denied tables from the Shard
+    /// record. Returns how many reloaded.
+    pub async fn reload_rules(&self, keyspace: &str, shard: &str) -> Result<usize, String> {
+        let record = self
+            .topo
+            .get_shard(keyspace, shard)
+            .await
+            .map_err(|e| e.to_string())?
+            .value;
+        let denied = denied_of(&record);
+        let mut state = self.state();
+        let mut reloaded = 0;
+        for t in state.tablets.values_mut() {
+            if t.keyspace == keyspace && t.shard == shard && t.up {
+                t.loaded_denied = denied.clone();
+                reloaded += 1;
+            }
+        }
+        Ok(reloaded)
+    }
+
     /// The rules every tablet enforces now.
     pub fn loaded_rules(&self) -> Vec<LoadedRules> {
         self.state()
