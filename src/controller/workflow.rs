@@ -34,8 +34,8 @@ use crate::api::condition::{find_condition, reasons, types};
 use crate::api::movetables::WorkflowPhase;
 use crate::api::{MoveTablesWorkflow, MoveTablesWorkflowStatus};
 use crate::engine::{
-    AllowEveryStep, Desired, DesiredLifecycle, Engine, EngineMemory, Outcome, PassReport, Requeue,
-    StepGate,
+    AllowEveryStep, Desired, DesiredLifecycle, Engine, EngineMemory, Outcome, PassReport, Plan,
+    Requeue, StepGate,
 };
 use crate::vitess::routing::{Side, TrafficPlacement};
 
@@ -586,7 +586,14 @@ async fn finalize(
         &AllowEveryStep,
     )
     .await;
-    if report.plan.as_ref().is_some_and(|p| !p.workflow_exists) && report.executed.is_none() {
+    // Done when nothing of the workflow is left, or when it finished (completed or cancelled)
+    // and what is left is what its options keep on purpose (keepData, keepRoutingRules).
+    let finished = |p: &Plan| {
+        !p.workflow_exists
+            || (p.converged()
+                && matches!(p.phase, WorkflowPhase::Completed | WorkflowPhase::Cancelled))
+    };
+    if report.plan.as_ref().is_some_and(finished) && report.executed.is_none() {
         remove_finalizer(workflow, ctx, api).await?;
         ctx.forget(key);
         return Ok(Action::await_change());

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use async_trait::async_trait;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::Reporter;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -77,6 +77,11 @@ pub enum Scenario {
     /// Switch all traffic, stop every source tablet, complete with
     /// `complete.ignoreSourceKeyspace: true`.
     SourceGone,
+    /// Switch all traffic, complete with `keepData` and `keepRoutingRules`, delete the workflow
+    /// resource, then let both Keyspaces run with `driftPolicy: Repair` for
+    /// [`SandboxOptions::drift_watch`]: the kept denial and rules are reported as drift and never
+    /// repaired (repairing them would make the source's copy writable again).
+    CompleteKeepData,
 }
 
 /// How to start the sandbox.
@@ -98,6 +103,8 @@ pub struct SandboxOptions {
     /// The Vitess lock lease TTL (short by default, so the locks of an abandoned cutover expire
     /// quickly).
     pub lock_ttl: Duration,
+    /// How long [`Scenario::CompleteKeepData`] watches the Keyspaces under `Repair`.
+    pub drift_watch: Duration,
 }
 
 impl SandboxOptions {
@@ -111,6 +118,7 @@ impl SandboxOptions {
             write_rate: 100,
             resync_period: Duration::from_secs(2),
             lock_ttl: Duration::from_secs(1),
+            drift_watch: Duration::from_secs(60),
         }
     }
 }
@@ -372,6 +380,7 @@ pub struct Sandbox {
     faults: Arc<FaultInjector>,
     progress: bool,
     write_rate: u32,
+    drift_watch: Duration,
     started: Instant,
     /// Stops the probe's load (a child of `shutdown`).
     load: CancellationToken,
@@ -498,6 +507,7 @@ impl Sandbox {
             faults,
             progress: options.progress,
             write_rate: options.write_rate,
+            drift_watch: options.drift_watch,
             started,
             load,
             shutdown,
@@ -669,6 +679,7 @@ impl Sandbox {
             sandbox: self,
             report: Report::default(),
             last: Instant::now(),
+            desired: None,
         };
         self.apply_keyspaces().await?;
         run.step("keyspaces Ready").await?;
@@ -755,6 +766,10 @@ impl Sandbox {
                 .await?;
                 "customer"
             }
+            Scenario::CompleteKeepData => {
+                self.complete_keep_data(&mut run).await?;
+                "customer"
+            }
         };
         if let Ok(wf) = run.api().get(WORKFLOW).await
             && let Some(status) = wf.status
@@ -767,6 +782,119 @@ impl Sandbox {
         self.finish(&mut run.report, serving).await;
         run.report.wall = self.started.elapsed();
         Ok(run.report)
+    }
+
+    /// [`Scenario::CompleteKeepData`] after the copy.
+    async fn complete_keep_data(&self, run: &mut Run<'_>) -> anyhow::Result<()> {
+        run.patch(
+            json!({"traffic": {"replica": "Target", "rdonly": "Target", "primary": "Target"}}),
+        )
+        .await?;
+        run.wait("switch all traffic", |wf| {
+            is_true(wf, types::WRITES_SWITCHED) && ready(wf)
+        })
+        .await?;
+        run.patch_workflow(json!({"spec": {
+            "lifecycle": "Complete",
+            "complete": {"keepData": true, "keepRoutingRules": true},
+        }}))
+        .await?;
+        run.wait("complete keeping data and routing rules", |wf| {
+            ready(wf) && phase(wf) == Some(WorkflowPhase::Completed)
+        })
+        .await?;
+        let kept = self.kept_state().await?;
+        self.say(&format!("kept: {kept}"));
+
+        self.say("delete the workflow resource");
+        self.workflow_api()
+            .delete(WORKFLOW, &DeleteParams::default())
+            .await
+            .context("deleting the workflow")?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.workflow_api().get_opt(WORKFLOW).await?.is_some() {
+            if Instant::now() > deadline {
+                bail!("the workflow resource is still there 60s after its deletion");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        run.step("delete the workflow resource").await?;
+
+        let keyspaces: Api<Keyspace> = Api::namespaced(self.client.clone(), NAMESPACE);
+        for name in ["commerce", "customer"] {
+            let patch = json!({"spec": {"driftPolicy": "Repair"}});
+            self.say(&format!("patch keyspace {name}: {patch}"));
+            keyspaces
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .with_context(|| format!("patching Keyspace {name}"))?;
+        }
+        let until = Instant::now() + self.drift_watch;
+        let mut reported = None;
+        while Instant::now() < until {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            run.check_i1("Repair watch").await?;
+            let now = self.kept_state().await?;
+            if now != kept {
+                run.report.violations.push(format!(
+                    "Repair changed what the completed move kept: {kept} became {now}"
+                ));
+                break;
+            }
+            if reported.is_none() {
+                reported = keyspaces.get("commerce").await.ok().and_then(|ks| {
+                    let status = ks.status?;
+                    let c = find_condition(&status.conditions, types::TOPOLOGY_CONSISTENT)?;
+                    (status.observed_generation == ks.metadata.generation && c.status == "False")
+                        .then(|| format!("{}: {}", c.reason, c.message))
+                });
+                if let Some(drift) = &reported {
+                    self.say(&format!(
+                        "Keyspace commerce reports the kept state: {drift}"
+                    ));
+                }
+            }
+        }
+        if reported.is_none() {
+            bail!(
+                "Keyspace commerce never reported the kept denial as drift within {:?}",
+                self.drift_watch
+            );
+        }
+        run.step(&format!(
+            "Repair left the kept state alone for {:?}",
+            self.drift_watch
+        ))
+        .await
+    }
+
+    /// What a `keepData` + `keepRoutingRules` completion leaves behind: the denied tables of the
+    /// source's shards and the routing rules, as text to compare.
+    async fn kept_state(&self) -> anyhow::Result<String> {
+        let mut parts = Vec::new();
+        for info in self
+            .topo
+            .list_shards("commerce")
+            .await
+            .context("reading commerce's shards")?
+        {
+            let denied: Vec<&str> =
+                vtmove::vitess::routing::denied::primary_denied_tables(&info.shard).collect();
+            parts.push(format!("commerce/{} denies {denied:?}", info.name));
+        }
+        let mut rules: Vec<String> = self
+            .topo
+            .get_routing_rules()
+            .await
+            .context("reading the routing rules")?
+            .value
+            .rules
+            .iter()
+            .map(|r| format!("{}->{}", r.from_table, r.to_tables.join(",")))
+            .collect();
+        rules.sort();
+        parts.push(format!("rules {rules:?}"));
+        Ok(parts.join("; "))
     }
 
     fn arm_roll(&self) -> anyhow::Result<()> {
@@ -869,7 +997,7 @@ impl Sandbox {
                 }
                 let workflow = match api.get_opt(WORKFLOW).await {
                     Ok(Some(wf)) => describe(&wf),
-                    Ok(None) => "workflow not created yet".to_string(),
+                    Ok(None) => "no workflow resource".to_string(),
                     Err(e) => format!("workflow unreadable: {e}"),
                 };
                 if workflow == last_line && last_print.elapsed() < Duration::from_secs(1) {
@@ -981,6 +1109,9 @@ struct Run<'a> {
     sandbox: &'a Sandbox,
     report: Report,
     last: Instant,
+    /// The workflow's spec as last read: I1 is still checked against it once the resource is
+    /// deleted.
+    desired: Option<vtmove::engine::Desired>,
 }
 
 impl Run<'_> {
@@ -1011,20 +1142,31 @@ impl Run<'_> {
         let took = self.last.elapsed();
         self.sandbox.say(&format!("== step {name}: {took:.2?}"));
         self.report.steps.push((name.to_string(), took));
-        if let Ok(Some(wf)) = self.api().get_opt(WORKFLOW).await {
-            let desired = vtmove::engine::Desired::from_spec(&wf.spec, WORKFLOW)
-                .map_err(|e| anyhow::anyhow!("the workflow's spec: {e}"))?;
-            let found = vtmove::engine::invariants::check_single_writer_in_topology(
-                &self.sandbox.topo,
-                &desired,
-            )
-            .await
-            .context("reading the topology for the I1 check")?;
-            self.report
-                .violations
-                .extend(found.iter().map(|v| format!("after {name}: {v:?}")));
-        }
+        self.check_i1(&format!("after {name}")).await?;
         self.last = Instant::now();
+        Ok(())
+    }
+
+    /// Checks I1 against the workflow's spec (the last one read, once the resource is gone).
+    async fn check_i1(&mut self, when: &str) -> anyhow::Result<()> {
+        if let Ok(Some(wf)) = self.api().get_opt(WORKFLOW).await {
+            self.desired = Some(
+                vtmove::engine::Desired::from_spec(&wf.spec, WORKFLOW)
+                    .map_err(|e| anyhow::anyhow!("the workflow's spec: {e}"))?,
+            );
+        }
+        let Some(desired) = &self.desired else {
+            return Ok(());
+        };
+        let found = vtmove::engine::invariants::check_single_writer_in_topology(
+            &self.sandbox.topo,
+            desired,
+        )
+        .await
+        .context("reading the topology for the I1 check")?;
+        self.report
+            .violations
+            .extend(found.iter().map(|v| format!("{when}: {v:?}")));
         Ok(())
     }
 

@@ -32,6 +32,9 @@ struct Args {
     /// Probe writes per second.
     #[arg(long, default_value_t = 100)]
     write_rate: u32,
+    /// Seconds the complete-keep-data scenario watches the Keyspaces under driftPolicy Repair.
+    #[arg(long, default_value_t = 60)]
+    drift_watch_secs: u64,
 }
 
 #[tokio::main]
@@ -67,6 +70,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let mut options = SandboxOptions::new(&args.kubeconfig);
     options.etcd = args.etcd;
     options.write_rate = args.write_rate;
+    options.drift_watch = std::time::Duration::from_secs(args.drift_watch_secs);
     if let Some(path) = &args.layout {
         options.layout_yaml = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;

@@ -68,3 +68,41 @@ async fn default_scenario_has_no_violation_and_kubectl_sees_the_workflow() {
         Some(WorkflowPhase::Completed)
     );
 }
+
+/// A move completed with `keepData` and `keepRoutingRules`, its resource deleted, and both
+/// Keyspaces switched to `driftPolicy: Repair`: the kept denial and rules are reported as drift,
+/// never repaired (that would make the source's copy writable beside the target's), and no
+/// write is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn complete_keep_data_is_reported_and_never_repaired() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+    let mut options = SandboxOptions::new(dir.path().join("sandbox.kubeconfig"));
+    // Four of the sandbox's 2 s resyncs, each a Keyspace pass under Repair.
+    options.drift_watch = std::time::Duration::from_secs(8);
+    let sandbox = Sandbox::start(options)
+        .await
+        .unwrap_or_else(|e| panic!("sandbox: {e:#}"));
+    let report = sandbox
+        .play(Scenario::CompleteKeepData)
+        .await
+        .unwrap_or_else(|e| panic!("scenario: {e:#}"));
+    println!("{}", report.summary());
+    assert!(report.violations.is_empty(), "{:?}", report.violations);
+    assert!(
+        report.lost_writes.is_empty(),
+        "lost: {:?}",
+        report.lost_writes
+    );
+    let names: Vec<&str> = report.steps.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "keyspaces Ready",
+            "copy (CopyCompleted, Ready)",
+            "switch all traffic",
+            "complete keeping data and routing rules",
+            "delete the workflow resource",
+            "Repair left the kept state alone for 8s",
+        ]
+    );
+}
