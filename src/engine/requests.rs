@@ -104,6 +104,12 @@ pub fn identifier(name: &str) -> Result<&str, RequestError> {
     }
 }
 
+/// `name` as a backquoted identifier, as Vitess writes the tables of a reverse stream's filter
+/// and its sidecar database name: a table named `order` or `key` is a valid name, not a keyword.
+pub fn quoted(name: &str) -> Result<String, RequestError> {
+    Ok(format!("`{}`", identifier(name)?))
+}
+
 /// A SQL string literal with quotes and backslashes escaped.
 pub fn literal(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);
@@ -163,6 +169,7 @@ pub fn binlog_sources(
         let mut rules = Vec::with_capacity(tables.len());
         for table in tables {
             let table = identifier(table)?;
+            let from = quoted(table)?;
             let filter = if split {
                 let vschema = to.vschema.as_ref();
                 let (column, vindex_type) = vschema
@@ -172,13 +179,13 @@ pub fn binlog_sources(
                         table: table.to_string(),
                     })?;
                 format!(
-                    "select * from {table} where in_keyrange({}, {}, {})",
-                    identifier(column)?,
+                    "select * from {from} where in_keyrange({}, {}, {})",
+                    quoted(column)?,
                     literal(vindex_type),
                     literal(&key_range_string(receiving))
                 )
             } else {
-                format!("select * from {table}")
+                format!("select * from {from}")
             };
             rules.push(Rule {
                 r#match: table.to_string(),
@@ -214,14 +221,14 @@ pub fn binlog_sources(
 pub fn lock_tables_sql(tables: &[String]) -> Result<String, RequestError> {
     let mut parts = Vec::with_capacity(tables.len());
     for table in tables {
-        parts.push(format!("`{}` READ", identifier(table)?));
+        parts.push(format!("{} READ", quoted(table)?));
     }
     Ok(format!("LOCK TABLES {}", parts.join(", ")))
 }
 
 /// `DROP TABLE IF EXISTS` for one table.
 pub fn drop_table_sql(table: &str) -> Result<String, RequestError> {
-    Ok(format!("DROP TABLE IF EXISTS `{}`", identifier(table)?))
+    Ok(format!("DROP TABLE IF EXISTS {}", quoted(table)?))
 }
 
 /// The name Complete renames a source table to: `_<table>_old`, cut to MySQL's 64 characters.
@@ -234,9 +241,9 @@ pub fn renamed_table(table: &str) -> String {
 /// `RENAME TABLE t TO _t_old`.
 pub fn rename_table_sql(table: &str) -> Result<String, RequestError> {
     Ok(format!(
-        "RENAME TABLE `{}` TO `{}`",
-        identifier(table)?,
-        identifier(&renamed_table(table))?
+        "RENAME TABLE {} TO {}",
+        quoted(table)?,
+        quoted(&renamed_table(table))?
     ))
 }
 
@@ -251,7 +258,7 @@ pub fn set_streams_sql(
     let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
     Ok(format!(
         "update {}.vreplication set state = {}, message = {} where id in ({})",
-        identifier(sidecar_db)?,
+        quoted(sidecar_db)?,
         literal(state),
         literal(message),
         ids.join(", ")
@@ -263,7 +270,7 @@ pub fn set_state_sql(sidecar_db: &str, ids: &[i32], state: &str) -> Result<Strin
     let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
     Ok(format!(
         "update {}.vreplication set state = {} where id in ({})",
-        identifier(sidecar_db)?,
+        quoted(sidecar_db)?,
         literal(state),
         ids.join(", ")
     ))
@@ -274,7 +281,7 @@ pub fn set_state_sql(sidecar_db: &str, ids: &[i32], state: &str) -> Result<Strin
 pub fn set_position_sql(sidecar_db: &str, id: i32, position: &str) -> Result<String, RequestError> {
     Ok(format!(
         "update {}.vreplication set pos = {} where id in ({id})",
-        identifier(sidecar_db)?,
+        quoted(sidecar_db)?,
         literal(position)
     ))
 }
@@ -410,7 +417,7 @@ mod tests {
         let rule = &sources[0].filter.as_ref().unwrap().rules[0];
         assert_eq!(
             rule.filter,
-            "select * from customer where in_keyrange(id, 'hash', '80-')"
+            "select * from `customer` where in_keyrange(`id`, 'hash', '80-')"
         );
         // The reverse direction: into an unsharded keyspace, plain filters, one source per shard.
         let back = binlog_sources(
@@ -424,7 +431,7 @@ mod tests {
         assert_eq!(back.len(), 2);
         assert_eq!(
             back[1].filter.as_ref().unwrap().rules[0].filter,
-            "select * from customer"
+            "select * from `customer`"
         );
         // A table without a vindex in a sharded receiver cannot be split.
         assert!(matches!(
@@ -437,6 +444,71 @@ mod tests {
             ),
             Err(RequestError::NoPrimaryVindex { .. })
         ));
+    }
+
+    /// Tables and columns named like SQL keywords are valid names; unquoted, they would break the
+    /// stream's filter on the tablet.
+    #[test]
+    fn reserved_names_are_quoted_in_filters() {
+        let s = keyspace("commerce", &[("0", None)], None);
+        let mut v = vschema::Keyspace {
+            sharded: true,
+            ..Default::default()
+        };
+        v.vindexes.insert(
+            "hash".into(),
+            vschema::Vindex {
+                r#type: "hash".into(),
+                ..Default::default()
+            },
+        );
+        for table in ["order", "key"] {
+            v.tables.insert(
+                table.into(),
+                vschema::Table {
+                    column_vindexes: vec![vschema::ColumnVindex {
+                        column: "group".into(),
+                        name: "hash".into(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                },
+            );
+        }
+        let k = keyspace(
+            "customer",
+            &[
+                ("-80", Some(kr(&[], &[0x80]))),
+                ("80-", Some(kr(&[0x80], &[]))),
+            ],
+            Some(v),
+        );
+        let tables = ["order".to_string(), "key".to_string()];
+        let sources = binlog_sources(&s, &k, "-80", &tables, &StreamSettings::default()).unwrap();
+        let rules = &sources[0].filter.as_ref().unwrap().rules;
+        let pairs: Vec<(&str, &str)> = rules
+            .iter()
+            .map(|r| (r.r#match.as_str(), r.filter.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                (
+                    "order",
+                    "select * from `order` where in_keyrange(`group`, 'hash', '-80')"
+                ),
+                (
+                    "key",
+                    "select * from `key` where in_keyrange(`group`, 'hash', '-80')"
+                ),
+            ]
+        );
+        let back = binlog_sources(&k, &s, "0", &tables, &StreamSettings::default()).unwrap();
+        assert_eq!(
+            back[0].filter.as_ref().unwrap().rules[1].filter,
+            "select * from `key`"
+        );
+        assert!(quoted("a`b").is_err());
     }
 
     #[test]
@@ -453,7 +525,7 @@ mod tests {
         assert_eq!(renamed_table(&"x".repeat(70)).len(), 64);
         assert_eq!(
             set_streams_sql("_vt", &[1, 2], "Stopped", "stopped for cutover").unwrap(),
-            "update _vt.vreplication set state = 'Stopped', message = 'stopped for cutover' where id in (1, 2)"
+            "update `_vt`.vreplication set state = 'Stopped', message = 'stopped for cutover' where id in (1, 2)"
         );
         assert_eq!(literal("a'b\\"), "'a''b\\\\'");
         assert_eq!(

@@ -702,6 +702,31 @@ pub fn quote(s: &str) -> String {
     out
 }
 
+/// The words Vitess's SQL grammar (v24) reserves, lowercase and separated by spaces: a table or
+/// column with one of these names is a syntax error unless it is backquoted (`order`, `key`,
+/// `group`, `rank`, ...).
+pub const RESERVED_WORDS: &str = "\
+    add all and as asc between binary both by call case change character check collate column \
+    condition continue convert create cross cume_dist current_date current_time \
+    current_timestamp current_user curtime database databases declare default delete dense_rank \
+    desc describe distinct distinctrow div drop else elseif empty escape exists exit explain \
+    extract false first_value for force foreign from fulltext generated group grouping groups \
+    having high_priority if ignore in index inner inout insert interval into is join json_table \
+    key kill lag last_value lateral lead leading left like limit linear localtime localtimestamp \
+    lock low_priority match maxvalue mod natural no_write_to_binlog not now nth_value ntile null \
+    of off on optimizer_costs or order out outer outfile over partition percent_rank primary \
+    range rank read recursive regexp rename replace right rlike row row_number rows schema \
+    schemas select separator set show signal spatial sql_big_result sql_small_result \
+    sqlexception sqlstate sqlwarning stored straight_join substr substring sysdate system table \
+    then to trailing true undo union unique unlock update use using utc_date utc_time \
+    utc_timestamp values virtual when where window with write xor";
+
+/// Whether `name`, unquoted, is a word the grammar reserves.
+pub fn is_reserved(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    RESERVED_WORDS.split_whitespace().any(|word| word == name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -240,10 +240,27 @@ fn parse_select_filter(
         .find(" from ")
         .ok_or_else(|| format!("unsupported filter {filter:?}: no FROM"))?;
     let rest = filter[from + 6..].trim_start();
-    let table: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '`' || *c == '.')
-        .collect();
+    // A backquoted name runs to its closing backquote (it may hold `-` or be a keyword).
+    let mut table = String::new();
+    let mut in_quotes = false;
+    for c in rest.chars() {
+        match c {
+            '`' => in_quotes = !in_quotes,
+            c if in_quotes || c.is_ascii_alphanumeric() || c == '_' || c == '$' || c == '.' => {}
+            _ => break,
+        }
+        table.push(c);
+    }
+    // As vttablet's parser: an unquoted reserved word is not a name.
+    let syntax_error = |word: &str| {
+        format!(
+            "syntax error at position {} near '{word}' in filter {filter:?}",
+            from + 6 + word.len()
+        )
+    };
+    if let Some(word) = table.split('.').find(|p| crate::sql::is_reserved(p)) {
+        return Err(syntax_error(word));
+    }
     let table = crate::data::unquote_ident(&table);
     let table = table.rsplit('.').next().unwrap_or(target).to_owned();
     let mut range = default_range;
@@ -258,6 +275,9 @@ fn parse_select_filter(
             .collect();
         let kr = match args.as_slice() {
             [kr] => kr.clone(),
+            [column, _, _] if crate::sql::is_reserved(column) => {
+                return Err(syntax_error(column));
+            }
             [_col, vindex, kr] => {
                 if !vindex.eq_ignore_ascii_case(REVERSE_BITS) {
                     return Err(format!(
@@ -983,6 +1003,32 @@ mod tests {
                 ..Filter::default()
             }),
             ..BinlogSource::default()
+        }
+    }
+
+    #[test]
+    fn backquoted_names_are_read_whole() {
+        for (filter, table) in [
+            ("select * from `order`", "order"),
+            (
+                "select * from `my-table` where in_keyrange(`key`, 'reverse_bits', '-80')",
+                "my-table",
+            ),
+            ("select * from `commerce`.`key`", "key"),
+            ("select * from plain", "plain"),
+        ] {
+            let (parsed, _) = parse_select_filter(filter, "fallback", None)
+                .unwrap_or_else(|e| panic!("{filter}: {e}"));
+            assert_eq!(parsed, table, "{filter}");
+        }
+        // Unquoted, a reserved word is a syntax error on a real tablet.
+        for filter in [
+            "select * from order",
+            "select * from commerce.key",
+            "select * from t where in_keyrange(key, 'reverse_bits', '-80')",
+        ] {
+            let error = parse_select_filter(filter, "t", None).expect_err(filter);
+            assert!(error.contains("syntax error"), "{error}");
         }
     }
 
