@@ -264,6 +264,41 @@ async fn existing_target_tables_block_creation_and_cancel_keeps_them() {
     assert_eq!(world.fleet.rows(&target, "0", &table), theirs);
 }
 
+/// A source tablet answers GetSchema with more than one CREATE TABLE (the text runs as DBA on the
+/// target): the schema step refuses it before anything runs, with an error naming the table, and
+/// no target table is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_table_with_another_statement_runs_nowhere() {
+    let (_backend, world) = world(false, Layout::default()).await;
+    let desired = world.layout.desired("wf");
+    let table = desired.tables[0].clone();
+    let target = desired.target_keyspace.clone();
+    world.fleet.set_create_table(
+        &desired.source_keyspace,
+        &table,
+        &format!("CREATE TABLE `{table}` (`id` bigint NOT NULL); DROP TABLE `precious`"),
+    );
+    let mut memory = EngineMemory::default();
+    let mut errors = Vec::new();
+    for _ in 0..6 {
+        let report = world.engine.pass(&desired, &mut memory).await;
+        if let Some(e) = report.error {
+            errors.push(format!("{e:#}"));
+        }
+    }
+    assert!(
+        errors.iter().any(
+            |e| e.contains(&format!("CREATE TABLE for {table} is refused"))
+                && e.contains("more than one statement")
+        ),
+        "{errors:?}"
+    );
+    for t in &desired.tables {
+        assert!(!world.fleet.has_table(&target, "0", t), "{t} was created");
+    }
+    assert!(memory.created_tables.is_empty());
+}
+
 async fn complete_without_source(etcd: bool) {
     let (_backend, world) = world(etcd, Layout::default()).await;
     let mut desired = world.layout.desired("wf");

@@ -671,6 +671,11 @@ impl Executor {
                 tables.join(", ")
             )));
         }
+        // The text runs as DBA on the target: every definition is checked before any runs.
+        for (table, create) in &definitions {
+            super::create_table::checked_create_table(table, create)
+                .map_err(|e| StepError::Precondition(e.to_string()))?;
+        }
         for shard in shards {
             let primary = self.primary(Side::Target, shard)?;
             let request = GetSchemaRequest {

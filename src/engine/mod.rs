@@ -28,6 +28,7 @@
 //! denied-table, VSchema or routing write without the keyspace lock held) and the I5 counters
 //! (a converged pass writes nothing).
 
+pub mod create_table;
 pub mod cutover;
 pub mod desired;
 pub mod dry_run;

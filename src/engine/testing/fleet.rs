@@ -303,6 +303,8 @@ struct FleetState {
     open: BTreeMap<TxId, OpenTx>,
     next_tx: u64,
     calls: u64,
+    /// `GetSchema` answers that replace the generated `CREATE TABLE`, by keyspace and table.
+    create_overrides: BTreeMap<(String, String), String>,
 }
 
 impl FleetState {
@@ -504,6 +506,14 @@ impl FakeFleet {
                 lag: 0,
             },
         );
+    }
+
+    /// Makes the tablets of `keyspace` answer `GetSchema` for `table` with `text` instead of
+    /// the generated `CREATE TABLE`: a tablet whose answer must not be trusted.
+    pub fn set_create_table(&self, keyspace: &str, table: &str, text: &str) {
+        self.state()
+            .create_overrides
+            .insert((keyspace.to_string(), table.to_string()), text.to_string());
     }
 
     /// Creates `table` with rows `ids` in a shard's database (no history: initial data).
@@ -1407,7 +1417,7 @@ impl TabletRpc for FakeFleet {
         let state = self.state();
         let db = state
             .dbs
-            .get(&(keyspace, shard))
+            .get(&(keyspace.clone(), shard))
             .ok_or_else(|| err(tablet, Method::GetSchema, "no database"))?;
         let table_definitions = db
             .tables
@@ -1415,9 +1425,15 @@ impl TabletRpc for FakeFleet {
             .filter(|t| request.tables.is_empty() || request.tables.contains(t))
             .map(|t| TableDefinition {
                 name: t.clone(),
-                schema: format!(
-                    "CREATE TABLE `{t}` (`id` bigint NOT NULL, PRIMARY KEY (`id`)) ENGINE=InnoDB AUTO_INCREMENT=7"
-                ),
+                schema: state
+                    .create_overrides
+                    .get(&(keyspace.clone(), t.clone()))
+                    .cloned()
+                    .unwrap_or_else(|| {
+                        format!(
+                            "CREATE TABLE `{t}` (`id` bigint NOT NULL, PRIMARY KEY (`id`)) ENGINE=InnoDB AUTO_INCREMENT=7"
+                        )
+                    }),
                 ..Default::default()
             })
             .collect();
