@@ -55,6 +55,9 @@ const UUID: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
 enum Behavior {
     Sleep(Duration),
     Fail(Code, &'static str),
+    /// Answer with more than any tablet produces (GetSchema: 20 MiB; PrimaryPosition: a 2 MiB
+    /// position).
+    Oversized,
 }
 
 /// One request as the server saw it.
@@ -108,8 +111,12 @@ impl Fake {
                 Ok(())
             }
             Some(Behavior::Fail(code, msg)) => Err(Status::new(code, msg)),
-            None => Ok(()),
+            Some(Behavior::Oversized) | None => Ok(()),
         }
+    }
+
+    fn oversized(&self, method: &str) -> bool {
+        matches!(self.lock_behaviors().get(method), Some(Behavior::Oversized))
     }
 
     /// The last request of `method`, decoded.
@@ -212,6 +219,14 @@ impl TabletManager for Fake {
         request: Request<GetSchemaRequest>,
     ) -> Result<Response<GetSchemaResponse>, Status> {
         self.enter("GetSchema", &request).await?;
+        if self.oversized("GetSchema") {
+            return Ok(Response::new(GetSchemaResponse {
+                schema_definition: Some(SchemaDefinition {
+                    database_schema: "x".repeat(20 << 20),
+                    ..SchemaDefinition::default()
+                }),
+            }));
+        }
         Ok(Response::new(GetSchemaResponse {
             schema_definition: Some(SchemaDefinition {
                 database_schema: "CREATE DATABASE `{{.DatabaseName}}`".into(),
@@ -277,6 +292,11 @@ impl TabletManager for Fake {
         request: Request<PrimaryPositionRequest>,
     ) -> Result<Response<PrimaryPositionResponse>, Status> {
         self.enter("PrimaryPosition", &request).await?;
+        if self.oversized("PrimaryPosition") {
+            return Ok(Response::new(PrimaryPositionResponse {
+                position: format!("MySQL56/{UUID}:{}", "1:".repeat(1 << 20)),
+            }));
+        }
         Ok(Response::new(PrimaryPositionResponse {
             position: format!("MySQL56/{UUID}:1-42"),
         }))
@@ -913,6 +933,60 @@ async fn convenience_calls_give_typed_views() {
     assert!(ok(client.has_workflows(t).await));
     assert!(client.copy_state(t, "bad name", &[1]).await.is_err());
     assert_eq!(tablet.accepted.load(Ordering::SeqCst), 1);
+}
+
+/// A tablet's answers are not trusted: a response over vttablet's own 16 MiB gRPC limit and a
+/// position longer than any tablet produces fail as errors, and the runtime keeps running other
+/// tasks meanwhile (the operator's Lease renewal is one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_answers_fail_cleanly_without_starving_the_runtime() {
+    let fake = Fake::with("GetSchema", Behavior::Oversized);
+    fake.lock_behaviors()
+        .insert("PrimaryPosition", Behavior::Oversized);
+    let tablet = TestTablet::start(fake).await;
+    let client = TabletClient::new(TabletClientConfig::default());
+    let t = &tablet.addr;
+
+    let (stop, mut stopped) = oneshot::channel::<()>();
+    let ticker = tokio::spawn(async move {
+        let mut longest = Duration::ZERO;
+        let mut last = Instant::now();
+        loop {
+            tokio::select! {
+                _ = &mut stopped => return longest,
+                () = tokio::time::sleep(Duration::from_millis(10)) => {
+                    longest = longest.max(last.elapsed());
+                    last = Instant::now();
+                }
+            }
+        }
+    });
+
+    let started = Instant::now();
+    let schema = client
+        .get_schema(
+            t,
+            GetSchemaRequest::default(),
+            Some(Duration::from_secs(10)),
+        )
+        .await;
+    let error = schema.expect_err("a 20 MiB answer must be refused");
+    assert!(
+        error.to_string().contains("message length too large"),
+        "{error}"
+    );
+    let position = client.position(t).await;
+    let error = position.expect_err("a 2 MiB position must be refused");
+    assert!(error.to_string().contains("longer than"), "{error}");
+    let elapsed = started.elapsed();
+
+    let _ = stop.send(());
+    let longest = ticker.await.unwrap_or(Duration::MAX);
+    eprintln!("both refused in {elapsed:?}; longest gap between 10 ms ticks: {longest:?}");
+    assert!(
+        longest < Duration::from_millis(500),
+        "a runtime worker was blocked for {longest:?}"
+    );
 }
 
 #[tokio::test]
