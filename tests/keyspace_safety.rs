@@ -11,8 +11,9 @@
 //! 6. a workflow's finalizer stays until cancel has proven nothing is left;
 //! 7. irreversible steps run only on the spec the API server holds now;
 //! 8. one lock order everywhere, and a keyspace lock held only for the re-check and the write;
-//! 9. topology triggers: tablet records wake keyspaces (the etcd client requiring a leader and
-//!    the retried cell watches have no test here yet);
+//! 9. topology triggers: tablet records wake keyspaces, and a watch on an etcd member that lost
+//!    its leader ends instead of hanging (three members on loopback; the retried cell watches
+//!    have no test here yet);
 //! 10. failures back off exponentially and repeated Warning Events are aggregated;
 //!
 //! and the boundary between namespaces and keyspaces: a keyspace is claimed by one namespace,
@@ -2006,5 +2007,172 @@ async fn failures_back_off_and_warnings_are_aggregated() {
     assert!(
         warnings <= 2,
         "{warnings} Warning Events posted for one outage"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item 9: a watch on a member cut off from the leader
+// ---------------------------------------------------------------------------------------------
+
+/// Three vendored etcd members on loopback, killed on drop.
+struct ThreeMembers {
+    children: Vec<Option<tokio::process::Child>>,
+    clients: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("a free port: {e}"))
+}
+
+impl ThreeMembers {
+    async fn start() -> ThreeMembers {
+        let binary = etcd_bin_vendored::etcd_bin_path().unwrap_or_else(|e| panic!("etcd: {e}"));
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+        let clients: Vec<String> = (0..3)
+            .map(|_| format!("http://127.0.0.1:{}", free_port()))
+            .collect();
+        let peers: Vec<String> = (0..3)
+            .map(|_| format!("http://127.0.0.1:{}", free_port()))
+            .collect();
+        let cluster = (0..3)
+            .map(|i| format!("m{i}={}", peers[i]))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut children = Vec::new();
+        for i in 0..3 {
+            let log = std::fs::File::create(dir.path().join(format!("m{i}.log")))
+                .unwrap_or_else(|e| panic!("log: {e}"));
+            let child = tokio::process::Command::new(binary)
+                .arg(format!("--name=m{i}"))
+                .arg(format!(
+                    "--data-dir={}",
+                    dir.path().join(format!("m{i}")).display()
+                ))
+                .arg(format!("--listen-client-urls={}", clients[i]))
+                .arg(format!("--advertise-client-urls={}", clients[i]))
+                .arg(format!("--listen-peer-urls={}", peers[i]))
+                .arg(format!("--initial-advertise-peer-urls={}", peers[i]))
+                .arg(format!("--initial-cluster={cluster}"))
+                .arg("--initial-cluster-state=new")
+                .arg("--initial-cluster-token=vtmove-three")
+                .arg("--unsafe-no-fsync")
+                .arg("--log-level=warn")
+                .stdout(std::process::Stdio::null())
+                .stderr(log)
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap_or_else(|e| panic!("spawning etcd member {i}: {e}"));
+            children.push(Some(child));
+        }
+        let members = ThreeMembers {
+            children,
+            clients,
+            _dir: dir,
+        };
+        for i in 0..3 {
+            let store = members.store(i);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                match store.get("/ready").await {
+                    Ok(_) | Err(vtmove::vitess::topo::TopoError::NoNode { .. }) => break,
+                    Err(e) if Instant::now() > deadline => panic!("member {i} not ready: {e}"),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        }
+        members
+    }
+
+    /// A store that talks to member `i` only.
+    fn store(&self, i: usize) -> vtmove::vitess::topo::EtcdStore {
+        vtmove::vitess::topo::EtcdStore::new(
+            vtmove::vitess::topo::EtcdStoreOptions::new([self.clients[i].clone()])
+                .with_op_timeout(Duration::from_secs(2)),
+        )
+        .unwrap_or_else(|e| panic!("store: {e}"))
+    }
+
+    async fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.children[i].take() {
+            let _ = child.kill().await;
+        }
+    }
+}
+
+/// Item 9: vtmove's etcd client requires a leader, so a watch served by a member that lost its
+/// cluster's leader ends with an error within seconds (the trigger then resyncs and re-opens
+/// it), where a plain watch on the same member stays open and silent: without the requirement,
+/// changes made on the majority side would reach the operator only at the next periodic
+/// resync, five minutes later by default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_on_a_member_without_a_leader_ends() {
+    use futures::StreamExt;
+    let mut members = ThreeMembers::start().await;
+    let watched = members.store(2);
+    let mut watch = watched
+        .watch_prefix("/vitess/", None)
+        .await
+        .unwrap_or_else(|e| panic!("watch: {e}"));
+    // The same watch without the leader requirement, straight through etcd's client.
+    let mut plain_client = etcd_client::Client::connect([members.clients[2].clone()], None)
+        .await
+        .unwrap_or_else(|e| panic!("plain client: {e}"));
+    let mut plain = plain_client
+        .watch(
+            "/vitess/",
+            Some(etcd_client::WatchOptions::new().with_prefix()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("plain watch: {e}"));
+
+    members
+        .store(0)
+        .create("/vitess/global/a", b"1")
+        .await
+        .unwrap_or_else(|e| panic!("write through member 0: {e}"));
+    let first = tokio::time::timeout(Duration::from_secs(10), watch.next()).await;
+    assert!(
+        matches!(first, Ok(Some(Ok(_)))),
+        "the change reaches the watch on member 2: {first:?}"
+    );
+    // The plain watch answers "created", then the same change.
+    let plain_deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let next = tokio::time::timeout_at(plain_deadline.into(), plain.message()).await;
+        match next {
+            Ok(Ok(Some(response))) if !response.events().is_empty() => break,
+            Ok(Ok(Some(_))) => continue,
+            other => panic!("the plain watch never saw the change: {other:?}"),
+        }
+    }
+
+    // Members 0 and 1 die: member 2 has no quorum, so no leader.
+    members.kill(0).await;
+    members.kill(1).await;
+    let cut = Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match watch.next().await {
+                None => return "the stream ended".to_string(),
+                Some(Err(e)) => return e.to_string(),
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await;
+    let waited = cut.elapsed();
+    let ended = ended.unwrap_or_else(|_| {
+        panic!("the watch on the leaderless member still hangs after {waited:?}")
+    });
+    eprintln!("vtmove's watch ended {waited:?} after the leader was lost: {ended}");
+    // The plain watch is still open and has nothing to say, even after as long again.
+    let plain_next = tokio::time::timeout(waited + Duration::from_secs(1), plain.message()).await;
+    assert!(
+        plain_next.is_err(),
+        "a watch without the leader requirement ended too ({plain_next:?}): the test shows nothing"
     );
 }
