@@ -1,4 +1,4 @@
-//! The deterministic crash and fault simulation of the engine (issue 4, deliverable 8), over an
+//! The deterministic crash and fault simulation of the engine, over an
 //! in-memory topology and the fake fleet, with probe writes between passes.
 //!
 //! * **Crash at every step boundary**: a clean run of each scenario counts its boundaries (the

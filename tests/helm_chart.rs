@@ -34,7 +34,7 @@ const TOPO: &str = r"topology.globalServerAddress=etcd-0.etcd:2379\,etcd-1.etcd:
 /// The same endpoints as a list, which the chart joins with commas.
 const TOPO_LIST: &str = "topology.globalServerAddress={etcd-0.etcd:2379,etcd-1.etcd:2379}";
 
-/// Every flag of `vtmove run` the chart may pass (the operator's command line, architecture §8).
+/// Every flag of `vtmove run` the chart may pass (the operator's command line, `vtmove run --help`).
 const RUN_FLAGS: &[&str] = &[
     "--topo-implementation",
     "--topo-global-server-address",
@@ -78,8 +78,8 @@ fn helm() -> PathBuf {
         let path = PathBuf::from(path);
         assert!(
             path.is_file(),
-            "VTMOVE_HELM={} is not a file; run .ci/run or \
-             `bash ../shared/tools/install-helm-kubectl.sh DIR` and point VTMOVE_HELM at DIR/helm",
+            "VTMOVE_HELM={} is not a file; run .ci/run or `scripts/install-tools DIR` and point \
+             VTMOVE_HELM at DIR/helm",
             path.display()
         );
         return path;
@@ -91,8 +91,8 @@ fn helm() -> PathBuf {
         .find(|p| p.is_file())
         .unwrap_or_else(|| {
             panic!(
-                "helm not found: set VTMOVE_HELM or put helm on PATH (`.ci/run` installs it with \
-                 ../shared/tools/install-helm-kubectl.sh). The chart tests never skip."
+                "helm not found: set VTMOVE_HELM or put helm on PATH (`scripts/install-tools` \
+                 installs it). The chart tests never skip."
             )
         })
 }

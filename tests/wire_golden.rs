@@ -1,7 +1,7 @@
 //! Golden wire tests: vtmove's prost types must produce the exact bytes Vitess reads and writes.
 //!
 //! Every expected vector below was derived by hand from the field numbers in
-//! `docs/vitess-wire.md` §3.1–§3.2 and the protobuf encoding rules, not by running the code
+//! Vitess's protobuf definitions (its field numbers) and the protobuf encoding rules, not by running the code
 //! under test:
 //!
 //! * a tag byte is `field_number << 3 | wire_type`, wire type 0 = varint, 2 = length-delimited;

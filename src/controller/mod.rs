@@ -1,5 +1,5 @@
 //! The Kubernetes shell around the engine: kube-runtime controllers for `MoveTablesWorkflow`
-//! and `Keyspace` (style H1–H12).
+//! and `Keyspace` (`docs/design/principles.md`).
 //!
 //! Each reconcile is short: read the object, turn its spec into the engine's [`Desired`], run
 //! one engine pass, compute the status in pure code ([`status`]), patch it only when it changed,

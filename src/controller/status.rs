@@ -1,4 +1,4 @@
-//! The MoveTablesWorkflow status a pass reports, computed in pure code (style H5, H6).
+//! The MoveTablesWorkflow status a pass reports, computed in pure code (`docs/design/principles.md` P5, P6).
 //!
 //! [`workflow_status`] starts from the stored status, so conditions keep their
 //! `lastTransitionTime` unless their status flips, and applies what the pass learnt: the plan's
@@ -25,7 +25,7 @@ pub fn kube_time(at: SystemTime) -> Time {
     Time(Timestamp::from_second(seconds).unwrap_or(Timestamp::UNIX_EPOCH))
 }
 
-/// The names recorded before vtmove's first change to Vitess (style H7): cleanup on deletion
+/// The names recorded before vtmove's first change to Vitess (`docs/design/principles.md` P7): cleanup on deletion
 /// uses these, never a spec that may have become invalid.
 pub fn identity(desired: &Desired) -> WorkflowIdentity {
     WorkflowIdentity {

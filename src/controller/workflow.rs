@@ -6,7 +6,7 @@
 //!    `Blocked` condition) one whose writes are switched;
 //! 2. no finalizer yet → add it;
 //! 3. spec → [`Desired`]; an invalid spec is reported and waits for an edit (no hot loop);
-//! 4. no identity in the status yet → record it before the first change to Vitess (style H7);
+//! 4. no identity in the status yet → record it before the first change to Vitess (`docs/design/principles.md` P7);
 //! 5. one engine pass; a step that cannot be taken back runs only if the resource read fresh
 //!    from the API server still has the generation the pass planned from; status patched only
 //!    when it changed; Events for the step, heals, failures and new blockers; requeue as the
@@ -606,7 +606,7 @@ async fn finalize(
 }
 
 /// The desired state of a workflow being deleted, from the identity recorded in its status
-/// (never from a spec that may have become invalid, style H7): a spec asking to complete keeps
+/// (never from a spec that may have become invalid, `docs/design/principles.md` P7): a spec asking to complete keeps
 /// completing; anything else is cancelled (traffic back to the source first, per the spec's
 /// cancel options). `None` when vtmove never recorded an identity, i.e. never acted.
 fn cleanup_desired(workflow: &MoveTablesWorkflow) -> Option<Desired> {

@@ -8,7 +8,7 @@
 //! the unit at once, without rollback: mutating without the lock is worse than leaving a state
 //! the next pass repairs.
 //!
-//! **Order** (Vitess's, `vitess-movetables.md` §1.5), with `from` the side giving up writes and
+//! **Order** (Vitess's, `docs/design/movetables.md`, "The write cutover"), with `from` the side giving up writes and
 //! `to` the side taking them:
 //! 0. `reverse_prepare`: delete the streams into `from` and, with reverse replication, create
 //!    fresh ones (Stopped, no position yet). Vitess does this after the catch-up; doing it before

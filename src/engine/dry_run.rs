@@ -1,4 +1,4 @@
-//! Renders a plan in the style of Vitess's `--dry-run` output (`vitess-movetables.md` §9.2), for
+//! Renders a plan in the style of Vitess's `--dry-run` output (`docs/design/movetables.md`, "The dry run"), for
 //! `vtmove plan`: a summary line, then one line per action the next step would take, with the
 //! locks it would take and the positions and tablets it would touch. People who know
 //! `vtctldclient MoveTables switchtraffic --dry-run` read it at once.

@@ -1,4 +1,4 @@
-//! The invariants of architecture §5 as functions tests call after every step, and the
+//! The invariants of `docs/design/overview.md` as functions tests call after every step, and the
 //! controller can report.
 //!
 //! * **I1 single writer** ([`check_single_writer_in_topology`]): for every moved table, the

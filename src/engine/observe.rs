@@ -1,6 +1,6 @@
 //! `observe`: one snapshot of everything the planner decides from, read fresh on every pass.
 //!
-//! Sources, as Vitess itself reads them (`vitess-movetables.md` §10.1):
+//! Sources, as Vitess itself reads them (`docs/design/movetables.md`, "What a pass observes"):
 //! * topology: both keyspaces' records, VSchemas and Shard records (denied tables, primary,
 //!   key range, ModRevision), every cell's `SrvVSchema`, the global `RoutingRules`, the rollup a
 //!   rebuild would write, the Tablet records of every shard (with their ModRevision, which moves

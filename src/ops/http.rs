@@ -1,5 +1,5 @@
 //! The operator's small HTTP server: `/metrics` for Prometheus, `/healthz` for the liveness probe
-//! and `/readyz` for the readiness probe (`architecture.md` §7).
+//! and `/readyz` for the readiness probe (`docs/design/overview.md`, "Running it").
 //!
 //! Liveness and readiness answer different questions. `/healthz` says the process still serves
 //! requests, so the kubelet restarts it only when it is wedged. `/readyz` says the controllers

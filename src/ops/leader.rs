@@ -1,4 +1,4 @@
-//! Leader election on a `coordination.k8s.io` Lease: one writer at a time (style H12).
+//! Leader election on a `coordination.k8s.io` Lease: one writer at a time (`docs/design/principles.md` P12).
 //!
 //! kube-lease-manager takes and renews the Lease (a server-side apply without force to take it,
 //! so two candidates racing for a free Lease cannot both win). On top of it, [`LeaderHandle`]

@@ -1,4 +1,4 @@
-//! Process-wide logging: JSON lines for clusters, text for people (`architecture.md` §7).
+//! Process-wide logging: JSON lines for clusters, text for people (`docs/design/overview.md`, "Running it").
 //!
 //! The JSON format puts the fields of every enclosing span at the top level of each line, next
 //! to the event's own fields. The controllers open one span per reconcile with `workflow`,

@@ -40,7 +40,7 @@ pub enum Outcome {
     Ok,
     /// It failed.
     Error,
-    /// It ran out of time (style H8 counts timeouts apart from other errors).
+    /// It ran out of time (`docs/design/principles.md` P8 counts timeouts apart from other errors).
     Timeout,
 }
 
@@ -136,7 +136,7 @@ fn slow_histogram() -> Histogram {
 }
 
 /// The cutover and its write window: 5 ms to about 10 s, fine around the 100 ms goal
-/// (`architecture.md` §9).
+/// (`docs/design/overview.md`, "Scale").
 fn cutover_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 12))
 }

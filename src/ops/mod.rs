@@ -1,5 +1,5 @@
 //! The operational shell around the controllers: metrics, the health and metrics HTTP endpoint,
-//! structured logging and leader election (style H11, H12; `architecture.md` §4).
+//! structured logging and leader election (`docs/design/principles.md` P11, P12).
 //!
 //! Nothing here knows about MoveTables: the controllers report into these pieces, and `main`
 //! wires them together. Keeping them apart from the engine keeps the engine testable without a

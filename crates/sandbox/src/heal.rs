@@ -207,7 +207,7 @@ impl Sandbox {
 
     /// When no lock of the workflow or its keyspaces is held any more.
     async fn wait_locks_free(&self, desired: &Desired) -> anyhow::Result<Instant> {
-        // Vitess's lock directories (vitess-wire §2).
+        // Vitess's lock directories (`docs/design/topology.md`, "Locks").
         let prefixes = [
             format!("internal/named_locks/{}", desired.lock_name()),
             format!("keyspaces/{}", desired.source_keyspace),

@@ -1,5 +1,5 @@
 //! The `_vt` sidecar tables of a simulated tablet and the RPCs that are thin SQL wrappers over
-//! them (`vitess-wire.md` §4): `_vt.vreplication`, `_vt.copy_state`, `_vt.resharding_journal`.
+//! them (`docs/design/topology.md`, "Tablets"): `_vt.vreplication`, `_vt.copy_state`, `_vt.resharding_journal`.
 //!
 //! The functions here are pure over [`Sidecar`] (plus the clock) so their semantics are tested
 //! without a network: one row per BinlogSource on create (state `Stopped`, `pos ''`), the

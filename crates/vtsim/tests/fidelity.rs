@@ -1,5 +1,5 @@
 //! vtsim behaves like vttablet v24 where vtmove's proofs depend on it. Each test names the
-//! Vitess behaviour it mirrors (docs/vitess-wire.md, docs/vitess-movetables.md); each would
+//! Vitess behaviour it mirrors (`docs/design/topology.md`, `docs/design/movetables.md`); each would
 //! pass against a lenient simulator only if vtmove's proofs were weaker than they claim.
 
 mod common;

@@ -1,6 +1,6 @@
 //! The vtgate probe through every traffic state of a MoveTables of `customer` from `commerce`
 //! (S, unsharded) to `customer` (K, sharded `-80`/`80-`), with the routing rules of
-//! vitess-movetables.md §2.1 and the denied tables of §2.2 written directly in the topology:
+//! `docs/design/movetables.md` (routing rules and denied tables) written directly in the topology:
 //! in every consistent state writes succeed on exactly one side; in the #17326 state (writes
 //! routed to the keyspace that denies the table) they fail. Plus a steady write load with its
 //! ledger, and a full write cutover under load with no lost and no dual writes.
@@ -350,7 +350,7 @@ async fn a_write_cutover_under_load_loses_nothing_and_never_dual_writes() {
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    // The write cutover of vitess-movetables.md §1.5, reduced to what changes serving.
+    // The write cutover of `docs/design/movetables.md`, reduced to what changes serving.
     let s_primary = fleet
         .primary(S, "0")
         .unwrap_or_else(|| panic!("primary"))

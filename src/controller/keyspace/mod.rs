@@ -2,7 +2,7 @@
 //! `Keyspace` spec and the workflows that explain its denied tables and routing rules, execute,
 //! and hand back the status to write, the Events to publish and when to look again.
 //!
-//! The stages follow the engine's shape (`architecture.md` §4): [`observe`] reads (I/O, every
+//! The stages follow the engine's shape (`docs/design/overview.md`, "One pass"): [`observe`] reads (I/O, every
 //! call under a deadline), [`plan`] decides (pure, exhaustively unit-tested), [`execute`] writes
 //! (creates, drift repairs under the keyspace lock, SrvVSchema rebuilds, deletion). The
 //! kube-runtime glue (watches, finalizer, SSA status patch, Events, metrics) lives in the

@@ -3,7 +3,7 @@
 //! The `RoutingRules` object is global, but vtgates do not read it: each cell's vtgates read that
 //! cell's `SrvVSchema`, a copy of the rules made by `RebuildSrvVSchema`. Vitess switches reads for
 //! a subset of cells by writing the switched rules to the global object and then rebuilding the
-//! `SrvVSchema` of the requested cells only (`vitess-movetables.md` §1.4). The other cells keep
+//! `SrvVSchema` of the requested cells only (`docs/design/movetables.md`, "What vtgates read"). The other cells keep
 //! their old copy until the next rebuild of every cell, which would spread the switch everywhere.
 //!
 //! vtmove models the same thing declaratively:

@@ -1,5 +1,5 @@
 //! Denied tables (`Shard.tablet_controls[PRIMARY].denied_tables`) per workflow state
-//! (`vitess-movetables.md` §2.2), and the single-writer invariant I1 built on them.
+//! (`docs/design/movetables.md`, "Denied tables"), and the single-writer invariant I1 built on them.
 //!
 //! A vttablet rejects writes to a table its shard record denies on PRIMARY. MoveTables keeps
 //! exactly one side writable: the side that primary routing points to accepts writes, the other
@@ -71,7 +71,7 @@ impl DeniedTablesExpectation {
     }
 }
 
-/// Which keyspace must deny a moved table, for a placement and lifecycle (§2.2). Only the
+/// Which keyspace must deny a moved table, for a placement and lifecycle (`docs/design/movetables.md`, "Denied tables"). Only the
 /// PRIMARY placement matters: reads are never denied.
 pub fn expected_denied_tables(
     placement: TrafficPlacement,

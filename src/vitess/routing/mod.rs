@@ -2,7 +2,7 @@
 //!
 //! A workflow moving table `T` from source keyspace `S` to target keyspace `K` steers traffic with
 //! nine routing rules per table, with denied tables on the shard records, and with each cell's
-//! `SrvVSchema`, the copy of the rules vtgates actually read (`vitess-movetables.md` §2–3). This
+//! `SrvVSchema`, the copy of the rules vtgates actually read (`docs/design/movetables.md`). This
 //! module answers, for the planner and the invariant checks:
 //!
 //! * what the rules of a table are in a given state ([`table_rules`]), and how to rewrite the

@@ -153,7 +153,7 @@ pub enum TrafficType {
 
 impl TrafficType {
     /// Every traffic type, in the order of the rows of the routing table
-    /// (`vitess-movetables.md` §2.1).
+    /// (`docs/design/movetables.md`, "Routing rules").
     pub const ALL: [TrafficType; 3] = [Self::Primary, Self::Replica, Self::Rdonly];
 
     /// The two read types, the ones `switchReads` moves.

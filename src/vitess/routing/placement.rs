@@ -3,7 +3,7 @@
 //! A MoveTables workflow moves three kinds of traffic independently: REPLICA reads, RDONLY reads
 //! and PRIMARY traffic (writes). [`TrafficPlacement`] says, for each, whether the source `S` or the
 //! target `K` serves it. That is not quite enough to spell the routing rules: "writes at the
-//! source" has two spellings in Vitess (`vitess-movetables.md` §2.1, columns A and D):
+//! source" has two spellings in Vitess (`docs/design/movetables.md`, states A and D):
 //!
 //! * never switched (state A/B): `T`, `K.T` and `S.T` all point to `S.T`;
 //! * switched and then reversed (state D): `T` and `K.T` point to `S.T`, and the `S.T` rule is

@@ -1,4 +1,4 @@
-//! The table routing rules of a MoveTables workflow (`vitess-movetables.md` §2.1), and how to
+//! The table routing rules of a MoveTables workflow (`docs/design/movetables.md`, "Routing rules"), and how to
 //! rewrite the global `RoutingRules` so that only one workflow's keys change.
 //!
 //! Every moved table `T` owns nine keys: `T`, `K.T` and `S.T`, each bare (PRIMARY) and with
@@ -10,7 +10,7 @@
 //! hand), so [`update_routing_rules`] replaces this workflow's keys and nothing else. Its output
 //! order is deterministic: rules it does not own keep their position, owned rules are rewritten in
 //! place, and owned rules that did not exist yet are appended in canonical order (table order of
-//! the workflow, then the row order of §2.1). When nothing changes, the output equals the input
+//! the workflow, then the key order of `docs/design/movetables.md`). When nothing changes, the output equals the input
 //! and the diff is empty, which is what lets a converged reconcile pass write nothing.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -38,7 +38,7 @@ impl TableRule {
     }
 }
 
-/// The nine keys a moved table owns, in the row order of §2.1: `T`, `T@replica`, `T@rdonly`,
+/// The nine keys a moved table owns, in canonical order: `T`, `T@replica`, `T@rdonly`,
 /// `K.T`, `K.T@replica`, `K.T@rdonly`, `S.T`, `S.T@replica`, `S.T@rdonly`.
 pub fn table_rule_keys(
     source: &KeyspaceName,
@@ -89,7 +89,7 @@ fn rule_target(
     }
 }
 
-/// The exact rules of one moved table in `state`, in the row order of §2.1 (absent keys
+/// The exact rules of one moved table in `state`, in canonical key order (absent keys
 /// skipped). `source` and `target` must differ, as they do for every MoveTables workflow.
 pub fn table_rules(
     source: &KeyspaceName,

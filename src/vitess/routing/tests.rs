@@ -1,5 +1,5 @@
-//! Table-driven tests that reproduce `vitess-movetables.md` §2.1 (routing rules), §2.2 (denied
-//! tables) and §3.1 (state strings) row by row, resolution tests for every state, and
+//! Table-driven tests that reproduce the routing rules and denied tables of `docs/design/movetables.md` (routing rules, denied
+//! tables) and the traffic state strings row by row, resolution tests for every state, and
 //! property-style tests over every state, placement and cell subset.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -11,7 +11,7 @@ const S: &str = "S";
 const K: &str = "K";
 const T: &str = "T";
 
-/// The nine keys, in the row order of §2.1.
+/// The nine keys, in the row order of the routing-rules table of `docs/design/movetables.md`.
 const KEYS: [&str; 9] = [
     "T",
     "T@replica",
@@ -37,7 +37,7 @@ fn rendered(state: RoutingState) -> Vec<(String, String)> {
         .collect()
 }
 
-/// A column of the §2.1 table: one entry per row, `None` for "(deleted)".
+/// A column of the routing-rules table: one entry per row, `None` for "(deleted)".
 fn column(cells: [Option<&str>; 9]) -> Vec<(String, String)> {
     KEYS.iter()
         .zip(cells)
@@ -49,10 +49,10 @@ const ST: Option<&str> = Some("S.T");
 const KT: Option<&str> = Some("K.T");
 const GONE: Option<&str> = None;
 
-/// A named column of §2.1: the state and its expected (key, target) rules.
+/// A named column of the routing-rules table: the state and its expected (key, target) rules.
 type DocColumn = (&'static str, RoutingState, Vec<(String, String)>);
 
-/// Every column of §2.1 plus the two notes (writes without reads, cancel).
+/// Every column of the routing-rules table plus the two notes (writes without reads, cancel).
 fn doc_columns() -> Vec<DocColumn> {
     vec![
         ("A created", RoutingState::CREATED, column([ST; 9])),

@@ -1,5 +1,5 @@
 //! The observed traffic state of a workflow and Vitess's traffic state string
-//! (`vitess-movetables.md` §3.1), e.g. `All Reads Switched. Writes Not Switched`.
+//! (`docs/design/movetables.md`, "Vitess's traffic state string"), e.g. `All Reads Switched. Writes Not Switched`.
 //!
 //! The observation follows Vitess so that both tools print the same string for the same topology:
 //!

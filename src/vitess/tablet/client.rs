@@ -5,7 +5,7 @@
 //!   never called is never dialled. A call that finds the tablet unreachable or times out drops
 //!   the cached channel, so the next call dials afresh and re-resolves the host name (a rolled
 //!   tablet pod gets a new IP; a half-open connection is not reused).
-//! - **Bounded everything (style H8).** Connecting has its own timeout, and every call has a
+//! - **Bounded everything (`docs/design/principles.md` P8).** Connecting has its own timeout, and every call has a
 //!   deadline: the per-method default from [`TabletClientConfig`] or the caller's override (the
 //!   cutover passes its catch-up budget to `VReplicationWaitForPos`). The deadline is sent to the
 //!   tablet as `grpc-timeout` *and* enforced locally, so a hung tablet cannot hold a reconcile

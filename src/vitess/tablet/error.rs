@@ -1,7 +1,7 @@
 //! Typed errors of tablet RPCs, and which of them are worth retrying.
 //!
 //! The planner reacts differently to "the tablet is down" (retry, report the tablet), "the
-//! deadline passed" (retry with a fresh budget; counted separately for metrics, style H8),
+//! deadline passed" (retry with a fresh budget; counted separately for metrics, `docs/design/principles.md` P8),
 //! "this tablet is too old for that RPC" (fall back or report a version blocker) and "the tablet
 //! refused" (a permanent answer until something changes). Every variant names the tablet address
 //! and the method so that Events and logs point at the right place.
@@ -365,7 +365,7 @@ impl TabletError {
         }
     }
 
-    /// True when the deadline passed (counted apart from other errors, style H8).
+    /// True when the deadline passed (counted apart from other errors, `docs/design/principles.md` P8).
     pub fn is_timeout(&self) -> bool {
         matches!(self, TabletError::DeadlineExceeded { .. })
     }

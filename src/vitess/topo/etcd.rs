@@ -1,5 +1,5 @@
 //! [`EtcdStore`]: the [`TopoStore`] backed by a real etcd cluster, with the semantics of Vitess's
-//! `etcd2` topo plugin (`vitess-wire.md` §1.4).
+//! `etcd2` topo plugin (`docs/design/topology.md`, "Stores and roots").
 //!
 //! Every call runs under a deadline (`EtcdStoreOptions::op_timeout`), because a hung etcd call
 //! made while holding a Vitess lock would let the lease lapse mid-operation. gRPC failures are

@@ -1,4 +1,4 @@
-//! Vitess-compatible topology locks (`vitess-wire.md` §2), written once over the [`TopoStore`]
+//! Vitess-compatible topology locks (`docs/design/topology.md`, "Locks"), written once over the [`TopoStore`]
 //! primitives so the etcd and in-memory stores share the algorithm.
 //!
 //! A lock on a resource directory `<root>/<dir>` is the key `<root>/<dir>/locks/<leaseID>` (the

@@ -1,5 +1,5 @@
 //! The Vitess topology as vtmove reads and writes it: directly in etcd, in Vitess's own key layout
-//! and encoding, under Vitess-compatible locks (`vitess-wire.md` §1–§2).
+//! and encoding, under Vitess-compatible locks (`docs/design/topology.md`).
 //!
 //! Layers, bottom up:
 //! * [`TopoStore`]: a key/value store with etcd semantics (versions are ModRevisions; create,

@@ -1,4 +1,4 @@
-//! Key construction: the Vitess topology layout (`vitess-wire.md` §1.2–§1.3) and Go-style path
+//! Key construction: the Vitess topology layout (`docs/design/topology.md`, "Stores and roots") and Go-style path
 //! joining.
 //!
 //! Vitess builds every etcd key as `path.Join(root, relative)`, and Go's `path.Join` cleans the

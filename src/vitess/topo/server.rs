@@ -1,5 +1,4 @@
-//! [`TopoServer`]: typed access to the Vitess topology, key layout and all (`vitess-wire.md`
-//! §1.3), over the global store and one store per cell.
+//! [`TopoServer`]: typed access to the Vitess topology, key layout and all (`docs/design/topology.md`), over the global store and one store per cell.
 //!
 //! Reads return the decoded protobuf with its version. Every function that changes a keyspace's
 //! record, shards, denied tables, VSchema or routing rules takes a lock guard, so such a change

@@ -1,5 +1,5 @@
 //! The [`TopoStore`] abstraction: a key/value store with etcd's semantics, as Vitess's `etcd2`
-//! topo plugin uses them (`vitess-wire.md` §1.4).
+//! topo plugin uses them (`docs/design/topology.md`, "Stores and roots").
 //!
 //! Two implementations exist, [`EtcdStore`](super::EtcdStore) for real clusters and
 //! [`MemoryStore`](super::MemoryStore) for tests and the sandbox. They pass one conformance
