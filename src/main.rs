@@ -371,14 +371,16 @@ fn plan(args: PlanArgs) -> anyhow::Result<()> {
             .plan_only(&desired, &EngineMemory::default())
             .await
             .context("observing the workflow")?;
-        let rendered = vtmove::engine::dry_run::render(
+        // Every step from the observed state to the spec, planned pass by pass on a predicted
+        // state; nothing is written to Vitess.
+        let preview = vtmove::engine::preview::preview(
             &desired,
             &observed,
-            &plan,
+            &EngineMemory::default(),
             std::time::SystemTime::now(),
         );
         let mut stdout = std::io::stdout().lock();
-        write!(stdout, "{rendered}").context("writing to stdout")?;
+        write!(stdout, "{preview}").context("writing to stdout")?;
         if let Some(state) = &plan.traffic_state {
             writeln!(stdout, "\nTraffic State: {state}").context("writing to stdout")?;
         }

@@ -144,8 +144,11 @@ pub fn render(desired: &Desired, observed: &Observed, plan: &Plan, at: SystemTim
         };
     };
     let mut lines = Vec::new();
+    // Refreshing tablets whose rules vtmove cannot vouch for checks, it changes nothing.
+    let verifies = matches!(step.action, Action::RefreshTablets { .. });
     if let Some(heal) = &step.heal {
-        lines.push(format!("Repair ({}): {}", heal.reason, heal.message));
+        let kind = if verifies { "Verify" } else { "Repair" };
+        lines.push(format!("{kind} ({}): {}", heal.reason, heal.message));
     }
     if d.paused {
         lines.push("Paused: spec.paused is set, so nothing below will run".to_string());
@@ -425,7 +428,7 @@ pub fn render(desired: &Desired, observed: &Observed, plan: &Plan, at: SystemTim
                 .map(|t| format!("tablet:{}", t.alias))
                 .collect();
             lines.push(format!("Refresh tablets: [{}]", aliases.join(" ")));
-            "Repair"
+            "Verification"
         }
     };
     DryRun {

@@ -38,6 +38,7 @@ pub mod journal;
 pub mod memory;
 pub mod observe;
 pub mod plan;
+pub mod preview;
 pub mod requests;
 pub mod testing;
 
