@@ -507,4 +507,45 @@ mod tests {
             "{text}"
         );
     }
+
+    /// Writes switched, reverse streams running, and the spec asks to complete: the cleanup is
+    /// listed step by step up to a completed workflow.
+    #[test]
+    fn completing_lists_the_cleanup() {
+        let mut d = Desired::new("wf", "commerce", "customer", ["customer"]);
+        d.traffic = TrafficPlacement::all(Side::Target);
+        d.lifecycle = crate::engine::DesiredLifecycle::Complete(Default::default());
+        let o = ObservedBuilder::new(&d)
+            .rules(RoutingState::SWITCHED)
+            .deny(Side::Source)
+            .streams(Side::Target, StreamsSpec::stopped(FROZEN_MESSAGE, 100))
+            .streams(Side::Source, StreamsSpec::running(100))
+            .build();
+        let p = preview(&d, &o, &EngineMemory::default(), at());
+        let names: Vec<&str> = p.steps.iter().map(|s| s.step.action.name()).collect();
+        assert!(names.contains(&"DropTables"), "{p}");
+        assert!(names.contains(&"DeleteStreams"), "{p}");
+        assert_eq!(names.last(), Some(&"SetRoutingRules"), "{p}");
+        assert_eq!(p.end, PreviewEnd::Converged, "{p}");
+    }
+
+    /// While the copy runs, a switch cannot start: the preview ends there and says why.
+    #[test]
+    fn a_running_copy_ends_the_preview_before_the_switch() {
+        let mut d = Desired::new("wf", "commerce", "customer", ["customer"]);
+        d.traffic = TrafficPlacement::all(Side::Target);
+        let o = ObservedBuilder::new(&d)
+            .rules(RoutingState::CREATED)
+            .deny(Side::Target)
+            .streams(Side::Target, StreamsSpec::copying())
+            .observe_schema(false)
+            .build();
+        let p = preview(&d, &o, &EngineMemory::default(), at());
+        assert!(p.steps.is_empty(), "{p}");
+        assert!(
+            matches!(&p.end, PreviewEnd::Blocked(b) if b.iter().any(|b| b.reason.as_str() == "CopyNotComplete")),
+            "{p}"
+        );
+        assert!(p.to_string().contains("Then it is blocked:"), "{p}");
+    }
 }
