@@ -299,6 +299,47 @@ async fn a_create_table_with_another_statement_runs_nowhere() {
     assert!(memory.created_tables.is_empty());
 }
 
+/// The dry run of a write switch lists exactly the stages the cutover then runs, in order, both
+/// ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dry_run_lists_the_stages_the_cutover_runs() {
+    let (_backend, world) = world(false, Layout::default()).await;
+    let mut desired = world.layout.desired("wf");
+    let mut memory = EngineMemory::default();
+    desired.traffic = traffic(Side::Target, Side::Target, Side::Source);
+    stage(&world, &desired, &mut memory, "switch reads").await;
+    for primary in [Side::Target, Side::Source] {
+        desired.traffic.primary = primary;
+        let (observed, plan) = world
+            .engine
+            .plan_only(&desired, &memory)
+            .await
+            .expect("plan");
+        let dry_run = vtmove::engine::dry_run::render(
+            &desired,
+            &observed,
+            &plan,
+            std::time::SystemTime::now(),
+        );
+        let listed: Vec<String> = dry_run
+            .lines
+            .iter()
+            .filter_map(|l| {
+                l.strip_prefix('[')?
+                    .split_once(']')
+                    .map(|(s, _)| s.to_string())
+            })
+            .collect();
+        let report = world.engine.pass(&desired, &mut memory).await;
+        let executed = report.executed.expect("a write switch ran");
+        assert_eq!(executed.step, "SwitchWrites");
+        let ran: Vec<String> = executed.stages.iter().map(|s| s.name.to_string()).collect();
+        assert!(!ran.is_empty());
+        assert_eq!(listed, ran, "{dry_run}");
+        stage(&world, &desired, &mut memory, "finish the switch").await;
+    }
+}
+
 async fn complete_without_source(etcd: bool) {
     let (_backend, world) = world(etcd, Layout::default()).await;
     let mut desired = world.layout.desired("wf");

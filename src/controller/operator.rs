@@ -170,10 +170,18 @@ fn phase_label(phase: crate::api::movetables::WorkflowPhase) -> &'static str {
     }
 }
 
-/// The write-blocked part of a cutover: its stages from the denial through the routing switch.
+/// The write-blocked part of a cutover: its stages from the denial through the rebuild of the
+/// cells' `SrvVSchema`, which is what vtgates route by (writes fail until it is rebuilt).
 pub fn write_window(record: &crate::engine::StepRecord) -> Option<Duration> {
-    let start = record.stages.iter().position(|s| s.name == "deny")?;
-    let end = record.stages.iter().position(|s| s.name == "route")?;
+    use crate::engine::cutover::Stage;
+    let start = record
+        .stages
+        .iter()
+        .position(|s| s.name == Stage::Deny.name())?;
+    let end = record
+        .stages
+        .iter()
+        .position(|s| s.name == Stage::Rebuild.name())?;
     (start <= end).then(|| record.stages[start..=end].iter().map(|s| s.duration).sum())
 }
 
@@ -314,4 +322,42 @@ pub async fn start_operator(
         metrics_address,
         topo,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::cutover::Stage;
+    use crate::engine::journal::{Outcome, StageRecord, StepRecord};
+    use crate::engine::plan::Action;
+    use crate::vitess::routing::Side;
+
+    /// The write window runs from the denial through the rebuilt `SrvVSchema` (vtgates route by
+    /// it), not only to the routing-rule write.
+    #[test]
+    fn the_write_window_ends_with_the_rebuild() {
+        let stages = Stage::run_by(true)
+            .zip(1..)
+            .map(|(stage, ms)| StageRecord {
+                name: stage.name(),
+                duration: Duration::from_millis(ms),
+            })
+            .collect();
+        let record = StepRecord {
+            step: "SwitchWrites",
+            action: Action::SwitchWrites { to: Side::Target },
+            message: String::new(),
+            heal: None,
+            started: std::time::SystemTime::UNIX_EPOCH,
+            duration: Duration::from_secs(1),
+            outcome: Outcome::Succeeded,
+            locks: Vec::new(),
+            stages,
+        };
+        // deny is the 3rd stage and rebuild the 13th: 3 + 4 + ... + 13 ms.
+        assert_eq!(
+            write_window(&record),
+            Some(Duration::from_millis((3..=13).sum()))
+        );
+    }
 }

@@ -65,6 +65,92 @@ use super::plan::DenyOp;
 use super::plan::stream_settings;
 use super::requests::{binlog_sources, lock_tables_sql, set_position_sql, source_shards_of};
 
+/// The stages of a write cutover, in the order they run. One list names them for the cutover
+/// itself (its journal, `StepError` stages and metrics labels) and for the dry run, so the dry
+/// run shows exactly what runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// Delete the streams into `from` and, with reverse replication, create fresh ones.
+    ReversePrepare,
+    /// Read the stream ids of both directions once.
+    Streams,
+    /// Deny the tables on `from`, allow them on `to`.
+    Deny,
+    /// Refresh every tablet of both sides, verified per tablet.
+    Refresh,
+    /// `LOCK TABLES ... READ` twice on every `from` primary.
+    Flush,
+    /// Record every `from` primary's position.
+    PositionsOld,
+    /// Wait until every stream into `to` has applied those positions.
+    CatchUp,
+    /// Stop the streams into `to` for the cutover.
+    Stop,
+    /// Record every `to` primary's position.
+    PositionsNew,
+    /// Give the streams into `from` their start positions.
+    Reverse,
+    /// Check that no shard of either side was reparented since the denial.
+    Verify,
+    /// Primary routing to `to`: the point of no return.
+    Route,
+    /// Rebuild every cell's `SrvVSchema`.
+    Rebuild,
+    /// Start the streams into `from` (with reverse replication only).
+    StartReverse,
+    /// Mark the streams into `to` frozen.
+    Freeze,
+}
+
+impl Stage {
+    /// Every stage, in execution order.
+    pub const ORDER: [Stage; 15] = [
+        Stage::ReversePrepare,
+        Stage::Streams,
+        Stage::Deny,
+        Stage::Refresh,
+        Stage::Flush,
+        Stage::PositionsOld,
+        Stage::CatchUp,
+        Stage::Stop,
+        Stage::PositionsNew,
+        Stage::Reverse,
+        Stage::Verify,
+        Stage::Route,
+        Stage::Rebuild,
+        Stage::StartReverse,
+        Stage::Freeze,
+    ];
+
+    /// The stage's name in the journal, errors and metrics.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Stage::ReversePrepare => "reverse_prepare",
+            Stage::Streams => "streams",
+            Stage::Deny => "deny",
+            Stage::Refresh => "refresh",
+            Stage::Flush => "flush",
+            Stage::PositionsOld => "positions_old",
+            Stage::CatchUp => "catch_up",
+            Stage::Stop => "stop",
+            Stage::PositionsNew => "positions_new",
+            Stage::Reverse => "reverse",
+            Stage::Verify => "verify",
+            Stage::Route => "route",
+            Stage::Rebuild => "rebuild",
+            Stage::StartReverse => "start_reverse",
+            Stage::Freeze => "freeze",
+        }
+    }
+
+    /// The stages a cutover runs (`StartReverse` only with reverse replication).
+    pub fn run_by(reverse_replication: bool) -> impl Iterator<Item = Stage> {
+        Stage::ORDER
+            .into_iter()
+            .filter(move |s| reverse_replication || *s != Stage::StartReverse)
+    }
+}
+
 /// Runs a stage, recording its duration in the journal.
 async fn stage<T>(
     ex: &Executor,
@@ -142,7 +228,7 @@ async fn run_switch(ex: &Executor, held: &Held, to: Side) -> Result<(), StepErro
         to == Side::Source,
     ));
     ex.checkpoint("cutover:route").await?;
-    let route = stage(ex, "route", async {
+    let route = stage(ex, Stage::Route.name(), async {
         held.check("switching primary routing").await?;
         ex.write_routing_rules(held, new_state).await
     })
@@ -167,9 +253,11 @@ async fn run_switch(ex: &Executor, held: &Held, to: Side) -> Result<(), StepErro
         }
     }
     ex.checkpoint("cutover:rebuild").await?;
-    stage(ex, "rebuild", async { ex.rebuild(None).await.map(|_| ()) })
-        .await
-        .map_err(|(_, e)| e)?;
+    stage(ex, Stage::Rebuild.name(), async {
+        ex.rebuild(None).await.map(|_| ())
+    })
+    .await
+    .map_err(|(_, e)| e)?;
 
     // 10–11. After the point of no return: failures are finished by the next pass.
     let limit = ex.config.rpc_timeout;
@@ -179,7 +267,7 @@ async fn run_switch(ex: &Executor, held: &Held, to: Side) -> Result<(), StepErro
         ex.checkpoint("cutover:start_reverse").await?;
         stage(
             ex,
-            "start_reverse",
+            Stage::StartReverse.name(),
             ex.change_streams(held, from, &from_shards, StreamChange::Start, limit),
         )
         .await
@@ -188,7 +276,7 @@ async fn run_switch(ex: &Executor, held: &Held, to: Side) -> Result<(), StepErro
     ex.checkpoint("cutover:freeze").await?;
     stage(
         ex,
-        "freeze",
+        Stage::Freeze.name(),
         ex.change_streams(held, to, &to_shards, StreamChange::Freeze, limit),
     )
     .await
@@ -325,8 +413,8 @@ async fn reversible(
     deadline: Instant,
     budget: Duration,
 ) -> Result<BTreeMap<String, Position>, (&'static str, StepError)> {
-    let from_shards = shard_names(ex, from).map_err(|e| ("deny", e))?;
-    let to_shards = shard_names(ex, to).map_err(|e| ("deny", e))?;
+    let from_shards = shard_names(ex, from).map_err(|e| (Stage::Deny.name(), e))?;
+    let to_shards = shard_names(ex, to).map_err(|e| (Stage::Deny.name(), e))?;
 
     // 0. Fresh streams back into the old side, Stopped and without a position yet. Made before
     //    writes stop, so the write-blocked window only has to give them their start positions.
@@ -334,10 +422,10 @@ async fn reversible(
     //    writes, and a rollback deletes them.
     ex.checkpoint("cutover:reverse_prepare")
         .await
-        .map_err(|e| ("reverse_prepare", e))?;
+        .map_err(|e| (Stage::ReversePrepare.name(), e))?;
     let prepare = async {
         let limit = ex
-            .remaining(deadline, "reverse_prepare", budget)?
+            .remaining(deadline, Stage::ReversePrepare.name(), budget)?
             .min(ex.config.rpc_timeout);
         ex.delete_streams_on(held, from, &from_shards, false, limit)
             .await?;
@@ -386,13 +474,13 @@ async fn reversible(
             .collect::<Result<Vec<()>, StepError>>()?;
         Ok(())
     };
-    stage(ex, "reverse_prepare", prepare).await?;
+    stage(ex, Stage::ReversePrepare.name(), prepare).await?;
     ex.checkpoint("cutover:streams")
         .await
-        .map_err(|e| ("streams", e))?;
+        .map_err(|e| (Stage::Streams.name(), e))?;
     let into_to_workflow = ex.desired.workflow_into(to);
     let into_from_workflow = ex.desired.workflow_into(from);
-    let (into_to, into_from) = stage(ex, "streams", async {
+    let (into_to, into_from) = stage(ex, Stage::Streams.name(), async {
         let into_to = read_stream_ids(ex, to, &into_to_workflow, true).await?;
         verify_streams_into(ex, from, to, &into_to)?;
         let into_from = if ex.desired.cutover.reverse_replication {
@@ -407,7 +495,7 @@ async fn reversible(
     // 1. Deny on the old side, then allow on the new side.
     ex.checkpoint("cutover:deny")
         .await
-        .map_err(|e| ("deny", e))?;
+        .map_err(|e| (Stage::Deny.name(), e))?;
     let (from_versions, to_versions) = {
         let started = Instant::now();
         let result = async {
@@ -421,26 +509,26 @@ async fn reversible(
             Ok::<_, StepError>((f, t))
         }
         .await;
-        ex.record_stage("deny", started.elapsed());
-        result.map_err(|e| ("deny", e))?
+        ex.record_stage(Stage::Deny.name(), started.elapsed());
+        result.map_err(|e| (Stage::Deny.name(), e))?
     };
 
     // 2. Refresh both sides, verified per tablet.
     ex.checkpoint("cutover:refresh")
         .await
-        .map_err(|e| ("refresh", e))?;
+        .map_err(|e| (Stage::Refresh.name(), e))?;
     {
         let started = Instant::now();
         let limit = ex
-            .remaining(deadline, "refresh", budget)
-            .map_err(|e| ("refresh", e))?
+            .remaining(deadline, Stage::Refresh.name(), budget)
+            .map_err(|e| (Stage::Refresh.name(), e))?
             .min(ex.config.refresh_timeout);
         let mut failed = ex.refresh_shards(from, &from_versions, limit).await;
         failed.extend(ex.refresh_shards(to, &to_versions, limit).await);
-        ex.record_stage("refresh", started.elapsed());
+        ex.record_stage(Stage::Refresh.name(), started.elapsed());
         let from_primaries: Vec<String> = ex
             .view(from)
-            .map_err(|e| ("refresh", e))?
+            .map_err(|e| (Stage::Refresh.name(), e))?
             .shards
             .iter()
             .filter_map(|s| s.primary.as_ref().map(|p| p.alias.clone()))
@@ -450,7 +538,7 @@ async fn reversible(
             .any(|(alias, _)| from_primaries.contains(alias));
         if !failed.is_empty() && (primary_failed || !ex.desired.cutover.force) {
             return Err((
-                "refresh",
+                Stage::Refresh.name(),
                 StepError::RefreshIncomplete {
                     failed: describe_failures(&failed),
                 },
@@ -461,7 +549,7 @@ async fn reversible(
     // 3. Flush writes that raced past the denial.
     ex.checkpoint("cutover:flush")
         .await
-        .map_err(|e| ("flush", e))?;
+        .map_err(|e| (Stage::Flush.name(), e))?;
     let flush = async {
         let sql = lock_tables_sql(&ex.desired.tables)?;
         for cycle in 0..2 {
@@ -469,7 +557,7 @@ async fn reversible(
                 tokio::time::sleep(ex.config.flush_delay).await;
             }
             let limit = ex
-                .remaining(deadline, "flush", budget)?
+                .remaining(deadline, Stage::Flush.name(), budget)?
                 .min(ex.config.rpc_timeout);
             held.check("flushing writes").await?;
             let view = ex.view(from)?;
@@ -507,13 +595,13 @@ async fn reversible(
         tokio::time::sleep(ex.config.flush_delay).await;
         Ok(())
     };
-    stage(ex, "flush", flush).await?;
+    stage(ex, Stage::Flush.name(), flush).await?;
 
     // 4. Positions of the old side, taken after its writes stopped.
     ex.checkpoint("cutover:positions_old")
         .await
-        .map_err(|e| ("positions_old", e))?;
-    let old_positions = stage(ex, "positions_old", async {
+        .map_err(|e| (Stage::PositionsOld.name(), e))?;
+    let old_positions = stage(ex, Stage::PositionsOld.name(), async {
         let positions = positions(ex, from, deadline, budget).await?;
         // A reparent takes the shard lock, not the keyspace locks: positions of a primary
         // demoted before they were read would miss the writes of the new one.
@@ -526,7 +614,7 @@ async fn reversible(
     // 5. Wait for the new side's streams to apply them (I2).
     ex.checkpoint("cutover:catch_up")
         .await
-        .map_err(|e| ("catch_up", e))?;
+        .map_err(|e| (Stage::CatchUp.name(), e))?;
     let catch_up = async {
         let mut waits = Vec::new();
         for on in &into_to {
@@ -541,7 +629,7 @@ async fn reversible(
                 waits.push((on.primary, *id, position.clone()));
             }
         }
-        let left = ex.remaining(deadline, "catch_up", budget)?;
+        let left = ex.remaining(deadline, Stage::CatchUp.name(), budget)?;
         let results = join_all(waits.iter().map(|(primary, id, position)| async move {
             bounded(
                 left,
@@ -571,17 +659,21 @@ async fn reversible(
         }
         Ok(())
     };
-    stage(ex, "catch_up", catch_up).await?;
+    stage(ex, Stage::CatchUp.name(), catch_up).await?;
 
     // 6. Stop them "for cutover".
     ex.checkpoint("cutover:stop")
         .await
-        .map_err(|e| ("stop", e))?;
+        .map_err(|e| (Stage::Stop.name(), e))?;
     let limit = ex
-        .remaining(deadline, "stop", budget)
-        .map_err(|e| ("stop", e))?
+        .remaining(deadline, Stage::Stop.name(), budget)
+        .map_err(|e| (Stage::Stop.name(), e))?
         .min(ex.config.rpc_timeout);
-    let to_sidecar = ex.view(to).map_err(|e| ("stop", e))?.sidecar_db.clone();
+    let to_sidecar = ex
+        .view(to)
+        .map_err(|e| (Stage::Stop.name(), e))?
+        .sidecar_db
+        .clone();
     let stop = async {
         held.check("stopping the streams for cutover").await?;
         let stops = into_to.iter().map(|on| {
@@ -603,24 +695,29 @@ async fn reversible(
             .collect::<Result<Vec<()>, StepError>>()?;
         Ok(())
     };
-    stage(ex, "stop", stop).await?;
+    stage(ex, Stage::Stop.name(), stop).await?;
 
     // 7. Positions of the new side: where the reverse streams start.
     ex.checkpoint("cutover:positions_new")
         .await
-        .map_err(|e| ("positions_new", e))?;
-    let new_positions = stage(ex, "positions_new", positions(ex, to, deadline, budget)).await?;
+        .map_err(|e| (Stage::PositionsNew.name(), e))?;
+    let new_positions = stage(
+        ex,
+        Stage::PositionsNew.name(),
+        positions(ex, to, deadline, budget),
+    )
+    .await?;
 
     // 8. The reverse streams start where the new side stood when its streams stopped.
     ex.checkpoint("cutover:reverse")
         .await
-        .map_err(|e| ("reverse", e))?;
+        .map_err(|e| (Stage::Reverse.name(), e))?;
     let reverse = async {
         if !ex.desired.cutover.reverse_replication {
             return Ok(());
         }
         let limit = ex
-            .remaining(deadline, "reverse", budget)?
+            .remaining(deadline, Stage::Reverse.name(), budget)?
             .min(ex.config.rpc_timeout);
         let from_view = ex.view(from)?;
         held.check("positioning the reverse streams").await?;
@@ -646,9 +743,9 @@ async fn reversible(
             .collect::<Result<Vec<()>, StepError>>()?;
         Ok(())
     };
-    stage(ex, "reverse", reverse).await?;
+    stage(ex, Stage::Reverse.name(), reverse).await?;
     // Last check before the point of no return: no reparent since the denial on either side.
-    stage(ex, "reverse", async {
+    stage(ex, Stage::Verify.name(), async {
         verify_shards_unchanged(ex, from, &from_versions).await?;
         verify_shards_unchanged(ex, to, &to_versions).await
     })

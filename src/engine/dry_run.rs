@@ -12,6 +12,7 @@ use std::time::SystemTime;
 use crate::vitess::routing::{RoutingState, Side};
 use crate::vitess::topo::lock::format_rfc3339_utc;
 
+use super::cutover::Stage;
 use super::desired::Desired;
 use super::observe::{KeyspaceView, Observed};
 use super::plan::{Action, DenyOp, Plan};
@@ -157,53 +158,88 @@ pub fn render(desired: &Desired, observed: &Observed, plan: &Plan, at: SystemTim
     let command = match &step.action {
         Action::SwitchWrites { to } => {
             let from = to.other();
+            let to = *to;
             for side in Side::BOTH {
                 lines.push(format!("Lock keyspace {}", ks(side)));
             }
-            lines.push(format!(
-                "Stop writes on keyspace {} for tables {}: {}",
-                ks(from),
-                tables(d),
-                positions(observed.view(from))
-            ));
-            lines.push(format!(
-                "Wait for vreplication on stopped streams to catchup for up to {}s",
-                d.cutover.timeout.as_secs()
-            ));
-            if d.cutover.reverse_replication {
-                lines.push(format!(
-                    "Create reverse vreplication workflow {}",
-                    d.workflow_into(from)
-                ));
+            // One line per stage, in the order the cutover runs them (`cutover::Stage`).
+            for stage in Stage::run_by(d.cutover.reverse_replication) {
+                let text = match stage {
+                    Stage::ReversePrepare if d.cutover.reverse_replication => format!(
+                        "Create reverse vreplication workflow {} (Stopped) on: {}",
+                        d.workflow_into(from),
+                        primaries(observed.view(from), None, None)
+                    ),
+                    Stage::ReversePrepare => format!(
+                        "Delete vreplication workflow {} on: {}",
+                        d.workflow_into(from),
+                        primaries(observed.view(from), None, None)
+                    ),
+                    Stage::Streams => "Read the ids of the streams of both directions".to_string(),
+                    Stage::Deny => format!(
+                        "Stop writes on keyspace {} for tables {}, enable them on keyspace {}",
+                        ks(from),
+                        tables(d),
+                        ks(to)
+                    ),
+                    Stage::Refresh => format!(
+                        "Refresh every tablet of keyspaces {} and {}",
+                        ks(from),
+                        ks(to)
+                    ),
+                    Stage::Flush => format!(
+                        "Flush writes in flight on the {} primaries (LOCK TABLES ... READ twice, \
+                         the flush delay apart)",
+                        ks(from)
+                    ),
+                    Stage::PositionsOld => format!(
+                        "Record the positions of the {} primaries: {}",
+                        ks(from),
+                        positions(observed.view(from))
+                    ),
+                    Stage::CatchUp => format!(
+                        "Wait for vreplication on stopped streams to catchup for up to {}s",
+                        d.cutover.timeout.as_secs()
+                    ),
+                    Stage::Stop => format!(
+                        "Stop vreplication workflow {} for the cutover",
+                        d.workflow_into(to)
+                    ),
+                    Stage::PositionsNew => {
+                        format!("Record the positions of the {} primaries", ks(to))
+                    }
+                    Stage::Reverse if d.cutover.reverse_replication => format!(
+                        "Set the start positions of the reverse vreplication workflow {}",
+                        d.workflow_into(from)
+                    ),
+                    Stage::Reverse => "No reverse replication to position".to_string(),
+                    Stage::Verify => format!(
+                        "Check that no shard of {} or {} was reparented since the denial",
+                        ks(from),
+                        ks(to)
+                    ),
+                    Stage::Route => format!(
+                        "Switch routing from keyspace {} to keyspace {}: routing rules for tables {} will be updated",
+                        ks(from),
+                        ks(to),
+                        tables(d)
+                    ),
+                    Stage::Rebuild => "Rebuild SrvVSchema in every cell".to_string(),
+                    Stage::StartReverse => format!(
+                        "Start reverse vreplication streams on: {}",
+                        primaries(observed.view(from), None, None)
+                    ),
+                    Stage::Freeze => format!(
+                        "Mark vreplication streams frozen on: {}",
+                        primaries(observed.view(to), None, Some(&d.workflow_into(to)))
+                    ),
+                };
+                lines.push(format!("[{}] {text}", stage.name()));
             }
-            lines.push(format!(
-                "Enable writes on keyspace {} for tables {}",
-                ks(*to),
-                tables(d)
-            ));
-            lines.push(format!(
-                "Switch routing from keyspace {} to keyspace {}",
-                ks(from),
-                ks(*to)
-            ));
-            lines.push(format!(
-                "Routing rules for tables {} will be updated",
-                tables(d)
-            ));
-            if d.cutover.reverse_replication {
-                lines.push(format!(
-                    "Start reverse vreplication streams on: {}",
-                    primaries(observed.view(from), None, None)
-                ));
-            }
-            lines.push(format!(
-                "Mark vreplication streams frozen on: {}",
-                primaries(observed.view(*to), None, Some(&d.workflow_into(*to)))
-            ));
             for side in [Side::Target, Side::Source] {
                 lines.push(format!("Unlock keyspace {}", ks(side)));
             }
-            if *to == Side::Target {
+            if to == Side::Target {
                 "SwitchTraffic"
             } else {
                 "ReverseTraffic"
@@ -469,17 +505,24 @@ mod tests {
             "SwitchTraffic dry run results for workflow customer.wf at 02 Jan 06 15:04 UTC"
         );
         let text = out.to_string();
+        // Locks, one line per cutover stage in the order the cutover runs them, unlocks.
+        let stages: Vec<&str> = out
+            .lines
+            .iter()
+            .filter_map(|l| l.strip_prefix('[')?.split_once(']').map(|(name, _)| name))
+            .collect();
+        let run: Vec<&str> = Stage::run_by(true).map(Stage::name).collect();
+        assert_eq!(stages, run, "{text}");
         for expected in [
             "Lock keyspace commerce",
             "Lock keyspace customer",
-            "Stop writes on keyspace commerce for tables [customer]: [keyspace:commerce;shard:0;position:MySQL56/",
-            "Wait for vreplication on stopped streams to catchup for up to 30s",
-            "Create reverse vreplication workflow wf_reverse",
-            "Enable writes on keyspace customer for tables [customer]",
-            "Switch routing from keyspace commerce to keyspace customer",
-            "Routing rules for tables [customer] will be updated",
-            "Start reverse vreplication streams on: [tablet:zone1-0000000100]",
-            "Mark vreplication streams frozen on: [keyspace:customer;shard:0;tablet:zone1-0000000200;workflow:wf;dbname:vt_customer]",
+            "[deny] Stop writes on keyspace commerce for tables [customer], enable them on keyspace customer",
+            "[positions_old] Record the positions of the commerce primaries: [keyspace:commerce;shard:0;position:MySQL56/",
+            "[catch_up] Wait for vreplication on stopped streams to catchup for up to 30s",
+            "[reverse_prepare] Create reverse vreplication workflow wf_reverse",
+            "[route] Switch routing from keyspace commerce to keyspace customer: routing rules for tables [customer] will be updated",
+            "[start_reverse] Start reverse vreplication streams on: [tablet:zone1-0000000100]",
+            "[freeze] Mark vreplication streams frozen on: [keyspace:customer;shard:0;tablet:zone1-0000000200;workflow:wf;dbname:vt_customer]",
             "Unlock keyspace customer",
             "Unlock keyspace commerce",
         ] {

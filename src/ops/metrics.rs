@@ -251,7 +251,7 @@ impl Metrics {
         );
         registry.register_with_unit(
             "cutover_write_window",
-            "Time writes were refused during a cutover (from the denial to the routing switch)",
+            "Time writes were refused during a cutover (from the denial to the rebuilt SrvVSchema)",
             Unit::Seconds,
             f.cutover_write_window.clone(),
         );
