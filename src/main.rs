@@ -65,14 +65,15 @@ struct RunArgs {
     /// CA certificate (PEM) of the tablets' gRPC servers; turns TLS on.
     #[arg(long, value_name = "FILE")]
     tablet_manager_grpc_ca: Option<PathBuf>,
-    /// Client certificate (PEM) for tablets.
-    #[arg(long, value_name = "FILE", requires = "tablet_manager_grpc_key")]
+    /// Client certificate (PEM) for tablets. Needs the CA: without it the connection would be
+    /// plaintext.
+    #[arg(long, value_name = "FILE", requires_all = ["tablet_manager_grpc_key", "tablet_manager_grpc_ca"])]
     tablet_manager_grpc_cert: Option<PathBuf>,
     /// Client key (PEM) for tablets.
-    #[arg(long, value_name = "FILE", requires = "tablet_manager_grpc_cert")]
+    #[arg(long, value_name = "FILE", requires_all = ["tablet_manager_grpc_cert", "tablet_manager_grpc_ca"])]
     tablet_manager_grpc_key: Option<PathBuf>,
-    /// Name to verify the tablets' certificates against.
-    #[arg(long, value_name = "NAME")]
+    /// Name to verify the tablets' certificates against (needs the CA).
+    #[arg(long, value_name = "NAME", requires = "tablet_manager_grpc_ca")]
     tablet_manager_grpc_server_name: Option<String>,
     /// Namespace to watch; repeat for several; none watches all namespaces.
     #[arg(long = "namespace", value_name = "NAMESPACE")]
@@ -452,6 +453,33 @@ mod tests {
             .is_err()
         );
         assert!(Cli::try_parse_from(["vtmove", "run", "--topo-implementation=memory"]).is_ok());
+        // Tablet TLS settings without the CA would leave the connection in plaintext: refused,
+        // naming the missing flag.
+        for partial in [
+            vec![
+                "--tablet-manager-grpc-cert=c.pem",
+                "--tablet-manager-grpc-key=k.pem",
+            ],
+            vec!["--tablet-manager-grpc-server-name=vttablet"],
+        ] {
+            let mut argv = vec!["vtmove", "run", "--topo-implementation=memory"];
+            argv.extend(partial.iter().copied());
+            let error = match Cli::try_parse_from(&argv) {
+                Ok(_) => panic!("{partial:?} was accepted without a CA"),
+                Err(e) => e.to_string(),
+            };
+            assert!(error.contains("--tablet-manager-grpc-ca"), "{error}");
+        }
+        assert!(
+            Cli::try_parse_from([
+                "vtmove",
+                "run",
+                "--topo-implementation=memory",
+                "--tablet-manager-grpc-ca=ca.pem",
+                "--tablet-manager-grpc-server-name=vttablet",
+            ])
+            .is_ok()
+        );
     }
 
     #[test]
