@@ -2010,6 +2010,89 @@ async fn failures_back_off_and_warnings_are_aggregated() {
     );
 }
 
+/// Item 6, the other way round: a workflow declared against a running one (customer → commerce
+/// while commerce → customer runs) is blocked by the conflict and never acts. Deleting it must
+/// finish at once, leaving the running workflow's rules, denials and streams alone: they look
+/// like its own switched state (writes on its target), but nothing of them is its doing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_workflow_that_never_acted_leaves_the_other_ones_state() {
+    let world = memory_world(Layout::default()).await;
+    let cluster = kube_world::start(&world, kube_world::settings()).await;
+    cluster
+        .create_workflow(&workflow("default", "wf", move_spec(&["customer"])))
+        .await;
+    let deadline = Instant::now() + STEP;
+    while denied(&world.topo, "customer", "0").await.is_empty()
+        || streams_on_target(&world).await == 0
+        || rules(&world.topo).await.is_empty()
+    {
+        assert!(Instant::now() < deadline, "wf never created");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let back = json!({
+        "sourceKeyspace": "customer",
+        "targetKeyspace": "commerce",
+        "tables": ["customer"],
+    });
+    cluster
+        .create_workflow(&workflow("default", "back", back))
+        .await;
+    let deadline = Instant::now() + STEP;
+    loop {
+        let wf = cluster
+            .workflows("default")
+            .get_opt("back")
+            .await
+            .expect("readable")
+            .expect("back exists");
+        if wf_cond(&wf, "Blocked").is_some_and(|(s, r, _)| s == "True" && r == "WorkflowConflict") {
+            assert!(
+                wf_cond(&wf, "Degraded").is_none_or(|(s, _, _)| s != "True"),
+                "another workflow's state reported as this one's: {:?}",
+                wf.status
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "not blocked: {:?}", wf.status);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rules_before = rules(&world.topo).await;
+    let denied_before = (
+        denied(&world.topo, "commerce", "0").await,
+        denied(&world.topo, "customer", "0").await,
+    );
+    let streams_before = streams_on_target(&world).await;
+    cluster
+        .workflows("default")
+        .delete("back", &Default::default())
+        .await
+        .expect("delete accepted");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cluster
+        .workflows("default")
+        .get_opt("back")
+        .await
+        .expect("readable")
+        .is_some()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the deletion of a workflow that never acted did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(rules(&world.topo).await, rules_before);
+    assert_eq!(
+        (
+            denied(&world.topo, "commerce", "0").await,
+            denied(&world.topo, "customer", "0").await,
+        ),
+        denied_before
+    );
+    assert_eq!(streams_on_target(&world).await, streams_before);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Item 9: a watch on a member cut off from the leader
 // ---------------------------------------------------------------------------------------------

@@ -544,10 +544,28 @@ async fn finalize(
     };
     let generation = workflow.meta().generation;
     let memory = ctx.take_memory(key, previous);
+    let looked = ctx
+        .engine
+        .plan_only(&desired, &memory)
+        .await
+        .ok()
+        .map(|(_, p)| p);
+    // Nothing in Vitess is this workflow's (it never got past a blocker, e.g. a workflow declared
+    // against one already running): the rules and denials of its tables belong to someone else
+    // and must not be cleaned up, or refused over, on its behalf.
+    let created = !memory.created_tables.is_empty();
+    if let Some(plan) = &looked
+        && !plan.footprint
+        && !created
+    {
+        remove_finalizer(workflow, ctx, api).await?;
+        ctx.forget(key);
+        return Ok(Action::await_change());
+    }
     // Look before acting: once writes are switched, the cancel desired here would mean a reverse
     // cutover, which deletion must never start on its own.
     if matches!(desired.lifecycle, DesiredLifecycle::Cancel(_))
-        && let Ok((_, plan)) = ctx.engine.plan_only(&desired, &memory).await
+        && let Some(plan) = &looked
         && plan.writes_switched
     {
         ctx.put_memory(key.clone(), memory);

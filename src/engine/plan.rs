@@ -447,6 +447,10 @@ pub struct Plan {
     /// Whether any of the workflow's artifacts exist in Vitess (rules or streams), or may (a
     /// primary whose streams could not be read).
     pub workflow_exists: bool,
+    /// Whether anything in Vitess is this workflow's own doing (its streams, or rules only it
+    /// writes). False for a workflow that never acted, even where another workflow's rules
+    /// cover the same tables.
+    pub footprint: bool,
     /// Largest lag of the streams that feed the side not taking writes.
     pub max_lag: Option<Lag>,
     /// Condition facts.
@@ -777,9 +781,26 @@ impl<'a> Facts<'a> {
     /// keys of a table are shared with every workflow moving that table into the target). The
     /// invariants are about state the workflow made: a typo in `sourceKeyspace` must not report
     /// another workflow's rules as a single-writer violation of this one.
+    ///
+    /// Another workflow's streams over the same tables also explain those keys: a workflow
+    /// declared in the opposite direction of a running one (its source is the other's target)
+    /// finds the other's target-qualified rules under its own source name.
     fn has_footprint(&self) -> bool {
-        if self.into_target.any_present() || self.into_source.any_present() {
+        // A primary whose streams could not be read may hold some of this workflow's.
+        if self.into_target.any_present()
+            || self.into_source.any_present()
+            || !self.into_target.unreachable().is_empty()
+            || !self.into_source.unreachable().is_empty()
+        {
             return true;
+        }
+        let others_stream_the_tables = Side::BOTH.iter().any(|side| {
+            self.primaries(*side)
+                .into_iter()
+                .any(|(_, primary)| primary.conflicts.as_ref().is_ok_and(|c| !c.is_empty()))
+        });
+        if others_stream_the_tables {
+            return false;
         }
         let source = self.moved.source.as_str();
         self.o.routing_rules.rules.iter().any(|rule| {
@@ -2892,6 +2913,7 @@ fn assemble(f: &Facts<'_>, decision: Decision) -> Plan {
         traffic,
         writes_switched,
         workflow_exists,
+        footprint: f.has_footprint(),
         max_lag,
         conditions,
         blockers,

@@ -410,6 +410,42 @@ fn a_missing_keyspace_reports_no_violation_of_another_workflows_rules() {
     assert_eq!(p.phase, WorkflowPhase::Blocked);
 }
 
+/// A workflow declared in the opposite direction of a running one (customer → commerce while
+/// commerce → customer streams the same tables): it finds the other's rules under its own
+/// source name, but they are not its doing. Blocked by the conflict, no footprint, nothing
+/// reported as degraded.
+#[test]
+fn a_workflow_against_a_running_one_has_no_footprint() {
+    let other = desired();
+    let rules = crate::vitess::routing::update_routing_rules(
+        &RoutingRules::default(),
+        &other.moved(),
+        RoutingState::SWITCHED,
+    )
+    .rules;
+    let d = Desired::new("back", "customer", "commerce", ["customer"]);
+    let p = run(
+        &d,
+        world(&d)
+            .raw_rules(rules)
+            .deny(K)
+            .conflict(S, "wf")
+            .observe_schema(false),
+    );
+    assert!(
+        p.blockers
+            .iter()
+            .any(|b| b.reason == BlockReason::WorkflowConflict),
+        "{:?}",
+        p.blockers
+    );
+    assert!(!p.footprint);
+    assert_eq!(condition(&p, types::DEGRADED).0, ConditionStatus::False);
+    // A running workflow of its own is a footprint.
+    let own = run(&other, state_a(&other));
+    assert!(own.footprint);
+}
+
 /// Cells of switched reads that the topology does not have: blocked, naming the cell and the
 /// cells there are, before anything is created or switched.
 #[test]
