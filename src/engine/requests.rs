@@ -355,6 +355,35 @@ mod tests {
         }
     }
 
+    /// A sharded VSchema with a `hash` vindex on `column` for each of `tables`.
+    fn sharded_vschema(tables: &[&str], column: &str) -> vschema::Keyspace {
+        let mut v = vschema::Keyspace {
+            sharded: true,
+            ..Default::default()
+        };
+        v.vindexes.insert(
+            "hash".into(),
+            vschema::Vindex {
+                r#type: "hash".into(),
+                ..Default::default()
+            },
+        );
+        for table in tables {
+            v.tables.insert(
+                (*table).into(),
+                vschema::Table {
+                    column_vindexes: vec![vschema::ColumnVindex {
+                        column: column.into(),
+                        name: "hash".into(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                },
+            );
+        }
+        v
+    }
+
     #[test]
     fn key_ranges() {
         assert_eq!(key_range_string(None), "-");
@@ -375,28 +404,7 @@ mod tests {
     #[test]
     fn unsharded_to_sharded_uses_in_keyrange() {
         let s = keyspace("commerce", &[("0", None)], None);
-        let mut v = vschema::Keyspace {
-            sharded: true,
-            ..Default::default()
-        };
-        v.vindexes.insert(
-            "hash".into(),
-            vschema::Vindex {
-                r#type: "hash".into(),
-                ..Default::default()
-            },
-        );
-        v.tables.insert(
-            "customer".into(),
-            vschema::Table {
-                column_vindexes: vec![vschema::ColumnVindex {
-                    column: "id".into(),
-                    name: "hash".into(),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            },
-        );
+        let v = sharded_vschema(&["customer"], "id");
         let k = keyspace(
             "customer",
             &[
@@ -451,30 +459,7 @@ mod tests {
     #[test]
     fn reserved_names_are_quoted_in_filters() {
         let s = keyspace("commerce", &[("0", None)], None);
-        let mut v = vschema::Keyspace {
-            sharded: true,
-            ..Default::default()
-        };
-        v.vindexes.insert(
-            "hash".into(),
-            vschema::Vindex {
-                r#type: "hash".into(),
-                ..Default::default()
-            },
-        );
-        for table in ["order", "key"] {
-            v.tables.insert(
-                table.into(),
-                vschema::Table {
-                    column_vindexes: vec![vschema::ColumnVindex {
-                        column: "group".into(),
-                        name: "hash".into(),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                },
-            );
-        }
+        let v = sharded_vschema(&["order", "key"], "group");
         let k = keyspace(
             "customer",
             &[

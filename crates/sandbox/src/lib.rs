@@ -717,14 +717,7 @@ impl Sandbox {
                 if self.fault_times().fired.is_none() {
                     bail!("the tablet roll was never injected: the reverse ran no write cutover");
                 }
-                run.patch(
-                    json!({"traffic": {"replica": "Target", "rdonly": "Target", "primary": "Target"}}),
-                )
-                .await?;
-                run.wait("switch again", |wf| {
-                    is_true(wf, types::WRITES_SWITCHED) && ready(wf)
-                })
-                .await?;
+                run.switch_all("switch again").await?;
                 run.patch_workflow(json!({"spec": {"lifecycle": "Complete"}}))
                     .await?;
                 run.wait("complete", |wf| {
@@ -741,14 +734,7 @@ impl Sandbox {
                 "commerce"
             }
             Scenario::SourceGone => {
-                run.patch(
-                    json!({"traffic": {"replica": "Target", "rdonly": "Target", "primary": "Target"}}),
-                )
-                .await?;
-                run.wait("switch all traffic", |wf| {
-                    is_true(wf, types::WRITES_SWITCHED) && ready(wf)
-                })
-                .await?;
+                run.switch_all("switch all traffic").await?;
                 for t in self.fleet.tablets() {
                     if t.keyspace() == "commerce" {
                         t.stop().await;
@@ -786,14 +772,7 @@ impl Sandbox {
 
     /// [`Scenario::CompleteKeepData`] after the copy.
     async fn complete_keep_data(&self, run: &mut Run<'_>) -> anyhow::Result<()> {
-        run.patch(
-            json!({"traffic": {"replica": "Target", "rdonly": "Target", "primary": "Target"}}),
-        )
-        .await?;
-        run.wait("switch all traffic", |wf| {
-            is_true(wf, types::WRITES_SWITCHED) && ready(wf)
-        })
-        .await?;
+        run.switch_all("switch all traffic").await?;
         run.patch_workflow(json!({"spec": {
             "lifecycle": "Complete",
             "complete": {"keepData": true, "keepRoutingRules": true},
@@ -1168,6 +1147,17 @@ impl Run<'_> {
             .violations
             .extend(found.iter().map(|v| format!("{when}: {v:?}")));
         Ok(())
+    }
+
+    /// Puts every traffic type on the target and waits until writes are switched and the
+    /// workflow is Ready, recording the step as `name`.
+    async fn switch_all(&mut self, name: &str) -> anyhow::Result<()> {
+        self.patch(
+            json!({"traffic": {"replica": "Target", "rdonly": "Target", "primary": "Target"}}),
+        )
+        .await?;
+        self.wait(name, |wf| is_true(wf, types::WRITES_SWITCHED) && ready(wf))
+            .await
     }
 
     /// Waits until `check` holds for the workflow, then records the step.
