@@ -907,6 +907,9 @@ async fn run(config: RunConfig) -> Result<RunStats, String> {
     for stage in &stages {
         // I1's strictness depends on the stage's lifecycle: check afresh at each stage.
         let mut previous: Option<Vec<InvariantViolation>> = None;
+        // The previous pass found I1 broken but tolerated it as another holder's cutover window
+        // (a killed engine's locks, left to expire): the state is broken, not intact.
+        let mut window_before = false;
         if let Ok(mut d) = schedule.stage_desired.lock() {
             *d = Some(stage.desired.clone());
         }
@@ -1070,6 +1073,13 @@ async fn run(config: RunConfig) -> Result<RunStats, String> {
             let after = world.check(&stage.desired).await;
             let foreign_broke = schedule.foreign_broke.swap(false, Ordering::SeqCst);
             previous = Some(after.clone());
+            let broken_before = std::mem::replace(
+                &mut window_before,
+                report
+                    .plan
+                    .as_ref()
+                    .is_some_and(|p| p.invariants.inside_lock_window),
+            );
             if stalled_for_cutover
                 && report
                     .executed
@@ -1120,7 +1130,7 @@ async fn run(config: RunConfig) -> Result<RunStats, String> {
                 stats.lost_leases += 1;
             } else if foreign_broke {
                 log(format!("  a foreign act broke I1: {after:?}"));
-            } else if before.is_empty() && !after.is_empty() {
+            } else if before.is_empty() && !broken_before && !after.is_empty() {
                 return Err(format!(
                     "stage {:?}: {:?} broke an invariant: {after:?}",
                     stage.name,
@@ -1143,6 +1153,11 @@ async fn run(config: RunConfig) -> Result<RunStats, String> {
                 tokio::time::sleep(Duration::from_millis(150)).await;
             }
         }
+        // Every tablet that is up enforces what its Shard record says about the moved tables:
+        // a stale tablet would accept writes the topology denies (or refuse allowed ones).
+        stale_tablets(&world, &stage.desired)
+            .await
+            .map_err(|e| format!("stage {:?}: {e}", stage.name))?;
         let lost = world.lost_writes(&stage.desired).await?;
         if !lost.is_empty() {
             return Err(format!("stage {:?}: lost writes {lost:?}", stage.name));
@@ -1184,6 +1199,45 @@ async fn run(config: RunConfig) -> Result<RunStats, String> {
         stats.points = points.clone();
     }
     Ok(stats)
+}
+
+/// Tablets that are up whose loaded PRIMARY denials of the moved tables differ from their
+/// Shard record's, as an error naming them.
+async fn stale_tablets(world: &World, desired: &Desired) -> Result<(), String> {
+    let moved: BTreeSet<&str> = desired.tables.iter().map(String::as_str).collect();
+    let mut stale = Vec::new();
+    for tablet in world.fleet.loaded_rules() {
+        if !tablet.up {
+            continue;
+        }
+        let record = world
+            .topo
+            .get_shard(&tablet.keyspace, &tablet.shard)
+            .await
+            .map_err(|e| e.to_string())?
+            .value;
+        let wanted: BTreeSet<&str> =
+            vtmove::vitess::routing::denied::primary_denied_tables(&record)
+                .filter(|t| moved.contains(t))
+                .collect();
+        let loaded: BTreeSet<&str> = tablet
+            .denied
+            .iter()
+            .map(String::as_str)
+            .filter(|t| moved.contains(t))
+            .collect();
+        if wanted != loaded {
+            stale.push(format!(
+                "{} ({:?}) enforces {loaded:?}, its shard denies {wanted:?}",
+                tablet.alias, tablet.tablet_type
+            ));
+        }
+    }
+    if stale.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("tablets serve stale rules: {}", stale.join("; ")))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -472,6 +472,8 @@ impl Plan {
             && self.paused_step.is_none()
             && self.blockers.is_empty()
             && !self.invariants.violated()
+            // Another holder's cutover window tolerates a broken I1 only while it lasts.
+            && !self.invariants.inside_lock_window
             && !matches!(self.phase, WorkflowPhase::Copying)
     }
 }

@@ -1017,6 +1017,8 @@ fn a_cutover_window_of_another_holder_is_waited_out() {
     assert!(!p.invariants.violated());
     assert_eq!(condition(&p, types::PROGRESSING).1, reasons::LOCK_HELD);
     assert_eq!(p.requeue, Requeue::Poll);
+    // Waiting is not converged: the window's broken I1 must be looked at again.
+    assert!(!p.converged());
 }
 
 #[test]
