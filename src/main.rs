@@ -21,9 +21,9 @@ enum Command {
     Crds(CrdsArgs),
     /// Print the resource reference (every spec and status field) as Markdown.
     Reference,
-    /// Show, without changing anything, the step vtmove would take now for a MoveTablesWorkflow,
-    /// in Vitess's dry-run style.
-    Plan(PlanArgs),
+    /// Show, without changing anything, every step vtmove would take from the observed state to a
+    /// MoveTablesWorkflow's spec, each in Vitess's dry-run style.
+    Plan(Box<PlanArgs>),
     /// Run the operator: reconcile MoveTablesWorkflow and Keyspace resources against the Vitess
     /// topology.
     Run(Box<RunArgs>),
@@ -38,21 +38,9 @@ enum TopoImplementation {
     Memory,
 }
 
+/// TLS to etcd and to the tablets, the same for `vtmove run` and `vtmove plan`.
 #[derive(Debug, Args)]
-struct RunArgs {
-    /// Topology implementation.
-    #[arg(long, value_enum, default_value = "etcd2")]
-    topo_implementation: TopoImplementation,
-    /// Comma-separated etcd endpoints of the global topology (required for etcd2).
-    #[arg(
-        long,
-        value_name = "ADDRESSES",
-        required_if_eq("topo_implementation", "etcd2")
-    )]
-    topo_global_server_address: Option<String>,
-    /// Root of the global topology.
-    #[arg(long, default_value = "/vitess/global")]
-    topo_global_root: String,
+struct TlsArgs {
     /// CA certificate (PEM) of the etcd servers; turns TLS on.
     #[arg(long, value_name = "FILE")]
     topo_etcd_tls_ca: Option<PathBuf>,
@@ -75,6 +63,72 @@ struct RunArgs {
     /// Name to verify the tablets' certificates against (needs the CA).
     #[arg(long, value_name = "NAME", requires = "tablet_manager_grpc_ca")]
     tablet_manager_grpc_server_name: Option<String>,
+}
+
+impl TlsArgs {
+    /// Adds the etcd TLS settings to `options`, reading the PEM files.
+    fn etcd(
+        &self,
+        options: vtmove::vitess::topo::EtcdStoreOptions,
+    ) -> anyhow::Result<vtmove::vitess::topo::EtcdStoreOptions> {
+        if self.topo_etcd_tls_ca.is_none() && self.topo_etcd_tls_cert.is_none() {
+            return Ok(options);
+        }
+        let ca_pem = match &self.topo_etcd_tls_ca {
+            Some(p) => Some(read_pem(p, "etcd CA certificate")?),
+            None => None,
+        };
+        let identity = match (&self.topo_etcd_tls_cert, &self.topo_etcd_tls_key) {
+            (Some(c), Some(k)) => Some((
+                read_pem(c, "etcd client certificate")?,
+                read_pem(k, "etcd client key")?,
+            )),
+            _ => None,
+        };
+        Ok(options.with_tls(vtmove::vitess::topo::EtcdTls { ca_pem, identity }))
+    }
+
+    /// The tablet client settings, reading the PEM files.
+    fn tablets(&self) -> anyhow::Result<vtmove::vitess::tablet::TabletClientConfig> {
+        let mut tablets = vtmove::vitess::tablet::TabletClientConfig::default();
+        if let Some(ca) = &self.tablet_manager_grpc_ca {
+            let client_identity = match (
+                &self.tablet_manager_grpc_cert,
+                &self.tablet_manager_grpc_key,
+            ) {
+                (Some(c), Some(k)) => Some((
+                    read_pem(c, "tablet client certificate")?,
+                    read_pem(k, "tablet client key")?,
+                )),
+                _ => None,
+            };
+            tablets.tls = Some(vtmove::vitess::tablet::TlsOptions {
+                ca_pem: read_pem(ca, "tablet CA certificate")?,
+                client_identity,
+                server_name: self.tablet_manager_grpc_server_name.clone(),
+            });
+        }
+        Ok(tablets)
+    }
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Topology implementation.
+    #[arg(long, value_enum, default_value = "etcd2")]
+    topo_implementation: TopoImplementation,
+    /// Comma-separated etcd endpoints of the global topology (required for etcd2).
+    #[arg(
+        long,
+        value_name = "ADDRESSES",
+        required_if_eq("topo_implementation", "etcd2")
+    )]
+    topo_global_server_address: Option<String>,
+    /// Root of the global topology.
+    #[arg(long, default_value = "/vitess/global")]
+    topo_global_root: String,
+    #[command(flatten)]
+    tls: TlsArgs,
     /// Namespace to watch; repeat for several; none watches all namespaces.
     #[arg(long = "namespace", value_name = "NAMESPACE")]
     namespaces: Vec<String>,
@@ -165,6 +219,8 @@ struct PlanArgs {
     /// Root of the global topology.
     #[arg(long, default_value = "/vitess/global")]
     topo_global_root: String,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -184,7 +240,7 @@ fn main() -> anyhow::Result<()> {
                 .write_all(vtmove::api::reference::reference_markdown().as_bytes())
                 .context("writing to stdout")
         }
-        Command::Plan(args) => plan(args),
+        Command::Plan(args) => plan(*args),
         Command::Run(args) => run(*args),
     }
 }
@@ -198,8 +254,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         LeaderSettings, OperatorOptions, TopologySource, start_operator,
     };
     use vtmove::controller::run::NamespaceScope;
-    use vtmove::vitess::tablet::{TabletClientConfig, TlsOptions};
-    use vtmove::vitess::topo::{EtcdStoreOptions, EtcdTls, MemoryStore};
+    use vtmove::vitess::topo::{EtcdStoreOptions, MemoryStore};
 
     vtmove::ops::logging::init(args.log_format, &args.log_level).context("setting up logging")?;
     let topology = match args.topo_implementation {
@@ -208,21 +263,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                 .topo_global_server_address
                 .as_deref()
                 .context("--topo-global-server-address is required with etcd2")?;
-            let mut options = EtcdStoreOptions::from_server_address(address);
-            if args.topo_etcd_tls_ca.is_some() || args.topo_etcd_tls_cert.is_some() {
-                let ca_pem = match &args.topo_etcd_tls_ca {
-                    Some(p) => Some(read_pem(p, "etcd CA certificate")?),
-                    None => None,
-                };
-                let identity = match (&args.topo_etcd_tls_cert, &args.topo_etcd_tls_key) {
-                    (Some(c), Some(k)) => Some((
-                        read_pem(c, "etcd client certificate")?,
-                        read_pem(k, "etcd client key")?,
-                    )),
-                    _ => None,
-                };
-                options = options.with_tls(EtcdTls { ca_pem, identity });
-            }
+            let options = args
+                .tls
+                .etcd(EtcdStoreOptions::from_server_address(address))?;
             TopologySource::Etcd {
                 options,
                 root: args.topo_global_root.clone(),
@@ -233,24 +276,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             root: args.topo_global_root.clone(),
         },
     };
-    let mut tablets = TabletClientConfig::default();
-    if let Some(ca) = &args.tablet_manager_grpc_ca {
-        let client_identity = match (
-            &args.tablet_manager_grpc_cert,
-            &args.tablet_manager_grpc_key,
-        ) {
-            (Some(c), Some(k)) => Some((
-                read_pem(c, "tablet client certificate")?,
-                read_pem(k, "tablet client key")?,
-            )),
-            _ => None,
-        };
-        tablets.tls = Some(TlsOptions {
-            ca_pem: read_pem(ca, "tablet CA certificate")?,
-            client_identity,
-            server_name: args.tablet_manager_grpc_server_name.clone(),
-        });
-    }
+    let tablets = args.tls.tablets()?;
     let identity = args
         .leader_election_identity
         .clone()
@@ -344,7 +370,7 @@ fn plan(args: PlanArgs) -> anyhow::Result<()> {
     use std::sync::Arc;
     use vtmove::api::MoveTablesWorkflow;
     use vtmove::engine::{Desired, Engine, EngineConfig, EngineMemory};
-    use vtmove::vitess::tablet::{TabletClient, TabletClientConfig, TabletRpc};
+    use vtmove::vitess::tablet::{TabletClient, TabletRpc};
     use vtmove::vitess::topo::{EtcdStore, EtcdStoreOptions, TopoServer, TopoStore};
 
     let text = std::fs::read_to_string(&args.file)
@@ -357,16 +383,17 @@ fn plan(args: PlanArgs) -> anyhow::Result<()> {
     runtime.block_on(async {
         let timeout = vtmove::vitess::topo::DEFAULT_OP_TIMEOUT;
         let store: Arc<dyn TopoStore> = Arc::new(EtcdStore::new(
-            EtcdStoreOptions::from_server_address(&args.topo_global_server_address)
-                .with_op_timeout(timeout),
+            args.tls.etcd(
+                EtcdStoreOptions::from_server_address(&args.topo_global_server_address)
+                    .with_op_timeout(timeout),
+            )?,
         )?);
         let topo = Arc::new(TopoServer::new(
             store,
             &args.topo_global_root,
             EtcdStore::factory(timeout),
         ));
-        let tablets: Arc<dyn TabletRpc> =
-            Arc::new(TabletClient::new(TabletClientConfig::default()));
+        let tablets: Arc<dyn TabletRpc> = Arc::new(TabletClient::new(args.tls.tablets()?));
         let engine = Engine::new(topo, tablets, EngineConfig::default());
         let (observed, plan) = engine
             .plan_only(&desired, &EngineMemory::default())
@@ -480,6 +507,48 @@ mod tests {
             ])
             .is_ok()
         );
+    }
+
+    /// `vtmove plan` reaches the same etcd and tablets as `vtmove run`, so it takes the same TLS
+    /// flags, with the same refusal of a tablet TLS setting without its CA.
+    #[test]
+    fn plan_takes_the_tls_flags_of_run() {
+        let cli = Cli::try_parse_from([
+            "vtmove",
+            "plan",
+            "-f",
+            "wf.yaml",
+            "--topo-global-server-address=etcd:2379",
+            "--topo-etcd-tls-ca=etcd-ca.pem",
+            "--topo-etcd-tls-cert=etcd.pem",
+            "--topo-etcd-tls-key=etcd.key",
+            "--tablet-manager-grpc-ca=ca.pem",
+            "--tablet-manager-grpc-server-name=vttablet",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let Command::Plan(args) = cli.command else {
+            panic!("expected plan");
+        };
+        assert_eq!(
+            args.tls.tablet_manager_grpc_ca.as_deref(),
+            Some(std::path::Path::new("ca.pem"))
+        );
+        assert_eq!(
+            args.tls.topo_etcd_tls_key.as_deref(),
+            Some(std::path::Path::new("etcd.key"))
+        );
+        let error = match Cli::try_parse_from([
+            "vtmove",
+            "plan",
+            "-f",
+            "wf.yaml",
+            "--topo-global-server-address=etcd:2379",
+            "--tablet-manager-grpc-server-name=vttablet",
+        ]) {
+            Ok(_) => panic!("a server name without a CA was accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(error.contains("--tablet-manager-grpc-ca"), "{error}");
     }
 
     #[test]
