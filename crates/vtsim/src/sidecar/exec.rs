@@ -1,0 +1,438 @@
+//! `VReplicationExec`: the SQL a tablet runs on its sidecar tables, one handler per statement
+//! kind (select, insert, update, delete) over `_vt.vreplication`, `_vt.copy_state` and
+//! `_vt.resharding_journal`.
+
+use super::*;
+
+impl Sidecar {
+    /// `VReplicationExec`. Returns the result and the ids of `_vt.vreplication` rows whose
+    /// controllers must restart (changed) or stop (deleted).
+    pub fn exec(
+        &mut self,
+        query: &str,
+        sidecar_db: &str,
+    ) -> Result<(QueryResult, Vec<i32>), Status> {
+        let parsed = sql::parse(query).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let table = match &parsed.statement {
+            Statement::Select { table, .. }
+            | Statement::Insert { table, .. }
+            | Statement::Update { table, .. }
+            | Statement::Delete { table, .. } => table.clone(),
+            _ => {
+                return Err(Status::invalid_argument(format!(
+                    "unsupported statement for VReplicationExec: {query}"
+                )));
+            }
+        };
+        match table.qualifier.as_deref() {
+            Some(q) if q == "_vt" || q == sidecar_db => {}
+            Some(q) => {
+                return Err(Status::invalid_argument(format!(
+                    "invalid database name: {q}"
+                )));
+            }
+            None => {
+                return Err(Status::invalid_argument(format!(
+                    "invalid table name: {}: it must be qualified with the sidecar database",
+                    table.name
+                )));
+            }
+        }
+        let name = table.name.to_ascii_lowercase();
+        match parsed.statement {
+            Statement::Select {
+                items,
+                conds,
+                order_by,
+                limit,
+                ..
+            } => {
+                let rows = match name.as_str() {
+                    "vreplication" => self.vreplication_rows(),
+                    "copy_state" => self.copy_state_rows(),
+                    "resharding_journal" => self.journal_rows(),
+                    "vreplication_log" => VirtualRows {
+                        columns: vec![
+                            ("id", true),
+                            ("vrepl_id", true),
+                            ("type", false),
+                            ("state", false),
+                            ("created_at", false),
+                            ("updated_at", false),
+                            ("message", false),
+                            ("count", true),
+                        ],
+                        rows: Vec::new(),
+                    },
+                    _ => {
+                        return Err(Status::invalid_argument(format!(
+                            "invalid table name: {name}"
+                        )));
+                    }
+                };
+                Ok((rows.select(&items, &conds, order_by, limit)?, Vec::new()))
+            }
+            Statement::Insert {
+                columns,
+                rows,
+                ignore,
+                on_duplicate,
+                ..
+            } => {
+                if ignore || on_duplicate {
+                    return Err(Status::invalid_argument(format!(
+                        "unsupported construct: {query}"
+                    )));
+                }
+                match name.as_str() {
+                    "resharding_journal" => self.insert_journal(&columns, &rows),
+                    "vreplication" => {
+                        if let Some(i) = columns.iter().position(|c| c.eq_ignore_ascii_case("id"))
+                            && rows.iter().any(|r| r.get(i) != Some(&Literal::Null))
+                        {
+                            return Err(Status::invalid_argument(format!(
+                                "id should not have a value: {query}"
+                            )));
+                        }
+                        Err(Status::unimplemented(
+                            "vtsim does not insert _vt.vreplication rows through VReplicationExec: use CreateVReplicationWorkflow",
+                        ))
+                    }
+                    _ => Err(Status::invalid_argument(format!(
+                        "invalid table name: {name}"
+                    ))),
+                }
+            }
+            Statement::Update {
+                set,
+                conds,
+                order_or_limit,
+                ..
+            } => {
+                if order_or_limit {
+                    return Err(Status::invalid_argument(format!(
+                        "unsupported construct: {query}"
+                    )));
+                }
+                match name.as_str() {
+                    "vreplication" => {
+                        check_vreplication_where(
+                            &conds,
+                            parsed.allow_unsafe_vreplication_write,
+                            query,
+                        )?;
+                        self.update_vreplication(&set, &conds)
+                    }
+                    "resharding_journal" => {
+                        let ids = self.matching_journal(&conds)?;
+                        for id in &ids {
+                            if let Some(row) = self.journal.get_mut(id) {
+                                for (col, v) in &set {
+                                    match col.to_ascii_lowercase().as_str() {
+                                        "db_name" => row.db_name = v.as_text().unwrap_or_default(),
+                                        "val" => row.val = v.as_text().unwrap_or_default(),
+                                        other => {
+                                            return Err(Status::invalid_argument(format!(
+                                                "cannot set column {other} of resharding_journal"
+                                            )));
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        Ok((affected(ids.len()), Vec::new()))
+                    }
+                    _ => Err(Status::invalid_argument(format!(
+                        "invalid table name: {name}"
+                    ))),
+                }
+            }
+            Statement::Delete {
+                conds,
+                order_or_limit,
+                ..
+            } => {
+                if order_or_limit {
+                    return Err(Status::invalid_argument(format!(
+                        "unsupported construct: {query}"
+                    )));
+                }
+                match name.as_str() {
+                    "vreplication" => {
+                        check_vreplication_where(
+                            &conds,
+                            parsed.allow_unsafe_vreplication_write,
+                            query,
+                        )?;
+                        let rows = self.vreplication_rows();
+                        let ids: Vec<i32> = rows
+                            .matching(&conds)?
+                            .into_iter()
+                            .filter_map(|i| rows.rows[i][0].as_deref()?.parse().ok())
+                            .collect();
+                        for id in &ids {
+                            self.vreplication.remove(id);
+                            self.clear_copy_state(*id, None);
+                        }
+                        Ok((affected(ids.len()), ids))
+                    }
+                    "resharding_journal" => {
+                        let ids = self.matching_journal(&conds)?;
+                        for id in &ids {
+                            self.journal.remove(id);
+                        }
+                        Ok((affected(ids.len()), Vec::new()))
+                    }
+                    _ => Err(Status::invalid_argument(format!(
+                        "invalid table name: {name}"
+                    ))),
+                }
+            }
+            _ => Err(Status::invalid_argument(format!(
+                "unsupported statement for VReplicationExec: {query}"
+            ))),
+        }
+    }
+
+    fn insert_journal(
+        &mut self,
+        columns: &[String],
+        rows: &[Vec<Literal>],
+    ) -> Result<(QueryResult, Vec<i32>), Status> {
+        let col = |name: &str| columns.iter().position(|c| c.eq_ignore_ascii_case(name));
+        let (Some(ci), Some(cd), Some(cv)) = (col("id"), col("db_name"), col("val")) else {
+            return Err(Status::invalid_argument(
+                "resharding_journal inserts need the id, db_name and val columns",
+            ));
+        };
+        if columns.len() != 3 {
+            return Err(Status::invalid_argument(format!(
+                "unknown column in resharding_journal insert: {columns:?}"
+            )));
+        }
+        let mut parsed = Vec::new();
+        for row in rows {
+            if row.len() != columns.len() {
+                return Err(Status::invalid_argument(
+                    "column count doesn't match value count",
+                ));
+            }
+            let id = match &row[ci] {
+                Literal::Int(i) => *i,
+                Literal::Str(s) => s
+                    .parse()
+                    .map_err(|_| Status::invalid_argument(format!("bad journal id {s:?}")))?,
+                Literal::Null => return Err(Status::invalid_argument("journal id is NULL")),
+            };
+            if self.journal.contains_key(&id) || parsed.iter().any(|(i, _)| *i == id) {
+                return Err(Status::already_exists(format!(
+                    "Duplicate entry '{id}' for key 'resharding_journal.PRIMARY' (errno 1062) (sqlstate 23000)"
+                )));
+            }
+            parsed.push((
+                id,
+                JournalRow {
+                    db_name: row[cd].as_text().unwrap_or_default(),
+                    val: row[cv].as_text().unwrap_or_default(),
+                },
+            ));
+        }
+        let n = parsed.len();
+        let last = parsed.last().map_or(0, |(id, _)| *id);
+        self.journal.extend(parsed);
+        let mut result = affected(n);
+        result.insert_id = last as u64;
+        Ok((result, Vec::new()))
+    }
+
+    fn matching_journal(&self, conds: &[Cond]) -> Result<Vec<i64>, Status> {
+        let rows = self.journal_rows();
+        Ok(rows
+            .matching(conds)?
+            .into_iter()
+            .filter_map(|i| rows.rows[i][0].as_deref()?.parse().ok())
+            .collect())
+    }
+
+    fn update_vreplication(
+        &mut self,
+        set: &[(String, Literal)],
+        conds: &[Cond],
+    ) -> Result<(QueryResult, Vec<i32>), Status> {
+        let rows = self.vreplication_rows();
+        let ids: Vec<i32> = rows
+            .matching(conds)?
+            .into_iter()
+            .filter_map(|i| rows.rows[i][0].as_deref()?.parse().ok())
+            .collect();
+        // Validate every assignment before changing anything.
+        for (col, value) in set {
+            let col = col.to_ascii_lowercase();
+            match col.as_str() {
+                "id" => return Err(Status::invalid_argument("id cannot be changed")),
+                "state" => {
+                    let text = value.as_text().unwrap_or_default();
+                    if VReplicationWorkflowState::from_str_name(&text).is_none() {
+                        return Err(Status::invalid_argument(format!("invalid state {text:?}")));
+                    }
+                }
+                "message"
+                | "stop_pos"
+                | "pos"
+                | "cell"
+                | "tablet_types"
+                | "tags"
+                | "max_tps"
+                | "max_replication_lag"
+                | "time_updated"
+                | "transaction_timestamp" => {}
+                other => {
+                    return Err(Status::invalid_argument(format!(
+                        "vtsim cannot set column {other} of _vt.vreplication"
+                    )));
+                }
+            }
+        }
+        let int = |v: &Literal| -> Result<i64, Status> {
+            match v {
+                Literal::Int(i) => Ok(*i),
+                Literal::Str(s) => s
+                    .parse()
+                    .map_err(|_| Status::invalid_argument(format!("{s:?} is not an integer"))),
+                Literal::Null => Ok(0),
+            }
+        };
+        for id in &ids {
+            let Some(row) = self.vreplication.get_mut(id) else {
+                continue;
+            };
+            for (col, value) in set {
+                let text = value.as_text().unwrap_or_default();
+                match col.to_ascii_lowercase().as_str() {
+                    "state" => {
+                        row.state =
+                            VReplicationWorkflowState::from_str_name(&text).unwrap_or(row.state);
+                    }
+                    "message" => row.message = text,
+                    "stop_pos" => row.stop_pos = text,
+                    "pos" => row.pos = text,
+                    "cell" => row.cell = text,
+                    "tablet_types" => row.tablet_types = text,
+                    "tags" => row.tags = text,
+                    "max_tps" => row.max_tps = int(value)?,
+                    "max_replication_lag" => row.max_replication_lag = int(value)?,
+                    "time_updated" => row.time_updated = int(value)?,
+                    "transaction_timestamp" => row.transaction_timestamp = int(value)?,
+                    _ => {}
+                }
+            }
+            if !set
+                .iter()
+                .any(|(c, _)| c.eq_ignore_ascii_case("time_updated"))
+            {
+                row.time_updated = now_secs();
+            }
+        }
+        Ok((affected(ids.len()), ids))
+    }
+
+    fn vreplication_rows(&self) -> VirtualRows {
+        let columns = vec![
+            ("id", true),
+            ("workflow", false),
+            ("source", false),
+            ("pos", false),
+            ("stop_pos", false),
+            ("max_tps", true),
+            ("max_replication_lag", true),
+            ("cell", false),
+            ("tablet_types", false),
+            ("time_updated", true),
+            ("transaction_timestamp", true),
+            ("state", false),
+            ("message", false),
+            ("db_name", false),
+            ("rows_copied", true),
+            ("tags", false),
+            ("time_heartbeat", true),
+            ("workflow_type", true),
+            ("time_throttled", true),
+            ("component_throttled", false),
+            ("workflow_sub_type", true),
+            ("defer_secondary_keys", true),
+            ("options", false),
+        ];
+        let rows = self
+            .vreplication
+            .values()
+            .map(|r| {
+                vec![
+                    Some(r.id.to_string()),
+                    Some(r.workflow.clone()),
+                    Some(binlog_source_prototext(&r.source)),
+                    Some(r.pos.clone()),
+                    (!r.stop_pos.is_empty()).then(|| r.stop_pos.clone()),
+                    Some(r.max_tps.to_string()),
+                    Some(r.max_replication_lag.to_string()),
+                    Some(r.cell.clone()),
+                    Some(r.tablet_types.clone()),
+                    Some(r.time_updated.to_string()),
+                    Some(r.transaction_timestamp.to_string()),
+                    Some(state_name(r.state).to_owned()),
+                    Some(r.message.clone()),
+                    Some(r.db_name.clone()),
+                    Some(r.rows_copied.to_string()),
+                    Some(r.tags.clone()),
+                    Some(r.time_heartbeat.to_string()),
+                    Some(r.workflow_type.to_string()),
+                    Some(r.time_throttled.to_string()),
+                    Some(r.component_throttled.clone()),
+                    Some(r.workflow_sub_type.to_string()),
+                    Some(i32::from(r.defer_secondary_keys).to_string()),
+                    Some(r.options.clone()),
+                ]
+            })
+            .collect();
+        VirtualRows { columns, rows }
+    }
+
+    fn copy_state_rows(&self) -> VirtualRows {
+        VirtualRows {
+            columns: vec![
+                ("id", true),
+                ("vrepl_id", true),
+                ("table_name", false),
+                ("lastpk", false),
+            ],
+            rows: self
+                .copy_state
+                .iter()
+                .map(|(id, r)| {
+                    vec![
+                        Some(id.to_string()),
+                        Some(r.vrepl_id.to_string()),
+                        Some(r.table_name.clone()),
+                        r.lastpk.clone(),
+                    ]
+                })
+                .collect(),
+        }
+    }
+
+    fn journal_rows(&self) -> VirtualRows {
+        VirtualRows {
+            columns: vec![("id", true), ("db_name", false), ("val", false)],
+            rows: self
+                .journal
+                .iter()
+                .map(|(id, r)| {
+                    vec![
+                        Some(id.to_string()),
+                        Some(r.db_name.clone()),
+                        Some(r.val.clone()),
+                    ]
+                })
+                .collect(),
+        }
+    }
+}
