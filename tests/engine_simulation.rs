@@ -1244,6 +1244,19 @@ async fn stale_tablets(world: &World, desired: &Desired) -> Result<(), String> {
 // Tests
 // ---------------------------------------------------------------------------------------------
 
+/// A random fault schedule from `seed`, on the scenario the seed picks, quietly.
+fn seeded(seed: u64) -> RunConfig {
+    RunConfig {
+        scenario: SCENARIOS[(seed % 3) as usize],
+        etcd: None,
+        crash_at: None,
+        seed: Some(seed),
+        fault_passes: 30,
+        record_points: false,
+        verbose: false,
+    }
+}
+
 fn replay_command(seed: u64) -> String {
     format!("VTMOVE_SIM_SEED={seed} cargo test --test engine_simulation replay_seed -- --nocapture")
 }
@@ -1336,18 +1349,9 @@ async fn random_fault_schedules() {
     let results: Vec<(u64, Result<RunStats, String>)> = futures::stream::iter(0..count)
         .map(|i| async move {
             let seed = base + i;
-            let scenario = SCENARIOS[(seed % 3) as usize];
-            let result = tokio::spawn(run(RunConfig {
-                scenario,
-                etcd: None,
-                crash_at: None,
-                seed: Some(seed),
-                fault_passes: 30,
-                record_points: false,
-                verbose: false,
-            }))
-            .await
-            .unwrap_or_else(|e| Err(format!("the run panicked: {e}")));
+            let result = tokio::spawn(run(seeded(seed)))
+                .await
+                .unwrap_or_else(|e| Err(format!("the run panicked: {e}")));
             (seed, result)
         })
         .buffer_unordered(16)
@@ -1394,13 +1398,9 @@ async fn replay_seed() {
     };
     let scenario = SCENARIOS[(seed % 3) as usize];
     let result = run(RunConfig {
-        scenario,
-        etcd: None,
-        crash_at: None,
-        seed: Some(seed),
-        fault_passes: 30,
         record_points: true,
         verbose: true,
+        ..seeded(seed)
     })
     .await;
     match result {
@@ -1479,17 +1479,9 @@ async fn crash_at_every_cutover_boundary_on_etcd() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_write_switch_between_observation_and_lock() {
     let seed = 1_592_590_338;
-    let stats = run(RunConfig {
-        scenario: SCENARIOS[(seed % 3) as usize],
-        etcd: None,
-        crash_at: None,
-        seed: Some(seed),
-        fault_passes: 30,
-        record_points: false,
-        verbose: false,
-    })
-    .await
-    .unwrap_or_else(|e| panic!("seed {seed}: {e}\n  replay: {}", replay_command(seed)));
+    let stats = run(seeded(seed))
+        .await
+        .unwrap_or_else(|e| panic!("seed {seed}: {e}\n  replay: {}", replay_command(seed)));
     assert!(
         stats.faults_by_kind.contains_key("ForeignSwitchWrites"),
         "seed {seed} no longer has a foreign write switch (the fault schedule changed): pick \
