@@ -405,12 +405,21 @@ async fn streams_need_a_reachable_source_and_survive_a_target_roll() {
         .wait_for_position(&dst, 1, &pos, Duration::from_secs(10))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let wf = client
-        .read_workflow(&dst, "wf")
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| panic!("gone"));
+    // The stream reached the position; its controller clears the last error message on its
+    // next state write, which may land just after.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let wf = loop {
+        let wf = client
+            .read_workflow(&dst, "wf")
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("gone"));
+        if wf.streams[0].message.is_empty() || std::time::Instant::now() > deadline {
+            break wf;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(wf.streams[0].state, VReplicationWorkflowState::Running);
     assert_eq!(wf.streams[0].message, "");
 }
