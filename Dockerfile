@@ -1,7 +1,7 @@
 # vtmove's images. The default target is the operator; `--target vtsim` builds the simulated
 # tablet fleet used by the kind e2e test (tests/e2e/kind).
 #
-#   docker build -t vtmove:dev .
+#   docker build -t vtmove:<version> .        # the chart's default image (charts/vtmove/README.md)
 #   docker build -t vtsim:dev --target vtsim .
 
 FROM rust:1.95-bookworm AS builder

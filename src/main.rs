@@ -44,11 +44,12 @@ struct TlsArgs {
     /// CA certificate (PEM) of the etcd servers; turns TLS on.
     #[arg(long, value_name = "FILE")]
     topo_etcd_tls_ca: Option<PathBuf>,
-    /// Client certificate (PEM) for etcd.
-    #[arg(long, value_name = "FILE", requires = "topo_etcd_tls_key")]
+    /// Client certificate (PEM) for etcd. Needs the CA: vtmove has no root store, so without it
+    /// no etcd server would be trusted.
+    #[arg(long, value_name = "FILE", requires_all = ["topo_etcd_tls_key", "topo_etcd_tls_ca"])]
     topo_etcd_tls_cert: Option<PathBuf>,
     /// Client key (PEM) for etcd.
-    #[arg(long, value_name = "FILE", requires = "topo_etcd_tls_cert")]
+    #[arg(long, value_name = "FILE", requires_all = ["topo_etcd_tls_cert", "topo_etcd_tls_ca"])]
     topo_etcd_tls_key: Option<PathBuf>,
     /// CA certificate (PEM) of the tablets' gRPC servers; turns TLS on.
     #[arg(long, value_name = "FILE")]
@@ -75,13 +76,23 @@ impl TlsArgs {
             return Ok(options);
         }
         let ca_pem = match &self.topo_etcd_tls_ca {
-            Some(p) => Some(read_pem(p, "etcd CA certificate")?),
+            Some(p) => Some(read_pem(
+                p,
+                "etcd CA certificate",
+                "--topo-etcd-tls-ca",
+                Pem::Certificates,
+            )?),
             None => None,
         };
         let identity = match (&self.topo_etcd_tls_cert, &self.topo_etcd_tls_key) {
             (Some(c), Some(k)) => Some((
-                read_pem(c, "etcd client certificate")?,
-                read_pem(k, "etcd client key")?,
+                read_pem(
+                    c,
+                    "etcd client certificate",
+                    "--topo-etcd-tls-cert",
+                    Pem::Certificates,
+                )?,
+                read_pem(k, "etcd client key", "--topo-etcd-tls-key", Pem::PrivateKey)?,
             )),
             _ => None,
         };
@@ -97,13 +108,28 @@ impl TlsArgs {
                 &self.tablet_manager_grpc_key,
             ) {
                 (Some(c), Some(k)) => Some((
-                    read_pem(c, "tablet client certificate")?,
-                    read_pem(k, "tablet client key")?,
+                    read_pem(
+                        c,
+                        "tablet client certificate",
+                        "--tablet-manager-grpc-cert",
+                        Pem::Certificates,
+                    )?,
+                    read_pem(
+                        k,
+                        "tablet client key",
+                        "--tablet-manager-grpc-key",
+                        Pem::PrivateKey,
+                    )?,
                 )),
                 _ => None,
             };
             tablets.tls = Some(vtmove::vitess::tablet::TlsOptions {
-                ca_pem: read_pem(ca, "tablet CA certificate")?,
+                ca_pem: read_pem(
+                    ca,
+                    "tablet CA certificate",
+                    "--tablet-manager-grpc-ca",
+                    Pem::Certificates,
+                )?,
                 client_identity,
                 server_name: self.tablet_manager_grpc_server_name.clone(),
             });
@@ -145,7 +171,7 @@ struct RunArgs {
     metrics_address: std::net::SocketAddr,
     /// Publish row data in workflow status and Events: copy bookmarks' last primary keys and
     /// values quoted in MySQL errors. Off: anyone who may read a workflow sees progress, not data.
-    #[arg(long)]
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     publish_row_data: bool,
     /// Campaign for a Lease and reconcile only while holding it (needed with several replicas).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -245,8 +271,55 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn read_pem(path: &std::path::Path, what: &str) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("reading the {what} {}", path.display()))
+/// What a TLS file must hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pem {
+    /// One or more certificates (a CA, or a certificate chain).
+    Certificates,
+    /// A private key.
+    PrivateKey,
+}
+
+/// Reads the PEM file given to `flag` and checks it holds `kind`. TLS libraries take a CA file
+/// without a certificate as an empty trust store (every server then fails as `UnknownIssuer`),
+/// and a bad key fails only when a connection is made: both are said here, at startup.
+fn read_pem(path: &std::path::Path, what: &str, flag: &str, kind: Pem) -> anyhow::Result<Vec<u8>> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+    let pem = std::fs::read(path)
+        .with_context(|| format!("reading the {what} {} ({flag})", path.display()))?;
+    let problem = match kind {
+        Pem::Certificates => {
+            let mut found = 0;
+            let mut bad = None;
+            for item in CertificateDer::pem_slice_iter(&pem) {
+                match item {
+                    Ok(_) => found += 1,
+                    Err(e) => {
+                        bad = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+            match bad {
+                Some(e) => Some(format!("unreadable PEM: {e}")),
+                None if found == 0 => Some("no PEM certificate in it".to_owned()),
+                None => None,
+            }
+        }
+        Pem::PrivateKey => match PrivateKeyDer::from_pem_slice(&pem) {
+            Ok(_) => None,
+            Err(rustls_pki_types::pem::Error::NoItemsFound) => {
+                Some("no PEM private key in it".to_owned())
+            }
+            Err(e) => Some(format!("unreadable PEM: {e}")),
+        },
+    };
+    match problem {
+        Some(problem) => anyhow::bail!("the {what} {} ({flag}): {problem}", path.display()),
+        None => Ok(pem),
+    }
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -382,16 +455,16 @@ fn plan(args: PlanArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     runtime.block_on(async {
         let timeout = vtmove::vitess::topo::DEFAULT_OP_TIMEOUT;
-        let store: Arc<dyn TopoStore> = Arc::new(EtcdStore::new(
-            args.tls.etcd(
-                EtcdStoreOptions::from_server_address(&args.topo_global_server_address)
-                    .with_op_timeout(timeout),
-            )?,
-        )?);
+        let options = args.tls.etcd(
+            EtcdStoreOptions::from_server_address(&args.topo_global_server_address)
+                .with_op_timeout(timeout),
+        )?;
+        let store: Arc<dyn TopoStore> = Arc::new(EtcdStore::new(options.clone())?);
+        // Cells are reached with the global store's TLS, as `vtmove run` and Vitess reach them.
         let topo = Arc::new(TopoServer::new(
             store,
             &args.topo_global_root,
-            EtcdStore::factory(timeout),
+            EtcdStore::factory_like(&options),
         ));
         let tablets: Arc<dyn TabletRpc> = Arc::new(TabletClient::new(args.tls.tablets()?));
         let engine = Engine::new(topo, tablets, EngineConfig::default());
@@ -507,6 +580,217 @@ mod tests {
             ])
             .is_ok()
         );
+    }
+
+    /// Every partial TLS setting of either group is refused at startup, naming a missing flag;
+    /// a CA alone (server-authenticated TLS) and the complete groups are accepted.
+    #[test]
+    fn partial_tls_settings_name_the_missing_flag() {
+        let refused: [(&[&str], &str); 10] = [
+            // etcd: half an identity, or an identity without the CA (no root store: no etcd
+            // server would be trusted; tests/tls.rs shows it).
+            (&["--topo-etcd-tls-cert=c.pem"], "--topo-etcd-tls-key"),
+            (&["--topo-etcd-tls-key=k.pem"], "--topo-etcd-tls-cert"),
+            (
+                &["--topo-etcd-tls-cert=c.pem", "--topo-etcd-tls-key=k.pem"],
+                "--topo-etcd-tls-ca",
+            ),
+            (
+                &["--topo-etcd-tls-ca=ca.pem", "--topo-etcd-tls-cert=c.pem"],
+                "--topo-etcd-tls-key",
+            ),
+            (
+                &["--topo-etcd-tls-ca=ca.pem", "--topo-etcd-tls-key=k.pem"],
+                "--topo-etcd-tls-cert",
+            ),
+            // Tablets: half an identity, with or without the CA.
+            (
+                &["--tablet-manager-grpc-cert=c.pem"],
+                "--tablet-manager-grpc-key",
+            ),
+            (
+                &["--tablet-manager-grpc-key=k.pem"],
+                "--tablet-manager-grpc-cert",
+            ),
+            (
+                &[
+                    "--tablet-manager-grpc-ca=ca.pem",
+                    "--tablet-manager-grpc-cert=c.pem",
+                ],
+                "--tablet-manager-grpc-key",
+            ),
+            (
+                &[
+                    "--tablet-manager-grpc-ca=ca.pem",
+                    "--tablet-manager-grpc-key=k.pem",
+                ],
+                "--tablet-manager-grpc-cert",
+            ),
+            (
+                &[
+                    "--tablet-manager-grpc-key=k.pem",
+                    "--tablet-manager-grpc-server-name=vttablet",
+                ],
+                "--tablet-manager-grpc-ca",
+            ),
+        ];
+        for command in ["run", "plan"] {
+            let base: Vec<&str> = match command {
+                "run" => vec!["vtmove", "run", "--topo-global-server-address=etcd:2379"],
+                _ => vec![
+                    "vtmove",
+                    "plan",
+                    "-f",
+                    "wf.yaml",
+                    "--topo-global-server-address=etcd:2379",
+                ],
+            };
+            for (partial, missing) in refused {
+                let mut argv = base.clone();
+                argv.extend(partial.iter().copied());
+                let error = match Cli::try_parse_from(&argv) {
+                    Ok(_) => panic!("{command} accepted {partial:?}"),
+                    Err(e) => e.to_string(),
+                };
+                assert!(
+                    error.contains(missing),
+                    "{command} {partial:?}: the error should name {missing}: {error}"
+                );
+            }
+            let accepted: [&[&str]; 4] = [
+                &["--topo-etcd-tls-ca=ca.pem"],
+                &[
+                    "--topo-etcd-tls-ca=ca.pem",
+                    "--topo-etcd-tls-cert=c.pem",
+                    "--topo-etcd-tls-key=k.pem",
+                ],
+                &["--tablet-manager-grpc-ca=ca.pem"],
+                &[
+                    "--tablet-manager-grpc-ca=ca.pem",
+                    "--tablet-manager-grpc-cert=c.pem",
+                    "--tablet-manager-grpc-key=k.pem",
+                    "--tablet-manager-grpc-server-name=vttablet",
+                ],
+            ];
+            for complete in accepted {
+                let mut argv = base.clone();
+                argv.extend(complete.iter().copied());
+                if let Err(e) = Cli::try_parse_from(&argv) {
+                    panic!("{command} refused {complete:?}: {e}");
+                }
+            }
+        }
+    }
+
+    /// A TLS file that does not hold what its flag says (no certificate in a CA or certificate
+    /// file, no private key in a key file, a broken PEM block, a missing file) is a startup error
+    /// naming the flag, for etcd and for the tablets; the right files are accepted.
+    #[test]
+    fn tls_files_must_hold_what_their_flag_says() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let generated =
+            rcgen::generate_simple_self_signed(vec!["vtmove".to_owned()]).expect("a certificate");
+        let file = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("writing a test file");
+            path.display().to_string()
+        };
+        let cert = file("cert.pem", &generated.cert.pem());
+        let key = file("key.pem", &generated.signing_key.serialize_pem());
+        let empty = file("empty.pem", "");
+        let broken = file(
+            "broken.pem",
+            "-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n",
+        );
+        let missing = dir.path().join("missing.pem").display().to_string();
+        let (cert, key, empty, broken, missing) = (
+            cert.as_str(),
+            key.as_str(),
+            empty.as_str(),
+            broken.as_str(),
+            missing.as_str(),
+        );
+
+        let check = |flags: [(&str, &str); 3]| -> anyhow::Result<()> {
+            let mut argv = vec![
+                "vtmove".to_owned(),
+                "run".to_owned(),
+                "--topo-global-server-address=etcd:2379".to_owned(),
+            ];
+            argv.extend(flags.iter().map(|(flag, path)| format!("{flag}={path}")));
+            let cli = Cli::try_parse_from(&argv).expect("parses");
+            let Command::Run(args) = cli.command else {
+                panic!("expected run");
+            };
+            args.tls
+                .etcd(vtmove::vitess::topo::EtcdStoreOptions::from_server_address(
+                    "etcd:2379",
+                ))?;
+            args.tls.tablets()?;
+            Ok(())
+        };
+        for (ca, cert_flag, key_flag) in [
+            (
+                "--topo-etcd-tls-ca",
+                "--topo-etcd-tls-cert",
+                "--topo-etcd-tls-key",
+            ),
+            (
+                "--tablet-manager-grpc-ca",
+                "--tablet-manager-grpc-cert",
+                "--tablet-manager-grpc-key",
+            ),
+        ] {
+            check([(ca, cert), (cert_flag, cert), (key_flag, key)])
+                .unwrap_or_else(|e| panic!("{ca}: the right files are refused: {e:#}"));
+            let wrong = [
+                (
+                    [(ca, key), (cert_flag, cert), (key_flag, key)],
+                    ca,
+                    "no PEM certificate",
+                ),
+                (
+                    [(ca, empty), (cert_flag, cert), (key_flag, key)],
+                    ca,
+                    "no PEM certificate",
+                ),
+                (
+                    [(ca, broken), (cert_flag, cert), (key_flag, key)],
+                    ca,
+                    "unreadable PEM",
+                ),
+                (
+                    [(ca, missing), (cert_flag, cert), (key_flag, key)],
+                    ca,
+                    "reading",
+                ),
+                (
+                    [(ca, cert), (cert_flag, key), (key_flag, key)],
+                    cert_flag,
+                    "no PEM certificate",
+                ),
+                (
+                    [(ca, cert), (cert_flag, cert), (key_flag, cert)],
+                    key_flag,
+                    "no PEM private key",
+                ),
+                (
+                    [(ca, cert), (cert_flag, cert), (key_flag, empty)],
+                    key_flag,
+                    "no PEM private key",
+                ),
+            ];
+            for (flags, named, problem) in wrong {
+                let error = match check(flags) {
+                    Ok(()) => panic!("accepted {flags:?}"),
+                    Err(e) => format!("{e:#}"),
+                };
+                assert!(
+                    error.contains(named) && error.contains(problem),
+                    "{flags:?}: the error should name {named} and say {problem:?}: {error}"
+                );
+            }
+        }
     }
 
     /// `vtmove plan` reaches the same etcd and tablets as `vtmove run`, so it takes the same TLS

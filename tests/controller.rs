@@ -616,7 +616,9 @@ async fn deletion_cancels_or_refuses() {
         assert!(Instant::now() < deadline, "deletion did not finish");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // The cancel removed the streams and the routing rules.
+    // The cancel moved everything back to the source. The sharded target's VSchema (the
+    // user's) still lists corder, so the rules stay: without them vtgate would find the name in
+    // both keyspaces, ambiguous. What is left sends every query to the source.
     let rules = w
         .fleet
         .topo()
@@ -624,10 +626,15 @@ async fn deletion_cancels_or_refuses() {
         .await
         .expect("routing rules")
         .value;
+    let left: Vec<_> = rules
+        .rules
+        .iter()
+        .filter(|r| r.from_table.contains("corder"))
+        .collect();
+    assert!(!left.is_empty(), "the rules that keep corder resolvable");
     assert!(
-        rules.rules.iter().all(|r| !r.from_table.contains("corder")),
-        "routing rules left behind: {:?}",
-        rules.rules
+        left.iter().all(|r| r.to_tables == ["commerce.corder"]),
+        "rules left behind that do not point at the source: {left:?}"
     );
 
     w.create_and_switch("switched", &["customer"]).await;
@@ -656,6 +663,55 @@ async fn deletion_cancels_or_refuses() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     w.no_lost_writes("customer").await;
+}
+
+/// The other way out of a refused deletion: the spec keeps being reconciled, so moving traffic
+/// back to the source runs the reverse cutover the user asked for, and the deletion then
+/// cancels the workflow — no write lost, nothing of it left pointing at the target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_deletion_finishes_once_traffic_moves_back() {
+    let mut w = world().await;
+    w.create_and_switch("back", &["customer"]).await;
+    w.api
+        .delete("back", &DeleteParams::default())
+        .await
+        .expect("delete accepted");
+    w.wait_for("back", "deletion refused", STEP, |wf| {
+        condition(wf, types::BLOCKED)
+            .is_some_and(|(s, r)| s == "True" && r == reasons::DELETION_REFUSED)
+    })
+    .await;
+    w.patch_spec(
+        "back",
+        json!({"traffic": {"replica": "Source", "rdonly": "Source", "primary": "Source"}}),
+    )
+    .await;
+    let deadline = Instant::now() + STEP;
+    while w.api.get_opt("back").await.expect("readable").is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "deletion after moving traffic back did not finish"
+        );
+        w.write_some(2).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rules = w
+        .fleet
+        .topo()
+        .get_routing_rules()
+        .await
+        .expect("routing rules")
+        .value;
+    assert!(
+        rules
+            .rules
+            .iter()
+            .filter(|r| r.from_table.contains("customer"))
+            .all(|r| r.to_tables.iter().all(|t| t.starts_with("commerce."))),
+        "rules still point at the target: {:?}",
+        rules.rules
+    );
+    w.no_lost_writes("commerce").await;
 }
 
 fn keyspace_resource(name: &str, shards: &[&str], drift: &str) -> vtmove::api::Keyspace {
@@ -846,11 +902,18 @@ fn steps_recorded(metrics: &vtmove::ops::Metrics) -> usize {
         .count()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn only_the_leader_mutates_and_a_successor_finishes_a_killed_cutover() {
-    use vtmove::controller::operator::{
-        LeaderSettings, OperatorOptions, TopologySource, start_operator,
-    };
+/// Etcd, a vtsim fleet on it and kube-sim with the CRDs: the world of the leader tests, where
+/// each operator is started with [`leader_options`].
+struct LeaderWorld {
+    _etcd: LocalEtcd,
+    etcd_options: EtcdStoreOptions,
+    topo: Arc<TopoServer>,
+    /// The tablets, serving for as long as the world lives.
+    _fleet: Fleet,
+    kube: kube_sim::Handle,
+}
+
+async fn leader_world() -> LeaderWorld {
     let etcd = LocalEtcd::start().await.expect("etcd starts");
     let etcd_options = EtcdStoreOptions::from_server_address(etcd.endpoint());
     let store: Arc<dyn TopoStore> = Arc::new(
@@ -874,42 +937,65 @@ async fn only_the_leader_mutates_and_a_successor_finishes_a_killed_cutover() {
     .await
     .unwrap_or_else(|e| panic!("fleet: {e}"));
     let kube = common::sim::start_with_crds().await;
+    LeaderWorld {
+        _etcd: etcd,
+        etcd_options,
+        topo,
+        _fleet: fleet,
+        kube,
+    }
+}
+
+/// `vtmove run` as instance `identity`, with leader election on a 2 s Lease and `interrupt`
+/// in its engine.
+fn leader_options(
+    world: &LeaderWorld,
+    identity: &str,
+    interrupt: Arc<dyn Interrupt>,
+) -> vtmove::controller::operator::OperatorOptions {
+    use vtmove::controller::operator::{LeaderSettings, OperatorOptions, TopologySource};
+    let mut engine = test_config();
+    engine.interrupt = Some(interrupt);
+    OperatorOptions {
+        topology: TopologySource::Etcd {
+            options: world.etcd_options.clone(),
+            root: "/vitess/global".into(),
+        },
+        tablets: TabletClientConfig::default(),
+        engine,
+        locks: LockOptions {
+            ttl: Duration::from_secs(1),
+            acquire_timeout: Duration::from_secs(10),
+        },
+        settings: common::test_controller_settings(),
+        scope: NamespaceScope::Only(vec![NS.to_string()]),
+        metrics_address: Some("127.0.0.1:0".parse().expect("address")),
+        leader: Some(LeaderSettings {
+            namespace: NS.into(),
+            lease_name: "vtmove".into(),
+            identity: identity.into(),
+            options: vtmove::ops::LeaderOptions {
+                duration: Duration::from_secs(2),
+                grace: Duration::from_secs(1),
+            },
+        }),
+        reporter: Reporter {
+            controller: "vtmove".into(),
+            instance: Some(identity.into()),
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_the_leader_mutates_and_a_successor_finishes_a_killed_cutover() {
+    use vtmove::controller::operator::start_operator;
+    let world = leader_world().await;
+    let LeaderWorld { topo, kube, .. } = &world;
     let kill = Arc::new(KillLeader {
         armed: AtomicBool::new(false),
         victim: std::sync::Mutex::new(None),
     });
-    let options = |identity: &str| {
-        let mut engine = test_config();
-        engine.interrupt = Some(kill.clone() as Arc<dyn Interrupt>);
-        OperatorOptions {
-            topology: TopologySource::Etcd {
-                options: etcd_options.clone(),
-                root: "/vitess/global".into(),
-            },
-            tablets: TabletClientConfig::default(),
-            engine,
-            locks: LockOptions {
-                ttl: Duration::from_secs(1),
-                acquire_timeout: Duration::from_secs(10),
-            },
-            settings: common::test_controller_settings(),
-            scope: NamespaceScope::Only(vec![NS.to_string()]),
-            metrics_address: Some("127.0.0.1:0".parse().expect("address")),
-            leader: Some(LeaderSettings {
-                namespace: NS.into(),
-                lease_name: "vtmove".into(),
-                identity: identity.into(),
-                options: vtmove::ops::LeaderOptions {
-                    duration: Duration::from_secs(2),
-                    grace: Duration::from_secs(1),
-                },
-            }),
-            reporter: Reporter {
-                controller: "vtmove".into(),
-                instance: Some(identity.into()),
-            },
-        }
-    };
+    let options = |identity: &str| leader_options(&world, identity, kill.clone());
     let token_a = CancellationToken::new();
     let token_b = CancellationToken::new();
     let a = start_operator(options("a"), kube.client(), token_a.clone())
@@ -978,10 +1064,199 @@ async fn only_the_leader_mutates_and_a_successor_finishes_a_killed_cutover() {
     assert!(b.leader.is_leader(), "b took over");
     assert!(steps_recorded(&b.metrics) > 0, "b finished the work");
     let desired = vtmove::engine::Desired::from_spec(&wf.spec, "failover").expect("desired");
-    let violations = vtmove::engine::invariants::check_single_writer_in_topology(&topo, &desired)
+    let violations = vtmove::engine::invariants::check_single_writer_in_topology(topo, &desired)
         .await
         .expect("observed");
     assert!(violations.is_empty(), "I1: {violations:?}");
     token_b.cancel();
-    drop(fleet);
+}
+
+/// Takes the leader's Lease away inside the write cutover — another holder that keeps renewing
+/// it, as a successor would — then waits until the leader knows it no longer leads, and lets the
+/// cutover go on.
+struct StealLease {
+    armed: AtomicBool,
+    leases: std::sync::Mutex<
+        Option<(
+            Api<k8s_openapi::api::coordination::v1::Lease>,
+            vtmove::ops::LeaderHandle,
+        )>,
+    >,
+    /// When the leader knew it had lost the Lease.
+    lost_at: std::sync::Mutex<Option<Instant>>,
+}
+
+#[async_trait]
+impl Interrupt for StealLease {
+    async fn at(&self, point: &str) -> InterruptAction {
+        if point != "cutover:catch_up" || !self.armed.swap(false, Ordering::SeqCst) {
+            return InterruptAction::Continue;
+        }
+        let Some((leases, leader)) = self.leases.lock().ok().and_then(|l| l.clone()) else {
+            return InterruptAction::Continue;
+        };
+        let hold = |leases: Api<k8s_openapi::api::coordination::v1::Lease>| async move {
+            let renewed = k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+                k8s_openapi::jiff::Timestamp::now(),
+            );
+            leases
+                .patch(
+                    "vtmove",
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({"spec": {
+                        "holderIdentity": "intruder",
+                        "leaseDurationSeconds": 60,
+                        "renewTime": renewed,
+                    }})),
+                )
+                .await
+        };
+        let taken = hold(leases.clone()).await;
+        // The new holder renews every 300 ms for as long as the test runs.
+        let renewing = leases.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                if hold(renewing.clone()).await.is_err() {
+                    return;
+                }
+            }
+        });
+        if taken.is_ok() {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while leader.is_leader() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if !leader.is_leader()
+                && let Ok(mut lost) = self.lost_at.lock()
+            {
+                *lost = Some(Instant::now());
+            }
+        }
+        InterruptAction::Continue
+    }
+}
+
+/// The sum of the `vtmove_steps_total` counters: every step an instance ran.
+fn steps_run(metrics: &vtmove::ops::Metrics) -> f64 {
+    metrics
+        .encode()
+        .lines()
+        .filter(|l| l.starts_with("vtmove_steps_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Losing the Lease stops the controllers: the write cutover in flight (a locked unit) finishes
+/// within its own budget and releases its locks, and no new step starts afterwards — a spec
+/// change that would need one is left alone while the instance does not lead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn losing_the_lease_lets_the_unit_in_flight_finish_and_starts_no_step() {
+    use vtmove::controller::operator::start_operator;
+    use vtmove::vitess::routing::{MovedTables, RoutingState, derive_workflow_routing_state};
+    let world = leader_world().await;
+    let steal = Arc::new(StealLease {
+        armed: AtomicBool::new(false),
+        leases: std::sync::Mutex::new(None),
+        lost_at: std::sync::Mutex::new(None),
+    });
+    let token = CancellationToken::new();
+    let a = start_operator(
+        leader_options(&world, "a", steal.clone()),
+        world.kube.client(),
+        token.clone(),
+    )
+    .await
+    .expect("operator starts");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !a.leader.is_leader() {
+        assert!(Instant::now() < deadline, "a never led");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    *steal.leases.lock().expect("leases") =
+        Some((Api::namespaced(world.kube.client(), NS), a.leader.clone()));
+    let api: Api<MoveTablesWorkflow> = Api::namespaced(world.kube.client(), NS);
+    api.create(&PostParams::default(), &workflow("lease", &["customer"]))
+        .await
+        .expect("created");
+    let deadline = Instant::now() + STEP;
+    loop {
+        let wf = api.get("lease").await.expect("readable");
+        if ready(&wf) && is_true(&wf, types::COPY_COMPLETED) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not copied: {:?}", wf.status);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    steal.armed.store(true, Ordering::SeqCst);
+    api.patch(
+        "lease",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": {"traffic": {
+            "replica": "Target", "rdonly": "Target", "primary": "Target"
+        }}})),
+    )
+    .await
+    .expect("patched");
+    let moved = MovedTables::new("commerce", "customer", ["customer"]);
+    let state = || async {
+        let rules = world.topo.get_routing_rules().await.expect("rules").value;
+        derive_workflow_routing_state(&rules, &moved)
+    };
+    // The unit in flight finishes: writes end up switched, and its locks are released.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while state().await != Some(RoutingState::SWITCHED) {
+        assert!(
+            Instant::now() < deadline,
+            "the cutover in flight never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let switched_at = Instant::now();
+    let lost_at = steal
+        .lost_at
+        .lock()
+        .expect("lost")
+        .expect("the Lease was taken inside the cutover and the leader noticed");
+    let locks = |ks: &str| {
+        let key = world.topo.key(&format!("keyspaces/{ks}/locks/"));
+        let store = world.topo.global_store().clone();
+        async move { store.list(&key).await.expect("locks").len() }
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while locks("commerce").await + locks("customer").await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the unit's locks were not released"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!a.leader.is_leader());
+    // No new step: moving traffic back would take several, and nothing happens for 3 s. (The
+    // unit in flight may still be recorded as its reconcile ends: counted from a second later.)
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let steps = steps_run(&a.metrics);
+    api.patch(
+        "lease",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": {"traffic": {
+            "replica": "Source", "rdonly": "Source", "primary": "Source"
+        }}})),
+    )
+    .await
+    .expect("patched");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(state().await, Some(RoutingState::SWITCHED), "a step ran");
+    assert_eq!(steps_run(&a.metrics), steps, "a step was recorded");
+    eprintln!(
+        "the cutover in flight finished within {:?} of the Lease's loss",
+        switched_at.saturating_duration_since(lost_at)
+    );
+    let desired = vtmove::engine::Desired::new("lease", "commerce", "customer", ["customer"]);
+    let violations =
+        vtmove::engine::invariants::check_single_writer_in_topology(&world.topo, &desired)
+            .await
+            .expect("observed");
+    assert!(violations.is_empty(), "I1: {violations:?}");
+    token.cancel();
 }

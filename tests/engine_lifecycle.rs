@@ -427,3 +427,78 @@ async fn sharded_target_lifecycle() {
     desired.traffic = TrafficPlacement::all(Side::Source);
     stage(&world, &desired, &mut memory, "reverse").await;
 }
+
+/// The fake fleet's `VReplicationWaitForPos` compares GTID sets, as Vitess does: a position is
+/// reached only when the stream holds every transaction of it. A position with as many
+/// transactions as the stream applied, but one of them from another server (as after a
+/// reparent), is not reached; counting transactions would say it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fake_fleet_waits_for_gtid_sets_like_vitess() {
+    use vtmove::vitess::tablet::{Position, TabletAddr, TabletRpc};
+    let (_backend, world) = world(false, Layout::default()).await;
+    let desired = world.layout.desired("wf");
+    let mut memory = EngineMemory::default();
+    stage(&world, &desired, &mut memory, "created").await;
+    let fleet: &dyn TabletRpc = world.fleet.as_ref();
+    // The address of a keyspace's primary, from its Shard and Tablet records.
+    let primary_addr = |keyspace: String| {
+        let topo = world.topo.clone();
+        async move {
+            let alias = topo
+                .get_shard(&keyspace, "0")
+                .await
+                .expect("shard")
+                .value
+                .primary_alias
+                .expect("primary");
+            let tablet = topo.get_tablet(&alias).await.expect("tablet record").value;
+            TabletAddr::from_tablet(&tablet).expect("address")
+        }
+    };
+    let target = primary_addr(desired.target_keyspace.clone()).await;
+    let source = primary_addr(desired.source_keyspace.clone()).await;
+    let id = world
+        .fleet
+        .streams_of(&desired.target_keyspace, "0", "wf")
+        .first()
+        .map(|(id, _)| *id)
+        .expect("a stream");
+    for pk in 1_000..1_003 {
+        world
+            .fleet
+            .probe_write("zone1", &desired.tables[0], pk)
+            .await
+            .expect("a write the source accepts");
+    }
+    let reached = fleet.position(&source).await.expect("source position");
+    let wait = |position: String| {
+        fleet.vreplication_wait_for_pos(
+            &target,
+            vtmove::vitess::proto::tabletmanagerdata::VReplicationWaitForPosRequest {
+                id,
+                position,
+            },
+            Some(Duration::from_secs(2)),
+        )
+    };
+    wait(reached.to_string())
+        .await
+        .expect("the stream holds the source's position");
+    // The same number of transactions, the last one from a server the stream never saw.
+    let text = reached.to_string();
+    let (flavor, set) = text.split_once('/').expect("a flavored position");
+    let (uuid, range) = set.split_once(':').expect("one server's set");
+    let (first, last) = range.split_once('-').unwrap_or((range, range));
+    let last: u64 = last.parse().expect("a count");
+    assert!(last >= 2, "the source committed transactions: {text}");
+    let other = format!(
+        "{flavor}/{uuid}:{first}-{},aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee:1",
+        last - 1
+    );
+    let other_position = Position::parse(&other).expect("a position");
+    assert!(!reached.contains(&other_position));
+    let err = wait(other)
+        .await
+        .expect_err("a position with another server's transaction is not reached");
+    assert!(err.to_string().contains("did not reach"), "{err}");
+}

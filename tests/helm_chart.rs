@@ -60,6 +60,9 @@ const RUN_FLAGS: &[&str] = &[
     "--lock-timeout",
     "--cutover-flush-delay",
     "--allow-unclaimed-keyspaces",
+    "--publish-row-data",
+    "--check-permissions",
+    "--watch-timeout",
 ];
 
 type Triple = (String, String, String);
@@ -894,6 +897,136 @@ fn chart_crds_match_the_rust_types() {
 fn required_access_is_meaningful() {
     assert!(REQUIRED_ACCESS.len() >= 8);
     assert!(required().len() >= 20);
+}
+
+/// Every flag `vtmove run --help` lists can be set from the chart's values: for each, the values
+/// that make the chart render it, and the value rendered.
+#[test]
+fn every_run_flag_is_settable_from_values() {
+    let tls = [
+        "etcdTLS.secretName=etcd-tls",
+        "tabletTLS.secretName=tablet-tls",
+        "tabletTLS.serverName=vttablet.example",
+    ];
+    let cases: &[(&str, &[&str], &str)] = &[
+        (
+            "--topo-implementation",
+            &["topology.implementation=etcd2"],
+            "etcd2",
+        ),
+        (
+            "--topo-global-server-address",
+            &[],
+            "etcd-0.etcd:2379,etcd-1.etcd:2379",
+        ),
+        (
+            "--topo-global-root",
+            &["topology.globalRoot=/vt/global"],
+            "/vt/global",
+        ),
+        ("--topo-etcd-tls-ca", &tls, "/etc/vtmove/etcd-tls/ca.crt"),
+        ("--topo-etcd-tls-cert", &tls, "/etc/vtmove/etcd-tls/tls.crt"),
+        ("--topo-etcd-tls-key", &tls, "/etc/vtmove/etcd-tls/tls.key"),
+        (
+            "--tablet-manager-grpc-ca",
+            &tls,
+            "/etc/vtmove/tablet-tls/ca.crt",
+        ),
+        (
+            "--tablet-manager-grpc-cert",
+            &tls,
+            "/etc/vtmove/tablet-tls/tls.crt",
+        ),
+        (
+            "--tablet-manager-grpc-key",
+            &tls,
+            "/etc/vtmove/tablet-tls/tls.key",
+        ),
+        (
+            "--tablet-manager-grpc-server-name",
+            &tls,
+            "vttablet.example",
+        ),
+        ("--namespace", &["namespaces={team-a}"], "team-a"),
+        ("--concurrency", &["concurrency=3"], "3"),
+        ("--metrics-address", &["metrics.port=9090"], "0.0.0.0:9090"),
+        (
+            "--leader-election",
+            &["leaderElection.enabled=true"],
+            "true",
+        ),
+        ("--leader-election-namespace", &[], "$(POD_NAMESPACE)"),
+        (
+            "--leader-election-lease-name",
+            &["leaderElection.leaseName=lease-x"],
+            "lease-x",
+        ),
+        ("--leader-election-identity", &[], "$(POD_NAME)"),
+        ("--log-format", &["logFormat=text"], "text"),
+        ("--log-level", &["logLevel=debug"], "debug"),
+        ("--resync-period", &["resyncPeriod=2m"], "2m"),
+        ("--lock-ttl", &["locks.ttl=7s"], "7s"),
+        ("--lock-timeout", &["locks.timeout=20s"], "20s"),
+        ("--cutover-flush-delay", &["cutoverFlushDelay=30ms"], "30ms"),
+        (
+            "--allow-unclaimed-keyspaces",
+            &["allowUnclaimedKeyspaces=true"],
+            "true",
+        ),
+        ("--publish-row-data", &["publishRowData=true"], "true"),
+        ("--check-permissions", &["checkPermissions=false"], "false"),
+        ("--watch-timeout", &["watchTimeout=60s"], "60s"),
+    ];
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_vtmove"))
+        .args(["run", "--help"])
+        .output()
+        .expect("vtmove runs");
+    assert!(output.status.success(), "vtmove run --help failed");
+    let help = String::from_utf8_lossy(&output.stdout);
+    let listed: BTreeSet<&str> = help
+        .split_whitespace()
+        .filter(|w| w.starts_with("--") && *w != "--help")
+        .map(|w| w.trim_end_matches(','))
+        .filter(|w| w.len() > 2 && w[2..].chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+        .collect();
+    let covered: BTreeSet<&str> = cases.iter().map(|(f, _, _)| *f).collect();
+    let missing: Vec<&&str> = listed.difference(&covered).collect();
+    assert!(
+        missing.is_empty(),
+        "`vtmove run` flags no chart value sets: {missing:?}"
+    );
+    for (flag_name, sets, want) in cases {
+        let mut all = vec![TOPO];
+        all.extend_from_slice(sets);
+        let args = run_args(the_container(&render(&all)));
+        assert_eq!(flag(&args, flag_name), [*want], "{flag_name} from {sets:?}");
+    }
+}
+
+/// The chart's default image is the one this repository's Dockerfile builds, tagged with the
+/// version (`charts/vtmove/README.md`, "Build the image"): `vtmove:<version>`, the Dockerfile's
+/// last stage, and the README's build command tags it that way.
+#[test]
+fn the_default_image_is_what_the_dockerfile_builds() {
+    let docs = render(&[TOPO]);
+    assert_eq!(
+        the_container(&docs)["image"],
+        format!("vtmove:{}", env!("CARGO_PKG_VERSION"))
+    );
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).expect("Dockerfile");
+    let last_stage = dockerfile
+        .lines()
+        .rfind(|l| l.starts_with("FROM "))
+        .expect("stages");
+    assert!(
+        last_stage.ends_with(" AS vtmove"),
+        "a plain `docker build` must produce the operator: {last_stage}"
+    );
+    let readme = std::fs::read_to_string(chart_dir().join("README.md")).expect("chart README");
+    assert!(
+        readme.contains(r#"docker build -t "vtmove:$version" ."#),
+        "the chart README shows how to build the default image"
+    );
 }
 
 /// The flags the chart may pass are exactly the ones `vtmove run` accepts: each is listed by

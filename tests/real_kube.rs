@@ -1224,3 +1224,66 @@ async fn a_kube_apiserver_restart_mid_lifecycle_loses_nothing() {
         println!("operator: {line}");
     }
 }
+
+/// The status of a pass whose irreversible step ran on a fresh read is applied against that
+/// read's resourceVersion (`kube_calls::apply_status_at`): once the object changed (a spec
+/// edit), the server refuses it with 409 and a status computed for the old spec never lands on
+/// the new one; against the current version it applies. The real server and kube-sim agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_applies_only_against_the_version_read() {
+    use vtmove::api::movetables::MoveTablesWorkflowStatus;
+    use vtmove::controller::kube_calls::apply_status_at;
+    let ns = "status-precondition";
+    let plane = ControlPlane::shared();
+    let real_client = plane.client().await;
+    let sim = common::sim::start_with_crds().await;
+    for (server, client) in [("kube-apiserver", real_client), ("kube-sim", sim.client())] {
+        create_namespace(&client, ns).await;
+        let api: Api<MoveTablesWorkflow> = Api::namespaced(client, ns);
+        let mut object = mtw();
+        object["metadata"] = json!({"name": "raced", "namespace": ns});
+        let object: MoveTablesWorkflow = serde_json::from_value(object).expect("a workflow");
+        api.create(&PostParams::default(), &object)
+            .await
+            .unwrap_or_else(|e| panic!("{server}: create: {e}"));
+        let read = api.get("raced").await.expect("readable");
+        let version = read.metadata.resource_version.clone().expect("a version");
+        api.patch(
+            "raced",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"paused": true}})),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{server}: spec edit: {e}"));
+        let status = MoveTablesWorkflowStatus {
+            traffic_state: Some("Reads Not Switched. Writes Switched".to_string()),
+            ..Default::default()
+        };
+        let err = apply_status_at(&api, "raced", &status, Some(&version), STEP)
+            .await
+            .expect_err("a status against a version the object left behind");
+        assert!(err.is_conflict(), "{server}: {err}");
+        let now = api.get("raced").await.expect("readable");
+        assert!(
+            now.status
+                .as_ref()
+                .is_none_or(|s| s.traffic_state.is_none()),
+            "{server}: the refused status landed"
+        );
+        apply_status_at(
+            &api,
+            "raced",
+            &status,
+            now.metadata.resource_version.as_deref(),
+            STEP,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{server}: against the current version: {e}"));
+        let now = api.get("raced").await.expect("readable");
+        assert_eq!(
+            now.status.and_then(|s| s.traffic_state).as_deref(),
+            Some("Reads Not Switched. Writes Switched"),
+            "{server}"
+        );
+    }
+}

@@ -188,6 +188,9 @@ pub mod reasons {
     pub const UNEXPLAINED_ROUTING_RULES: &str = "UnexplainedRoutingRules";
     /// A shard exists in the topology but is not declared in the spec (reported, never deleted).
     pub const SHARD_NOT_IN_SPEC: &str = "ShardNotInSpec";
+    /// The keyspace's VSchema lacks or differs from a vindex or table `spec.vschema` declares, or
+    /// its `sharded` differs.
+    pub const VSCHEMA_DRIFT: &str = "VSchemaDrift";
     /// No tablet is registered for the keyspace yet.
     pub const NO_TABLETS: &str = "NoTablets";
     /// Spec shards overlap the serving shards of the keyspace; none is created.
@@ -266,6 +269,7 @@ pub mod reasons {
         UNEXPLAINED_DENIED_TABLES,
         UNEXPLAINED_ROUTING_RULES,
         SHARD_NOT_IN_SPEC,
+        VSCHEMA_DRIFT,
         NO_TABLETS,
         SHARDS_OVERLAP_SERVING,
         CLAIMED,

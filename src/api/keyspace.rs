@@ -2,7 +2,8 @@
 //!
 //! vtmove creates the keyspace if it does not exist or adopts it if it does, reports its shards,
 //! primaries, tablet health and denied tables, and detects topology drift: denied tables and
-//! routing rules that no MoveTablesWorkflow explains. With `driftPolicy: Repair` it removes them.
+//! routing rules that no MoveTablesWorkflow explains, and a VSchema that differs from
+//! `spec.vschema`. With `driftPolicy: Repair` it removes the former and restores the latter.
 //! It never deletes the Vitess keyspace unless `deletionPolicy: Delete` says so.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -17,6 +18,8 @@ use super::validation::{
     NAME_MAX_LENGTH, NAME_PATTERN, SHARD_NAME_MAX_LENGTH, SHARD_NAME_PATTERN,
     SIDECAR_DB_MAX_LENGTH, SIDECAR_DB_PATTERN, check_name, check_name_list,
 };
+use crate::vitess::proto::vschema as vschema_proto;
+use crate::vitess::vschema_json::{VSchemaJsonError, keyspace_from_json};
 
 /// Default for `durabilityPolicy`.
 pub const DEFAULT_DURABILITY_POLICY: &str = "none";
@@ -115,16 +118,23 @@ pub struct KeyspaceSpec {
     )]
     pub sidecar_db_name: String,
 
-    /// The keyspace's VSchema as Vitess JSON (`sharded`, `vindexes`, `tables`, ...). When set,
-    /// vtmove applies it at creation and reports differences afterwards. Unset: vtmove leaves the
-    /// VSchema alone (MoveTables adds the moved tables to an unsharded target's VSchema itself).
+    /// The keyspace's VSchema as Vitess JSON (`sharded`, `vindexes`, `tables`, ... as
+    /// `vtctldclient ApplyVSchema` takes it; a field Vitess's VSchema does not have is a
+    /// validation error). When set, vtmove writes it when it creates the keyspace, or when it
+    /// adopts one that has no VSchema, and rebuilds every cell's SrvVSchema. Afterwards each pass
+    /// compares it with the keyspace's VSchema: a declared vindex or table that is missing or
+    /// different, or `sharded` differing, is drift (reason `VSchemaDrift`); `driftPolicy: Repair`
+    /// restores the declared vindexes and tables, but never flips `sharded` and never removes a
+    /// table the spec does not declare (MoveTables adds moved tables to an unsharded target's
+    /// VSchema). Unset: vtmove leaves the VSchema alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "free_form_object")]
     pub vschema: Option<serde_json::Value>,
 
-    /// What to do about denied tables and routing rules that no MoveTablesWorkflow explains:
-    /// `Report` (default) sets TopologyConsistent=False and lists them under status.drift;
-    /// `Repair` also removes them.
+    /// What to do about denied tables and routing rules that no MoveTablesWorkflow explains,
+    /// and about a VSchema that differs from spec.vschema: `Report` (default) sets
+    /// TopologyConsistent=False and lists them under status.drift; `Repair` also removes the
+    /// denied tables and rules and restores the declared vindexes and tables.
     #[serde(default)]
     pub drift_policy: DriftPolicy,
 
@@ -433,6 +443,12 @@ fn normalize(bound: &[u8]) -> &[u8] {
 }
 
 impl KeyspaceSpec {
+    /// The declared VSchema as vtmove's proto (`None` when `spec.vschema` is unset). An error
+    /// when it cannot be read, which [`KeyspaceSpec::validate`] reports first.
+    pub fn declared_vschema(&self) -> Result<Option<vschema_proto::Keyspace>, VSchemaJsonError> {
+        self.vschema.as_ref().map(keyspace_from_json).transpose()
+    }
+
     /// Checks everything about the spec that does not need Vitess: name patterns, and that the
     /// shards parse as key ranges and together cover the key space exactly once.
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
@@ -491,13 +507,18 @@ impl KeyspaceSpec {
             SIDECAR_DB_MAX_LENGTH,
             "sidecar database name",
         );
-        if let Some(vschema) = &self.vschema
-            && !vschema.is_object()
-        {
-            errors.push(FieldError::new(
-                "spec.vschema",
-                "vschema must be a JSON object",
-            ));
+        if let Some(vschema) = &self.vschema {
+            if !vschema.is_object() {
+                errors.push(FieldError::new(
+                    "spec.vschema",
+                    "vschema must be a JSON object",
+                ));
+            } else if let Err(e) = keyspace_from_json(vschema) {
+                errors.push(FieldError::new(
+                    format!("spec.vschema.{}", e.path),
+                    e.message,
+                ));
+            }
         }
         if errors.is_empty() {
             Ok(())
@@ -695,6 +716,26 @@ mod tests {
         assert_eq!(t.health, TabletHealth::Unknown);
         let v = serde_json::to_value(&t).unwrap();
         assert_eq!(v["type"], "Unknown");
+    }
+
+    #[test]
+    fn vschema_fields_vtmove_cannot_hold_are_validation_errors() {
+        let mut s = spec(&["-80", "80-"]);
+        s.vschema = Some(serde_json::json!({
+            "sharded": true,
+            "tables": {"customer": {"column_vindexes": [{"column": "id", "nmae": "hash"}]}}
+        }));
+        let errors = s.validate().unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(
+            errors[0].field,
+            "spec.vschema.tables.customer.column_vindexes[0].nmae"
+        );
+        assert!(errors[0].message.contains("unknown VSchema field"));
+        s.vschema =
+            Some(serde_json::json!({"sharded": true, "vindexes": {"hash": {"type": "hash"}}}));
+        assert_eq!(s.validate(), Ok(()));
+        assert!(s.declared_vschema().unwrap().unwrap().sharded);
     }
 
     #[test]

@@ -88,11 +88,31 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
     S: Serialize,
 {
-    let patch = json!({
+    apply_status_at(api, name, status, None, deadline).await
+}
+
+/// [`apply_status`] that applies only while the object still has `resource_version` (the
+/// version read fresh before an irreversible step): 409 Conflict once anything changed it, so a
+/// status computed from what was read never lands on an object that moved on.
+pub async fn apply_status_at<K, S>(
+    api: &Api<K>,
+    name: &str,
+    status: &S,
+    resource_version: Option<&str>,
+    deadline: Duration,
+) -> Result<(), ApiError>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+    S: Serialize,
+{
+    let mut patch = json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
         "status": status,
     });
+    if let Some(version) = resource_version {
+        patch["metadata"] = json!({ "resourceVersion": version });
+    }
     with_deadline(
         deadline,
         "patching the status",

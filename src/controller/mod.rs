@@ -156,6 +156,19 @@ pub enum ApiError {
     },
 }
 
+impl ApiError {
+    /// Whether the API server refused a write because the object changed (409 Conflict).
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            ApiError::Kube {
+                source: kube::Error::Api(status),
+                ..
+            } if status.code == 409
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

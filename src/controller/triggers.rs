@@ -248,6 +248,76 @@ pub fn workflow_triggers(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vitess::proto::topodata::CellInfo;
+    use crate::vitess::topo::{MemoryStore, StoreFactory, TopoError};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A cell whose topology server cannot be reached when the watches start (its store fails
+    /// to open three times) is retried until it can be, then watched: a change in the cell
+    /// reaches the subscribers.
+    #[tokio::test]
+    async fn a_cell_that_cannot_be_reached_at_start_is_watched_once_it_can() {
+        let store: Arc<dyn TopoStore> = Arc::new(MemoryStore::new());
+        let failures = Arc::new(AtomicUsize::new(0));
+        let cell_store = store.clone();
+        let counted = failures.clone();
+        let factory: StoreFactory = Arc::new(move |address: &str| {
+            if counted.fetch_add(1, Ordering::SeqCst) < 3 {
+                return Err(TopoError::Unavailable {
+                    op: "connect",
+                    key: address.to_string(),
+                    message: "not up yet".to_string(),
+                });
+            }
+            Ok(cell_store.clone())
+        });
+        let topo = Arc::new(TopoServer::new(store.clone(), "/vitess/global", factory));
+        topo.create_cell_info(
+            "zone1",
+            &CellInfo {
+                server_address: "cell-etcd".to_string(),
+                root: "/vitess/zone1".to_string(),
+            },
+        )
+        .await
+        .expect("cell info");
+        let shutdown = CancellationToken::new();
+        let sender = watch_topology(topo.clone(), shutdown.clone());
+        let mut changes = sender.subscribe();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            // Keep writing until the cell's watch is up: a write before it is not seen.
+            store
+                .update("/vitess/zone1/SrvVSchema", b"x", None)
+                .await
+                .expect("written");
+            let seen = tokio::time::timeout(Duration::from_millis(300), async {
+                loop {
+                    match changes.recv().await {
+                        Ok(TopoChange::Key {
+                            scope: TopoScope::Cell(cell),
+                            key,
+                        }) if cell == "zone1" && key == "SrvVSchema" => return true,
+                        Ok(_) => {}
+                        Err(_) => return false,
+                    }
+                }
+            })
+            .await;
+            if seen == Ok(true) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the cell's watch never started"
+            );
+        }
+        assert!(
+            failures.load(Ordering::SeqCst) >= 4,
+            "the cell failed to open before it was watched"
+        );
+        shutdown.cancel();
+    }
 
     fn watched() -> WatchedKeys {
         Desired::new("wf", "commerce", "customer", ["customer"]).watched_keys()

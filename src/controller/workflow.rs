@@ -8,8 +8,9 @@
 //! 3. spec → [`Desired`]; an invalid spec is reported and waits for an edit (no hot loop);
 //! 4. no identity in the status yet → record it before the first change to Vitess (`docs/design/principles.md` P7);
 //! 5. one engine pass; a step that cannot be taken back runs only if the resource read fresh
-//!    from the API server still has the generation the pass planned from; status patched only
-//!    when it changed; Events for the step, heals, failures and new blockers; requeue as the
+//!    from the API server still has the generation the pass planned from, and that pass's
+//!    status is applied against the fresh read's resourceVersion (a conflict: the object moved
+//!    on, and the next pass reports against it); otherwise status patched only when it changed; Events for the step, heals, failures and new blockers; requeue as the
 //!    plan says (soon while a transition runs, the resync period once converged).
 
 use std::collections::{BTreeSet, HashMap};
@@ -296,6 +297,7 @@ async fn reconcile_inner(
         generation,
         deadline: ctx.settings.api_timeout,
         held: AtomicBool::new(false),
+        read: Mutex::new(None),
     };
     let (report, status) = run_pass(ctx, &key, &desired, memory, previous, generation, &gate).await;
     if gate.held.load(Ordering::SeqCst) {
@@ -305,7 +307,24 @@ async fn reconcile_inner(
     }
 
     publish_pass_events(ctx, workflow, previous, &status, &report).await;
-    if status_changed(previous, &status) {
+    let read = gate.read.lock().ok().and_then(|r| r.clone());
+    if let Some(version) = read {
+        // A step that cannot be taken back ran on what was read fresh: its status lands only
+        // on that version. A conflict means the object changed meanwhile (a spec edit); the
+        // next pass, right away, observes and reports against the current object.
+        match kube_calls::apply_status_at(
+            &api,
+            &name,
+            &status,
+            Some(&version),
+            ctx.settings.api_timeout,
+        )
+        .await
+        {
+            Err(e) if e.is_conflict() => return Ok(Action::requeue(Duration::ZERO)),
+            result => result?,
+        }
+    } else if status_changed(previous, &status) {
         patch_status(ctx, &api, &name, &status).await?;
     }
     Ok(next_action(&report, &status, &ctx.settings))
@@ -323,6 +342,9 @@ struct CurrentSpecGate<'a> {
     deadline: Duration,
     /// Set when a step was held back.
     held: AtomicBool,
+    /// The resourceVersion of the fresh read that let a step run: the pass's status is patched
+    /// against it.
+    read: Mutex<Option<String>>,
 }
 
 /// Steps whose effect a later spec change cannot undo.
@@ -350,7 +372,12 @@ impl StepGate for CurrentSpecGate<'_> {
         )
         .await;
         let why = match read {
-            Ok(current) if current.meta().generation == self.generation => return Ok(()),
+            Ok(current) if current.meta().generation == self.generation => {
+                if let Ok(mut read) = self.read.lock() {
+                    *read = current.meta().resource_version.clone();
+                }
+                return Ok(());
+            }
             Ok(current) => format!(
                 "the spec changed (generation {:?}, planned from {:?})",
                 current.meta().generation,
@@ -563,17 +590,35 @@ async fn finalize(
         return Ok(Action::await_change());
     }
     // Look before acting: once writes are switched, the cancel desired here would mean a reverse
-    // cutover, which deletion must never start on its own.
+    // cutover, which deletion must never start on its own. The spec still rules meanwhile: a
+    // user who moves traffic back to the source gets the reverse cutover they asked for, and
+    // the deletion then cancels the workflow.
     if matches!(desired.lifecycle, DesiredLifecycle::Cancel(_))
         && let Some(plan) = &looked
         && plan.writes_switched
     {
-        ctx.put_memory(key.clone(), memory);
-        let status = deletion_refused_status(
-            previous.cloned().unwrap_or_default(),
-            generation,
-            SystemTime::now(),
-        );
+        let (reconciled, executed) = match spec_desired(workflow) {
+            Some(spec) if spec.traffic.primary == Side::Source => {
+                let gate = CurrentSpecGate {
+                    api,
+                    name: &name,
+                    generation,
+                    deadline: ctx.settings.api_timeout,
+                    held: AtomicBool::new(false),
+                    read: Mutex::new(None),
+                };
+                let (report, status) =
+                    run_pass(ctx, key, &spec, memory, previous, generation, &gate).await;
+                publish_pass_events(ctx, workflow, previous, &status, &report).await;
+                let executed = report.executed.is_some() || report.error.is_some();
+                (status, executed)
+            }
+            _ => {
+                ctx.put_memory(key.clone(), memory);
+                (previous.cloned().unwrap_or_default(), false)
+            }
+        };
+        let status = deletion_refused_status(reconciled, generation, SystemTime::now());
         let was_refused = previous
             .and_then(|s| find_condition(&s.conditions, types::BLOCKED))
             .is_some_and(|c| c.reason == reasons::DELETION_REFUSED);
@@ -589,6 +634,10 @@ async fn finalize(
         }
         if status_changed(previous, &status) {
             patch_status(ctx, api, &name, &status).await?;
+        }
+        if executed {
+            // Moving traffic back: the next pass observes the step (or retries it) soon.
+            return Ok(Action::requeue(ctx.settings.min_backoff));
         }
         // Waits for an edit of the spec (lifecycle: Complete) or for traffic to move back.
         return Ok(Action::requeue(ctx.settings.resync_period));
@@ -627,6 +676,20 @@ async fn finalize(
 /// (never from a spec that may have become invalid, `docs/design/principles.md` P7): a spec asking to complete keeps
 /// completing; anything else is cancelled (traffic back to the source first, per the spec's
 /// cancel options). `None` when vtmove never recorded an identity, i.e. never acted.
+/// The spec's own desired state on the recorded identity (`None` without one, or when the
+/// spec does not parse): what a workflow whose deletion is refused keeps reconciling.
+fn spec_desired(workflow: &MoveTablesWorkflow) -> Option<Desired> {
+    let identity = workflow.status.as_ref()?.identity.as_ref()?;
+    let mut desired = Desired::from_spec(&workflow.spec, &workflow.name_any()).ok()?;
+    (desired.workflow == identity.workflow
+        && desired.source_keyspace == identity.source_keyspace
+        && desired.target_keyspace == identity.target_keyspace)
+        .then(|| {
+            desired.lifecycle = DesiredLifecycle::Active;
+            desired
+        })
+}
+
 fn cleanup_desired(workflow: &MoveTablesWorkflow) -> Option<Desired> {
     let identity = workflow.status.as_ref()?.identity.as_ref()?;
     let name = workflow.name_any();

@@ -498,7 +498,11 @@ mod tests {
             .streams(Side::Target, StreamsSpec::running(100))
             .observe_schema(false)
             .build();
-        let p = plan(&d, &o, &EngineMemory::default());
+        let p = plan(
+            &d,
+            &o,
+            &crate::engine::testing::fixtures::acknowledged(&o, EngineMemory::default()),
+        );
         let out = render(&d, &o, &p, UNIX_EPOCH + Duration::from_secs(1_136_214_245));
         assert_eq!(
             out.summary,
@@ -539,7 +543,11 @@ mod tests {
             .streams(Side::Target, StreamsSpec::running(100))
             .observe_schema(false)
             .build();
-        let p = plan(&d, &o, &EngineMemory::default());
+        let p = plan(
+            &d,
+            &o,
+            &crate::engine::testing::fixtures::acknowledged(&o, EngineMemory::default()),
+        );
         let out = render(&d, &o, &p, UNIX_EPOCH);
         assert_eq!(out.lines, vec!["No changes required".to_string()]);
     }

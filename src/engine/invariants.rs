@@ -14,6 +14,9 @@
 //!   from the outside with [`AuditedStore`](super::testing::instrument::AuditedStore).
 //! * **I5 quiet when converged**: [`quiet_pass`] counts etcd writes and mutating tablet calls of
 //!   one pass.
+//! * **I6 routing continuity** ([`routing_snapshot`], [`check_routing_continuity`]): a moved
+//!   table that a cell's vtgates resolved for a traffic type before a step still resolves after
+//!   it (not ambiguous, not missing).
 
 use std::fmt;
 
@@ -48,6 +51,15 @@ pub enum InvariantViolation {
         /// Mutating tablet calls in the pass.
         tablet_mutations: u64,
     },
+    /// I6 for one table and traffic type, as one cell's vtgates see it.
+    RoutingContinuity {
+        /// The table.
+        table: String,
+        /// The cell.
+        cell: String,
+        /// What is wrong.
+        message: String,
+    },
     /// The state could not be read.
     Unobservable(String),
 }
@@ -64,6 +76,11 @@ impl fmt::Display for InvariantViolation {
                 None => write!(f, "I1 ({table}): {message}"),
             },
             InvariantViolation::LockDiscipline(m) => write!(f, "I3: {m}"),
+            InvariantViolation::RoutingContinuity {
+                table,
+                cell,
+                message,
+            } => write!(f, "I6 ({table}, cell {cell}): {message}"),
             InvariantViolation::NotQuiet {
                 topo_writes,
                 tablet_mutations,
@@ -81,6 +98,15 @@ async fn lock_held(topo: &TopoServer, dir: &str) -> Result<bool, TopoError> {
     Ok(!topo.global_store().list(&prefix).await?.is_empty())
 }
 
+/// Whether both keyspaces of the workflow are locked: the cutover's window, inside which I1 may
+/// be broken (the I1 check then reports nothing).
+pub async fn inside_lock_window(topo: &TopoServer, desired: &Desired) -> Result<bool, TopoError> {
+    Ok(
+        lock_held(topo, &rel::keyspace_dir(&desired.source_keyspace)).await?
+            && lock_held(topo, &rel::keyspace_dir(&desired.target_keyspace)).await?,
+    )
+}
+
 /// Checks I1 from the topology alone. Empty when it holds, when the workflow has no routing
 /// rules (not created, or ended), or inside a lock window.
 pub async fn check_single_writer_in_topology(
@@ -92,9 +118,7 @@ pub async fn check_single_writer_in_topology(
     if derive_workflow_routing_state(&rules, &moved) == Some(RoutingState::Deleted) {
         return Ok(Vec::new());
     }
-    if lock_held(topo, &rel::keyspace_dir(&desired.source_keyspace)).await?
-        && lock_held(topo, &rel::keyspace_dir(&desired.target_keyspace)).await?
-    {
+    if inside_lock_window(topo, desired).await? {
         return Ok(Vec::new());
     }
     let mut coverage = std::collections::BTreeMap::new();
@@ -179,6 +203,62 @@ fn check_view(
             });
         }
     }
+}
+
+/// Each cell's `SrvVSchema` (what its vtgates route by), for [`check_routing_continuity`].
+pub async fn routing_snapshot(
+    topo: &TopoServer,
+) -> Result<std::collections::BTreeMap<String, RoutingView>, TopoError> {
+    let mut views = std::collections::BTreeMap::new();
+    for cell in topo.list_cells().await? {
+        match topo.get_srv_vschema(&cell).await {
+            Ok(found) => {
+                views.insert(cell, RoutingView::from_srv_vschema(&found.value));
+            }
+            Err(TopoError::NoNode { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(views)
+}
+
+/// I6: every moved table that a cell resolved for a traffic type in `before` still resolves in
+/// `after`. Empty when it holds.
+pub fn check_routing_continuity(
+    before: &std::collections::BTreeMap<String, RoutingView>,
+    after: &std::collections::BTreeMap<String, RoutingView>,
+    tables: &[String],
+) -> Vec<InvariantViolation> {
+    use crate::vitess::routing::TrafficType;
+    let mut out = Vec::new();
+    for (cell, was) in before {
+        let now = after.get(cell);
+        for table in tables {
+            for traffic in [
+                TrafficType::Primary,
+                TrafficType::Replica,
+                TrafficType::Rdonly,
+            ] {
+                let Ok(resolved) = was.resolve_name(table, traffic) else {
+                    continue;
+                };
+                let message = match now.map(|v| v.resolve_name(table, traffic)) {
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => format!(
+                        "{traffic:?} traffic resolved to {} and no longer resolves: {e}",
+                        resolved.keyspace.as_str()
+                    ),
+                    None => "the cell's SrvVSchema is gone".to_string(),
+                };
+                out.push(InvariantViolation::RoutingContinuity {
+                    table: table.clone(),
+                    cell: cell.clone(),
+                    message,
+                });
+            }
+        }
+    }
+    out
 }
 
 /// Runs one pass and returns the etcd writes and mutating tablet calls it made, as an I5

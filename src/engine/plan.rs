@@ -43,7 +43,7 @@ use crate::vitess::routing::{
     CellScope, DenialCoverage, MovedTables, RoutedTraffic, RoutingState, RoutingView, Side,
     SingleWriterViolation, TableName, TrafficPlacement, TrafficState, TrafficType,
     cell_routing_rules, check_single_writer, derive_routing_state, observe_table_traffic,
-    srv_vschema_is_stale,
+    srv_vschema_is_stale, update_routing_rules,
 };
 use crate::vitess::tablet::stream::BookmarkPosition;
 use crate::vitess::tablet::{Lag, Position, StreamStatus, TabletError, WorkflowStreams};

@@ -45,7 +45,18 @@ fn all(side: Side) -> Desired {
 /// below are states the workflow itself built. Tests of tables that were there before use
 /// [`plan`] with an empty memory.
 fn run(d: &Desired, b: ObservedBuilder) -> Plan {
-    plan(d, &b.build(), &created_its_tables(d))
+    run_with(d, b, created_its_tables(d))
+}
+
+/// [`run`] from `memory`, with the fixture's fresh tablets acknowledged in shards it does not
+/// remember.
+fn run_with(d: &Desired, b: ObservedBuilder, memory: EngineMemory) -> Plan {
+    let observed = b.build();
+    plan(
+        d,
+        &observed,
+        &super::testing::fixtures::acknowledged(&observed, memory),
+    )
 }
 
 fn created_its_tables(d: &Desired) -> EngineMemory {
@@ -186,12 +197,14 @@ fn creation_runs_one_step_per_missing_piece_in_order() {
         },
     );
 
-    // Schema there; the unsharded target's VSchema lacks the tables.
+    // Schema there; the unsharded target's VSchema lacks a table: it is listed only once the
+    // rules exist (a name two keyspaces list without a rule is ambiguous, I6), so creation goes
+    // on with the streams.
     let p = run(&d, world(&d).vschema_tables(K, &["customer"]));
     expect_step(
         &p,
-        Action::EnsureTargetVSchema {
-            tables: shards(&["orders"]),
+        Action::CreateStreams {
+            shards: shards(&["0"]),
         },
     );
 
@@ -240,6 +253,23 @@ fn creation_runs_one_step_per_missing_piece_in_order() {
     assert!(
         !p.invariants.applicable,
         "I1 does not apply before the rules exist"
+    );
+
+    // Rules there; the unsharded target's VSchema lacks a table.
+    let p = run(
+        &d,
+        world(&d)
+            .streams(K, StreamsSpec::created())
+            .deny(K)
+            .rules(RoutingState::CREATED)
+            .vschema_tables(K, &["customer"])
+            .observe_schema(false),
+    );
+    expect_step(
+        &p,
+        Action::EnsureTargetVSchema {
+            tables: shards(&["orders"]),
+        },
     );
 
     // Rules there; the streams were never started.
@@ -1035,6 +1065,17 @@ fn stale_serving_data_and_tablets_are_repaired() {
         },
         HealReason::SrvVSchemaStale,
     );
+    // Nothing remembered, every Tablet record newer than its Shard record: no evidence (a
+    // promotion or a tag change rewrites the record without re-reading the shard), so every
+    // tablet is refreshed once, a check and not a heal.
+    let p = plan(&d, &state_a(&d).build(), &EngineMemory::default());
+    let step = p.step.expect("a step");
+    assert_eq!((step.heal, step.reason), (None, reasons::VERIFYING_TABLETS));
+    let Action::RefreshTablets { tablets } = step.action else {
+        panic!("expected RefreshTablets");
+    };
+    assert_eq!(tablets.len(), 4, "every reachable tablet of both sides");
+
     // Nothing remembered about the shard (a restarted controller): a check, not a heal.
     let p = run(&d, state_a(&d).stale_tablets(S, "0"));
     let step = p.step.expect("a step");
@@ -1045,7 +1086,7 @@ fn stale_serving_data_and_tablets_are_repaired() {
     // Acknowledgements remembered for an older record: the tablets missed a change, a heal.
     let mut memory = EngineMemory::default();
     memory.ack_refresh("commerce", "0", Version(10), "zone1-0000000100");
-    let p = plan(&d, &state_a(&d).stale_tablets(S, "0").build(), &memory);
+    let p = run_with(&d, state_a(&d).stale_tablets(S, "0"), memory);
     let step = p.step.expect("a step");
     assert_eq!(
         step.heal.map(|h| h.reason),
@@ -1062,7 +1103,7 @@ fn stale_serving_data_and_tablets_are_repaired() {
     // re-reading the shard) is no evidence.
     let mut memory = EngineMemory::default();
     memory.ack_refresh("commerce", "0", Version(10), "zone1-0000000100");
-    let p = plan(&d, &state_a(&d).build(), &memory);
+    let p = run_with(&d, state_a(&d), memory);
     let step = p.step.expect("a step");
     assert_eq!(
         step.heal.map(|h| h.reason),
@@ -1387,21 +1428,17 @@ fn cancel_removes_everything_streams_last() {
         },
     );
     assert_eq!(p.phase, WorkflowPhase::Cancelling);
+    // The source lists the tables in its VSchema, as a serving unsharded keyspace does.
     let stopped = || {
         world(&d)
+            .vschema_tables(S, &["customer", "orders"])
             .rules(RoutingState::CREATED)
             .deny(K)
             .streams(K, StreamsSpec::stopped("", 100))
     };
-    let p = run(&d, stopped());
-    expect_step(
-        &p,
-        Action::SetRoutingRules {
-            state: RoutingState::Deleted,
-        },
-    );
-    let unrouted = || world(&d).deny(K).streams(K, StreamsSpec::stopped("", 100));
-    let p = run(&d, unrouted());
+    // The rules stay while the target has the tables and lists them (Vitess's order): without
+    // rules, a name both keyspaces list is ambiguous.
+    let p = run(&d, stopped().observe_schema(true));
     expect_step(
         &p,
         Action::DropTables {
@@ -1411,7 +1448,7 @@ fn cancel_removes_everything_streams_last() {
             rename: false,
         },
     );
-    let p = run(&d, unrouted().schema_all(K, &[]));
+    let p = run(&d, stopped().schema_all(K, &[]));
     expect_step(
         &p,
         Action::RemoveFromVSchema {
@@ -1419,6 +1456,14 @@ fn cancel_removes_everything_streams_last() {
             tables: tables(),
         },
     );
+    let p = run(&d, stopped().schema_all(K, &[]).vschema_tables(K, &[]));
+    expect_step(
+        &p,
+        Action::SetRoutingRules {
+            state: RoutingState::Deleted,
+        },
+    );
+    let unrouted = || world(&d).deny(K).streams(K, StreamsSpec::stopped("", 100));
     let p = run(&d, unrouted().schema_all(K, &[]).vschema_tables(K, &[]));
     expect_step(
         &p,
@@ -1446,6 +1491,41 @@ fn cancel_removes_everything_streams_last() {
     expect_no_step(&p);
     assert_eq!(p.phase, WorkflowPhase::Cancelled);
     assert_eq!(condition(&p, types::READY).1, reasons::CANCELLED);
+}
+
+/// A sharded target's VSchema (users own it, so a cancel leaves it) still lists the tables:
+/// deleting the rules would leave every name listed by both keyspaces, ambiguous to vtgate
+/// (I6). The rules stay, the cancel finishes, and Ready says why and what to do.
+#[test]
+fn cancel_keeps_the_rules_a_sharded_target_still_lists() {
+    let d = cancelling(CancelOptions::default());
+    let left = || {
+        world(&d)
+            .shards(K, &["-80", "80-"])
+            .vschema_tables(S, &["customer", "orders"])
+            .rules(RoutingState::CREATED)
+            .schema_all(K, &[])
+    };
+    let p = run(&d, left());
+    expect_no_step(&p);
+    assert_eq!(p.phase, WorkflowPhase::Cancelled);
+    let (status, reason, message) = condition(&p, types::READY);
+    assert_eq!(
+        (status, reason.as_str()),
+        (ConditionStatus::True, reasons::CANCELLED)
+    );
+    assert!(
+        message.contains("kept the routing rules of customer, orders"),
+        "{message}"
+    );
+    // Once the target no longer lists them, the rules go.
+    let p = run(&d, left().vschema_tables(K, &[]));
+    expect_step(
+        &p,
+        Action::SetRoutingRules {
+            state: RoutingState::Deleted,
+        },
+    );
 }
 
 #[test]
@@ -1497,7 +1577,7 @@ fn cancel_with_kept_data_and_rules() {
 fn cancel_of_nothing_is_done_and_never_drops_foreign_tables() {
     let d = cancelling(CancelOptions::default());
     // The target has tables of the same names but no workflow ever existed.
-    let p = plan(&d, &world(&d).build(), &EngineMemory::default());
+    let p = run_with(&d, world(&d), EngineMemory::default());
     expect_no_step(&p);
     assert_eq!(p.phase, WorkflowPhase::Cancelled);
     let (_, _, message) = condition(&p, types::READY);
@@ -1512,14 +1592,14 @@ fn cancel_of_nothing_is_done_and_never_drops_foreign_tables() {
 #[test]
 fn cancel_with_an_unreadable_primary_keeps_the_workflow() {
     let d = cancelling(CancelOptions::default());
-    let p = plan(
+    let p = run_with(
         &d,
-        &world(&d).primaries_unreachable(Side::Target).build(),
-        &EngineMemory::default(),
+        world(&d).primaries_unreachable(Side::Target),
+        EngineMemory::default(),
     );
     assert!(p.workflow_exists, "an unread primary may hold streams");
     expect_blocked(&p, BlockReason::TargetUnreachable);
-    let p = plan(&d, &world(&d).build(), &EngineMemory::default());
+    let p = run_with(&d, world(&d), EngineMemory::default());
     assert!(!p.workflow_exists);
 }
 
@@ -1533,7 +1613,7 @@ fn cancel_drops_only_the_tables_the_workflow_created() {
         created_tables: ["orders".to_string()].into(),
         ..EngineMemory::default()
     };
-    let p = plan(&d, &unrouted.build(), &memory);
+    let p = run_with(&d, unrouted, memory);
     expect_step(
         &p,
         Action::DropTables {
@@ -1545,7 +1625,7 @@ fn cancel_drops_only_the_tables_the_workflow_created() {
     );
     // Nothing created by the workflow: no drop at all.
     let unrouted = world(&d).deny(K).streams(K, StreamsSpec::stopped("", 100));
-    let p = plan(&d, &unrouted.build(), &EngineMemory::default());
+    let p = run_with(&d, unrouted, EngineMemory::default());
     assert!(
         !matches!(
             p.step.as_ref().map(|s| &s.action),
@@ -1561,10 +1641,10 @@ fn cancel_drops_only_the_tables_the_workflow_created() {
 #[test]
 fn creation_into_existing_target_tables_is_blocked() {
     let d = desired();
-    let p = plan(
+    let p = run_with(
         &d,
-        &world(&d).schema_all(K, &["orders"]).build(),
-        &EngineMemory::default(),
+        world(&d).schema_all(K, &["orders"]),
+        EngineMemory::default(),
     );
     expect_blocked(&p, BlockReason::TargetTablesExist);
     let blocker = &p.blockers[0];
@@ -1582,7 +1662,7 @@ fn creation_into_existing_target_tables_is_blocked() {
         created_tables: ["orders".to_string()].into(),
         ..EngineMemory::default()
     };
-    let p = plan(&d, &world(&d).schema_all(K, &["orders"]).build(), &memory);
+    let p = run_with(&d, world(&d).schema_all(K, &["orders"]), memory);
     expect_step(
         &p,
         Action::EnsureTargetSchema {

@@ -496,7 +496,12 @@ mod tests {
             .streams(Side::Target, StreamsSpec::running(100))
             .observe_schema(false)
             .build();
-        let p = preview(&d, &o, &EngineMemory::default(), at());
+        let p = preview(
+            &d,
+            &o,
+            &crate::engine::testing::fixtures::acknowledged(&o, EngineMemory::default()),
+            at(),
+        );
         let names: Vec<&str> = p.steps.iter().map(|s| s.step.action.name()).collect();
         assert_eq!(names, ["SetRoutingRules", "SwitchWrites"], "{p}");
         assert_eq!(p.end, PreviewEnd::Converged, "{p}");
@@ -521,7 +526,12 @@ mod tests {
             .streams(Side::Target, StreamsSpec::stopped(FROZEN_MESSAGE, 100))
             .streams(Side::Source, StreamsSpec::running(100))
             .build();
-        let p = preview(&d, &o, &EngineMemory::default(), at());
+        let p = preview(
+            &d,
+            &o,
+            &crate::engine::testing::fixtures::acknowledged(&o, EngineMemory::default()),
+            at(),
+        );
         let names: Vec<&str> = p.steps.iter().map(|s| s.step.action.name()).collect();
         assert!(names.contains(&"DropTables"), "{p}");
         assert!(names.contains(&"DeleteStreams"), "{p}");
@@ -540,7 +550,12 @@ mod tests {
             .streams(Side::Target, StreamsSpec::copying())
             .observe_schema(false)
             .build();
-        let p = preview(&d, &o, &EngineMemory::default(), at());
+        let p = preview(
+            &d,
+            &o,
+            &crate::engine::testing::fixtures::acknowledged(&o, EngineMemory::default()),
+            at(),
+        );
         assert!(p.steps.is_empty(), "{p}");
         assert!(
             matches!(&p.end, PreviewEnd::Blocked(b) if b.iter().any(|b| b.reason.as_str() == "CopyNotComplete")),

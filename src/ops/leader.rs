@@ -2,8 +2,9 @@
 //!
 //! kube-lease-manager takes and renews the Lease (a server-side apply without force to take it,
 //! so two candidates racing for a free Lease cannot both win). On top of it, [`LeaderHandle`]
-//! keeps its own, conservative answer to "do I lead *now*?", because the controllers ask it
-//! before every mutation and a stale "yes" means two writers:
+//! keeps its own, conservative answer to "do I lead *now*?": the controllers run only while it
+//! says yes and are stopped as soon as it turns to no (a step already running finishes or rolls
+//! back under its Vitess locks, see `controller::run`), and a stale "yes" means two writers:
 //!
 //! * Leadership is a deadline, not a flag. Each time this instance reads the Lease and finds
 //!   itself the holder, the deadline moves to the Lease's expiry minus half the grace period
@@ -199,7 +200,8 @@ impl LeaderHandle {
     }
 
     /// A receiver of leadership changes (`true` on gaining, `false` on losing). It may lag
-    /// [`Self::is_leader`] by a few milliseconds on a loss; mutations must check `is_leader`.
+    /// [`Self::is_leader`] by a few milliseconds on a loss, well inside the half grace period
+    /// the deadline keeps before anyone else may take the Lease.
     pub fn subscribe(&self) -> watch::Receiver<bool> {
         self.shared.sender.subscribe()
     }

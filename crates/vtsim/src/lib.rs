@@ -51,6 +51,7 @@ pub use probe::{
     UnavailableWindow,
 };
 pub use tablet::{
-    QueryError, ServingState, SimTablet, StartError, TabletConfig, Transaction, VReplicationConfig,
+    QueryError, ServerTls, ServingState, SimTablet, StartError, TabletConfig, Transaction,
+    VReplicationConfig,
 };
 pub use vreplication::{stop_position_already_reached, stopped_at_position};

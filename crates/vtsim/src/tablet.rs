@@ -60,6 +60,10 @@ pub struct VReplicationConfig {
     /// How often `VReplicationWaitForPos` re-reads the stream's position (Vitess polls
     /// `_vt.vreplication.pos` about once a second).
     pub wait_for_pos_poll: Duration,
+    /// During replication, a position reached only through events the stream's filter drops
+    /// (other tables, other key ranges) is saved once this long has passed since the last save
+    /// (Vitess's vplayer `idleTimeout`, one second), or when a stop position is reached.
+    pub unrelated_save_after: Duration,
 }
 
 impl Default for VReplicationConfig {
@@ -75,6 +79,7 @@ impl Default for VReplicationConfig {
             poll_interval: Duration::from_millis(20),
             engine_open_delay: Duration::ZERO,
             wait_for_pos_poll: Duration::from_secs(1),
+            unrelated_save_after: Duration::from_secs(1),
         }
     }
 }
@@ -94,6 +99,44 @@ pub struct TabletConfig {
     /// publish retries, tag and port updates do. `None` (the default) writes it only at start,
     /// on [`SimTablet::republish_tablet_record`] and at shutdown.
     pub republish_interval: Option<Duration>,
+    /// Serve gRPC over TLS, as vttablet does with `--grpc-cert/--grpc-key` (and `--grpc-ca` to
+    /// require client certificates). Plaintext when `None` (the default).
+    pub tls: Option<ServerTls>,
+}
+
+/// TLS of a simulated tablet's gRPC server (PEM material).
+#[derive(Clone)]
+pub struct ServerTls {
+    /// Server certificate chain.
+    pub cert_pem: Vec<u8>,
+    /// Its private key.
+    pub key_pem: Vec<u8>,
+    /// CA of client certificates; when set, clients must present a certificate it signed.
+    pub client_ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ServerTls {
+    // The key stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTls")
+            .field("cert_pem_bytes", &self.cert_pem.len())
+            .field("client_ca", &self.client_ca_pem.is_some())
+            .finish()
+    }
+}
+
+impl ServerTls {
+    fn server_config(&self) -> tonic::transport::ServerTlsConfig {
+        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+        let mut config =
+            ServerTlsConfig::new().identity(Identity::from_pem(&self.cert_pem, &self.key_pem));
+        if let Some(ca) = &self.client_ca_pem {
+            config = config
+                .client_ca_root(Certificate::from_pem(ca))
+                .client_auth_optional(false);
+        }
+        config
+    }
 }
 
 impl Default for TabletConfig {
@@ -104,6 +147,7 @@ impl Default for TabletConfig {
             vreplication: VReplicationConfig::default(),
             old_version: false,
             republish_interval: None,
+            tls: None,
         }
     }
 }
@@ -119,6 +163,14 @@ pub enum StartError {
         /// The error.
         #[source]
         source: vtmove::vitess::topo::TopoError,
+    },
+    /// The TLS settings were refused (e.g. a malformed certificate or key).
+    #[error("tablet {alias}: TLS configuration: {message}")]
+    Tls {
+        /// Tablet alias.
+        alias: String,
+        /// Why.
+        message: String,
     },
     /// The gRPC port could not be bound.
     #[error("tablet {alias}: cannot listen on {addr}: {source}")]
@@ -511,6 +563,15 @@ impl TabletCore {
     }
 
     async fn start_server(self: &Arc<Self>, inc: &Arc<Incarnation>) -> Result<(), StartError> {
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = &self.config.tls {
+            builder = builder
+                .tls_config(tls.server_config())
+                .map_err(|e| StartError::Tls {
+                    alias: self.alias_string.clone(),
+                    message: e.to_string(),
+                })?;
+        }
         let listener = self.bind().await?;
         let server_token = inc.token.child_token();
         let svc = crate::service::server(self.clone(), inc.token.clone());
@@ -520,7 +581,7 @@ impl TabletCore {
             // wait on delayed ACKs and every RPC looks ~40 ms slower than it is.
             let incoming =
                 tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-            if let Err(e) = tonic::transport::Server::builder()
+            if let Err(e) = builder
                 .add_service(svc)
                 .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
                 .await

@@ -6,21 +6,26 @@
 //! cells), then:
 //!
 //! * **Copy phase** (`pos` empty or `_vt.copy_state` rows left). Tables are copied in primary-key
-//!   order in batches. Each batch reads the source rows after the bookmark together with the
-//!   source's executed GTID set (its snapshot), and then, in **one target transaction**:
-//!   fast-forwards the rows already copied through the source events up to that snapshot,
-//!   inserts the batch, writes a new `_vt.copy_state` bookmark and sets `pos` to the snapshot.
-//!   So the target always equals the source at `pos` for every key up to the bookmark, which is
-//!   what makes the copy consistent under concurrent writes and every row copied exactly once
-//!   (a second insert of a key fails with MySQL's duplicate-key error, it is not absorbed).
+//!   order in batches. At the start of each copy cycle, and of each table within it, the stream
+//!   **fast-forwards**: in one target transaction it applies the source events since `pos` to
+//!   the rows already copied and sets `pos` to the source's executed GTID set, and it takes a
+//!   snapshot of the table's rows at that set (vcopier's consistent snapshot). Each batch then
+//!   inserts the snapshot's rows after the bookmark and writes a new `_vt.copy_state` bookmark in
+//!   one target transaction, leaving `pos` where it is. So the target always equals the source
+//!   at `pos` for every key up to the bookmark, which is what makes the copy consistent under
+//!   concurrent writes and every row copied exactly once (a second insert of a key fails with
+//!   MySQL's duplicate-key error, it is not absorbed).
 //!   A cycle is bounded by time (the copy-phase timer: it ends normally, no message) and/or,
 //!   as a fault, by rows (it ends with MySQL error 3024 in the stream's message, as a source
 //!   query cut by `MAX_EXECUTION_TIME` does); the next cycle catches up from `pos` and resumes
 //!   from the bookmark.
 //! * **Replication** (no copy work left): the source's binlog events after `pos` are applied
 //!   (filtered by table and key range) once they are `replication_lag` old, each as a target
-//!   transaction with the target's own GTID; `pos`, `transaction_timestamp`, `time_updated` and
-//!   the heartbeat are kept up to date; `stop_pos` stops the stream.
+//!   transaction with the target's own GTID that saves `pos` with it; events the filter drops
+//!   move the position in memory only, saved once `unrelated_save_after` (vplayer's one-second
+//!   idle timeout) has passed since the last save, or at a stop position;
+//!   `transaction_timestamp`, `time_updated` and the heartbeat are kept up to date; `stop_pos`
+//!   stops the stream.
 //!
 //! Row filters follow the stream's BinlogSource, never the target shard: a rule
 //! `select * from t where in_keyrange(id, 'reverse_bits', '-80')` (or a key-range filter, or the
@@ -139,6 +144,9 @@ fn spawn_controller(core: &Arc<TabletCore>, inc: &Arc<Incarnation>, id: i32) {
         source: None,
         started_replicating: false,
         last_heartbeat: None,
+        table_snapshot: None,
+        applied: None,
+        last_saved: Instant::now(),
     };
     let task = tokio::spawn(ctl.run());
     let mut tasks = inc.tasks.lock().unwrap_or_else(|e| e.into_inner());
@@ -388,6 +396,21 @@ struct Controller {
     source: Option<SourceBinding>,
     started_replicating: bool,
     last_heartbeat: Option<Instant>,
+    /// The rows of the table being copied, as of the position the copy last fast-forwarded to:
+    /// batches read from it, so `pos` moves only at those fast-forwards (each cycle's start and
+    /// each table's), not per batch, as vcopier's consistent snapshot does.
+    table_snapshot: Option<TableSnapshot>,
+    /// During replication, the position applied in memory when it is ahead of the saved one
+    /// (only dropped events since the last save).
+    applied: Option<GtidSet>,
+    /// When `pos` was last saved during replication.
+    last_saved: Instant,
+}
+
+/// A copy of one source table's rows taken at a fast-forward.
+struct TableSnapshot {
+    table: String,
+    rows: BTreeMap<i64, Row>,
 }
 
 fn parse_pos(text: &str) -> Result<GtidSet, String> {
@@ -656,225 +679,6 @@ impl Controller {
         (out, None)
     }
 
-    async fn copy_cycle(&mut self, plans: &[TablePlan]) -> Result<Next, StepError> {
-        let cfg = self.core.config.vreplication.clone();
-        let started = Instant::now();
-        let mut scanned: u64 = 0;
-        // Catch up on the rows already copied before copying more (bounded, so a source that
-        // writes faster than the catch-up still lets the copy go on).
-        for _ in 0..100 {
-            match self.copy_batch(plans, 0)? {
-                BatchOutcome::Stale => return Ok(Next::Done),
-                BatchOutcome::CopyDone => return Ok(Next::Continue),
-                BatchOutcome::CaughtUp => break,
-                BatchOutcome::Copied { .. } => {}
-            }
-        }
-        loop {
-            if self.token.is_cancelled() {
-                return Ok(Next::Done);
-            }
-            let left = cfg.copy_cycle_rows.map(|r| r.saturating_sub(scanned));
-            let out_of_time = cfg
-                .copy_cycle_duration
-                .is_some_and(|d| started.elapsed() >= d);
-            if left == Some(0) || out_of_time {
-                self.end_cycle(plans, left == Some(0));
-                return Ok(Next::Wait(cfg.cycle_pause));
-            }
-            let limit = left.map_or(cfg.copy_batch_rows, |l| {
-                (l as usize).min(cfg.copy_batch_rows)
-            });
-            match self.copy_batch(plans, limit.max(1))? {
-                BatchOutcome::Stale => return Ok(Next::Done),
-                BatchOutcome::CopyDone => return Ok(Next::Continue),
-                BatchOutcome::Copied { scanned: n } => scanned += n,
-                BatchOutcome::CaughtUp => {}
-            }
-            tokio::task::yield_now().await;
-        }
-    }
-
-    /// Ends a copy cycle. The copy-phase timer (`copy_cycle_duration`) ends it normally, as
-    /// Vitess's does: no message. The row bound (`copy_cycle_rows`) is the fault variant, a
-    /// source row-streamer query cut by `MAX_EXECUTION_TIME`: error 3024 in the message.
-    fn end_cycle(&self, plans: &[TablePlan], interrupted: bool) {
-        let id = self.id;
-        self.with_row(|_, st| {
-            if !interrupted {
-                *st.sidecar.copy_cycles.entry(id).or_default() += 1;
-                if let Some(r) = st.sidecar.vreplication.get_mut(&id) {
-                    r.time_updated = now_secs();
-                }
-                return;
-            }
-            let progress = copy_positions(st, id);
-            let cycle = {
-                let c = st.sidecar.copy_cycles.entry(id).or_default();
-                *c += 1;
-                *c
-            };
-            let (table, after) = plans
-                .iter()
-                .find_map(|p| match progress.get(&p.target) {
-                    Some(CopyPos::After(pk)) => Some((p, pk.to_string())),
-                    Some(CopyPos::NotStarted) => Some((p, "NULL".to_owned())),
-                    _ => None,
-                })
-                .map_or(("?".to_owned(), String::new()), |(p, a)| (p.source.clone(), a));
-            let pk = st
-                .tables
-                .get(&table)
-                .map_or("id".to_owned(), |t| t.def.pk_column().to_owned());
-            if let Some(r) = st.sidecar.vreplication.get_mut(&id) {
-                r.message = format!(
-                    "Query execution was interrupted, maximum statement execution time exceeded (errno 3024) (sqlstate HY000) during query: select * from {table} where {pk} > {after} order by {pk} (copy cycle {cycle})"
-                );
-                r.time_updated = now_secs();
-            }
-        });
-    }
-
-    /// One target transaction of the copy phase. `limit == 0` only fast-forwards the rows
-    /// already copied to the source's current position (catch-up).
-    fn copy_batch(&mut self, plans: &[TablePlan], limit: usize) -> Result<BatchOutcome, StepError> {
-        let Some(source) = self.source.as_mut() else {
-            return Err(StepError::Retry("no source tablet".into()));
-        };
-        let id = self.id;
-        let (pos_text, progress) = {
-            let st = self.core.mysqld.lock();
-            let Some(r) = st.sidecar.vreplication.get(&id) else {
-                return Ok(BatchOutcome::Stale);
-            };
-            (r.pos.clone(), copy_positions(&st, id))
-        };
-        let pos = parse_pos(&pos_text).map_err(StepError::Fatal)?;
-        let current = plans.iter().find(|p| {
-            matches!(
-                progress.get(&p.target),
-                Some(CopyPos::NotStarted | CopyPos::After(_))
-            )
-        });
-        let Some(current) = current else {
-            // Every table copied: the copy phase is over.
-            self.with_row(|_, st| {
-                st.sidecar.clear_copy_state(id, None);
-                if let Some(r) = st.sidecar.vreplication.get_mut(&id) {
-                    if r.source.stop_after_copy {
-                        r.state = VReplicationWorkflowState::Stopped;
-                        r.message = "Stopped after copy.".to_owned();
-                    } else {
-                        r.state = VReplicationWorkflowState::Running;
-                        r.message = String::new();
-                    }
-                    r.time_updated = now_secs();
-                }
-            });
-            return Ok(BatchOutcome::CopyDone);
-        };
-        let after = match progress.get(&current.target) {
-            Some(CopyPos::After(pk)) => Some(*pk),
-            _ => None,
-        };
-        // Read the batch and the snapshot from the source.
-        let source_mysqld = source.mysqld.clone();
-        let (rows, snapshot, events, exhausted, source_columns) = {
-            let st = source_mysqld.lock();
-            let Some(table) = st.tables.get(&current.source) else {
-                return Err(StepError::Retry(format!(
-                    "Error: table {} not found on source tablet {} (errno 1146)",
-                    current.source, source.alias
-                )));
-            };
-            let (events, _) = Self::pending_events(source, &st, &pos, Duration::ZERO, usize::MAX);
-            let range = match after {
-                Some(pk) => (std::ops::Bound::Excluded(pk), std::ops::Bound::Unbounded),
-                None => (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded),
-            };
-            let mut iter = table.rows.range(range);
-            let rows: Vec<(i64, Row)> = iter
-                .by_ref()
-                .take(limit)
-                .map(|(k, v)| (*k, v.clone()))
-                .collect();
-            let exhausted = limit > 0 && iter.next().is_none();
-            (
-                rows,
-                st.executed.clone(),
-                events,
-                exhausted,
-                table.def.columns.len(),
-            )
-        };
-        if limit == 0 && events.is_empty() {
-            return Ok(BatchOutcome::CaughtUp);
-        }
-        let scanned = rows.len() as u64;
-        let last_pk = rows.last().map(|(k, _)| *k).or(after);
-        let outcome = self.with_row(|mysqld, st| -> Result<BatchOutcome, StepError> {
-            if let Some(t) = st.tables.get(&current.target)
-                && t.def.columns.len() != source_columns
-            {
-                return Err(StepError::Fatal(format!(
-                    "Error: table {} has {} columns on the target and {source_columns} on the source",
-                    current.target,
-                    t.def.columns.len()
-                )));
-            }
-            let mut changes: Vec<Change> = Vec::new();
-            for e in &events {
-                changes.extend(filter_event(e, plans, &progress));
-            }
-            let mut inserted = 0i64;
-            for (pk, row) in rows {
-                if key_range_contains(current.key_range.as_ref(), &reverse_bits(pk)) {
-                    changes.push(Change::Insert {
-                        table: current.target.clone(),
-                        pk,
-                        row,
-                    });
-                    inserted += 1;
-                }
-            }
-            if !changes.is_empty() {
-                mysqld
-                    .commit_locked(st, changes)
-                    .map_err(|e| StepError::Fatal(format!("Error: {e}")))?;
-            }
-            if limit > 0 {
-                if exhausted {
-                    st.sidecar.clear_copy_state(id, Some(&current.target));
-                } else if let Some(pk) = last_pk {
-                    let pk_col = st
-                        .tables
-                        .get(&current.target)
-                        .map_or("id".to_owned(), |t| t.def.pk_column().to_owned());
-                    st.sidecar
-                        .add_copy_state(id, &current.target, Some(lastpk_prototext(&pk_col, pk)));
-                    st.sidecar.compact_copy_state(id);
-                }
-            }
-            if let Some(r) = st.sidecar.vreplication.get_mut(&id) {
-                r.pos = Position { gtids: snapshot }.to_string();
-                r.rows_copied += inserted;
-                r.time_updated = now_secs();
-                if r.state != VReplicationWorkflowState::Copying {
-                    r.state = VReplicationWorkflowState::Copying;
-                }
-            }
-            Ok(if limit == 0 {
-                BatchOutcome::Copied { scanned: 0 }
-            } else {
-                BatchOutcome::Copied { scanned }
-            })
-        });
-        match outcome {
-            None => Ok(BatchOutcome::Stale),
-            Some(r) => r,
-        }
-    }
-
     fn replicate(
         &mut self,
         row: &VReplRow,
@@ -893,6 +697,11 @@ impl Controller {
         } else {
             Some(parse_pos(&row.stop_pos).map_err(StepError::Fatal)?)
         };
+        // Continue from the position applied in memory when only dropped events moved it.
+        let pos = match self.applied.take() {
+            Some(applied) if applied.contains(&pos) => applied,
+            _ => pos,
+        };
         let Some(source) = self.source.as_mut() else {
             return Err(StepError::Retry("no source tablet".into()));
         };
@@ -907,7 +716,27 @@ impl Controller {
         let heartbeat_due = self
             .last_heartbeat
             .is_none_or(|t| t.elapsed() >= cfg.heartbeat_interval);
+        let save_due = self.last_saved.elapsed() >= cfg.unrelated_save_after;
         if events.is_empty() {
+            let unsaved = parse_pos(&row.pos).map_or(true, |saved| saved != pos);
+            if unsaved && save_due {
+                // Idle with only dropped events since the last save: save their position now.
+                self.with_row(|_, st| {
+                    if let Some(r) = st.sidecar.vreplication.get_mut(&id) {
+                        r.pos = Position { gtids: pos.clone() }.to_string();
+                        r.time_updated = now;
+                    }
+                });
+                self.last_saved = Instant::now();
+            } else if unsaved {
+                self.applied = Some(pos.clone());
+            }
+            let until_save = if unsaved && !save_due {
+                cfg.unrelated_save_after
+                    .saturating_sub(self.last_saved.elapsed())
+            } else {
+                cfg.heartbeat_interval
+            };
             if heartbeat_due {
                 self.last_heartbeat = Some(Instant::now());
                 self.with_row(|_, st| {
@@ -919,14 +748,16 @@ impl Controller {
             }
             let wait = next_due
                 .unwrap_or(cfg.poll_interval)
+                .min(until_save)
                 .min(cfg.heartbeat_interval)
                 .max(Duration::from_millis(1));
             return Ok(Next::Wait(wait));
         }
-        let outcome = self.with_row(|mysqld, st| -> Result<bool, StepError> {
+        let outcome = self.with_row(|mysqld, st| -> Result<(bool, Option<GtidSet>), StepError> {
             let mut pos = pos;
             let mut last_ts = None;
             let mut reached = false;
+            let mut applied_any = false;
             for e in &events {
                 if stop.as_ref().is_some_and(|s| pos.contains(s)) {
                     reached = true;
@@ -937,12 +768,18 @@ impl Controller {
                     mysqld
                         .commit_locked(st, changes)
                         .map_err(|err| StepError::Fatal(format!("Error: {err}")))?;
+                    applied_any = true;
                 }
                 pos.insert(e.source.clone(), (e.seq, e.seq));
                 last_ts = Some(e.timestamp);
             }
             if stop.as_ref().is_some_and(|s| pos.contains(s)) {
                 reached = true;
+            }
+            // A transaction applied saves the position with it; events the filter dropped
+            // move it only in memory until the idle save (or a stop position) comes.
+            if !(applied_any || reached || save_due) {
+                return Ok((false, Some(pos)));
             }
             if let Some(r) = st.sidecar.vreplication.get_mut(&id) {
                 r.pos = Position { gtids: pos }.to_string();
@@ -957,13 +794,19 @@ impl Controller {
                     r.message = stopped_at_position(&r.stop_pos);
                 }
             }
-            Ok(reached)
+            Ok((reached, None))
         });
         match outcome {
             None => Ok(Next::Done),
             Some(Err(e)) => Err(e),
-            Some(Ok(true)) => Ok(Next::Done),
-            Some(Ok(false)) => Ok(Next::Continue),
+            Some(Ok((true, _))) => Ok(Next::Done),
+            Some(Ok((false, unsaved))) => {
+                if unsaved.is_none() {
+                    self.last_saved = Instant::now();
+                }
+                self.applied = unsaved;
+                Ok(Next::Continue)
+            }
         }
     }
 }
@@ -981,6 +824,8 @@ enum StepError {
     /// The stream goes to Error and its controller ends.
     Fatal(String),
 }
+
+mod copy;
 
 #[cfg(test)]
 #[path = "vreplication_tests.rs"]

@@ -31,6 +31,33 @@ fn create_request(workflow: &str, source_keyspace: &str) -> CreateVReplicationWo
     }
 }
 
+/// Creates workflow `wf` from `commerce` on `target` and starts it; returns its stream's id.
+async fn create_running(
+    client: &vtmove::vitess::tablet::TabletClient,
+    target: &vtsim::SimTablet,
+) -> i32 {
+    client
+        .create_vreplication_workflow(&target.addr(), create_request("wf", "commerce"), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    client
+        .set_workflow_state(
+            &target.addr(),
+            "wf",
+            VReplicationWorkflowState::Running,
+            None,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    client
+        .read_workflow(&target.addr(), "wf")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no workflow"))
+        .streams[0]
+        .id
+}
+
 /// `commerce` (primary, replica) holding `customer` with `rows` rows; `customer` (primary)
 /// holding an empty `customer` table when `target_table`, no table otherwise.
 fn two_keyspaces(rows: u64, target_table: bool) -> Layout {
@@ -422,25 +449,7 @@ async fn stop_message_and_wait_for_pos_polling() {
     let client = client();
     let source = primary(&fleet, "commerce");
     let target = primary(&fleet, "customer");
-    client
-        .create_vreplication_workflow(&target.addr(), create_request("wf", "commerce"), None)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    client
-        .set_workflow_state(
-            &target.addr(),
-            "wf",
-            VReplicationWorkflowState::Running,
-            None,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let wf = client
-        .read_workflow(&target.addr(), "wf")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|| panic!("no workflow"));
-    let id = wf.streams[0].id;
+    let id = create_running(&client, &target).await;
     let settled = client
         .position(&source.addr())
         .await
@@ -672,5 +681,142 @@ async fn copy_phase_timer_ends_cycles_without_an_error_message() {
     let cycles: u64 = target.mysqld().lock().sidecar.copy_cycles.values().sum();
     assert!(cycles > 1, "the copy ran in {cycles} cycle(s)");
     assert_eq!(target.table_rows("customer").len(), 3000);
+    fleet.shutdown().await;
+}
+
+/// Saved position of the workflow's first stream on `tablet`, and its state and rows copied.
+async fn saved(
+    client: &vtmove::vitess::tablet::TabletClient,
+    tablet: &vtsim::SimTablet,
+    workflow: &str,
+) -> Option<(
+    vtmove::vitess::tablet::Position,
+    VReplicationWorkflowState,
+    i64,
+)> {
+    let wf = client
+        .read_workflow(&tablet.addr(), workflow)
+        .await
+        .ok()??;
+    let stream = wf.streams.first()?;
+    let pos = vtmove::vitess::tablet::Position::parse(&stream.position).ok()?;
+    Some((pos, stream.state, stream.rows_copied))
+}
+
+const OTHER: &str = "create table other_t (id bigint not null, v varchar(16), primary key (id))";
+
+/// Vitess: during the copy phase, the stream's `pos` moves only when vcopier fast-forwards to a
+/// new consistent snapshot (at the start of each copy cycle and of each table), not with every
+/// batch of rows, although the source keeps committing; during replication, a transaction the
+/// stream's filter drops (another table) moves the position only in memory, and vplayer saves
+/// it once a second has passed since its last save (`idleTimeout`), so a wait for that position
+/// answers about a second after a busy stream's last save.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn positions_move_at_fast_forwards_and_dropped_events_wait_for_the_idle_save() {
+    use LayoutTabletType::*;
+    let mut options = FleetOptions::default();
+    options.tablet.vreplication.copy_batch_rows = 1;
+    options.tablet.vreplication.wait_for_pos_poll = Duration::from_millis(20);
+    let layout = Layout::new(["zone1"])
+        .keyspace(
+            KeyspaceLayout::unsharded("commerce")
+                .tablets("zone1", &[Primary])
+                .table(CUSTOMER, 5000)
+                .table(OTHER, 0),
+        )
+        .keyspace(
+            KeyspaceLayout::unsharded("customer")
+                .tablets("zone1", &[Primary])
+                .table(CUSTOMER, 0),
+        );
+    let fleet = start(layout, options).await;
+    let client = client();
+    let source = primary(&fleet, "commerce");
+    let target = primary(&fleet, "customer");
+    let id = create_running(&client, &target).await;
+
+    // Copy, one row per batch, while the source commits to the table being copied.
+    let mut copy_positions = std::collections::BTreeSet::new();
+    let mut batches_seen = std::collections::BTreeSet::new();
+    let mut pk = 10_000;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(Instant::now() < deadline, "the copy never finished");
+        pk += 1;
+        source
+            .write("customer", pk, "during the copy")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        match saved(&client, &target, "wf").await {
+            Some((pos, VReplicationWorkflowState::Copying, rows)) if rows > 0 => {
+                copy_positions.insert(pos.to_string());
+                batches_seen.insert(rows);
+            }
+            Some((_, VReplicationWorkflowState::Running, _)) => break,
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(
+        batches_seen.len() >= 5,
+        "the copy was sampled after several batches: {batches_seen:?}"
+    );
+    assert_eq!(
+        copy_positions.len(),
+        1,
+        "pos moved during one copy cycle of one table: {copy_positions:?}"
+    );
+
+    // Replication: a relevant write is saved with it; a dropped one only after the idle save.
+    let caught_up = client
+        .position(&source.addr())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    client
+        .wait_for_position(&target.addr(), id, &caught_up, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    source
+        .write("customer", 1, "relevant")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let relevant = client
+        .position(&source.addr())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    client
+        .wait_for_position(&target.addr(), id, &relevant, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let relevant_saved = Instant::now();
+    source
+        .write("other_t", 1, "dropped")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dropped = client
+        .position(&source.addr())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (pos, _, _) = saved(&client, &target, "wf")
+        .await
+        .unwrap_or_else(|| panic!("no stream"));
+    assert!(
+        !pos.contains(&dropped),
+        "a dropped event's position was saved at once"
+    );
+    client
+        .wait_for_position(&target.addr(), id, &dropped, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let waited = relevant_saved.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900),
+        "saved {waited:?} after the last save; Vitess waits a second"
+    );
+    assert!(
+        waited < Duration::from_secs(3),
+        "saved only after {waited:?}"
+    );
     fleet.shutdown().await;
 }

@@ -338,7 +338,10 @@ async fn a_write_cutover_under_load_loses_nothing_and_never_dual_writes() {
                 .drive(DriveConfig {
                     table: T.into(),
                     rate: 1000,
-                    duration: Duration::from_millis(1500),
+                    // Long enough for the catch-up: a stream saves a position reached only
+                    // through events its filter drops (the other shard's rows) after about a
+                    // second, and the wait re-reads it about once a second.
+                    duration: Duration::from_millis(4000),
                     first_key: 1,
                     key_count: 2000,
                     value_prefix: "w".into(),

@@ -9,6 +9,10 @@
 //!   rests on are read again ([`recheck_topology`]) and planned again, only the repairs both plans
 //!   agree on are written, and the locks are released. Tablets of shards whose denied tables
 //!   changed are refreshed (RefreshState) after that.
+//! * `spec.vschema` is written under the keyspace's own lock only if the VSchema record is still
+//!   what the plan saw (absent, or at the observed version: re-read under the lock), the lock held
+//!   for that re-read and the write only; then every cell's SrvVSchema is rebuilt, and a cell the
+//!   rebuild skips (its routing rules differ on purpose) gets the keyspace's entry surgically.
 //! * A repaired routing rule is also removed from each cell's SrvVSchema copy, surgically, so it
 //!   stops steering vtgates without spreading any other (possibly cell-scoped) difference.
 //! * Deletion re-checks under the keyspace lock everything its decision rests on (shards, the
@@ -22,8 +26,8 @@ use std::collections::BTreeSet;
 use super::KeyspaceDeps;
 use super::error::{KeyspaceError, lock_error};
 use super::explained::Explained;
-use super::observe::{CellSrvVSchema, KeyspaceObserved, recheck_topology};
-use super::plan::{Deletion, KeyspacePlan, PlanOptions, Repair, plan, routes_to};
+use super::observe::{CellSrvVSchema, KeyspaceObserved, read_vschema, recheck_topology};
+use super::plan::{Deletion, KeyspacePlan, PlanOptions, Repair, VSchemaWrite, plan, routes_to};
 use crate::api::keyspace::KeyspaceSpec;
 use crate::engine::observe::bounded;
 use crate::vitess::proto::topodata::TabletType;
@@ -47,6 +51,9 @@ pub struct Executed {
     pub repaired: Vec<Repair>,
     /// Repairs planned but dropped after the re-check under the lock (no longer drift).
     pub dropped: Vec<Repair>,
+    /// The keyspace VSchema was written: with what it restored (`driftPolicy: Repair`), empty
+    /// when the whole declaration was written (creation, adoption).
+    pub vschema_written: Option<Vec<String>>,
     /// Cells whose SrvVSchema was written.
     pub cells_rebuilt: Vec<String>,
     /// Tablets that did not acknowledge RefreshState (`alias: error`).
@@ -122,7 +129,15 @@ pub async fn execute(
     if !planned.repairs.is_empty() {
         repair(deps, spec, observed, explained, options, planned, &mut done).await?;
     }
-    if !planned.rebuild_cells.is_empty() {
+    if let Some(write) = &planned.vschema_write {
+        write_vschema(topo, ks, write, &mut done).await?;
+    }
+    if done.vschema_written.is_some() {
+        // Every cell serves the keyspace's VSchema from its SrvVSchema.
+        let cells: Vec<String> = observed.cells.keys().cloned().collect();
+        rebuild(topo, ks, &cells, &mut done).await?;
+        put_keyspace_in_skipped_cells(topo, ks, &cells, &mut done).await?;
+    } else if !planned.rebuild_cells.is_empty() {
         rebuild(topo, ks, &planned.rebuild_cells, &mut done).await?;
     }
     match &planned.deletion {
@@ -133,6 +148,107 @@ pub async fn execute(
         _ => {}
     }
     Ok(done)
+}
+
+/// Writes the planned VSchema under the keyspace lock, only if the record is still what the
+/// plan saw (absent, or at the observed version); otherwise writes nothing and the next pass
+/// decides again. The lock is held for the re-read and the write only.
+async fn write_vschema(
+    topo: &TopoServer,
+    ks: &str,
+    write: &VSchemaWrite,
+    done: &mut Executed,
+) -> Result<(), KeyspaceError> {
+    let guard = topo
+        .lock_keyspace(ks, LOCK_ACTION)
+        .await
+        .map_err(|e| lock_error(ks, "writing the VSchema", e))?;
+    let fail = |source| KeyspaceError::Repair {
+        keyspace: ks.to_string(),
+        subject: format!("{ks} VSchema"),
+        source,
+    };
+    let result = async {
+        let current = read_vschema(topo, ks).await.map_err(fail)?;
+        if current.as_ref().map(|(_, v)| *v) != write.expected {
+            return Ok(false);
+        }
+        match write.expected {
+            Some(version) => {
+                topo.save_vschema(&guard, ks, &write.record, Some(version))
+                    .await
+                    .map_err(fail)?;
+            }
+            None => {
+                // Absent when re-read: create it, refusing to overwrite one that appears
+                // meanwhile (a writer that does not lock).
+                topo.update_vschema(&guard, ks, |record| {
+                    if *record != Default::default() {
+                        return Ok(false);
+                    }
+                    *record = write.record.clone();
+                    Ok(true)
+                })
+                .await
+                .map_err(fail)?;
+            }
+        }
+        Ok(true)
+    }
+    .await;
+    unlock(guard).await;
+    match result {
+        Ok(true) => {
+            done.writes += 1;
+            done.vschema_written = Some(write.restores.clone());
+            Ok(())
+        }
+        Ok(false) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// After a VSchema write, a cell `rebuild` skipped (its routing rules differ on purpose, see the
+/// plan's module docs) gets the keyspace's new VSchema surgically, nothing else.
+async fn put_keyspace_in_skipped_cells(
+    topo: &TopoServer,
+    ks: &str,
+    cells: &[String],
+    done: &mut Executed,
+) -> Result<(), KeyspaceError> {
+    let record = match read_vschema(topo, ks).await {
+        Ok(Some((record, _))) => record,
+        Ok(None) => return Ok(()),
+        Err(source) => {
+            return Err(KeyspaceError::Rebuild {
+                keyspace: ks.to_string(),
+                source,
+            });
+        }
+    };
+    let skipped: Vec<&String> = cells
+        .iter()
+        .filter(|c| !done.cells_rebuilt.contains(c))
+        .collect();
+    for cell in skipped {
+        let wrote = edit_cell(topo, cell, |srv| {
+            if srv.keyspaces.get(ks) == Some(&record) {
+                return false;
+            }
+            srv.keyspaces.insert(ks.to_string(), record.clone());
+            true
+        })
+        .await
+        .map_err(|source| KeyspaceError::Rebuild {
+            keyspace: ks.to_string(),
+            source,
+        })?;
+        if wrote {
+            done.writes += 1;
+            done.cells_rebuilt.push(cell.clone());
+        }
+    }
+    Ok(())
 }
 
 async fn unlock(guard: KeyspaceLock) {

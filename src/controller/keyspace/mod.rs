@@ -25,6 +25,7 @@ pub mod explained;
 pub mod observe;
 pub mod plan;
 pub mod reconcile;
+pub mod vschema;
 pub mod writers;
 
 #[cfg(test)]
@@ -37,7 +38,7 @@ pub use observe::{
     CellSrvVSchema, KeyspaceObserved, KeyspaceTimeouts, ObservedShard, observe_keyspace,
     observe_writers, recheck_topology,
 };
-pub use plan::{Deletion, KeyspacePlan, PlanOptions, Repair, ShardToCreate, plan};
+pub use plan::{Deletion, KeyspacePlan, PlanOptions, Repair, ShardToCreate, VSchemaWrite, plan};
 pub use reconcile::{
     KeyspaceContext, KeyspaceObserver, KeyspaceReconcileError, error_policy, keyspace_triggers,
     reconcile,
@@ -95,6 +96,8 @@ pub mod event_reasons {
     pub const KEYSPACE_DELETED: &str = "KeyspaceDeleted";
     /// A tablet did not acknowledge RefreshState after a repair.
     pub const TABLET_REFRESH_FAILED: &str = "TabletRefreshFailed";
+    /// `spec.vschema` was written to the keyspace's VSchema (creation, adoption).
+    pub const VSCHEMA_APPLIED: &str = "VSchemaApplied";
 }
 
 /// The outcome of one pass.
@@ -244,6 +247,19 @@ pub async fn reconcile_keyspace(
     } else {
         (first.status.clone(), first.requeue_after)
     };
+    if let Some(restored) = &executed.vschema_written
+        && !restored.is_empty()
+    {
+        status.drift.push(DriftFinding {
+            reason: reasons::DRIFT_REPAIRED.to_string(),
+            subject: format!("{ks_name} VSchema"),
+            message: format!(
+                "restored from spec.vschema (driftPolicy Repair): {}",
+                restored.join(", ")
+            ),
+            repaired: true,
+        });
+    }
     if !executed.repaired.is_empty() {
         for r in &executed.repaired {
             status.drift.push(DriftFinding {
@@ -368,6 +384,21 @@ fn executed_events(ks: &str, done: &Executed) -> Vec<KeyspaceEvent> {
             reason: reasons::DRIFT_REPAIRED,
             message: summarize_repairs(&done.repaired),
         });
+    }
+    match &done.vschema_written {
+        Some(restored) if restored.is_empty() => events.push(normal(
+            event_reasons::VSCHEMA_APPLIED,
+            format!("Wrote spec.vschema to the VSchema of keyspace {ks}"),
+        )),
+        Some(restored) => events.push(KeyspaceEvent {
+            type_: EventType::Warning,
+            reason: reasons::DRIFT_REPAIRED,
+            message: format!(
+                "restored in the VSchema of keyspace {ks}: {}",
+                restored.join(", ")
+            ),
+        }),
+        None => {}
     }
     for failure in &done.refresh_failures {
         events.push(KeyspaceEvent {

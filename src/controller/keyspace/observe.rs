@@ -89,6 +89,9 @@ pub struct KeyspaceObserved {
     pub writers: Option<WriterModel>,
     /// Whether someone holds the keyspace lock right now.
     pub lock_held: bool,
+    /// The keyspace's VSchema record with its version; `None` when it has none (or the keyspace
+    /// does not exist).
+    pub vschema: Option<(vschema::Keyspace, Version)>,
 }
 
 /// One shard: its record and tablets.
@@ -167,6 +170,11 @@ async fn observe_inner(
         Err(TopoError::NoNode { .. }) => None,
         Err(e) => return Err(e),
     };
+    let vschema = if record.is_some() {
+        read_vschema(topo, keyspace).await?
+    } else {
+        None
+    };
     let mut shards = Vec::new();
     if record.is_some() {
         for info in topo.list_shards(keyspace).await? {
@@ -235,7 +243,20 @@ async fn observe_inner(
         workflows_unread,
         writers: None,
         lock_held,
+        vschema,
     })
+}
+
+/// The keyspace's VSchema record and its version; `None` when there is none.
+pub async fn read_vschema(
+    topo: &TopoServer,
+    keyspace: &str,
+) -> Result<Option<(vschema::Keyspace, Version)>, TopoError> {
+    match topo.get_vschema(keyspace).await {
+        Ok(found) => Ok(Some((found.value, found.version))),
+        Err(TopoError::NoNode { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// The global table routing rules naming `keyspace`, the shard and keyspace routing rules naming

@@ -17,6 +17,17 @@
 //!   unread primary, a shard without one, shard or keyspace routing rules) might explain it.
 //!   Kept findings stay reported, with why. The plan asks for the writer model
 //!   ([`KeyspacePlan::needs_writers`]) when it has candidates it has not judged yet.
+//! * **VSchema** (`spec.vschema` set). It is written, whole, when vtmove creates the keyspace or
+//!   adopts one that has no VSchema record. Afterwards a declared vindex or table that is missing
+//!   from the record or differs from the declaration, and `sharded` differing, are drift
+//!   (`VSchemaDrift`). Tables the record has and the spec does not are not: MoveTables adds the
+//!   moved tables to an unsharded target's VSchema. `Repair` restores the declared vindexes and
+//!   tables in the record as observed (the executor writes it only if the record is still at the
+//!   observed version under the keyspace lock), then rebuilds every cell's SrvVSchema. It never
+//!   flips `sharded` on an existing keyspace (that changes how every table is routed and, for an
+//!   unsharded keyspace with data, needs a reshard, not a VSchema edit) and never removes tables
+//!   (one may hold rows a workflow moved in, and its removal would stop them being routed): those
+//!   stay reported. The single-writer rule does not apply: a VSchema entry denies no one writes.
 //! * **SrvVSchema.** A cell that has none, or whose copy differs from a rebuild only in keyspace
 //!   VSchemas, is rebuilt. A cell whose routing rules differ is left alone: a workflow may be
 //!   switching reads cell by cell on purpose, and a full rebuild would spread the switch. Rules
@@ -34,6 +45,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::explained::Explained;
 use super::observe::{CellSrvVSchema, KeyspaceObserved, ObservedShard};
+pub use super::vschema::VSchemaWrite;
+use super::vschema::vschema_plan;
 use super::writers::{Verdict, rule_table};
 use crate::api::condition::{ConditionStatus, ConditionUpdate, reasons, types};
 use crate::api::keyspace::{
@@ -52,6 +65,8 @@ pub const UNEXPLAINED_DENIED_TABLES: &str = reasons::UNEXPLAINED_DENIED_TABLES;
 pub const UNEXPLAINED_ROUTING_RULES: &str = reasons::UNEXPLAINED_ROUTING_RULES;
 /// Drift reason: a shard in the topology that the spec does not list.
 pub const SHARD_NOT_IN_SPEC: &str = reasons::SHARD_NOT_IN_SPEC;
+/// Drift reason: the keyspace's VSchema differs from `spec.vschema`.
+pub const VSCHEMA_DRIFT: &str = reasons::VSCHEMA_DRIFT;
 
 /// Requeue after a pass that changed something, to observe its effect.
 pub const REQUEUE_AFTER_CHANGE: Duration = Duration::from_secs(2);
@@ -188,6 +203,8 @@ pub struct KeyspacePlan {
     pub needs_writers: BTreeSet<String>,
     /// Spec shards refused because they overlap serving shards, described.
     pub shard_overlap: Option<String>,
+    /// The keyspace VSchema to write (`spec.vschema`: creation, adoption, or Repair).
+    pub vschema_write: Option<VSchemaWrite>,
     /// Cells whose SrvVSchema to rebuild.
     pub rebuild_cells: Vec<String>,
     /// Deletion.
@@ -204,6 +221,7 @@ impl KeyspacePlan {
         self.create_keyspace.is_some()
             || !self.create_shards.is_empty()
             || !self.repairs.is_empty()
+            || self.vschema_write.is_some()
             || !self.rebuild_cells.is_empty()
             || matches!(self.deletion, Deletion::Delete { .. })
     }
@@ -279,6 +297,9 @@ pub fn plan(
         }
     }
 
+    let (vschema_findings, vschema_write) = vschema_plan(spec, observed, live);
+    findings.extend(vschema_findings);
+
     let rebuild_cells = if live && exists {
         observed
             .cells
@@ -330,6 +351,7 @@ pub fn plan(
         repairs_withheld,
         needs_writers,
         shard_overlap,
+        vschema_write,
         rebuild_cells,
         deletion,
         status,
@@ -767,6 +789,7 @@ fn build_status(
     let denied = by_reason(UNEXPLAINED_DENIED_TABLES);
     let rules = by_reason(UNEXPLAINED_ROUTING_RULES);
     let extra = by_reason(SHARD_NOT_IN_SPEC);
+    let vschema_drift = by_reason(VSCHEMA_DRIFT);
     let consistent = findings.is_empty() && exists && missing_shards.is_empty();
     if !exists {
         set(
@@ -790,10 +813,18 @@ fn build_status(
         if !extra.is_empty() {
             parts.push(format!("shards not in spec: {}", extra.join(", ")));
         }
+        if !vschema_drift.is_empty() {
+            parts.push(format!(
+                "VSchema differs from spec.vschema: {}",
+                vschema_drift.join(", ")
+            ));
+        }
         let reason = if !denied.is_empty() {
             UNEXPLAINED_DENIED_TABLES
         } else if !rules.is_empty() {
             UNEXPLAINED_ROUTING_RULES
+        } else if !vschema_drift.is_empty() {
+            VSCHEMA_DRIFT
         } else {
             reasons::DRIFT_DETECTED
         };

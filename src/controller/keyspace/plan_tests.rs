@@ -16,7 +16,7 @@ use crate::engine::observe::TabletView;
 use crate::vitess::proto::replicationdata::FullStatus;
 use crate::vitess::proto::topodata::shard::TabletControl;
 use crate::vitess::proto::topodata::{self, Shard, TabletAlias, TabletType};
-use crate::vitess::proto::vschema::RoutingRule;
+use crate::vitess::proto::vschema::{self, RoutingRule};
 use crate::vitess::tablet::{Method, TabletAddr, TabletError, TabletHealth};
 use crate::vitess::topo::Version;
 
@@ -89,6 +89,7 @@ fn observed(shards: Vec<ObservedShard>) -> KeyspaceObserved {
         workflows_unread: vec![],
         writers: None,
         lock_held: false,
+        vschema: None,
     }
 }
 
@@ -775,4 +776,147 @@ fn deletion_is_refused_while_any_rule_routes_to_the_keyspace() {
     o.routing_rules.push(rule("t", "commerce.t"));
     let p = plan(&s, &o, &Explained::new(), &opts);
     assert!(matches!(&p.deletion, Deletion::Refused(why) if why.contains("t -> [commerce.t]")));
+}
+
+fn with_vschema(drift: DriftPolicy) -> KeyspaceSpec {
+    let mut s = spec(&["0"], drift);
+    s.vschema = Some(serde_json::json!({
+        "vindexes": {"hash": {"type": "hash"}},
+        "tables": {"customer": {"column_vindexes": [{"column": "id", "name": "hash"}]}}
+    }));
+    s
+}
+
+fn declared(s: &KeyspaceSpec) -> vschema::Keyspace {
+    s.declared_vschema().expect("readable").expect("declared")
+}
+
+fn vschema_subjects(p: &KeyspacePlan) -> Vec<&str> {
+    p.status
+        .drift
+        .iter()
+        .filter(|d| d.reason == VSCHEMA_DRIFT)
+        .map(|d| d.subject.as_str())
+        .collect()
+}
+
+#[test]
+fn vschema_written_whole_at_creation_and_at_adoption_without_one() {
+    let s = with_vschema(DriftPolicy::Report);
+    let mut o = observed(vec![]);
+    o.record = None;
+    let p = plan(&s, &o, &Explained::new(), &options());
+    assert!(p.create_keyspace.is_some());
+    let w = p.vschema_write.as_ref().expect("written at creation");
+    assert_eq!((w.expected, &w.record), (None, &declared(&s)));
+    assert!(w.restores.is_empty());
+    // Paused: nothing.
+    let mut paused = options();
+    paused.paused = true;
+    assert_eq!(plan(&s, &o, &Explained::new(), &paused).vschema_write, None);
+    // Adopted without a VSchema record: written whole even under Report, and reported until it is.
+    let p = plan(
+        &s,
+        &observed(vec![shard("0", &[])]),
+        &Explained::new(),
+        &options(),
+    );
+    let w = p.vschema_write.as_ref().expect("written at adoption");
+    assert_eq!((w.expected, &w.record), (None, &declared(&s)));
+    assert_eq!(vschema_subjects(&p), ["commerce VSchema"]);
+    // No spec.vschema: the VSchema is left alone.
+    let p = plan(
+        &spec(&["0"], DriftPolicy::Repair),
+        &observed(vec![shard("0", &[])]),
+        &Explained::new(),
+        &options(),
+    );
+    assert_eq!(p.vschema_write, None);
+    assert!(vschema_subjects(&p).is_empty());
+}
+
+#[test]
+fn vschema_matching_the_declaration_is_not_drift_even_with_extra_tables() {
+    let s = with_vschema(DriftPolicy::Repair);
+    let mut record = declared(&s);
+    // A table MoveTables added to this unsharded target: not drift.
+    record
+        .tables
+        .insert("moved".into(), vschema::Table::default());
+    let mut o = observed(vec![shard("0", &[])]);
+    o.vschema = Some((record, Version(7)));
+    let p = plan(&s, &o, &Explained::new(), &options());
+    assert!(vschema_subjects(&p).is_empty(), "{:?}", p.status.drift);
+    assert_eq!(p.vschema_write, None);
+    assert_eq!(condition(&p, "TopologyConsistent").0, "True");
+}
+
+#[test]
+fn vschema_drift_reported_then_restored_keeping_undeclared_tables() {
+    let s = with_vschema(DriftPolicy::Report);
+    let mut record = declared(&s);
+    record.vindexes.remove("hash");
+    if let Some(t) = record.tables.get_mut("customer") {
+        t.column_vindexes[0].column = "other".into();
+    }
+    record
+        .tables
+        .insert("moved".into(), vschema::Table::default());
+    let mut o = observed(vec![shard("0", &[])]);
+    o.vschema = Some((record.clone(), Version(7)));
+
+    let p = plan(&s, &o, &Explained::new(), &options());
+    assert_eq!(
+        vschema_subjects(&p),
+        [
+            "commerce VSchema vindex hash",
+            "commerce VSchema table customer"
+        ]
+    );
+    let (status, reason, _) = condition(&p, "TopologyConsistent");
+    assert_eq!((status, reason), ("False", VSCHEMA_DRIFT));
+    assert_eq!(p.vschema_write, None, "Report writes nothing");
+    assert!(!p.mutates());
+
+    let s = with_vschema(DriftPolicy::Repair);
+    let p = plan(&s, &o, &Explained::new(), &options());
+    let w = p.vschema_write.as_ref().expect("Repair restores");
+    assert_eq!(
+        w.expected,
+        Some(Version(7)),
+        "written only at the observed version"
+    );
+    assert_eq!(w.restores, ["vindex hash", "table customer"]);
+    let mut want = declared(&s);
+    want.tables
+        .insert("moved".into(), vschema::Table::default());
+    assert_eq!(w.record, want, "declared restored, the moved table kept");
+    assert!(p.mutates());
+    // Paused or deleting: reported, not written.
+    let mut paused = options();
+    paused.paused = true;
+    assert_eq!(plan(&s, &o, &Explained::new(), &paused).vschema_write, None);
+}
+
+#[test]
+fn vschema_sharded_differing_is_reported_never_flipped() {
+    let s = with_vschema(DriftPolicy::Repair);
+    let mut record = declared(&s);
+    record.sharded = true;
+    let mut o = observed(vec![shard("0", &[])]);
+    o.vschema = Some((record, Version(7)));
+    let p = plan(&s, &o, &Explained::new(), &options());
+    assert_eq!(vschema_subjects(&p), ["commerce VSchema sharded"]);
+    assert_eq!(p.vschema_write, None);
+    assert_eq!(condition(&p, "TopologyConsistent").1, VSCHEMA_DRIFT);
+    assert_eq!(condition(&p, "Ready").0, "False");
+    // With a vindex to restore too: the restore keeps the record's `sharded`.
+    let mut o2 = o.clone();
+    if let Some((r, _)) = &mut o2.vschema {
+        r.vindexes.clear();
+    }
+    let p = plan(&s, &o2, &Explained::new(), &options());
+    let w = p.vschema_write.as_ref().expect("restores the vindex");
+    assert!(w.record.sharded, "sharded left as the record has it");
+    assert_eq!(w.restores, ["vindex hash"]);
 }

@@ -203,7 +203,37 @@ pub(super) fn common_prechecks(f: &Facts<'_>) -> Vec<Blocker> {
     out
 }
 
+/// The moved tables the target's VSchema does not list.
+fn missing_target_vschema(f: &Facts<'_>) -> Vec<String> {
+    let listed: BTreeSet<&String> = f
+        .view(Side::Target)
+        .and_then(|v| v.vschema.as_ref())
+        .map(|v| v.tables.keys().collect())
+        .unwrap_or_default();
+    f.d.tables
+        .iter()
+        .filter(|t| !listed.contains(t))
+        .cloned()
+        .collect()
+}
+
 pub(super) fn active(f: &Facts<'_>) -> Decision {
+    // An unsharded target lists the moved tables only once the rules exist: a name both
+    // keyspaces list and no rule names is ambiguous to vtgate (I6), so listing them first would
+    // break unqualified queries until the rules are written. With the rules, the entry is
+    // harmless before the switch and needed after it.
+    if let Rules::State(_) = f.rules
+        && f.view(Side::Target).is_some_and(|v| !v.sharded())
+    {
+        let missing = missing_target_vschema(f);
+        if !missing.is_empty() {
+            return step(
+                Action::EnsureTargetVSchema { tables: missing },
+                reasons::CREATING_WORKFLOW,
+                "adding the moved tables to the target VSchema",
+            );
+        }
+    }
     match f.rules {
         Rules::Absent => create(f),
         Rules::State(_) => match f.writes {
@@ -220,8 +250,9 @@ pub(super) fn active(f: &Facts<'_>) -> Decision {
     }
 }
 
-/// Creation, in an order that keeps I1 true as soon as the rules exist: schema, VSchema,
-/// streams (Stopped), target denial, rules, start.
+/// Creation, in an order that keeps I1 true as soon as the rules exist and every moved table
+/// resolvable throughout (I6): schema, streams (Stopped), target denial, rules, then the
+/// unsharded target's VSchema entries (see `active`), start.
 pub(super) fn create(f: &Facts<'_>) -> Decision {
     let d = f.d;
     let reason = reasons::CREATING_WORKFLOW;
@@ -320,35 +351,17 @@ pub(super) fn create(f: &Facts<'_>) -> Decision {
         }
         Ok(_) => {}
     }
-    let vschema_tables: BTreeSet<&String> = target
-        .vschema
-        .as_ref()
-        .map(|v| v.tables.keys().collect())
-        .unwrap_or_default();
-    let missing_vschema: Vec<String> = d
-        .tables
-        .iter()
-        .filter(|t| !vschema_tables.contains(t))
-        .cloned()
-        .collect();
-    if !missing_vschema.is_empty() {
-        if target.sharded() {
-            return blocked(
-                BlockReason::TargetVSchemaIncomplete,
-                format!(
-                    "sharded target keyspace {} has no VSchema entry for {}; add them (with a \
-                     primary vindex) before the workflow can be created",
-                    d.target_keyspace,
-                    missing_vschema.join(", ")
-                ),
-            );
-        }
-        return step(
-            Action::EnsureTargetVSchema {
-                tables: missing_vschema,
-            },
-            reason,
-            "adding the moved tables to the target VSchema",
+    // An unsharded target gets its VSchema entries once the rules exist (see `active`).
+    let missing_vschema = missing_target_vschema(f);
+    if !missing_vschema.is_empty() && target.sharded() {
+        return blocked(
+            BlockReason::TargetVSchemaIncomplete,
+            format!(
+                "sharded target keyspace {} has no VSchema entry for {}; add them (with a \
+                 primary vindex) before the workflow can be created",
+                d.target_keyspace,
+                missing_vschema.join(", ")
+            ),
         );
     }
     // The streams' filters must be buildable before any of them is created.

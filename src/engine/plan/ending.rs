@@ -24,7 +24,9 @@ pub(super) fn complete(f: &Facts<'_>) -> Decision {
                 if ignore_source && f.writes != Some(Side::Target) {
                     return blocked(
                         BlockReason::TrafficNotSwitched,
-                        "complete.ignoreSourceKeyspace only applies once writes are served by the                          target: switching them needs the source keyspace; unset it until the                          write cutover is done",
+                        "complete.ignoreSourceKeyspace only applies once writes are served by the \
+                         target: switching them needs the source keyspace; unset it until the \
+                         write cutover is done",
                     );
                 }
                 if d.traffic != TrafficPlacement::all(Side::Target) {
@@ -181,7 +183,9 @@ pub(super) fn complete(f: &Facts<'_>) -> Decision {
             "deleting the workflow's streams on the target primaries",
         );
     }
-    if !opts.keep_routing_rules && !rules_gone {
+    // Rules that keep a table resolvable stay (I6): with `keepData`, the source's VSchema still
+    // lists the tables; the Ready message says why the rules are still there.
+    if !opts.keep_routing_rules && !rules_gone && f.unresolvable_without_rules().is_empty() {
         return step(
             Action::SetRoutingRules {
                 state: RoutingState::Deleted,
@@ -218,7 +222,10 @@ pub(super) fn view_vschema_tables(f: &Facts<'_>, side: Side) -> Vec<String> {
 }
 
 /// Cancel: refused once writes are switched; otherwise stop, remove, and delete the streams last
-/// (they are the evidence that the workflow existed).
+/// (they are the evidence that the workflow existed). Reads go back to the source before the
+/// target's tables are dropped, and the rules go only after the tables left the target's VSchema
+/// (Vitess's order): deleting them first would leave each moved table listed by both keyspaces,
+/// which vtgate resolves as ambiguous (I6).
 pub(super) fn cancel(f: &Facts<'_>) -> Decision {
     let d = f.d;
     let DesiredLifecycle::Cancel(opts) = &d.lifecycle else {
@@ -305,27 +312,17 @@ pub(super) fn cancel(f: &Facts<'_>) -> Decision {
             );
         }
     }
-    if let Rules::State(_) = f.rules {
-        if !opts.keep_routing_rules {
-            return step(
-                Action::SetRoutingRules {
-                    state: RoutingState::Deleted,
-                },
-                reason,
-                "deleting the routing rules of the moved tables",
-            );
-        }
-        if f.global_reads() != Some((Side::Source, Side::Source))
-            || !f.cell_reads.values().all(|&(r, d)| !r && !d)
-        {
-            return step(
-                Action::SetRoutingRules {
-                    state: f.state_for(TrafficPlacement::all(Side::Source)),
-                },
-                reason,
-                "moving reads back to the source (routing rules are kept)",
-            );
-        }
+    if let Rules::State(_) = f.rules
+        && (f.global_reads() != Some((Side::Source, Side::Source))
+            || !f.cell_reads.values().all(|&(r, d)| !r && !d))
+    {
+        return step(
+            Action::SetRoutingRules {
+                state: f.state_for(TrafficPlacement::all(Side::Source)),
+            },
+            reason,
+            "moving reads back to the source",
+        );
     }
     if !opts.keep_data {
         match f.tables_present(Side::Target) {
@@ -379,6 +376,20 @@ pub(super) fn cancel(f: &Facts<'_>) -> Decision {
                 "removing the copied tables from the target VSchema",
             );
         }
+    }
+    // Rules that keep a table resolvable stay (I6): a sharded target's VSchema (which users
+    // own, so vtmove leaves it) or a kept table's entry still lists the tables.
+    if let Rules::State(_) = f.rules
+        && !opts.keep_routing_rules
+        && f.unresolvable_without_rules().is_empty()
+    {
+        return step(
+            Action::SetRoutingRules {
+                state: RoutingState::Deleted,
+            },
+            reason,
+            "deleting the routing rules of the moved tables",
+        );
     }
     if !ignore_source && f.denies_somewhere(Side::Source) {
         return step(

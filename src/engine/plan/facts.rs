@@ -248,19 +248,15 @@ impl<'a> Facts<'a> {
     }
 
     /// Whether a tablet read its shard's current record: it acknowledged a refresh after the
-    /// record's last change. A Tablet record newer than the Shard record is evidence of a
-    /// (re)start only while the engine remembers nothing of the shard (a fresh controller, `vtmove
-    /// plan`): a tablet also rewrites its record on a type change (a reparent's promotion), tag
-    /// or port change without re-reading the shard, so once the engine has refreshed a shard, a
-    /// promoted replica that missed that refresh must acknowledge the shard's new record itself
-    /// (a reparent rewrites the Shard record, which asks for a new acknowledgement).
+    /// record's last change. A Tablet record newer than the Shard record is no evidence: a
+    /// tablet rewrites its record on a type change (a reparent's promotion), a tag or port
+    /// change or a publish retry without re-reading the shard, so a promoted replica that missed
+    /// a refresh looks fresh by its record. So a shard the engine remembers nothing of (a fresh
+    /// controller, after a crash) has every tablet refreshed once, and from then on only
+    /// acknowledgements count (a reparent rewrites the Shard record, which asks for new ones).
     pub(super) fn fresh(&self, keyspace: &str, shard: &ShardView, tablet: &TabletView) -> bool {
-        if self.m.remembers_refresh_of(keyspace, &shard.name) {
-            self.m
-                .refreshed(keyspace, &shard.name, shard.version, &tablet.alias)
-        } else {
-            tablet.record_version > shard.version
-        }
+        self.m
+            .refreshed(keyspace, &shard.name, shard.version, &tablet.alias)
     }
 
     /// Whether the engine remembers nothing about refreshes of `tablet`'s shard (an empty
@@ -728,5 +724,32 @@ impl<'a> Facts<'a> {
             }
         }
         out
+    }
+}
+
+impl Facts<'_> {
+    /// The moved tables that deleting the workflow's routing rules would leave unresolvable
+    /// (I6): without a rule, a name that two keyspaces' VSchemas list is ambiguous to vtgate, so
+    /// unqualified queries of a table that resolved through the rules would start failing.
+    pub(super) fn unresolvable_without_rules(&self) -> Vec<String> {
+        let without =
+            update_routing_rules(&self.o.routing_rules, &self.moved, RoutingState::Deleted).rules;
+        let now = routing_view(self.o);
+        let after = RoutingView::new(Some(&without), &self.o.srv_vschema_rollup.keyspaces);
+        let traffic = [
+            TrafficType::Primary,
+            TrafficType::Replica,
+            TrafficType::Rdonly,
+        ];
+        self.d
+            .tables
+            .iter()
+            .filter(|t| {
+                traffic.iter().any(|&tt| {
+                    now.resolve_name(t, tt).is_ok() && after.resolve_name(t, tt).is_err()
+                })
+            })
+            .cloned()
+            .collect()
     }
 }

@@ -143,7 +143,17 @@ pub(super) fn heal_routing(f: &Facts<'_>) -> Option<Decision> {
     let mut tablets = f.stale_tablets(Side::Source);
     tablets.extend(f.stale_tablets(Side::Target));
     if !tablets.is_empty() && tablets.iter().all(|t| f.refresh_unremembered(t)) {
-        // Nothing is known to be wrong: the engine just has no memory of these shards yet.
+        // Nothing is known to be wrong: the engine just has no memory of these shards yet. A
+        // workflow with nothing in Vitess (no rules, no streams, no denial of its tables) has
+        // nothing for the tablets to enforce, so there is nothing to verify.
+        let something = f.rules != Rules::Absent
+            || f.into_target.any_present()
+            || f.into_source.any_present()
+            || f.denies_somewhere(Side::Source)
+            || f.denies_somewhere(Side::Target);
+        if !something {
+            return None;
+        }
         return Some(step(
             Action::RefreshTablets {
                 tablets: tablets.clone(),
@@ -151,7 +161,8 @@ pub(super) fn heal_routing(f: &Facts<'_>) -> Option<Decision> {
             reasons::VERIFYING_TABLETS,
             format!(
                 "no acknowledgement of the current shard records is remembered for tablet(s) {} \
-                 (the controller started since they changed); refreshing them once to be sure",
+                 (the controller started since, and a Tablet record can be rewritten without a \
+                 reload); refreshing them once to be sure",
                 aliases(&tablets)
             ),
         ));
@@ -163,8 +174,8 @@ pub(super) fn heal_routing(f: &Facts<'_>) -> Option<Decision> {
             },
             HealReason::TabletsNotRefreshed,
             format!(
-                "tablet(s) {} neither acknowledged a refresh nor restarted since their shard \
-                 record last changed; refreshing",
+                "tablet(s) {} did not acknowledge a refresh of their shard's record since it \
+                 last changed; refreshing",
                 aliases(&tablets)
             ),
         ));
@@ -183,6 +194,31 @@ pub(super) fn kept_target_tables(f: &Facts<'_>) -> Option<String> {
     }
     let kept = f.foreign_target_tables();
     (!kept.is_empty()).then(|| kept.into_iter().collect::<Vec<_>>().join(", "))
+}
+
+/// Why a finished workflow's routing rules are still there although its options do not keep
+/// them: deleting them would make the named tables ambiguous (both keyspaces' VSchemas list
+/// them), and the way out.
+pub(super) fn kept_routing_rules(f: &Facts<'_>) -> Option<String> {
+    let keep = match &f.d.lifecycle {
+        DesiredLifecycle::Complete(o) => o.keep_routing_rules,
+        DesiredLifecycle::Cancel(o) => o.keep_routing_rules,
+        DesiredLifecycle::Active => return None,
+    };
+    if keep || !matches!(f.rules, Rules::State(_)) {
+        return None;
+    }
+    let tables = f.unresolvable_without_rules();
+    (!tables.is_empty()).then(|| {
+        format!(
+            "kept the routing rules of {}: both {} and {} list them in their VSchema, so without \
+             the rules vtgate would find the names ambiguous; remove them from the VSchema of \
+             the keyspace that no longer serves them and the rules are deleted on the next pass",
+            tables.join(", "),
+            f.d.source_keyspace,
+            f.d.target_keyspace
+        )
+    })
 }
 
 pub(super) fn describe_placement(p: TrafficPlacement) -> String {

@@ -106,12 +106,20 @@ pub(super) fn assemble(f: &Facts<'_>, decision: Decision) -> Plan {
             reasons::STREAM_ERROR
         },
         if ready {
-            match kept_target_tables(f) {
-                Some(kept) => format!(
+            let mut notes = Vec::new();
+            if let Some(kept) = kept_target_tables(f) {
+                notes.push(format!(
                     "the workflow is cancelled; kept table(s) {kept} on the target: they were \
                      there before the workflow and vtmove did not create them"
-                ),
-                None => "the workflow is as declared".to_string(),
+                ));
+            }
+            if let Some(kept) = kept_routing_rules(f) {
+                notes.push(kept);
+            }
+            if notes.is_empty() {
+                "the workflow is as declared".to_string()
+            } else {
+                notes.join("; ")
             }
         } else if let Some(s) = shown_step {
             s.message.clone()

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
 use crate::engine::desired::Desired;
+use crate::engine::memory::EngineMemory;
 use crate::engine::observe::{
     KeyspaceState, KeyspaceView, LocksHeld, Observed, PrimaryView, ShardView, TabletView,
 };
@@ -740,4 +741,27 @@ impl ObservedBuilder {
             locks: self.locks,
         }
     }
+}
+
+/// `memory` with a refresh acknowledged by every tablet the fixture marks fresh (its record
+/// newer than its shard's): an engine that has been running, not one that just started (which
+/// refreshes every tablet once).
+pub fn acknowledged(observed: &Observed, mut memory: EngineMemory) -> EngineMemory {
+    for side in Side::BOTH {
+        let Some(view) = observed.view(side) else {
+            continue;
+        };
+        for shard in &view.shards {
+            // What a test put in the memory itself stays as it is.
+            if memory.remembers_refresh_of(&view.name, &shard.name) {
+                continue;
+            }
+            for tablet in &shard.tablets {
+                if tablet.record_version > shard.version {
+                    memory.ack_refresh(&view.name, &shard.name, shard.version, &tablet.alias);
+                }
+            }
+        }
+    }
+    memory
 }

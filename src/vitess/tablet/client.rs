@@ -94,7 +94,9 @@ impl TlsOptions {
 /// How the client connects and how long calls may take.
 #[derive(Debug, Clone)]
 pub struct TabletClientConfig {
-    /// Longest wait for a TCP (and TLS) connection to a tablet.
+    /// Longest wait for a TCP connection to a tablet. tonic does not bound the TLS handshake with
+    /// it: a tablet that accepts and never completes the handshake is cut off by the call's
+    /// deadline (tests/tls.rs `tls_to_a_silent_server_ends_at_the_deadline`).
     pub connect_timeout: Duration,
     /// Deadline of a call whose method has no entry in `method_timeouts` and whose caller gave
     /// none. 15 s matches Vitess's own remote-operation timeout.
@@ -309,6 +311,29 @@ impl TabletClient {
                 method,
                 timeout,
                 message: status.message().to_owned(),
+            };
+        }
+        if let Some(mut message) = crate::vitess::transport_failure(status) {
+            // The connection failed (refused, TLS rejected, closed): unreachable, whatever code
+            // tonic gave it. Without a client certificate, a tablet requiring one rejects the
+            // client after the TLS 1.3 handshake, often seen only as a closed connection (a
+            // rejected server certificate says so itself: no hint then).
+            if self
+                .config
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.client_identity.is_none())
+                && !message.contains("invalid peer certificate")
+            {
+                message.push_str(
+                    " (TLS without a client certificate: if the tablet requires one, give \
+                     --tablet-manager-grpc-cert and --tablet-manager-grpc-key)",
+                );
+            }
+            return TabletError::Unavailable {
+                tablet: tablet.clone(),
+                method,
+                message,
             };
         }
         if status.code() == tonic::Code::Cancelled {

@@ -58,7 +58,8 @@ pub struct EtcdStoreOptions {
 /// PEM material for TLS to etcd.
 #[derive(Clone, PartialEq, Eq)]
 pub struct EtcdTls {
-    /// CA certificate(s) that sign the servers' certificates (`--topo-etcd-tls-ca`).
+    /// CA certificate(s) that sign the servers' certificates (`--topo-etcd-tls-ca`). vtmove has
+    /// no root store: with `None`, no server is trusted (so `vtmove run` requires the CA).
     pub ca_pem: Option<Vec<u8>>,
     /// Client certificate and key for mutual TLS (`--topo-etcd-tls-cert` / `-key`).
     pub identity: Option<(Vec<u8>, Vec<u8>)>,
@@ -200,7 +201,12 @@ impl EtcdStore {
                 .await
                 {
                     Ok(Ok(client)) => Ok(client),
-                    Ok(Err(e)) => Err(map_err("connect", &options.endpoints.join(","), e)),
+                    Ok(Err(e)) => Err(map_err_for(
+                        options,
+                        "connect",
+                        &options.endpoints.join(","),
+                        e,
+                    )),
                     Err(_) => Err(TopoError::Timeout {
                         op: "connect",
                         key: options.endpoints.join(","),
@@ -220,7 +226,7 @@ impl EtcdStore {
     ) -> Result<T> {
         match tokio::time::timeout(self.inner.options.op_timeout, call).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(map_err(op, key, e)),
+            Ok(Err(e)) => Err(map_err_for(&self.inner.options, op, key, e)),
             Err(_) => Err(TopoError::Timeout {
                 op,
                 key: key.to_string(),
@@ -234,11 +240,41 @@ impl EtcdStore {
     }
 }
 
+/// [`map_err`], plus a hint when TLS without a client certificate meets a failed connection:
+/// an etcd with `--client-cert-auth` rejects such a client after the TLS 1.3 handshake, and the
+/// client sees only a closed connection.
+fn map_err_for(
+    options: &EtcdStoreOptions,
+    op: &'static str,
+    key: &str,
+    error: etcd_client::Error,
+) -> TopoError {
+    let mut mapped = map_err(op, key, error);
+    let no_client_certificate = options.tls.as_ref().is_some_and(|t| t.identity.is_none());
+    if no_client_certificate
+        && let TopoError::Unavailable { message, .. } = &mut mapped
+        && message.contains("transport error")
+        && !message.contains("invalid peer certificate")
+    {
+        message.push_str(
+            " (TLS without a client certificate: if etcd requires one (--client-cert-auth), \
+             give --topo-etcd-tls-cert and --topo-etcd-tls-key)",
+        );
+    }
+    mapped
+}
+
 /// Maps an etcd-client error to a [`TopoError`] about `key`.
 fn map_err(op: &'static str, key: &str, error: etcd_client::Error) -> TopoError {
     use etcd_client::Error as E;
     let key = key.to_string();
     match error {
+        // A call whose connection failed (refused, TLS handshake rejected) comes back as a status
+        // `Unknown: transport error` carrying the cause: the backend is unreachable, so say so,
+        // and say why.
+        E::GRpcStatus(status) if let Some(message) = crate::vitess::transport_failure(&status) => {
+            TopoError::Unavailable { op, key, message }
+        }
         E::GRpcStatus(status) => match status.code() {
             tonic::Code::Unavailable => TopoError::Unavailable {
                 op,
@@ -260,7 +296,7 @@ fn map_err(op: &'static str, key: &str, error: etcd_client::Error) -> TopoError 
         E::TransportError(e) => TopoError::Unavailable {
             op,
             key,
-            message: e.to_string(),
+            message: crate::vitess::error_chain(&e),
         },
         E::IoError(e) => TopoError::Unavailable {
             op,
@@ -670,7 +706,7 @@ impl TopoStore for EtcdStore {
         match tokio::time::timeout(self.inner.options.op_timeout, call).await {
             Ok(Ok(_)) => Ok(true),
             Ok(Err(e)) if is_lease_not_found(&e) => Ok(false),
-            Ok(Err(e)) => Err(map_err("keep_alive", &key, e)),
+            Ok(Err(e)) => Err(map_err_for(&self.inner.options, "keep_alive", &key, e)),
             Err(_) => Err(TopoError::Timeout {
                 op: "keep_alive",
                 key,
@@ -685,7 +721,7 @@ impl TopoStore for EtcdStore {
         match tokio::time::timeout(self.inner.options.op_timeout, call).await {
             Ok(Ok(_)) => Ok(true),
             Ok(Err(e)) if is_lease_not_found(&e) => Ok(false),
-            Ok(Err(e)) => Err(map_err("revoke_lease", &key, e)),
+            Ok(Err(e)) => Err(map_err_for(&self.inner.options, "revoke_lease", &key, e)),
             Err(_) => Err(TopoError::Timeout {
                 op: "revoke_lease",
                 key,
@@ -711,7 +747,14 @@ impl TopoStore for EtcdStore {
                     reason: format!("lease {lease} not found"),
                 });
             }
-            Ok(Err(e)) => return Err(map_err("create_with_lease", key, e)),
+            Ok(Err(e)) => {
+                return Err(map_err_for(
+                    &self.inner.options,
+                    "create_with_lease",
+                    key,
+                    e,
+                ));
+            }
             Err(_) => {
                 return Err(TopoError::Timeout {
                     op: "create_with_lease",

@@ -22,7 +22,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 use tokio::time::Instant;
 
-use super::etcd::{EtcdStore, EtcdStoreOptions};
+use super::etcd::{EtcdStore, EtcdStoreOptions, EtcdTls};
 use super::store::TopoStore;
 
 /// How long to wait for a spawned etcd to answer.
@@ -82,11 +82,26 @@ fn io_error(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> LocalE
     move |source| LocalEtcdError::Io { context, source }
 }
 
+/// TLS on a [`LocalEtcd`]'s client port (the peer port stays plaintext: one member has no peers).
+#[derive(Debug, Clone)]
+pub struct LocalEtcdTls {
+    /// Server certificate (PEM file, `--cert-file`); must name 127.0.0.1.
+    pub cert_file: PathBuf,
+    /// Its key (PEM file, `--key-file`).
+    pub key_file: PathBuf,
+    /// CA of the client certificates (`--trusted-ca-file`); when set, etcd requires a client
+    /// certificate signed by it (`--client-cert-auth`).
+    pub client_ca_file: Option<PathBuf>,
+    /// How the readiness probe and [`LocalEtcd::store`] connect.
+    pub client: EtcdTls,
+}
+
 /// A running single-member etcd on 127.0.0.1, killed and wiped on drop.
 #[derive(Debug)]
 pub struct LocalEtcd {
     child: Option<Child>,
     endpoint: String,
+    tls: Option<EtcdTls>,
     log_path: PathBuf,
     // Declared last so the process is gone before its directory is removed.
     dir: TempDir,
@@ -95,11 +110,20 @@ pub struct LocalEtcd {
 impl LocalEtcd {
     /// Starts etcd on free loopback ports and waits until it serves requests.
     pub async fn start() -> Result<LocalEtcd, LocalEtcdError> {
+        Self::start_with(None).await
+    }
+
+    /// [`start`](Self::start) serving its clients over TLS (an `https://` endpoint).
+    pub async fn start_tls(tls: LocalEtcdTls) -> Result<LocalEtcd, LocalEtcdError> {
+        Self::start_with(Some(tls)).await
+    }
+
+    async fn start_with(tls: Option<LocalEtcdTls>) -> Result<LocalEtcd, LocalEtcdError> {
         let binary = etcd_bin_vendored::etcd_bin_path()
             .map_err(|e| LocalEtcdError::Binary(e.to_string()))?;
         let mut last_error = None;
         for attempt in 1..=START_ATTEMPTS {
-            match Self::start_once(binary).await {
+            match Self::start_once(binary, tls.as_ref()).await {
                 Ok(etcd) => return Ok(etcd),
                 Err(e) => {
                     tracing::warn!(attempt, error = %e, "Local etcd failed to start");
@@ -110,14 +134,18 @@ impl LocalEtcd {
         Err(last_error.unwrap_or_else(|| LocalEtcdError::Binary("no start attempt made".into())))
     }
 
-    async fn start_once(binary: &Path) -> Result<LocalEtcd, LocalEtcdError> {
+    async fn start_once(
+        binary: &Path,
+        tls: Option<&LocalEtcdTls>,
+    ) -> Result<LocalEtcd, LocalEtcdError> {
         let dir = tempfile::Builder::new()
             .prefix("vtmove-etcd-")
             .tempdir()
             .map_err(io_error("creating the etcd data directory"))?;
         let client_port = free_port()?;
         let peer_port = free_port()?;
-        let client_url = format!("http://127.0.0.1:{client_port}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let client_url = format!("{scheme}://127.0.0.1:{client_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
         let log_path = dir.path().join("etcd.log");
         let log = File::create(&log_path).map_err(io_error("creating the etcd log file"))?;
@@ -127,6 +155,16 @@ impl LocalEtcd {
 
         let mut command = Command::new(binary);
         die_with_parent(&mut command);
+        if let Some(tls) = tls {
+            command
+                .arg(format!("--cert-file={}", tls.cert_file.display()))
+                .arg(format!("--key-file={}", tls.key_file.display()));
+            if let Some(ca) = &tls.client_ca_file {
+                command
+                    .arg(format!("--trusted-ca-file={}", ca.display()))
+                    .arg("--client-cert-auth");
+            }
+        }
         let child = command
             .arg("--name=default")
             .arg(format!("--data-dir={}", dir.path().join("data").display()))
@@ -148,6 +186,7 @@ impl LocalEtcd {
         let mut etcd = LocalEtcd {
             child: Some(child),
             endpoint: client_url,
+            tls: tls.map(|t| t.client.clone()),
             log_path,
             dir,
         };
@@ -157,10 +196,8 @@ impl LocalEtcd {
     }
 
     async fn wait_ready(&mut self) -> Result<(), LocalEtcdError> {
-        let store = EtcdStore::new(
-            EtcdStoreOptions::new([self.endpoint.clone()]).with_op_timeout(Duration::from_secs(1)),
-        )
-        .map_err(|e| LocalEtcdError::Binary(e.to_string()))?;
+        let store = EtcdStore::new(self.options().with_op_timeout(Duration::from_secs(1)))
+            .map_err(|e| LocalEtcdError::Binary(e.to_string()))?;
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Some(child) = self.child.as_mut()
@@ -188,7 +225,16 @@ impl LocalEtcd {
         }
     }
 
-    /// The client URL, e.g. `http://127.0.0.1:40123`.
+    /// Store options for this etcd: its endpoint, and the client TLS it was started with.
+    pub fn options(&self) -> EtcdStoreOptions {
+        let options = EtcdStoreOptions::new([self.endpoint.clone()]);
+        match &self.tls {
+            Some(tls) => options.with_tls(tls.clone()),
+            None => options,
+        }
+    }
+
+    /// The client URL, e.g. `http://127.0.0.1:40123` (`https://` with TLS).
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
@@ -203,10 +249,10 @@ impl LocalEtcd {
         self.child.as_ref().map(Child::id)
     }
 
-    /// A new store connected to this etcd with default options (each call opens a separate
+    /// A new store connected to this etcd with default options and its TLS (each call opens a separate
     /// client, standing for a separate process).
     pub fn store(&self) -> Result<EtcdStore, super::TopoError> {
-        EtcdStore::new(EtcdStoreOptions::new([self.endpoint.clone()]))
+        EtcdStore::new(self.options())
     }
 
     /// [`store`](Self::store) as a trait object.

@@ -33,7 +33,7 @@ pub mod tablet_alias;
 pub use denied_tables::{DeniedTablesOp, apply_denied_tables, denied_tables};
 pub use error::{Result, TopoError};
 pub use etcd::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_OP_TIMEOUT, EtcdStore, EtcdStoreOptions, EtcdTls};
-pub use local_etcd::{LocalEtcd, LocalEtcdError};
+pub use local_etcd::{LocalEtcd, LocalEtcdError, LocalEtcdTls};
 pub use lock::{
     DEFAULT_LOCK_TIMEOUT, DEFAULT_LOCK_TTL, KeyspaceLock, LockHandle, LockOptions, NamedLock,
     ShardGuard, ShardLock,
