@@ -305,12 +305,19 @@ impl Handle {
             .collect()
     }
 
-    /// Stops the server and waits for it to finish.
+    /// Stops the server and waits for it to finish. A graceful stop waits for requests in
+    /// flight, and a client may open a new watch on a kept-alive connection just after the
+    /// watches were ended, so watches are ended again until the server has stopped.
     pub async fn shutdown(mut self) {
-        self.drop_watches();
         let _ = self.shutdown.send(true);
-        if let Some(t) = self.task.take() {
-            let _ = t.await;
+        if let Some(mut task) = self.task.take() {
+            loop {
+                self.drop_watches();
+                tokio::select! {
+                    _ = &mut task => break,
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
         }
     }
 }
