@@ -16,6 +16,7 @@ pub mod boundary;
 pub mod keyspace;
 pub mod kube_calls;
 pub mod operator;
+pub mod reach;
 pub mod redact;
 pub mod run;
 pub mod status;

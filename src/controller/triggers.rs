@@ -8,7 +8,10 @@
 //! changes may have been missed in between. Each controller maps changes to its own objects
 //! ([`workflows_for_change`] for MoveTablesWorkflows); the mapping is deliberately generous: an
 //! extra pass over a converged workflow writes nothing (I5), a missed one would leave a repair
-//! waiting for the resync.
+//! waiting for the resync. The one narrowing is [`Reach`]: a change to a shared record
+//! (`RoutingRules`, a keyspace's `VSchema`, a cell's `SrvVSchema`) wakes only the workflows whose
+//! tables (or keyspace as a whole) it changed, so each workflow's own writes do not wake every
+//! other workflow.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +21,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use super::reach::{Reach, ReachTracker};
 use crate::api::MoveTablesWorkflow;
 use crate::engine::{Desired, WatchedKeys};
 use crate::vitess::topo::{TopoServer, TopoStore, WatchEvent};
@@ -40,6 +44,8 @@ pub enum TopoChange {
         scope: TopoScope,
         /// The key relative to the scope's root, e.g. `keyspaces/customer/shards/-80/Shard`.
         key: String,
+        /// Which tables and keyspaces the change touched.
+        reach: Reach,
     },
     /// A watch was (re)established after a break: anything may have changed.
     Resync,
@@ -114,6 +120,7 @@ fn spawn_watch(
 ) {
     tokio::spawn(async move {
         let mut first = true;
+        let mut reach = ReachTracker::new(matches!(scope, TopoScope::Cell(_)));
         loop {
             let stream = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -130,6 +137,7 @@ fn spawn_watch(
                 }
             };
             if !first {
+                reach.reset();
                 let _ = sender.send(TopoChange::Resync);
             }
             first = false;
@@ -138,21 +146,27 @@ fn spawn_watch(
                     _ = shutdown.cancelled() => return,
                     event = stream.next() => event,
                 };
-                match event {
-                    Some(Ok(WatchEvent::Put { key, .. } | WatchEvent::Delete { key, .. })) => {
-                        if let Some(rel) = key.strip_prefix(&root) {
-                            // No receiver yet is fine: nobody depends on the change.
-                            let _ = sender.send(TopoChange::Key {
-                                scope: scope.clone(),
-                                key: rel.trim_start_matches('/').to_string(),
-                            });
-                        }
-                    }
+                let (key, value) = match event {
+                    Some(Ok(WatchEvent::Put { key, value, .. })) => (key, Some(value)),
+                    Some(Ok(WatchEvent::Delete { key, .. })) => (key, None),
                     Some(Err(e)) => {
                         tracing::warn!(?scope, error = %e, "A topology watch broke; re-establishing it");
                         break;
                     }
                     None => break,
+                };
+                if let Some(rel) = key.strip_prefix(&root) {
+                    let rel = rel.trim_start_matches('/');
+                    let reach = match value {
+                        Some(value) => reach.put(rel, &value),
+                        None => reach.delete(rel),
+                    };
+                    // No receiver yet is fine: nobody depends on the change.
+                    let _ = sender.send(TopoChange::Key {
+                        scope: scope.clone(),
+                        key: rel.to_string(),
+                        reach,
+                    });
                 }
             }
             tokio::select! {
@@ -183,19 +197,32 @@ pub fn workflows_for_change(
     objects_for_change(store, change, &workflow_concerned)
 }
 
-fn workflow_concerned(wf: &MoveTablesWorkflow, scope: &TopoScope, key: &str) -> bool {
+fn workflow_concerned(
+    wf: &MoveTablesWorkflow,
+    scope: &TopoScope,
+    key: &str,
+    reach: &Reach,
+) -> bool {
     let name = wf.metadata.name.as_deref().unwrap_or_default();
     Desired::from_spec(&wf.spec, name)
-        .map(|desired| concerns(&desired.watched_keys(), scope, key))
+        .map(|desired| {
+            concerns(&desired.watched_keys(), scope, key)
+                && reach.touches(
+                    desired.tables.iter().map(String::as_str),
+                    [&desired.source_keyspace, &desired.target_keyspace]
+                        .into_iter()
+                        .map(String::as_str),
+                )
+        })
         .unwrap_or(false)
 }
 
-/// The objects in `store` a change concerns, by `concerned(object, scope, key)`; all of them on a
-/// resync.
+/// The objects in `store` a change concerns, by `concerned(object, scope, key, reach)`; all of
+/// them on a resync.
 pub fn objects_for_change<K>(
     store: &Store<K>,
     change: &TopoChange,
-    concerned: &(impl Fn(&K, &TopoScope, &str) -> bool + ?Sized),
+    concerned: &(impl Fn(&K, &TopoScope, &str, &Reach) -> bool + ?Sized),
 ) -> Vec<ObjectRef<K>>
 where
     K: kube::Resource<DynamicType = ()> + Clone + 'static,
@@ -205,7 +232,7 @@ where
         .iter()
         .filter(|object| match change {
             TopoChange::Resync => true,
-            TopoChange::Key { scope, key } => concerned(object, scope, key),
+            TopoChange::Key { scope, key, reach } => concerned(object, scope, key, reach),
         })
         .map(|object| ObjectRef::from_obj(object.as_ref()))
         .collect()
@@ -216,7 +243,7 @@ where
 pub fn triggers_for<K>(
     changes: broadcast::Receiver<TopoChange>,
     store: Store<K>,
-    concerned: impl Fn(&K, &TopoScope, &str) -> bool + Send + Sync + 'static,
+    concerned: impl Fn(&K, &TopoScope, &str, &Reach) -> bool + Send + Sync + 'static,
 ) -> impl futures::Stream<Item = ObjectRef<K>> + Send + 'static
 where
     K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
@@ -297,6 +324,7 @@ mod tests {
                         Ok(TopoChange::Key {
                             scope: TopoScope::Cell(cell),
                             key,
+                            ..
                         }) if cell == "zone1" && key == "SrvVSchema" => return true,
                         Ok(_) => {}
                         Err(_) => return false,
@@ -315,6 +343,161 @@ mod tests {
         assert!(
             failures.load(Ordering::SeqCst) >= 4,
             "the cell failed to open before it was watched"
+        );
+        shutdown.cancel();
+    }
+
+    fn workflow(name: &str, tables: &[&str]) -> MoveTablesWorkflow {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "vtmove.dev/v1alpha1",
+            "kind": "MoveTablesWorkflow",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"sourceKeyspace": "commerce", "targetKeyspace": "customer",
+                     "tables": tables},
+        }))
+        .expect("a valid workflow")
+    }
+
+    /// The key of the next change the watches publish (other than the start-up probe's) and the
+    /// names of the workflows it wakes.
+    async fn next_woken(
+        changes: &mut broadcast::Receiver<TopoChange>,
+        store: &Store<MoveTablesWorkflow>,
+    ) -> (String, Vec<String>) {
+        loop {
+            let change = tokio::time::timeout(Duration::from_secs(5), changes.recv())
+                .await
+                .expect("a change within 5 s")
+                .expect("the channel is open");
+            let key = match &change {
+                TopoChange::Key { key, .. } if key == "probe" => continue,
+                TopoChange::Key { key, .. } => key.clone(),
+                TopoChange::Resync => "resync".to_string(),
+            };
+            let mut names: Vec<String> = workflows_for_change(store, &change)
+                .into_iter()
+                .map(|r| r.name)
+                .collect();
+            names.sort();
+            return (key, names);
+        }
+    }
+
+    /// Through a real watch: the first RoutingRules value seen wakes every workflow; after that a
+    /// rules change wakes only the workflows whose tables it changed, and a cell's SrvVSchema
+    /// likewise; a change of a key no workflow watches wakes none, and a deletion wakes all.
+    #[tokio::test]
+    async fn shared_records_wake_only_the_workflows_whose_tables_changed() {
+        use crate::vitess::proto::vschema;
+        use prost::Message;
+        let store: Arc<dyn TopoStore> = Arc::new(MemoryStore::new());
+        let cell_store = store.clone();
+        let factory: StoreFactory = Arc::new(move |_: &str| Ok(cell_store.clone()));
+        let topo = Arc::new(TopoServer::new(store.clone(), "/vitess/global", factory));
+        topo.create_cell_info(
+            "zone1",
+            &CellInfo {
+                server_address: "cell".to_string(),
+                root: "/vitess/zone1".to_string(),
+            },
+        )
+        .await
+        .expect("cell info");
+        let mut writer = kube::runtime::reflector::store::Writer::default();
+        for wf in [
+            workflow("a", &["t1"]),
+            workflow("b", &["t2"]),
+            workflow("c", &["t3"]),
+        ] {
+            writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(wf));
+        }
+        let workflows = writer.as_reader();
+        let shutdown = CancellationToken::new();
+        let sender = watch_topology(topo.clone(), shutdown.clone());
+        let mut changes = sender.subscribe();
+        // Wait until both watches are up: the cell's starts after the cells are listed.
+        loop {
+            store
+                .update("/vitess/zone1/probe", b"x", None)
+                .await
+                .expect("written");
+            let up = tokio::time::timeout(Duration::from_millis(300), async {
+                loop {
+                    if let Ok(TopoChange::Key { key, .. }) = changes.recv().await
+                        && key == "probe"
+                    {
+                        return;
+                    }
+                }
+            })
+            .await;
+            if up.is_ok() {
+                break;
+            }
+        }
+        let rules = |pairs: &[(&str, &str)]| vschema::RoutingRules {
+            rules: pairs
+                .iter()
+                .map(|(from, to)| vschema::RoutingRule {
+                    from_table: from.to_string(),
+                    to_tables: vec![to.to_string()],
+                })
+                .collect(),
+        };
+        let srv = |pairs: &[(&str, &str)]| {
+            vschema::SrvVSchema {
+                routing_rules: Some(rules(pairs)),
+                ..Default::default()
+            }
+            .encode_to_vec()
+        };
+        let global = |key: &str| format!("/vitess/global/{key}");
+        let both = rules(&[
+            ("t1", "customer.t1"),
+            ("commerce.t2@replica", "customer.t2"),
+        ]);
+        let writes: [(String, Option<Vec<u8>>); 6] = [
+            (
+                global("RoutingRules"),
+                Some(rules(&[("t1", "commerce.t1")]).encode_to_vec()),
+            ),
+            (global("RoutingRules"), Some(both.encode_to_vec())),
+            (
+                "/vitess/zone1/SrvVSchema".into(),
+                Some(srv(&[("t3", "commerce.t3")])),
+            ),
+            (
+                "/vitess/zone1/SrvVSchema".into(),
+                Some(srv(&[("t3", "customer.t3")])),
+            ),
+            (global("keyspaces/other/Keyspace"), Some(b"x".to_vec())),
+            (global("RoutingRules"), None),
+        ];
+        let mut woken = Vec::new();
+        for (key, value) in writes {
+            match value {
+                Some(value) => store.update(&key, &value, None).await.map(|_| ()),
+                None => store.delete(&key, None).await,
+            }
+            .expect("written");
+            woken.push(next_woken(&mut changes, &workflows).await);
+        }
+        let names = |key: &str, names: &[&str]| {
+            (
+                key.to_string(),
+                names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(
+            woken,
+            vec![
+                names("RoutingRules", &["a", "b", "c"]),
+                names("RoutingRules", &["a", "b"]),
+                names("SrvVSchema", &["a", "b", "c"]),
+                names("SrvVSchema", &["c"]),
+                names("keyspaces/other/Keyspace", &[]),
+                names("RoutingRules", &["a", "b", "c"]),
+            ]
         );
         shutdown.cancel();
     }

@@ -488,7 +488,7 @@ pub fn keyspace_triggers(
     changes: broadcast::Receiver<TopoChange>,
     store: Store<Keyspace>,
 ) -> impl futures::Stream<Item = ObjectRef<Keyspace>> + Send + 'static {
-    triggers_for(changes, store, |ks: &Keyspace, scope, key| {
+    triggers_for(changes, store, |ks: &Keyspace, scope, key, _reach| {
         concerns_keyspace(&ks.keyspace_name(), scope, key)
     })
 }
