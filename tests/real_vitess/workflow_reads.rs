@@ -388,3 +388,96 @@ async fn vitess_reads_the_workflow_vtmove_created() {
     );
     w.fleet.shutdown().await;
 }
+
+/// While the copy phase is under way (3,000 rows; copy cycles cut after 200 rows by error 3024,
+/// as `MAX_EXECUTION_TIME` cuts Vitess's, then a 3 s pause), Vitess lists the streams as
+/// Copying with vtsim's latest bookmark per table, and
+/// `MoveTables status` reports the table's copy progress from the row counts of the target and
+/// source primaries: rows copied, rows in total and the IN_PROGRESS phase.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vitess_reads_a_copy_in_progress() {
+    use LayoutTabletType::*;
+    let layout = Layout::new(CELLS)
+        .keyspace(
+            KeyspaceLayout::unsharded("commerce")
+                .tablets("zone1", &[Primary, Replica, Rdonly])
+                .table(CUSTOMER, 3000),
+        )
+        .keyspace(
+            KeyspaceLayout::sharded("customer", ["-80", "80-"])
+                .tablets("zone1", &[Primary, Replica])
+                .tablets("zone2", &[Rdonly])
+                .vschema_table(CUSTOMER),
+        );
+    let mut tablet = TabletConfig::default();
+    tablet.vreplication.copy_batch_rows = 50;
+    tablet.vreplication.copy_cycle_rows = Some(200);
+    tablet.vreplication.cycle_pause = Duration::from_secs(3);
+    let mut w = world_with(layout, tablet).await;
+    let d = desired();
+    let mut memory = EngineMemory::default();
+
+    // Passes until some rows are copied while copy work is left.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let target_rows = |w: &World| -> u64 {
+        w.fleet
+            .primaries("customer")
+            .iter()
+            .map(|p| p.table_rows("customer").len() as u64)
+            .sum()
+    };
+    loop {
+        let report = w.engine.pass(&d, &mut memory).await;
+        let streams = w.vtsim_streams("customer", WORKFLOW, false);
+        assert!(
+            Instant::now() < deadline,
+            "the copy never got under way: {} rows, {streams:?}, {:?}",
+            target_rows(&w),
+            report.plan.map(|p| (p.step, p.blockers))
+        );
+        if target_rows(&w) > 0 && streams.values().all(|s| !s.copy.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let streams = w.compare_workflow("copying", "customer", WORKFLOW).await;
+    assert!(
+        streams
+            .values()
+            .all(|s| s.state == "Copying" && s.copy.contains_key("customer")),
+        "copying: every stream is Copying with a bookmark: {streams:?}"
+    );
+
+    // Row counts can move between the status call and our count: repeat until they held.
+    let source_rows = w.fleet.rows("commerce", "customer").len() as u64;
+    let mut checked = false;
+    for _ in 0..20 {
+        let before = target_rows(&w);
+        let (traffic_state, copy) = w.compare_status("copying", &d, &mut memory).await;
+        if target_rows(&w) != before {
+            continue;
+        }
+        assert_eq!(traffic_state, "Reads Not Switched. Writes Not Switched");
+        let table = &copy["customer"];
+        let number = |v: &Value| v.as_u64().or_else(|| v.as_str()?.parse().ok());
+        assert_eq!(number(&table["rows_copied"]), Some(before), "{copy}");
+        assert_eq!(number(&table["rows_total"]), Some(source_rows), "{copy}");
+        assert_eq!(number(&table["bytes_copied"]), Some(before * 64), "{copy}");
+        assert!(before < source_rows, "the copy is not finished: {copy}");
+        assert_eq!(table["phase"], "IN_PROGRESS", "{copy}");
+        let pct = table["rows_percentage"].as_f64().unwrap_or(-1.0);
+        let want = 100.0 * before as f64 / source_rows as f64;
+        assert!(
+            (pct - want).abs() < 0.01,
+            "rows percentage {pct} vs {want}: {copy}"
+        );
+        checked = true;
+        break;
+    }
+    assert!(
+        checked,
+        "the target's row count never held still during MoveTables status"
+    );
+    w.fleet.shutdown().await;
+}
