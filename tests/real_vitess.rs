@@ -13,6 +13,8 @@
 //! The peers come from `scripts/peers`; the tests fail, never skip, when they are missing.
 
 mod common;
+#[path = "real_vitess/workflow_reads.rs"]
+mod workflow_reads;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -34,6 +36,7 @@ use vtmove::vitess::tablet::{TabletClient, TabletClientConfig, TabletRpc};
 use vtmove::vitess::topo::{
     EtcdStore, EtcdStoreOptions, LocalEtcd, LockOptions, TopoServer, TopoStore,
 };
+use vtsim::tablet::TabletConfig;
 use vtsim::{Fleet, FleetOptions, KeyspaceLayout, Layout, LayoutTabletType, Probe};
 
 const ROOT: &str = "/vitess/global";
@@ -132,6 +135,11 @@ fn layout() -> Layout {
 }
 
 async fn world() -> World {
+    world_with(layout(), TabletConfig::default()).await
+}
+
+/// A world of the given fleet layout and tablet settings.
+async fn world_with(layout: Layout, tablet: TabletConfig) -> World {
     let vtctldclient = peer("vtctldclient");
     let etcd = LocalEtcd::start().await.expect("etcd starts");
     let options = EtcdStoreOptions::from_server_address(etcd.endpoint());
@@ -150,9 +158,10 @@ async fn world() -> World {
     );
     let fleet = Fleet::start(
         topo.clone(),
-        layout(),
+        layout,
         FleetOptions {
             cell_server_address: etcd.endpoint().to_owned(),
+            tablet,
             ..FleetOptions::default()
         },
     )

@@ -33,6 +33,7 @@ pub mod keyspace_id;
 pub mod layout;
 pub mod mysqld;
 pub mod probe;
+mod query;
 mod registry;
 pub mod replication;
 pub mod service;

@@ -41,7 +41,7 @@ use crate::data::TableDef;
 use crate::faults::{Reachability, RpcFault};
 use crate::mysqld::Change;
 use crate::sidecar::text_result;
-use crate::sql::{self, SelectItem, Statement};
+use crate::sql::{self, Statement};
 use crate::tablet::TabletCore;
 use crate::vreplication::restart_streams;
 
@@ -277,6 +277,49 @@ fn commit_ddl(core: &TabletCore, change: Change, local_only: bool) -> Result<(),
     }
 }
 
+/// Whether a table of a query is one of MySQL's or Vitess's own (`information_schema`, the `_vt`
+/// sidecar database) rather than a table of the tablet's database.
+fn is_system_table(core: &TabletCore, t: &sql::TableName) -> bool {
+    t.qualifier.as_deref().is_some_and(|q| {
+        (q.eq_ignore_ascii_case("information_schema") || q == SIDECAR_DB)
+            && q != core.mysqld.db_name()
+    })
+}
+
+/// `information_schema.tables` for the tablet's database. vtsim's statistics are exact where
+/// InnoDB's `table_rows` is an estimate: `table_rows` is the row count, and `data_length` is the
+/// same 64 bytes a row that GetSchema reports.
+fn information_schema_tables(
+    db: &str,
+    tables: &std::collections::BTreeMap<String, crate::data::Table>,
+) -> crate::query::VirtualRows {
+    crate::query::VirtualRows {
+        columns: vec![
+            ("table_catalog", false),
+            ("table_schema", false),
+            ("table_name", false),
+            ("table_type", false),
+            ("engine", false),
+            ("table_rows", true),
+            ("data_length", true),
+        ],
+        rows: tables
+            .iter()
+            .map(|(name, t)| {
+                vec![
+                    Some("def".to_owned()),
+                    Some(db.to_owned()),
+                    Some(name.clone()),
+                    Some("BASE TABLE".to_owned()),
+                    Some("InnoDB".to_owned()),
+                    Some(t.rows.len().to_string()),
+                    Some((t.rows.len() as u64 * 64).to_string()),
+                ]
+            })
+            .collect(),
+    }
+}
+
 async fn execute_dba(
     core: Arc<TabletCore>,
     req: ExecuteFetchAsDbaRequest,
@@ -346,13 +389,10 @@ async fn execute_dba(
             }
             QueryResult::default()
         }
-        Statement::Select {
-            items,
-            table,
-            conds,
-            ..
-        } if items == [SelectItem::CountStar] && conds.is_empty() => {
-            let name = strip_db(&core, &table)?;
+        Statement::Select(select)
+            if select.is_plain_count() && !is_system_table(&core, select.table()) =>
+        {
+            let name = strip_db(&core, select.table())?;
             let st = core.mysqld.lock();
             let t = st.tables.get(name).ok_or_else(|| {
                 Status::unknown(
@@ -365,9 +405,32 @@ async fn execute_dba(
                 vec![vec![Some(t.rows.len().to_string())]],
             )
         }
+        Statement::Select(select)
+            if select.from.iter().all(|f| is_system_table(&core, &f.table)) =>
+        {
+            let st = core.mysqld.lock();
+            let db = core.mysqld.db_name();
+            crate::query::run_select(&select, &|t| {
+                if t.qualifier
+                    .as_deref()
+                    .is_some_and(|q| q.eq_ignore_ascii_case("information_schema"))
+                {
+                    if !t.name.eq_ignore_ascii_case("tables") {
+                        return Err(crate::mysqld::MysqlError::no_such_table(
+                            "information_schema",
+                            &t.name,
+                        ));
+                    }
+                    Ok(information_schema_tables(db, &st.tables))
+                } else {
+                    st.sidecar.sidecar_table(t, SIDECAR_DB)
+                }
+            })
+            .map_err(|e| e.during(&query))?
+        }
         _ => {
             return Err(Status::invalid_argument(format!(
-                "vtsim's ExecuteFetchAsDba supports LOCK TABLES, UNLOCK TABLES, DROP TABLE, RENAME TABLE and SELECT COUNT(*) FROM t only: {query}"
+                "vtsim's ExecuteFetchAsDba supports LOCK TABLES, UNLOCK TABLES, DROP TABLE, RENAME TABLE, SELECT COUNT(*) FROM t and selects over the _vt sidecar tables and information_schema.tables only: {query}"
             )));
         }
     };

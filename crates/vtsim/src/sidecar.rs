@@ -28,7 +28,8 @@ use vtmove::vitess::proto::vttime;
 use vtmove::vitess::tablet::rpc::{KEEP_CELLS, KEEP_TABLET_TYPES};
 use vtmove::vitess::tablet::stream::FROZEN_MESSAGE;
 
-use crate::sql::{self, Cond, Literal, SelectItem, Statement};
+use crate::query::VirtualRows;
+use crate::sql::{self, Cond, Literal, Statement};
 
 mod exec;
 mod text;
@@ -500,7 +501,7 @@ fn check_vreplication_where(conds: &[Cond], allow_unsafe: bool, query: &str) -> 
         return Ok(());
     }
     let keyed = conds.iter().any(|c| {
-        matches!(c, Cond::Eq(col, _) | Cond::In(col, _)
+        matches!(c.column(), Some(col)
             if col.eq_ignore_ascii_case("id") || col.eq_ignore_ascii_case("workflow"))
     });
     if keyed {
@@ -519,107 +520,6 @@ fn affected(n: usize) -> QueryResult {
     QueryResult {
         rows_affected: n as u64,
         ..QueryResult::default()
-    }
-}
-
-/// A result set held as text values, filtered and projected like a tiny SQL engine.
-pub(crate) struct VirtualRows {
-    /// Column names and whether each is an integer column.
-    pub columns: Vec<(&'static str, bool)>,
-    /// Rows of text values (`None` = NULL).
-    pub rows: Vec<Vec<Option<String>>>,
-}
-
-impl VirtualRows {
-    fn column(&self, name: &str) -> Result<usize, Status> {
-        self.columns
-            .iter()
-            .position(|(c, _)| c.eq_ignore_ascii_case(name))
-            .ok_or_else(|| {
-                Status::invalid_argument(format!(
-                    "Unknown column '{name}' in 'where clause' (errno 1054) (sqlstate 42S22)"
-                ))
-            })
-    }
-
-    /// Indexes of rows matching every condition.
-    pub fn matching(&self, conds: &[Cond]) -> Result<Vec<usize>, Status> {
-        let mut compiled = Vec::new();
-        for c in conds {
-            match c {
-                Cond::Const(b) => compiled.push((usize::MAX, vec![], *b)),
-                Cond::Eq(col, v) => compiled.push((self.column(col)?, vec![v.as_text()], true)),
-                Cond::In(col, vs) => compiled.push((
-                    self.column(col)?,
-                    vs.iter().map(Literal::as_text).collect(),
-                    true,
-                )),
-            }
-        }
-        Ok((0..self.rows.len())
-            .filter(|&i| {
-                compiled.iter().all(|(col, values, b)| {
-                    if *col == usize::MAX {
-                        return *b;
-                    }
-                    let have = &self.rows[i][*col];
-                    // NULL never compares equal.
-                    have.is_some() && values.iter().any(|v| v.is_some() && v == have)
-                })
-            })
-            .collect())
-    }
-
-    /// Runs a projection over the matching rows.
-    pub fn select(
-        &self,
-        items: &[SelectItem],
-        conds: &[Cond],
-        order_by: Option<(String, bool)>,
-        limit: Option<u64>,
-    ) -> Result<QueryResult, Status> {
-        let mut idx = self.matching(conds)?;
-        if let Some((col, desc)) = order_by {
-            let c = self.column(&col)?;
-            let numeric = self.columns[c].1;
-            idx.sort_by(|&a, &b| {
-                let (x, y) = (&self.rows[a][c], &self.rows[b][c]);
-                let ord = if numeric {
-                    let n = |v: &Option<String>| v.as_deref().and_then(|s| s.parse::<i64>().ok());
-                    n(x).cmp(&n(y))
-                } else {
-                    x.cmp(y)
-                };
-                if desc { ord.reverse() } else { ord }
-            });
-        }
-        if let Some(l) = limit {
-            idx.truncate(l as usize);
-        }
-        if items == [SelectItem::CountStar] {
-            return Ok(text_result(
-                &[("count(*)", true)],
-                vec![vec![Some(idx.len().to_string())]],
-            ));
-        }
-        let mut cols: Vec<usize> = Vec::new();
-        for item in items {
-            match item {
-                SelectItem::Star => cols.extend(0..self.columns.len()),
-                SelectItem::Column(c) => cols.push(self.column(c)?),
-                SelectItem::CountStar => {
-                    return Err(Status::invalid_argument(
-                        "count(*) cannot be mixed with columns",
-                    ));
-                }
-            }
-        }
-        let fields: Vec<(&str, bool)> = cols.iter().map(|&c| self.columns[c]).collect();
-        let rows = idx
-            .into_iter()
-            .map(|i| cols.iter().map(|&c| self.rows[i][c].clone()).collect())
-            .collect();
-        Ok(text_result(&fields, rows))
     }
 }
 

@@ -1,8 +1,11 @@
 //! The small SQL dialect vtsim's tablets accept through `VReplicationExec` and
 //! `ExecuteFetchAsDba`.
 //!
-//! Only what the engine sends is parsed: single-table `SELECT` with a projection, `WHERE`
-//! conjunctions of `col = literal` / `col IN (...)` / `literal = literal`, `ORDER BY` and `LIMIT`;
+//! Only what the engine and Vitess's workflow readers (vtctld's `GetWorkflows` and
+//! `WorkflowStatus`) send is parsed: `SELECT [DISTINCT]` of columns, `count(*)` and `max(col)`
+//! from one table or a comma join of aliased tables, `WHERE` conjunctions of `col = literal` /
+//! `col = col` / `col IN (...)` / `col IN (SELECT ...)` / `literal = literal`, `GROUP BY`,
+//! `ORDER BY` (several keys) and `LIMIT`;
 //! `INSERT ... VALUES`; `UPDATE ... SET ... WHERE`; `DELETE ... WHERE`; and the DBA statements
 //! `LOCK TABLES`, `UNLOCK TABLES`, `DROP TABLE`, `RENAME TABLE`. A statement outside the dialect
 //! is a syntax error, never a guess: a query vtsim cannot execute exactly must fail loudly.
@@ -51,23 +54,56 @@ impl fmt::Display for TableName {
     }
 }
 
+/// A column, optionally qualified by a table name or alias (`vr.id`): joins need the qualifier
+/// to tell apart columns of the same name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnRef {
+    /// The table name or alias, if given.
+    pub qualifier: Option<String>,
+    /// The column.
+    pub name: String,
+}
+
+impl ColumnRef {
+    /// An unqualified column.
+    pub fn named(name: &str) -> Self {
+        ColumnRef {
+            qualifier: None,
+            name: name.to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for ColumnRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.qualifier {
+            Some(q) => write!(f, "{q}.{}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
 /// One predicate of a `WHERE` conjunction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cond {
     /// `col = literal`.
-    Eq(String, Literal),
+    Eq(ColumnRef, Literal),
     /// `col IN (literal, ...)`.
-    In(String, Vec<Literal>),
+    In(ColumnRef, Vec<Literal>),
+    /// `col = col`: a join condition.
+    ColumnsEq(ColumnRef, ColumnRef),
+    /// `col IN (SELECT ...)`: an uncorrelated subquery returning one column.
+    InSelect(ColumnRef, Box<Select>),
     /// A constant comparison such as `1 = 0`.
     Const(bool),
 }
 
 impl Cond {
-    /// The column the predicate tests, if any.
+    /// The column the predicate compares with literals, if any.
     pub fn column(&self) -> Option<&str> {
         match self {
-            Cond::Eq(c, _) | Cond::In(c, _) => Some(c),
-            Cond::Const(_) => None,
+            Cond::Eq(c, _) | Cond::In(c, _) => Some(&c.name),
+            Cond::ColumnsEq(..) | Cond::InSelect(..) | Cond::Const(_) => None,
         }
     }
 }
@@ -78,9 +114,55 @@ pub enum SelectItem {
     /// `*`.
     Star,
     /// A column.
-    Column(String),
+    Column(ColumnRef),
     /// `count(*)`.
     CountStar,
+    /// `max(col)`.
+    Max(ColumnRef),
+}
+
+/// One table of a `FROM` list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FromTable {
+    /// The table.
+    pub table: TableName,
+    /// Its alias, if given.
+    pub alias: Option<String>,
+}
+
+/// A `SELECT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Select {
+    /// `DISTINCT` was given.
+    pub distinct: bool,
+    /// Projection.
+    pub items: Vec<SelectItem>,
+    /// Tables, comma-joined (never empty).
+    pub from: Vec<FromTable>,
+    /// Conjunction (empty: no WHERE).
+    pub conds: Vec<Cond>,
+    /// `GROUP BY` columns.
+    pub group_by: Vec<ColumnRef>,
+    /// `ORDER BY` keys, each with whether it is descending.
+    pub order_by: Vec<(ColumnRef, bool)>,
+    /// `LIMIT`.
+    pub limit: Option<u64>,
+}
+
+impl Select {
+    /// The first table of the `FROM` list (the one Vitess's VReplicationExec checks).
+    pub fn table(&self) -> &TableName {
+        &self.from[0].table
+    }
+
+    /// Whether this is a plain `SELECT count(*) FROM t` with no other clause.
+    pub fn is_plain_count(&self) -> bool {
+        self.items == [SelectItem::CountStar]
+            && self.from.len() == 1
+            && self.conds.is_empty()
+            && self.group_by.is_empty()
+            && !self.distinct
+    }
 }
 
 /// Lock type of `LOCK TABLES`.
@@ -95,19 +177,8 @@ pub enum LockKind {
 /// A parsed statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Statement {
-    /// `SELECT items FROM table [WHERE ...] [ORDER BY col [ASC|DESC]] [LIMIT n]`.
-    Select {
-        /// Projection.
-        items: Vec<SelectItem>,
-        /// Table.
-        table: TableName,
-        /// Conjunction (empty: no WHERE).
-        conds: Vec<Cond>,
-        /// `ORDER BY` column and whether descending.
-        order_by: Option<(String, bool)>,
-        /// `LIMIT`.
-        limit: Option<u64>,
-    },
+    /// `SELECT`.
+    Select(Select),
     /// `INSERT [IGNORE] INTO table (cols) VALUES (...), ... [ON DUPLICATE KEY UPDATE ...]`.
     Insert {
         /// Table.
@@ -288,8 +359,8 @@ fn tokenize(sql: &str) -> Result<(Vec<(usize, Tok)>, bool), SqlError> {
     Ok((toks, unsafe_write))
 }
 
-/// `ORDER BY` column with its direction (descending = true), and `LIMIT`.
-type OrderLimit = (Option<(String, bool)>, Option<u64>);
+/// `ORDER BY` columns with their direction (descending = true), and `LIMIT`.
+type OrderLimit = (Vec<(ColumnRef, bool)>, Option<u64>);
 
 struct Parser {
     toks: Vec<(usize, Tok)>,
@@ -395,13 +466,27 @@ impl Parser {
         }
     }
 
-    fn column(&mut self) -> Result<String, SqlError> {
-        // `tbl.col` is accepted; the qualifier is dropped (single-table statements only).
+    fn column(&mut self) -> Result<ColumnRef, SqlError> {
         let first = self.ident()?;
         if self.eat_punct('.') {
-            self.ident()
+            Ok(ColumnRef {
+                qualifier: Some(first),
+                name: self.ident()?,
+            })
         } else {
-            Ok(first)
+            Ok(ColumnRef {
+                qualifier: None,
+                name: first,
+            })
+        }
+    }
+
+    /// Whether the next token starts a column reference rather than a literal.
+    fn at_column(&self) -> bool {
+        match self.peek() {
+            Some(Tok::Quoted(_)) => true,
+            Some(Tok::Word(w)) => !w.eq_ignore_ascii_case("null"),
+            _ => false,
         }
     }
 
@@ -421,15 +506,25 @@ impl Parser {
                 _ => {
                     let col = self.column()?;
                     if self.eat_punct('=') {
-                        Cond::Eq(col, self.literal()?)
+                        if self.at_column() {
+                            Cond::ColumnsEq(col, self.column()?)
+                        } else {
+                            Cond::Eq(col, self.literal()?)
+                        }
                     } else if self.eat_kw("in") {
                         self.expect_punct('(')?;
-                        let mut values = vec![self.literal()?];
-                        while self.eat_punct(',') {
-                            values.push(self.literal()?);
+                        if self.eat_kw("select") {
+                            let sub = self.select()?;
+                            self.expect_punct(')')?;
+                            Cond::InSelect(col, Box::new(sub))
+                        } else {
+                            let mut values = vec![self.literal()?];
+                            while self.eat_punct(',') {
+                                values.push(self.literal()?);
+                            }
+                            self.expect_punct(')')?;
+                            Cond::In(col, values)
                         }
-                        self.expect_punct(')')?;
-                        Cond::In(col, values)
                     } else {
                         return self.err("expected = or IN");
                     }
@@ -444,17 +539,22 @@ impl Parser {
     }
 
     fn order_limit(&mut self) -> Result<OrderLimit, SqlError> {
-        let mut order = None;
+        let mut order = Vec::new();
         if self.eat_kw("order") {
             self.expect_kw("by")?;
-            let col = self.column()?;
-            let desc = if self.eat_kw("desc") {
-                true
-            } else {
-                self.eat_kw("asc");
-                false
-            };
-            order = Some((col, desc));
+            loop {
+                let col = self.column()?;
+                let desc = if self.eat_kw("desc") {
+                    true
+                } else {
+                    self.eat_kw("asc");
+                    false
+                };
+                order.push((col, desc));
+                if !self.eat_punct(',') {
+                    break;
+                }
+            }
         }
         let mut limit = None;
         if self.eat_kw("limit") {
@@ -466,36 +566,82 @@ impl Parser {
         Ok((order, limit))
     }
 
-    fn statement(&mut self) -> Result<Statement, SqlError> {
-        if self.eat_kw("select") {
-            let mut items = Vec::new();
-            loop {
-                if self.eat_punct('*') {
-                    items.push(SelectItem::Star);
-                } else if self.peek_kw("count") {
+    /// The rest of a `SELECT` after its keyword.
+    fn select(&mut self) -> Result<Select, SqlError> {
+        let distinct = self.eat_kw("distinct");
+        let mut items = Vec::new();
+        loop {
+            let function = |p: &Parser, name: &str| {
+                p.peek_kw(name) && p.toks.get(p.at + 1).map(|(_, t)| t) == Some(&Tok::Punct('('))
+            };
+            if self.eat_punct('*') {
+                items.push(SelectItem::Star);
+            } else if function(self, "count") {
+                self.at += 2;
+                self.expect_punct('*')?;
+                self.expect_punct(')')?;
+                items.push(SelectItem::CountStar);
+            } else if function(self, "max") {
+                self.at += 2;
+                let col = self.column()?;
+                self.expect_punct(')')?;
+                items.push(SelectItem::Max(col));
+            } else {
+                items.push(SelectItem::Column(self.column()?));
+            }
+            if !self.eat_punct(',') {
+                break;
+            }
+        }
+        self.expect_kw("from")?;
+        let mut from = Vec::new();
+        loop {
+            let table = self.table()?;
+            self.eat_kw("as");
+            let alias = match self.peek() {
+                Some(Tok::Word(w)) if !is_reserved(w) => {
+                    let w = w.clone();
                     self.at += 1;
-                    self.expect_punct('(')?;
-                    self.expect_punct('*')?;
-                    self.expect_punct(')')?;
-                    items.push(SelectItem::CountStar);
-                } else {
-                    items.push(SelectItem::Column(self.column()?));
+                    Some(w)
                 }
+                Some(Tok::Quoted(w)) => {
+                    let w = w.clone();
+                    self.at += 1;
+                    Some(w)
+                }
+                _ => None,
+            };
+            from.push(FromTable { table, alias });
+            if !self.eat_punct(',') {
+                break;
+            }
+        }
+        let conds = self.conds()?;
+        let mut group_by = Vec::new();
+        if self.eat_kw("group") {
+            self.expect_kw("by")?;
+            loop {
+                group_by.push(self.column()?);
                 if !self.eat_punct(',') {
                     break;
                 }
             }
-            self.expect_kw("from")?;
-            let table = self.table()?;
-            let conds = self.conds()?;
-            let (order_by, limit) = self.order_limit()?;
-            return Ok(Statement::Select {
-                items,
-                table,
-                conds,
-                order_by,
-                limit,
-            });
+        }
+        let (order_by, limit) = self.order_limit()?;
+        Ok(Select {
+            distinct,
+            items,
+            from,
+            conds,
+            group_by,
+            order_by,
+            limit,
+        })
+    }
+
+    fn statement(&mut self) -> Result<Statement, SqlError> {
+        if self.eat_kw("select") {
+            return Ok(Statement::Select(self.select()?));
         }
         if self.eat_kw("insert") {
             let ignore = self.eat_kw("ignore");
@@ -541,7 +687,7 @@ impl Parser {
             self.expect_kw("set")?;
             let mut set = Vec::new();
             loop {
-                let col = self.column()?;
+                let col = self.column()?.name;
                 self.expect_punct('=')?;
                 set.push((col, self.literal()?));
                 if !self.eat_punct(',') {
@@ -554,7 +700,7 @@ impl Parser {
                 table,
                 set,
                 conds,
-                order_or_limit: order.is_some() || limit.is_some(),
+                order_or_limit: !order.is_empty() || limit.is_some(),
             });
         }
         if self.eat_kw("delete") {
@@ -565,7 +711,7 @@ impl Parser {
             return Ok(Statement::Delete {
                 table,
                 conds,
-                order_or_limit: order.is_some() || limit.is_some(),
+                order_or_limit: !order.is_empty() || limit.is_some(),
             });
         }
         if self.eat_kw("lock") {
@@ -728,102 +874,5 @@ pub fn is_reserved(name: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn p(sql: &str) -> Parsed {
-        parse(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
-    }
-
-    #[test]
-    fn copy_state_query_parses() {
-        let q = vtmove::vitess::tablet::stream::copy_state_query("", &[1, 2])
-            .unwrap_or_else(|e| panic!("{e}"));
-        let Statement::Select {
-            items,
-            table,
-            conds,
-            ..
-        } = p(&q).statement
-        else {
-            panic!("select expected");
-        };
-        assert_eq!(items.len(), 4);
-        assert_eq!(table.qualifier.as_deref(), Some("_vt"));
-        assert_eq!(
-            conds,
-            vec![Cond::In(
-                "vrepl_id".into(),
-                vec![Literal::Int(1), Literal::Int(2)]
-            )]
-        );
-        let none = vtmove::vitess::tablet::stream::copy_state_query("_vt", &[])
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(matches!(
-            p(&none).statement,
-            Statement::Select { conds, .. } if conds == vec![Cond::Const(false)]
-        ));
-    }
-
-    #[test]
-    fn dml_and_directives() {
-        let u = p(
-            "update /*vt+ ALLOW_UNSAFE_VREPLICATION_WRITE */ _vt.vreplication set state='Stopped', message='it''s \\'x\\'' where workflow = 'wf'",
-        );
-        assert!(u.allow_unsafe_vreplication_write);
-        let Statement::Update { set, conds, .. } = u.statement else {
-            panic!("update expected");
-        };
-        assert_eq!(set[1].1, Literal::Str("it's 'x'".into()));
-        assert_eq!(conds[0].column(), Some("workflow"));
-        assert!(matches!(
-            p("insert into _vt.resharding_journal (id, db_name, val) values (1, 'vt_ks', 'x')")
-                .statement,
-            Statement::Insert { rows, .. } if rows.len() == 1
-        ));
-        assert!(matches!(
-            p("LOCK TABLES `customer` READ").statement,
-            Statement::LockTables(l) if l.len() == 1
-        ));
-        assert!(matches!(
-            p("drop table if exists vt_ks.t1, t2;").statement,
-            Statement::DropTable { if_exists: true, tables } if tables.len() == 2
-        ));
-        assert!(matches!(
-            p("rename table t to _t_old").statement,
-            Statement::RenameTable(_)
-        ));
-        assert!(matches!(
-            p("select count(*) from t").statement,
-            Statement::Select { items, .. } if items == vec![SelectItem::CountStar]
-        ));
-    }
-
-    #[test]
-    fn garbage_is_an_error() {
-        for sql in [
-            "",
-            "select",
-            "select * from",
-            "update t set a = b",
-            "select * from t where a > 1",
-            "select 'x",
-            "drop database x",
-            "select * from t; select 1",
-            "\u{0}",
-        ] {
-            assert!(parse(sql).is_err(), "{sql:?}");
-        }
-    }
-
-    #[test]
-    fn splits_scripts() {
-        assert_eq!(
-            split_statements("create table a (x int); ; create table b (s text default ';')"),
-            vec![
-                "create table a (x int)".to_owned(),
-                "create table b (s text default ';')".to_owned()
-            ]
-        );
-    }
-}
+#[path = "sql_tests.rs"]
+mod tests;

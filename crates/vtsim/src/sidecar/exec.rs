@@ -1,6 +1,8 @@
 //! `VReplicationExec`: the SQL a tablet runs on its sidecar tables, one handler per statement
-//! kind (select, insert, update, delete) over `_vt.vreplication`, `_vt.copy_state` and
-//! `_vt.resharding_journal`.
+//! kind (select, insert, update, delete) over `_vt.vreplication`, `_vt.copy_state`,
+//! `_vt.vreplication_log` and `_vt.resharding_journal`. Selects are passed to the tablet's MySQL
+//! as they are (as Vitess does), so they may join and nest sidecar tables; their errors are
+//! MySQL's.
 
 use super::*;
 
@@ -14,8 +16,8 @@ impl Sidecar {
     ) -> Result<(QueryResult, Vec<i32>), Status> {
         let parsed = sql::parse(query).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let table = match &parsed.statement {
-            Statement::Select { table, .. }
-            | Statement::Insert { table, .. }
+            Statement::Select(select) => select.table().clone(),
+            Statement::Insert { table, .. }
             | Statement::Update { table, .. }
             | Statement::Delete { table, .. } => table.clone(),
             _ => {
@@ -40,37 +42,19 @@ impl Sidecar {
         }
         let name = table.name.to_ascii_lowercase();
         match parsed.statement {
-            Statement::Select {
-                items,
-                conds,
-                order_by,
-                limit,
-                ..
-            } => {
-                let rows = match name.as_str() {
-                    "vreplication" => self.vreplication_rows(),
-                    "copy_state" => self.copy_state_rows(),
-                    "resharding_journal" => self.journal_rows(),
-                    "vreplication_log" => VirtualRows {
-                        columns: vec![
-                            ("id", true),
-                            ("vrepl_id", true),
-                            ("type", false),
-                            ("state", false),
-                            ("created_at", false),
-                            ("updated_at", false),
-                            ("message", false),
-                            ("count", true),
-                        ],
-                        rows: Vec::new(),
-                    },
-                    _ => {
-                        return Err(Status::invalid_argument(format!(
-                            "invalid table name: {name}"
-                        )));
-                    }
-                };
-                Ok((rows.select(&items, &conds, order_by, limit)?, Vec::new()))
+            Statement::Select(select) => {
+                if !matches!(
+                    name.as_str(),
+                    "vreplication" | "copy_state" | "resharding_journal" | "vreplication_log"
+                ) {
+                    return Err(Status::invalid_argument(format!(
+                        "invalid table name: {name}"
+                    )));
+                }
+                let result =
+                    crate::query::run_select(&select, &|t| self.sidecar_table(t, sidecar_db))
+                        .map_err(|e| e.during(query))?;
+                Ok((result, Vec::new()))
             }
             Statement::Insert {
                 columns,
@@ -192,6 +176,39 @@ impl Sidecar {
                 "unsupported statement for VReplicationExec: {query}"
             ))),
         }
+    }
+
+    /// A sidecar table as MySQL would resolve its name in the sidecar database.
+    pub(crate) fn sidecar_table(
+        &self,
+        table: &sql::TableName,
+        sidecar_db: &str,
+    ) -> Result<VirtualRows, crate::mysqld::MysqlError> {
+        let db = table.qualifier.as_deref().unwrap_or(sidecar_db);
+        let missing = || crate::mysqld::MysqlError::no_such_table(db, &table.name);
+        if db != "_vt" && db != sidecar_db {
+            return Err(missing());
+        }
+        Ok(match table.name.to_ascii_lowercase().as_str() {
+            "vreplication" => self.vreplication_rows(),
+            "copy_state" => self.copy_state_rows(),
+            "resharding_journal" => self.journal_rows(),
+            // vtsim keeps no stream log: the table exists and is empty.
+            "vreplication_log" => VirtualRows {
+                columns: vec![
+                    ("id", true),
+                    ("vrepl_id", true),
+                    ("type", false),
+                    ("state", false),
+                    ("created_at", false),
+                    ("updated_at", false),
+                    ("message", false),
+                    ("count", true),
+                ],
+                rows: Vec::new(),
+            },
+            _ => return Err(missing()),
+        })
     }
 
     fn insert_journal(
