@@ -11,6 +11,7 @@ use vtmove::engine::invariants::quiet_pass;
 use vtmove::engine::testing::world::{Layout, World};
 use vtmove::engine::{BlockReason, Desired, DesiredLifecycle, EngineMemory};
 use vtmove::vitess::routing::{Side, TrafficPlacement};
+use vtmove::vitess::tablet::Method;
 use vtmove::vitess::topo::{LocalEtcd, LockOptions, MemoryStore, TopoStore};
 
 enum Backend {
@@ -501,4 +502,45 @@ async fn the_fake_fleet_waits_for_gtid_sets_like_vitess() {
         .await
         .expect_err("a position with another server's transaction is not reached");
     assert!(err.to_string().contains("did not reach"), "{err}");
+}
+
+/// A pass over a converged workflow does not list the other workflows on the primaries (a read
+/// whose cost grows with their number); a pass with a step to take lists them on every
+/// primary of both sides before the step, so the step's pre-checks know them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_workflows_are_listed_only_when_there_is_something_to_do() {
+    let (_backend, world) = world(false, Layout::default()).await;
+    let mut desired = world.layout.desired("wf");
+    let mut memory = EngineMemory::default();
+    stage(&world, &desired, &mut memory, "create").await;
+    let listings = || {
+        world
+            .tablets
+            .calls()
+            .get(&Method::ReadVReplicationWorkflows)
+            .copied()
+            .unwrap_or(0)
+    };
+    let before = listings();
+    let report = world.engine.pass(&desired, &mut memory).await;
+    let plan = report.plan.expect("a plan");
+    assert!(plan.converged(), "{:?}", plan.step);
+    assert!(report.executed.is_none());
+    assert_eq!(
+        listings(),
+        before,
+        "a converged pass lists no other workflows"
+    );
+
+    desired.traffic = traffic(Side::Target, Side::Source, Side::Source);
+    let report = world.engine.pass(&desired, &mut memory).await;
+    let executed = report.executed.expect("the reads switch starts");
+    assert!(report.error.is_none(), "{:?}", report.error);
+    // One primary on each side in the default layout.
+    assert_eq!(
+        listings(),
+        before + 2,
+        "a pass with a step ({}) lists the other workflows on both primaries",
+        executed.step
+    );
 }

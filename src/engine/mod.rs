@@ -177,18 +177,70 @@ impl Engine {
         &self.config
     }
 
-    /// Observes only (for `vtmove plan`, status without acting, tests).
+    /// Observes only (for `vtmove plan`, status without acting, tests), other workflows
+    /// included.
     pub async fn observe(&self, desired: &Desired) -> Result<Observed, ObserveError> {
+        self.observe_with(desired, observe::OtherWorkflows::Read)
+            .await
+    }
+
+    async fn observe_with(
+        &self,
+        desired: &Desired,
+        others: observe::OtherWorkflows,
+    ) -> Result<Observed, ObserveError> {
         let deadline = self.config.observe.rpc_timeout * 4;
         match tokio::time::timeout(
             deadline,
-            observe::observe(&self.topo, &self.tablets, desired, &self.config.observe),
+            observe::observe(
+                &self.topo,
+                &self.tablets,
+                desired,
+                &self.config.observe,
+                others,
+            ),
         )
         .await
         {
             Ok(result) => result,
             Err(_) => Err(ObserveError::Timeout(deadline)),
         }
+    }
+
+    /// Observes and plans for a pass. The other workflows on each primary (a listing of every
+    /// workflow on the tablet, so its cost grows with their number) are read only when the
+    /// plan without them is not converged, and the plan is then made again with them: a
+    /// converged workflow costs what its own streams cost, while every step and every blocker
+    /// is still decided knowing the other workflows. A converged plan never depends on them:
+    /// they matter to creation, to a workflow without streams of its own, and to the pre-checks
+    /// of a switch, none of which is converged.
+    async fn observe_and_plan(
+        &self,
+        desired: &Desired,
+        memory: &mut EngineMemory,
+    ) -> Result<(Observed, Plan), ObserveError> {
+        let mut observed = self
+            .observe_with(desired, observe::OtherWorkflows::Later)
+            .await?;
+        memory.observe_copy_progress(&observed);
+        let plan = plan::plan(desired, &observed, memory);
+        if plan.converged() {
+            return Ok((observed, plan));
+        }
+        let deadline = self.config.observe.rpc_timeout * 2;
+        tokio::time::timeout(
+            deadline,
+            observe::read_other_workflows(
+                &self.tablets,
+                desired,
+                &mut observed,
+                &self.config.observe,
+            ),
+        )
+        .await
+        .map_err(|_| ObserveError::Timeout(deadline))?;
+        let plan = plan::plan(desired, &observed, memory);
+        Ok((observed, plan))
     }
 
     /// Observes and plans, without executing anything.
@@ -217,8 +269,8 @@ impl Engine {
         gate: &dyn StepGate,
     ) -> PassReport {
         let started = SystemTime::now();
-        let observed = match self.observe(desired).await {
-            Ok(observed) => observed,
+        let (observed, plan) = match self.observe_and_plan(desired, memory).await {
+            Ok(observed_and_plan) => observed_and_plan,
             Err(e) => {
                 return PassReport {
                     started,
@@ -229,8 +281,6 @@ impl Engine {
                 };
             }
         };
-        memory.observe_copy_progress(&observed);
-        let plan = plan::plan(desired, &observed, memory);
         // Nothing to run, or the gate holds the step back: the report carries the plan alone.
         let planned_only = |plan| PassReport {
             started,

@@ -278,6 +278,7 @@ pub async fn observe(
     tablets: &Arc<dyn TabletRpc>,
     desired: &Desired,
     options: &ObserveOptions,
+    others: OtherWorkflows,
 ) -> Result<Observed, ObserveError> {
     let at = SystemTime::now();
     let mut cells = topo.list_cells().await?;
@@ -302,10 +303,20 @@ pub async fn observe(
         &cells,
         contact_source,
         options,
+        others,
     )
     .await?;
-    let target =
-        observe_keyspace(topo, tablets, desired, Side::Target, &cells, true, options).await?;
+    let target = observe_keyspace(
+        topo,
+        tablets,
+        desired,
+        Side::Target,
+        &cells,
+        true,
+        options,
+        others,
+    )
+    .await?;
     let locks = LocksHeld {
         named: lock_dir_held(topo, &rel::named_lock_dir(&desired.lock_name())).await?,
         source: lock_dir_held(topo, &rel::keyspace_dir(&desired.source_keyspace)).await?,
@@ -330,6 +341,7 @@ pub(crate) async fn lock_dir_held(topo: &TopoServer, dir: &str) -> Result<bool, 
     Ok(!topo.global_store().list(&prefix).await?.is_empty())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn observe_keyspace(
     topo: &TopoServer,
     tablets: &Arc<dyn TabletRpc>,
@@ -338,6 +350,7 @@ async fn observe_keyspace(
     cells: &[String],
     contact_tablets: bool,
     options: &ObserveOptions,
+    others: OtherWorkflows,
 ) -> Result<KeyspaceState, TopoError> {
     let name = desired.keyspace(side);
     let record = match topo.get_keyspace(name).await {
@@ -374,6 +387,7 @@ async fn observe_keyspace(
                             addr,
                             &view.db_name,
                             options,
+                            others,
                         )
                         .await,
                     ),
@@ -490,6 +504,7 @@ async fn observe_primary(
     addr: &TabletAddr,
     db_name: &str,
     options: &ObserveOptions,
+    others: OtherWorkflows,
 ) -> PrimaryView {
     let limit = options.rpc_timeout;
     let workflow = desired.workflow_into(side);
@@ -500,6 +515,43 @@ async fn observe_primary(
         Method::ReadVReplicationWorkflow,
         tablets.observe_workflow(addr, &workflow, sidecar_db),
     );
+    let conflicts = async {
+        match others {
+            OtherWorkflows::Read => conflicting_workflows(tablets, desired, addr, limit).await,
+            OtherWorkflows::Later => Ok(Vec::new()),
+        }
+    };
+    let (position, streams, conflicts) = futures::join!(position, streams, conflicts);
+    PrimaryView {
+        alias: alias.to_string(),
+        addr: addr.clone(),
+        db_name: db_name.to_string(),
+        position,
+        streams,
+        conflicts,
+        schema: None,
+    }
+}
+
+/// Whether an observation reads the other workflows on each primary. That read lists every
+/// workflow on the tablet, so its cost grows with the number of workflows; a pass reads it
+/// [`Later`](OtherWorkflows::Later), only when the plan without it is not converged (see
+/// `Engine::pass_checked`), so every step and every blocker is still decided with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OtherWorkflows {
+    /// Read with the rest of the observation.
+    Read,
+    /// Left empty for now; [`read_other_workflows`] fills it in.
+    Later,
+}
+
+/// Other workflows on the primary at `addr` whose streams carry one of the moved tables.
+async fn conflicting_workflows(
+    tablets: &Arc<dyn TabletRpc>,
+    desired: &Desired,
+    addr: &TabletAddr,
+    limit: Duration,
+) -> Result<Vec<WorkflowStreams>, TabletError> {
     let request = ReadVReplicationWorkflowsRequest {
         exclude_workflows: vec![desired.workflow.clone(), desired.reverse_workflow()],
         ..Default::default()
@@ -509,27 +561,43 @@ async fn observe_primary(
         addr,
         Method::ReadVReplicationWorkflows,
         tablets.read_workflows(addr, request),
-    );
-    let (position, streams, others) = futures::join!(position, streams, others);
+    )
+    .await?;
     let tables: BTreeSet<&str> = desired.tables.iter().map(String::as_str).collect();
-    let conflicts = others.map(|workflows| {
-        workflows
-            .into_iter()
-            .filter(|w| {
-                w.streams
-                    .iter()
-                    .any(|s| s.source.tables.iter().any(|t| tables.contains(t.as_str())))
-            })
-            .collect()
-    });
-    PrimaryView {
-        alias: alias.to_string(),
-        addr: addr.clone(),
-        db_name: db_name.to_string(),
-        position,
-        streams,
-        conflicts,
-        schema: None,
+    Ok(others
+        .into_iter()
+        .filter(|w| {
+            w.streams
+                .iter()
+                .any(|s| s.source.tables.iter().any(|t| tables.contains(t.as_str())))
+        })
+        .collect())
+}
+
+/// Fills in the other workflows on every observed primary of both sides, for an observation
+/// made with [`OtherWorkflows::Later`].
+pub async fn read_other_workflows(
+    tablets: &Arc<dyn TabletRpc>,
+    desired: &Desired,
+    observed: &mut Observed,
+    options: &ObserveOptions,
+) {
+    let primaries: Vec<&mut PrimaryView> = [&mut observed.source, &mut observed.target]
+        .into_iter()
+        .filter_map(|keyspace| match keyspace {
+            KeyspaceState::Present(view) => Some(view),
+            _ => None,
+        })
+        .flat_map(|view| view.shards.iter_mut().filter_map(|s| s.primary.as_mut()))
+        .collect();
+    let read = join_all(
+        primaries
+            .iter()
+            .map(|p| conflicting_workflows(tablets, desired, &p.addr, options.rpc_timeout)),
+    )
+    .await;
+    for (primary, conflicts) in primaries.into_iter().zip(read) {
+        primary.conflicts = conflicts;
     }
 }
 
