@@ -191,9 +191,12 @@ fn schema_of(
     tables: &[String],
     exclude: &[String],
 ) -> Result<SchemaDefinition, Status> {
+    // As in vttablet's table filter: an entry that starts with '/' is a regular expression
+    // once the slashes around it are trimmed (`/.*/` is every table), matched anywhere in the
+    // name; any other entry is a table name.
     let matches = |pattern: &str, name: &str| -> Result<bool, Status> {
-        if let Some(re) = pattern.strip_prefix('/') {
-            let re = regex::Regex::new(re).map_err(|e| {
+        if pattern.starts_with('/') {
+            let re = regex::Regex::new(pattern.trim_matches('/')).map_err(|e| {
                 Status::invalid_argument(format!("invalid table regexp {pattern:?}: {e}"))
             })?;
             Ok(re.is_match(name))
