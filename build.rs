@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/replicationdata.proto",
         "proto/tabletmanagerdata.proto",
         "proto/tabletmanagerservice.proto",
+        "proto/queryservice.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

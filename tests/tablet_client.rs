@@ -404,6 +404,32 @@ impl TabletManager for Fake {
         Ok(Response::new(VReplicationWaitForPosResponse {}))
     }
 
+    async fn execute_fetch_as_all_privs(
+        &self,
+        _request: Request<vtmove::vitess::proto::tabletmanagerdata::ExecuteFetchAsAllPrivsRequest>,
+    ) -> Result<
+        Response<vtmove::vitess::proto::tabletmanagerdata::ExecuteFetchAsAllPrivsResponse>,
+        Status,
+    > {
+        Err(Status::unimplemented(
+            "vtmove never calls ExecuteFetchAsAllPrivs",
+        ))
+    }
+
+    async fn validate_v_replication_permissions(
+        &self,
+        _request: Request<
+            vtmove::vitess::proto::tabletmanagerdata::ValidateVReplicationPermissionsRequest,
+        >,
+    ) -> Result<
+        Response<vtmove::vitess::proto::tabletmanagerdata::ValidateVReplicationPermissionsResponse>,
+        Status,
+    > {
+        Err(Status::unimplemented(
+            "vtmove never calls ValidateVReplicationPermissions",
+        ))
+    }
+
     async fn full_status(
         &self,
         request: Request<FullStatusRequest>,

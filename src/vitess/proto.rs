@@ -33,3 +33,7 @@ pub mod tabletmanagerdata {
 pub mod tabletmanagerservice {
     tonic::include_proto!("tabletmanagerservice");
 }
+/// The tablet health stream (served by vtsim for Vitess's own tools; vtmove never calls it).
+pub mod queryservice {
+    tonic::include_proto!("queryservice");
+}

@@ -29,6 +29,7 @@
 pub mod data;
 pub mod faults;
 pub mod fleet;
+mod health;
 pub mod keyspace_id;
 pub mod layout;
 pub mod mysqld;

@@ -226,6 +226,7 @@ fn evaluate(
         Column(usize),
         Count,
         Max(usize, bool),
+        Int(i64),
     }
     let mut outs = Vec::new();
     let mut fields = Vec::new();
@@ -257,6 +258,10 @@ fn evaluate(
                 outs.push(Out::Max(i, int));
                 fields.push((format!("max({})", col.name), int));
             }
+            SelectItem::Int(n) => {
+                outs.push(Out::Int(*n));
+                fields.push((n.to_string(), true));
+            }
         }
     }
     let mut order_cols = Vec::new();
@@ -277,6 +282,7 @@ fn evaluate(
                 .map(|o| match o {
                     Out::Column(c) => first.and_then(|f| rows[f][*c].clone()),
                     Out::Count => Some(members.len().to_string()),
+                    Out::Int(n) => Some(n.to_string()),
                     Out::Max(c, int) => members
                         .iter()
                         .filter_map(|&m| rows[m][*c].as_ref())

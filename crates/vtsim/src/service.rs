@@ -21,7 +21,8 @@ use vtmove::vitess::proto::replicationdata::{FullStatus, PrimaryStatus, Status a
 use vtmove::vitess::proto::tabletmanagerdata::{
     ApplySchemaRequest, ApplySchemaResponse, CreateVReplicationWorkflowRequest,
     CreateVReplicationWorkflowResponse, DeleteVReplicationWorkflowRequest,
-    DeleteVReplicationWorkflowResponse, ExecuteFetchAsDbaRequest, ExecuteFetchAsDbaResponse,
+    DeleteVReplicationWorkflowResponse, ExecuteFetchAsAllPrivsRequest,
+    ExecuteFetchAsAllPrivsResponse, ExecuteFetchAsDbaRequest, ExecuteFetchAsDbaResponse,
     FullStatusRequest, FullStatusResponse, GetSchemaRequest, GetSchemaResponse,
     HasVReplicationWorkflowsRequest, HasVReplicationWorkflowsResponse, PrimaryPositionRequest,
     PrimaryPositionResponse, ReadVReplicationWorkflowRequest, ReadVReplicationWorkflowResponse,
@@ -29,6 +30,7 @@ use vtmove::vitess::proto::tabletmanagerdata::{
     RefreshStateResponse, SchemaDefinition, TableDefinition, UpdateVReplicationWorkflowRequest,
     UpdateVReplicationWorkflowResponse, VReplicationExecRequest, VReplicationExecResponse,
     VReplicationWaitForPosRequest, VReplicationWaitForPosResponse,
+    ValidateVReplicationPermissionsRequest, ValidateVReplicationPermissionsResponse,
 };
 use vtmove::vitess::proto::tabletmanagerservice::tablet_manager_server::{
     TabletManager, TabletManagerServer,
@@ -100,8 +102,27 @@ impl Service {
         F: FnOnce(Arc<TabletCore>, Req) -> Fut,
         Fut: Future<Output = Result<Resp, Status>>,
     {
+        self.core.count_call(method);
+        self.call_as(Some(method), method.name(), request, handler)
+            .await
+    }
+
+    /// Runs `handler` as the tablet serves any call: refused while the tablet is down, held
+    /// while it hangs, bounded by the caller's deadline. Fault knobs and call counts exist
+    /// only for the RPCs vtmove makes (`method`); the others (`None`) are served for Vitess's
+    /// own workflow commands.
+    async fn call_as<Req, Resp, F, Fut>(
+        &self,
+        method: Option<Method>,
+        name: &'static str,
+        request: Request<Req>,
+        handler: F,
+    ) -> Result<Response<Resp>, Status>
+    where
+        F: FnOnce(Arc<TabletCore>, Req) -> Fut,
+        Fut: Future<Output = Result<Resp, Status>>,
+    {
         let core = self.core.clone();
-        core.count_call(method);
         if self.token.is_cancelled() {
             return Err(unavailable(&core));
         }
@@ -111,14 +132,16 @@ impl Service {
             if core.reachability() == Reachability::Hang {
                 core.wait_while_hanging().await;
             }
-            let (unimplemented, fault) = {
-                let mut faults = core.faults.lock().unwrap_or_else(|e| e.into_inner());
-                (faults.unimplemented.contains(&method), faults.take(method))
+            let (unimplemented, fault) = match method {
+                Some(method) => {
+                    let mut faults = core.faults.lock().unwrap_or_else(|e| e.into_inner());
+                    (faults.unimplemented.contains(&method), faults.take(method))
+                }
+                None => (false, None),
             };
             if unimplemented {
                 return Err(Status::unimplemented(format!(
-                    "unknown method {} for service tabletmanagerservice.TabletManager",
-                    method.name()
+                    "unknown method {name} for service tabletmanagerservice.TabletManager"
                 )));
             }
             match fault {
@@ -144,8 +167,7 @@ impl Service {
             match deadline {
                 Some(d) => tokio::time::timeout(d, work).await.unwrap_or_else(|_| {
                     Err(Status::deadline_exceeded(format!(
-                        "{} did not finish within the caller's deadline of {d:?}",
-                        method.name()
+                        "{name} did not finish within the caller's deadline of {d:?}"
                     )))
                 }),
                 None => work.await,
@@ -442,6 +464,73 @@ async fn execute_dba(
     })
 }
 
+/// `ExecuteFetchAsAllPrivs`. Vitess checks that a target table is empty with
+/// `select 1 from t limit 1` (a missing table answers MySQL's error 1146, which Vitess treats
+/// as empty); vtsim runs that form of select over its tables, and any other statement as
+/// `ExecuteFetchAsDba` would.
+async fn execute_all_privs(
+    core: Arc<TabletCore>,
+    req: ExecuteFetchAsAllPrivsRequest,
+) -> Result<ExecuteFetchAsAllPrivsResponse, Status> {
+    let query = String::from_utf8(req.query.clone())
+        .map_err(|_| Status::invalid_argument("query is not UTF-8"))?;
+    let parsed =
+        sql::parse(&query).map_err(|e| Status::invalid_argument(format!("{e}: {query}")))?;
+    if let Statement::Select(select) = &parsed.statement
+        && !is_system_table(&core, select.table())
+    {
+        let constants: Option<Vec<i64>> = select
+            .items
+            .iter()
+            .map(|i| match i {
+                sql::SelectItem::Int(n) => Some(*n),
+                _ => None,
+            })
+            .collect();
+        let plain = select.from.len() == 1
+            && select.conds.is_empty()
+            && select.group_by.is_empty()
+            && select.order_by.is_empty();
+        let Some(constants) = constants.filter(|_| plain) else {
+            return Err(Status::invalid_argument(format!(
+                "vtsim's ExecuteFetchAsAllPrivs selects only constants from one table (select 1 from t limit n): {query}"
+            )));
+        };
+        let name = strip_db(&core, select.table())?;
+        let rows = core
+            .mysqld
+            .lock()
+            .tables
+            .get(name)
+            .map(|t| t.rows.len())
+            .ok_or_else(|| {
+                Status::unknown(
+                    crate::mysqld::MysqlError::no_such_table(core.mysqld.db_name(), name)
+                        .to_string(),
+                )
+            })?;
+        let rows = select.limit.map_or(rows, |limit| {
+            rows.min(usize::try_from(limit).unwrap_or(usize::MAX))
+        });
+        let fields: Vec<String> = constants.iter().map(i64::to_string).collect();
+        let fields: Vec<(&str, bool)> = fields.iter().map(|f| (f.as_str(), true)).collect();
+        let row: Vec<Option<String>> = constants.iter().map(|n| Some(n.to_string())).collect();
+        return Ok(ExecuteFetchAsAllPrivsResponse {
+            result: Some(text_result(&fields, vec![row; rows])),
+        });
+    }
+    let dba = ExecuteFetchAsDbaRequest {
+        query: req.query,
+        db_name: req.db_name,
+        max_rows: req.max_rows,
+        reload_schema: req.reload_schema,
+        ..ExecuteFetchAsDbaRequest::default()
+    };
+    Ok(ExecuteFetchAsAllPrivsResponse {
+        result: execute_dba(core, dba).await?.result,
+    })
+}
+
 async fn apply_schema(
     core: Arc<TabletCore>,
     req: ApplySchemaRequest,
@@ -632,6 +721,35 @@ impl TabletManager for Service {
     ) -> Result<Response<ExecuteFetchAsDbaResponse>, Status> {
         self.call(Method::ExecuteFetchAsDba, request, execute_dba)
             .await
+    }
+
+    async fn execute_fetch_as_all_privs(
+        &self,
+        request: Request<ExecuteFetchAsAllPrivsRequest>,
+    ) -> Result<Response<ExecuteFetchAsAllPrivsResponse>, Status> {
+        self.call_as(None, "ExecuteFetchAsAllPrivs", request, execute_all_privs)
+            .await
+    }
+
+    async fn validate_v_replication_permissions(
+        &self,
+        request: Request<ValidateVReplicationPermissionsRequest>,
+    ) -> Result<Response<ValidateVReplicationPermissionsResponse>, Status> {
+        // vtsim's VReplication user may do everything to the sidecar tables, so the check
+        // (run before a traffic switch) always passes, naming vttablet's default filtered user.
+        self.call_as(
+            None,
+            "ValidateVReplicationPermissions",
+            request,
+            |_core, _req| async move {
+                Ok(ValidateVReplicationPermissionsResponse {
+                    user: "vt_filtered".to_owned(),
+                    ok: true,
+                    error: String::new(),
+                })
+            },
+        )
+        .await
     }
 
     async fn primary_position(

@@ -32,6 +32,7 @@ use crate::query::VirtualRows;
 use crate::sql::{self, Cond, Literal, Statement};
 
 mod exec;
+mod insert;
 mod text;
 pub use text::{
     binlog_source_prototext, lastpk_prototext, parse_lastpk, text_result, workflow_sub_type_name,

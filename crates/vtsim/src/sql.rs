@@ -119,6 +119,8 @@ pub enum SelectItem {
     CountStar,
     /// `max(col)`.
     Max(ColumnRef),
+    /// An integer constant, such as the `1` of `select 1 from t limit 1` (an emptiness check).
+    Int(i64),
 }
 
 /// One table of a `FROM` list.
@@ -586,6 +588,9 @@ impl Parser {
                 let col = self.column()?;
                 self.expect_punct(')')?;
                 items.push(SelectItem::Max(col));
+            } else if let Some(Tok::Int(i)) = self.peek().cloned() {
+                self.at += 1;
+                items.push(SelectItem::Int(i));
             } else {
                 items.push(SelectItem::Column(self.column()?));
             }

@@ -360,6 +360,12 @@ impl TabletCore {
         })
     }
 
+    /// The primary term start this tablet publishes: the one it loaded from its Shard record,
+    /// else the start of its current process.
+    pub(crate) fn primary_term_start(&self) -> Option<SystemTime> {
+        (*lock(&self.term_start)).or_else(|| self.incarnation().map(|inc| inc.started_at))
+    }
+
     pub(crate) fn incarnation(&self) -> Option<Arc<Incarnation>> {
         lock(&self.run).clone()
     }
@@ -575,6 +581,7 @@ impl TabletCore {
         let listener = self.bind().await?;
         let server_token = inc.token.child_token();
         let svc = crate::service::server(self.clone(), inc.token.clone());
+        let health = crate::health::server(self.clone(), inc.token.clone());
         let stop = server_token.clone();
         let handle = tokio::spawn(async move {
             // Like a real vttablet (Go sets TCP_NODELAY by default): without it small replies
@@ -583,6 +590,7 @@ impl TabletCore {
                 tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
             if let Err(e) = builder
                 .add_service(svc)
+                .add_service(health)
                 .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
                 .await
             {

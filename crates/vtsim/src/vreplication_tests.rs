@@ -92,3 +92,17 @@ fn filters_follow_the_binlog_source() {
         Some(vec![0x80])
     );
 }
+
+#[test]
+fn in_keyrange_names_a_vindex_type_or_a_keyspace_vindex() {
+    for vindex in ["reverse_bits", "customer.reverse_bits"] {
+        let filter = format!("select * from customer where in_keyrange(id, '{vindex}', '80-')");
+        let (table, range) = parse_select_filter(&filter, "customer", None)
+            .unwrap_or_else(|e| panic!("{filter}: {e}"));
+        assert_eq!(table, "customer");
+        assert_eq!(range, Some(parse_key_range("80-").unwrap()), "{filter}");
+    }
+    let filter = "select * from customer where in_keyrange(id, 'customer.hash', '80-')";
+    let error = parse_select_filter(filter, "customer", None).expect_err(filter);
+    assert!(error.contains("unsupported vindex"), "{error}");
+}

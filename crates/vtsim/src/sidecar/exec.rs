@@ -78,9 +78,7 @@ impl Sidecar {
                                 "id should not have a value: {query}"
                             )));
                         }
-                        Err(Status::unimplemented(
-                            "vtsim does not insert _vt.vreplication rows through VReplicationExec: use CreateVReplicationWorkflow",
-                        ))
+                        self.insert_vreplication(&columns, &rows)
                     }
                     _ => Err(Status::invalid_argument(format!(
                         "invalid table name: {name}"
@@ -299,6 +297,7 @@ impl Sidecar {
                 | "cell"
                 | "tablet_types"
                 | "tags"
+                | "options"
                 | "max_tps"
                 | "max_replication_lag"
                 | "time_updated"
@@ -336,6 +335,7 @@ impl Sidecar {
                     "cell" => row.cell = text,
                     "tablet_types" => row.tablet_types = text,
                     "tags" => row.tags = text,
+                    "options" => row.options = text,
                     "max_tps" => row.max_tps = int(value)?,
                     "max_replication_lag" => row.max_replication_lag = int(value)?,
                     "time_updated" => row.time_updated = int(value)?,
