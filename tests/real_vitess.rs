@@ -13,6 +13,8 @@
 //! The peers come from `scripts/peers`; the tests fail, never skip, when they are missing.
 
 mod common;
+#[path = "real_vitess/seed001.rs"]
+mod seed001;
 #[path = "real_vitess/workflow_reads.rs"]
 mod workflow_reads;
 
