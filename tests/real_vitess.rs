@@ -9,12 +9,15 @@
 //! - Keyspace and named locks exclude each other both ways, and a dead holder's lock expires with
 //!   its lease.
 //! - The real vtgate builds its VSchema from the SrvVSchema vtmove rebuilt (and keeps running).
+//! - Vitess's own `MoveTables create / switchtraffic / reversetraffic` run over vtsim's tablets;
+//!   when a tablet roll leaves ReverseTraffic with writes routed to a keyspace that denies them,
+//!   vtmove adopts the workflow and heals it (`real_vitess/interrupted_reverse.rs`).
 //!
 //! The peers come from `scripts/peers`; the tests fail, never skip, when they are missing.
 
 mod common;
-#[path = "real_vitess/seed001.rs"]
-mod seed001;
+#[path = "real_vitess/interrupted_reverse.rs"]
+mod interrupted_reverse;
 #[path = "real_vitess/workflow_reads.rs"]
 mod workflow_reads;
 
