@@ -12,6 +12,10 @@
 //!   tables it loaded at start or on RefreshState, with a simulated MySQL ([`mysqld`]) holding
 //!   tables, a GTID binlog and the `_vt` sidecar tables ([`sidecar`]), replicas that follow
 //!   their primary ([`replication`]), and a VReplication engine on primaries ([`vreplication`]).
+//!   It also answers what Vitess's own `vtctldclient MoveTables` commands call beyond vtmove's
+//!   subset (the all-privileges emptiness check, the permissions pre-check, reverse streams
+//!   inserted through VReplicationExec, and the QueryService health stream Vitess's tablet
+//!   picker reads), so that those commands can run against the fleet.
 //! - Faults ([`faults`]): rolls, delayed, failing or hanging RPCs, unreachable tablets, and an
 //!   old-version (v21) mode.
 //! - [`Probe`]: vtgate routing through the cell's SrvVSchema (with vtmove's own

@@ -140,7 +140,7 @@ async fn all_privs_select_one_checks_a_table_is_empty() {
 async fn vreplication_permissions_are_valid() {
     let fleet = start(two_keyspaces_layout(), FleetOptions::default()).await;
     let primary = fleet.primaries("customer").remove(0);
-    let mut client = TabletManagerClient::connect(endpoint(&primary))
+    let mut client = TabletManagerClient::connect(endpoint(primary))
         .await
         .unwrap();
     let response = client
@@ -216,23 +216,24 @@ async fn reverse_streams_are_inserted_through_vreplication_exec() {
         .unwrap_or_else(|e| panic!("{e}"));
     let result = response.result.unwrap_or_default();
     assert_eq!(result.rows_affected, 1);
-    let st = primary.mysqld().lock();
-    let row = st
-        .sidecar
-        .vreplication
-        .get(&i32::try_from(result.insert_id).unwrap())
-        .expect("the inserted row");
-    assert_eq!(row.workflow, "wf_reverse");
-    assert_eq!(row.state.as_str_name(), "Stopped");
-    assert_eq!(row.pos, "MySQL56/18edfae7-12bb-4e0c-4000-800000000067:1-2");
-    assert_eq!(row.source.keyspace, "customer");
-    assert_eq!(row.source.shard, "-80");
-    let rule = &row.source.filter.as_ref().expect("a filter").rules[0];
-    assert_eq!(
-        (rule.r#match.as_str(), rule.filter.as_str()),
-        ("customer", "select * from `customer`")
-    );
-    drop(st);
+    {
+        let st = primary.mysqld().lock();
+        let row = st
+            .sidecar
+            .vreplication
+            .get(&i32::try_from(result.insert_id).unwrap())
+            .expect("the inserted row");
+        assert_eq!(row.workflow, "wf_reverse");
+        assert_eq!(row.state.as_str_name(), "Stopped");
+        assert_eq!(row.pos, "MySQL56/18edfae7-12bb-4e0c-4000-800000000067:1-2");
+        assert_eq!(row.source.keyspace, "customer");
+        assert_eq!(row.source.shard, "-80");
+        let rule = &row.source.filter.as_ref().expect("a filter").rules[0];
+        assert_eq!(
+            (rule.r#match.as_str(), rule.filter.as_str()),
+            ("customer", "select * from `customer`")
+        );
+    }
     // A BinlogSource field vtsim does not model is refused, not dropped.
     let unknown = query.replace("shard:", "external_cluster:\\\"x\\\" shard:");
     let err = client()
