@@ -9,9 +9,7 @@
 //! - Keyspace and named locks exclude each other both ways, and a dead holder's lock expires with
 //!   its lease.
 //! - The real vtgate builds its VSchema from the SrvVSchema vtmove rebuilt (and keeps running).
-//! - Vitess's own `MoveTables create / switchtraffic / reversetraffic` run over vtsim's tablets;
-//!   when a tablet roll leaves ReverseTraffic with writes routed to a keyspace that denies them,
-//!   vtmove adopts the workflow and heals it (`real_vitess/interrupted_reverse.rs`).
+//! - vtmove heals a workflow Vitess's own ReverseTraffic left broken (`interrupted_reverse.rs`).
 //!
 //! The peers come from `scripts/peers`; the tests fail, never skip, when they are missing.
 

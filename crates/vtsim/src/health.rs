@@ -38,8 +38,10 @@ pub(crate) fn health_of(core: &TabletCore) -> StreamHealthResponse {
         core.tablet_type,
         TabletType::Primary | TabletType::Replica | TabletType::Rdonly
     );
-    let term_start = core
-        .primary_term_start()
+    // The term start it loaded from its Shard record, else the start of its process.
+    let loaded = *core.term_start.lock().unwrap_or_else(|e| e.into_inner());
+    let term_start = loaded
+        .or_else(|| core.incarnation().map(|inc| inc.started_at))
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     StreamHealthResponse {

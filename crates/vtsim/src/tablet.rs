@@ -286,7 +286,7 @@ pub struct TabletCore {
     action: tokio::sync::Mutex<()>,
     /// The primary term start this tablet publishes (kept across restarts, from the Shard
     /// record, as vttablet does).
-    term_start: Mutex<Option<SystemTime>>,
+    pub(crate) term_start: Mutex<Option<SystemTime>>,
     serving: RwLock<ServingState>,
     pub(crate) faults: Mutex<FaultState>,
     reachability_tx: watch::Sender<Reachability>,
@@ -358,12 +358,6 @@ impl TabletCore {
             starts: AtomicU64::new(0),
             calls: Mutex::new(BTreeMap::new()),
         })
-    }
-
-    /// The primary term start this tablet publishes: the one it loaded from its Shard record,
-    /// else the start of its current process.
-    pub(crate) fn primary_term_start(&self) -> Option<SystemTime> {
-        (*lock(&self.term_start)).or_else(|| self.incarnation().map(|inc| inc.started_at))
     }
 
     pub(crate) fn incarnation(&self) -> Option<Arc<Incarnation>> {
