@@ -1,8 +1,8 @@
 //! Vitess's own `vtctldclient MoveTables create / switchtraffic / reversetraffic` run the
 //! workflow over vtsim's tablets, a tablet roll interrupts `reversetraffic` after the denied
-//! tables moved and before the routing did (the outage of `docs/design/movetables.md`: writes
-//! routed to a keyspace that denies them), and vtmove, adopting the workflow Vitess created,
-//! heals it on its first pass.
+//! tables moved and before the routing did (the outage of `docs/reliability.md`, "Against
+//! Vitess": writes routed to a keyspace that denies them), and vtmove, adopting the workflow
+//! Vitess created, heals it starting with its first pass.
 //!
 //! Where the roll hits: Vitess's write switch moves the denied tables first (the keyspace that
 //! takes writes starts denying the tables, the other stops denying them), then reads the source
