@@ -945,6 +945,32 @@ fn proof_waits_for_a_refresh_after_a_restart() {
         matches!(step.action, Action::RefreshTablets { .. }),
         "{step:?}"
     );
+    // Remembering nothing of the shard, the refresh verifies; the repair that follows is the
+    // one heal.
+    assert_eq!(
+        (step.heal.as_ref(), step.reason),
+        (None, reasons::VERIFYING_TABLETS)
+    );
+    // An engine that remembers an older record of the shard knows its tablets are stale:
+    // refreshing them is part of the repair.
+    let observed = interrupted_reverse(&d, 100).stale_tablets(K, "0").build();
+    let mut remembers_older = EngineMemory::default();
+    for shard in &observed.target.view().unwrap().shards {
+        for t in &shard.tablets {
+            remembers_older.ack_refresh(
+                "customer",
+                &shard.name,
+                Version(shard.version.0 - 1),
+                &t.alias,
+            );
+        }
+    }
+    let p = plan(&d, &observed, &remembers_older);
+    let step = p.step.as_ref().expect("a step");
+    assert!(
+        matches!(step.action, Action::RefreshTablets { .. }),
+        "{step:?}"
+    );
     assert_eq!(
         step.heal.as_ref().map(|h| h.reason),
         Some(HealReason::SingleWriterViolated)

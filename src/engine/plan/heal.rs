@@ -41,16 +41,29 @@ pub(super) fn heal_single_writer(f: &Facts<'_>) -> Option<Decision> {
                 })
                 .collect();
             if !unrefreshed.is_empty() {
+                let message = format!(
+                    "writes are routed to {} which denies them; refreshing its primaries \
+                     before deciding whether the interrupted cutover can finish",
+                    f.keyspace(writes)
+                );
+                // An engine that remembers nothing of these shards (it just started, or it
+                // adopts a workflow another tool broke) verifies before it repairs: the
+                // refresh is not the repair, the switch or rollback that follows is the heal.
+                if unrefreshed.iter().all(|t| f.refresh_unremembered(t)) {
+                    return Some(step(
+                        Action::RefreshTablets {
+                            tablets: unrefreshed,
+                        },
+                        reasons::VERIFYING_TABLETS,
+                        message,
+                    ));
+                }
                 return Some(heal(
                     Action::RefreshTablets {
                         tablets: unrefreshed,
                     },
                     HealReason::SingleWriterViolated,
-                    format!(
-                        "writes are routed to {} which denies them; refreshing its primaries \
-                         before deciding whether the interrupted cutover can finish",
-                        f.keyspace(writes)
-                    ),
+                    message,
                 ));
             }
         }
