@@ -106,14 +106,14 @@ impl World {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn vitess_reversetraffic_interrupted_by_a_roll_is_healed_by_vtmove() {
-    let mut w = world().await;
-    let v = vtctld(&w);
-
+/// Vitess's own commands create the workflow and switch all traffic to `customer`; then a
+/// customer primary rolls while `reversetraffic` reads its position, right after the denied
+/// tables moved. Returns with the outage in place: writes route to `customer`, which denies
+/// them, and commerce does not deny them.
+async fn broken_by_an_interrupted_reverse(w: &mut World, v: &Vtctld) {
     // Vitess creates the workflow and switches all traffic to `customer`.
     move_tables(
-        &v,
+        v,
         &[
             "create",
             "--source-keyspace",
@@ -127,7 +127,7 @@ async fn vitess_reversetraffic_interrupted_by_a_roll_is_healed_by_vtmove() {
     w.wait_streams_running("customer", WORKFLOW).await;
     let before = w.probe_write().await.expect("a write before the switch");
     assert_eq!(before.keyspace, "commerce");
-    let out = move_tables(&v, &["switchtraffic"])
+    let out = move_tables(v, &["switchtraffic"])
         .await
         .unwrap_or_else(|e| panic!("MoveTables switchtraffic: {e}"));
     assert!(out.contains("SwitchTraffic was successful"), "{out}");
@@ -141,7 +141,7 @@ async fn vitess_reversetraffic_interrupted_by_a_roll_is_healed_by_vtmove() {
     // the denied tables moved.
     let rolled = w.fleet.primaries("customer")[0].clone();
     rolled.restart_during_next(Method::PrimaryPosition, Duration::from_millis(300));
-    let err = move_tables(&v, &["reversetraffic"])
+    let err = move_tables(v, &["reversetraffic"])
         .await
         .expect_err("the roll interrupts ReverseTraffic");
     assert!(
@@ -159,7 +159,7 @@ async fn vitess_reversetraffic_interrupted_by_a_roll_is_healed_by_vtmove() {
     assert_eq!(w.write_route().await, ["customer.customer"]);
     assert_eq!(w.denies("customer").await, [true, true]);
     assert_eq!(w.denies("commerce").await, [false]);
-    let status = move_tables(&v, &["status"]).await.expect("status");
+    let status = move_tables(v, &["status"]).await.expect("status");
     let state = status
         .lines()
         .find_map(|l| l.strip_prefix("Traffic State: "))
@@ -180,6 +180,13 @@ async fn vitess_reversetraffic_interrupted_by_a_roll_is_healed_by_vtmove() {
             .expect_err("writes fail during the outage");
         assert!(refused.is_denied(), "{refused}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vitess_reversetraffic_interrupted_by_a_roll_is_healed_by_vtmove() {
+    let mut w = world().await;
+    let v = vtctld(&w);
+    broken_by_an_interrupted_reverse(&mut w, &v).await;
 
     // vtmove adopts the workflow Vitess created (same name and keyspaces); the user's intent
     // was ReverseTraffic: everything served by the source again.
@@ -272,5 +279,146 @@ async fn vitess_reversetraffic_interrupted_by_a_roll_is_healed_by_vtmove() {
             .await
             .is_ok_and(|r| r.keyspace == "commerce")
     );
+    w.fleet.shutdown().await;
+}
+
+/// The same outage, handed to the operator as a user would: a `MoveTablesWorkflow` naming the
+/// workflow Vitess created, with everything served by the source (what `reversetraffic` meant).
+/// The controllers adopt it and heal it: writes succeed again, `status.heals` is 1 with
+/// `lastHeal` naming the single-writer repair, and a Warning Event says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_operator_adopts_and_heals_what_vitess_left_broken() {
+    use k8s_openapi::api::events::v1::Event as KubeEvent;
+    use kube::api::{Api, ListParams, PostParams};
+    use kube::runtime::events::Reporter;
+    use tokio_util::sync::CancellationToken;
+    use vtmove::api::MoveTablesWorkflow;
+    use vtmove::controller::run::{ControllerDeps, NamespaceScope, run_controllers};
+
+    let mut w = world().await;
+    let v = vtctld(&w);
+    broken_by_an_interrupted_reverse(&mut w, &v).await;
+
+    let kube = common::sim::start_with_crds().await;
+    let client = kube.client();
+    let tablets: Arc<dyn TabletRpc> = Arc::new(TabletClient::new(TabletClientConfig::default()));
+    let deps = ControllerDeps {
+        client: client.clone(),
+        engine: Engine::new(w.topo.clone(), tablets, test_config()),
+        settings: common::test_controller_settings(),
+        scope: NamespaceScope::All,
+        reporter: Reporter {
+            controller: "vtmove".into(),
+            instance: Some("test".into()),
+        },
+        workflow_observer: Arc::new(vtmove::controller::workflow::NoObserver),
+        keyspace_observer: Arc::new(vtmove::controller::workflow::NoObserver),
+    };
+    vtmove::controller::run::check_crds(&deps)
+        .await
+        .expect("CRDs are served");
+    let shutdown = CancellationToken::new();
+    let (leading_tx, leading) = tokio::sync::watch::channel(true);
+    let (ready_tx, _ready) = tokio::sync::watch::channel(false);
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            let _keep = leading_tx;
+            run_controllers(deps, leading, ready_tx, shutdown).await;
+        }
+    });
+
+    let api: Api<MoveTablesWorkflow> = Api::namespaced(client.clone(), "default");
+    let resource: MoveTablesWorkflow = serde_json::from_value(serde_json::json!({
+        "apiVersion": "vtmove.dev/v1alpha1",
+        "kind": "MoveTablesWorkflow",
+        "metadata": {"name": WORKFLOW, "namespace": "default"},
+        "spec": {
+            "sourceKeyspace": "commerce",
+            "targetKeyspace": "customer",
+            "tables": ["customer"],
+            "traffic": {"replica": "Source", "rdonly": "Source", "primary": "Source"},
+        }
+    }))
+    .expect("the resource decodes");
+    let adopted = Instant::now();
+    api.create(&PostParams::default(), &resource)
+        .await
+        .expect("created");
+
+    // Writes succeed again.
+    let written = loop {
+        match w.probe_write().await {
+            Ok(route) => break route,
+            Err(e) => {
+                assert!(e.is_denied(), "{e}");
+                assert!(
+                    adopted.elapsed() < Duration::from_secs(30),
+                    "writes succeed after the operator adopted the workflow: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    eprintln!(
+        "through the operator: writes succeed {:?} after the resource was created, to {}",
+        adopted.elapsed(),
+        written.keyspace
+    );
+
+    // Once the reverse is finished, one heal is recorded in the status and announced by a
+    // Warning Event.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (heals, last_heal) = loop {
+        let wf = api.get(WORKFLOW).await.expect("readable");
+        let status = wf.status.unwrap_or_default();
+        let reversed =
+            status.traffic_state.as_deref() == Some("Reads Not Switched. Writes Not Switched");
+        if let Some(last) = status.last_heal.clone()
+            && reversed
+        {
+            break (status.heals, last);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the operator heals and finishes the reverse: {:?}, heals {}",
+            status.traffic_state,
+            status.heals
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(heals, 1, "one heal: {last_heal:?}");
+    assert_eq!(last_heal.reason, "SingleWriterViolated", "{last_heal:?}");
+    let events: Api<KubeEvent> = Api::namespaced(client, "default");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let warnings: Vec<String> = events
+            .list(&ListParams::default())
+            .await
+            .expect("events")
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(WORKFLOW))
+            .filter(|e| e.type_.as_deref() == Some("Warning"))
+            .filter_map(|e| e.reason)
+            .collect();
+        if warnings.contains(&last_heal.reason) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a Warning Event names the heal: {warnings:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // No accepted write is lost.
+    assert!(w.fleet.wait_for_replication(Duration::from_secs(10)).await);
+    let rows = w.fleet.rows(&written.keyspace, "customer");
+    let lost = w.probe.ledger().lost_writes("customer", |pk| {
+        rows.get(&pk).and_then(|r| r.get(1).cloned().flatten())
+    });
+    assert!(lost.is_empty(), "lost writes: {lost:?}");
+    shutdown.cancel();
     w.fleet.shutdown().await;
 }
