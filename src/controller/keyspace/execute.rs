@@ -231,22 +231,14 @@ async fn put_keyspace_in_skipped_cells(
         .filter(|c| !done.cells_rebuilt.contains(c))
         .collect();
     for cell in skipped {
-        let wrote = edit_cell(topo, cell, |srv| {
+        edit_cell_counted(topo, ks, cell, done, |srv| {
             if srv.keyspaces.get(ks) == Some(&record) {
                 return false;
             }
             srv.keyspaces.insert(ks.to_string(), record.clone());
             true
         })
-        .await
-        .map_err(|source| KeyspaceError::Rebuild {
-            keyspace: ks.to_string(),
-            source,
-        })?;
-        if wrote {
-            done.writes += 1;
-            done.cells_rebuilt.push(cell.clone());
-        }
+        .await?;
     }
     Ok(())
 }
@@ -427,7 +419,7 @@ async fn repair_locked(
     }
     if !removed_rules.is_empty() {
         for cell in fresh.cells.keys() {
-            let wrote = edit_cell(topo, cell, |srv| {
+            edit_cell_counted(topo, ks, cell, done, |srv| {
                 let mut changed = false;
                 for rr in srv.routing_rules.iter_mut() {
                     let before = rr.rules.len();
@@ -440,15 +432,7 @@ async fn repair_locked(
                 }
                 changed
             })
-            .await
-            .map_err(|source| KeyspaceError::Rebuild {
-                keyspace: ks.to_string(),
-                source,
-            })?;
-            if wrote {
-                done.writes += 1;
-                done.cells_rebuilt.push(cell.clone());
-            }
+            .await?;
         }
     }
     Ok(to_refresh)
@@ -505,6 +489,27 @@ fn agree(first: &[Repair], second: &[Repair]) -> (Vec<Repair>, Vec<Repair>) {
         }
     }
     (confirmed, dropped)
+}
+
+/// [`edit_cell`] for keyspace `ks`, counting a write and the rebuilt cell in `done`.
+async fn edit_cell_counted(
+    topo: &TopoServer,
+    ks: &str,
+    cell: &str,
+    done: &mut Executed,
+    change: impl FnMut(&mut SrvVSchema) -> bool,
+) -> Result<(), KeyspaceError> {
+    let wrote = edit_cell(topo, cell, change)
+        .await
+        .map_err(|source| KeyspaceError::Rebuild {
+            keyspace: ks.to_string(),
+            source,
+        })?;
+    if wrote {
+        done.writes += 1;
+        done.cells_rebuilt.push(cell.to_string());
+    }
+    Ok(())
 }
 
 /// Read-modify-write of one cell's SrvVSchema with `change`; a missing one is left missing.
@@ -766,16 +771,10 @@ async fn sweep_cells_locked(
                 Err(e) => return Err(fail(format!("{} in cell {cell}", kv.key))(e)),
             }
         }
-        let wrote = edit_cell(topo, cell, |srv| srv.keyspaces.remove(ks).is_some())
-            .await
-            .map_err(|source| KeyspaceError::Rebuild {
-                keyspace: ks.to_string(),
-                source,
-            })?;
-        if wrote {
-            done.writes += 1;
-            done.cells_rebuilt.push(cell.clone());
-        }
+        edit_cell_counted(topo, ks, cell, done, |srv| {
+            srv.keyspaces.remove(ks).is_some()
+        })
+        .await?;
     }
     Ok(())
 }
