@@ -32,14 +32,13 @@ use vtmove::api::movetables::WorkflowPhase;
 use vtmove::controller::run::{ControllerDeps, NamespaceScope, run_controllers};
 use vtmove::controller::workflow::WorkflowObserver;
 use vtmove::engine::execute::{Interrupt, InterruptAction};
-use vtmove::engine::testing::instrument::AuditedStore;
-use vtmove::engine::testing::world::test_config;
 use vtmove::engine::{Engine, PassReport};
+use vtmove::testing::LocalEtcd;
+use vtmove::testing::instrument::AuditedStore;
+use vtmove::testing::world::test_config;
 use vtmove::vitess::proto::topodata::TabletType;
 use vtmove::vitess::tablet::{TabletClient, TabletClientConfig, TabletRpc};
-use vtmove::vitess::topo::{
-    EtcdStore, EtcdStoreOptions, LocalEtcd, LockOptions, TopoServer, TopoStore,
-};
+use vtmove::vitess::topo::{EtcdStore, EtcdStoreOptions, LockOptions, TopoServer, TopoStore};
 use vtsim::{Fleet, FleetOptions, KeyspaceLayout, Layout, LayoutTabletType, Probe};
 
 const CUSTOMER: &str =

@@ -40,7 +40,6 @@ pub mod observe;
 pub mod plan;
 pub mod preview;
 pub mod requests;
-pub mod testing;
 
 #[cfg(test)]
 mod plan_tests;

@@ -477,7 +477,7 @@ impl Predicted {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::testing::fixtures::{ObservedBuilder, StreamsSpec};
+    use crate::testing::fixtures::{ObservedBuilder, StreamsSpec};
     use std::time::{Duration, UNIX_EPOCH};
 
     fn at() -> SystemTime {
@@ -499,7 +499,7 @@ mod tests {
         let p = preview(
             &d,
             &o,
-            &crate::engine::testing::fixtures::acknowledged(&o, EngineMemory::default()),
+            &crate::testing::fixtures::acknowledged(&o, EngineMemory::default()),
             at(),
         );
         let names: Vec<&str> = p.steps.iter().map(|s| s.step.action.name()).collect();
@@ -529,7 +529,7 @@ mod tests {
         let p = preview(
             &d,
             &o,
-            &crate::engine::testing::fixtures::acknowledged(&o, EngineMemory::default()),
+            &crate::testing::fixtures::acknowledged(&o, EngineMemory::default()),
             at(),
         );
         let names: Vec<&str> = p.steps.iter().map(|s| s.step.action.name()).collect();
@@ -553,7 +553,7 @@ mod tests {
         let p = preview(
             &d,
             &o,
-            &crate::engine::testing::fixtures::acknowledged(&o, EngineMemory::default()),
+            &crate::testing::fixtures::acknowledged(&o, EngineMemory::default()),
             at(),
         );
         assert!(p.steps.is_empty(), "{p}");

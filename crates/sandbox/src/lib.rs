@@ -33,11 +33,12 @@ use vtmove::controller::operator::{Operator, OperatorOptions, TopologySource, st
 use vtmove::controller::run::NamespaceScope;
 use vtmove::engine::EngineConfig;
 use vtmove::engine::execute::{Interrupt, InterruptAction};
+use vtmove::testing::LocalEtcd;
 use vtmove::vitess::proto::topodata::TabletType;
 use vtmove::vitess::routing::TrafficType;
 use vtmove::vitess::tablet::TabletClientConfig;
 use vtmove::vitess::topo::{
-    EtcdStore, EtcdStoreOptions, LocalEtcd, LockOptions, MemoryStore, TopoServer, TopoStore,
+    EtcdStore, EtcdStoreOptions, LockOptions, MemoryStore, TopoServer, TopoStore,
 };
 use vtsim::{Fleet, FleetOptions, Layout, Probe};
 
