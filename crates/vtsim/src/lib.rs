@@ -28,8 +28,6 @@
 //!
 //! vtsim is test and playground infrastructure; vtmove's product path never depends on it.
 
-#![warn(missing_docs)]
-
 pub mod data;
 pub mod faults;
 pub mod fleet;

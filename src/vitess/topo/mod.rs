@@ -14,8 +14,6 @@
 //!   of keyspace records, shards, denied tables, VSchema and routing rules take a lock guard, so
 //!   writing them without the lock does not compile (invariant I3).
 
-#![warn(missing_docs)]
-
 pub mod denied_tables;
 mod error;
 mod etcd;
