@@ -37,14 +37,15 @@ use crate::api::movetables::{
 use crate::api::{ConditionStatus, ConditionUpdate};
 use crate::vitess::proto::binlogdata::VReplicationWorkflowState;
 use crate::vitess::proto::topodata::TabletType;
-use crate::vitess::proto::vschema::{self, SrvVSchema};
+use crate::vitess::proto::vschema::SrvVSchema;
 use crate::vitess::routing::traffic_state::cell_reads_switched;
 use crate::vitess::routing::{
     CellScope, DenialCoverage, MovedTables, RoutedTraffic, RoutingState, RoutingView, Side,
     SingleWriterViolation, TableName, TrafficPlacement, TrafficState, TrafficType,
     cell_routing_rules, check_single_writer, derive_routing_state, observe_table_traffic,
-    srv_vschema_is_stale, update_routing_rules,
+    update_routing_rules,
 };
+use crate::vitess::srv_vschema::srv_vschema_is_stale;
 use crate::vitess::tablet::stream::BookmarkPosition;
 use crate::vitess::tablet::{Lag, Position, StreamStatus, TabletError, WorkflowStreams};
 use crate::vitess::topo::Version;
@@ -800,24 +801,6 @@ fn decide(f: &Facts<'_>) -> Decision {
         DesiredLifecycle::Complete(_) => complete(f),
         DesiredLifecycle::Cancel(_) => cancel(f),
     }
-}
-
-/// The per-cell `SrvVSchema` the executor writes: exposed for the executor and the invariant
-/// checks so both use the planner's definition.
-pub fn cell_srv_vschema(
-    desired: &Desired,
-    rollup: &SrvVSchema,
-    global_rules: &vschema::RoutingRules,
-    cell: &str,
-) -> SrvVSchema {
-    let moved = desired.moved();
-    let state = crate::vitess::routing::derive_workflow_routing_state(global_rules, &moved);
-    let mut srv = rollup.clone();
-    srv.routing_rules = Some(match state {
-        Some(state) => cell_routing_rules(global_rules, &moved, state, &desired.read_cells, cell),
-        None => global_rules.clone(),
-    });
-    srv
 }
 
 /// Shard versions the plan relied on, for the journal.
