@@ -6,7 +6,7 @@
 //! health, logs, leader election: [`ops`]), and the Kubernetes API access vtmove
 //! needs ([`rbac`]), from which the Helm chart's RBAC is checked.
 //!
-//! Test support (fake fleets, test worlds, fixtures, a throwaway etcd) is [`testing`], built only
+//! Test support (fake fleets, test worlds, fixtures, a throwaway etcd) is `vtmove::testing`, built only
 //! with the `testing` feature, which only dev-dependencies enable: the product binary carries none
 //! of it.
 

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use vtmove::api::MoveTablesWorkflow;
 use vtmove::api::condition::{find_condition, reasons, types};
 use vtmove::api::movetables::WorkflowPhase;
-use vtmove::controller::run::{ControllerDeps, NamespaceScope, run_controllers};
+use vtmove::controller::wiring::{ControllerDeps, NamespaceScope, run_controllers};
 use vtmove::controller::workflow::WorkflowObserver;
 use vtmove::engine::execute::{Interrupt, InterruptAction};
 use vtmove::engine::{Engine, PassReport};
@@ -173,7 +173,7 @@ async fn world() -> World {
         workflow_observer: counter.clone(),
         keyspace_observer: Arc::new(vtmove::controller::workflow::NoObserver),
     };
-    vtmove::controller::run::check_crds(&deps)
+    vtmove::controller::wiring::check_crds(&deps)
         .await
         .expect("CRDs are served");
     let shutdown = CancellationToken::new();

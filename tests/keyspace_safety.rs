@@ -913,7 +913,7 @@ mod kube_world {
     use vtmove::api::{Keyspace, MoveTablesWorkflow};
     use vtmove::controller::ControllerSettings;
     use vtmove::controller::keyspace::KeyspaceObserver;
-    use vtmove::controller::run::{ControllerDeps, NamespaceScope, run_controllers};
+    use vtmove::controller::wiring::{ControllerDeps, NamespaceScope, run_controllers};
     use vtmove::testing::world::World;
 
     /// Counts keyspace reconciles, and failed ones.

@@ -1,4 +1,4 @@
-//! `vtmove run` as a library function: connect to the topology and the API server, check both,
+//! The `vtmove run` command as a library function: connect to the topology and the API server, check both,
 //! serve metrics and health, campaign for the leader Lease, and run the controllers while
 //! leading. Tests start several operators in one process with it.
 
@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ControllerSettings;
 use super::keyspace::KeyspaceObserver;
-use super::run::{ControllerDeps, NamespaceScope, StartupError, check_crds, run_controllers};
+use super::wiring::{ControllerDeps, NamespaceScope, StartupError, check_crds, run_controllers};
 use super::workflow::WorkflowObserver;
 use crate::api::MoveTablesWorkflow;
 use crate::engine::{Engine, EngineConfig, PassReport};

@@ -11,7 +11,7 @@
 //!   recorded after the old side stopped) and by the planner before finishing an interrupted
 //!   cutover; tests check it end to end with the fleet's accepted-write log.
 //! * **I3 lock discipline** is enforced by the topology layer's guard types; tests also audit it
-//!   from the outside with [`AuditedStore`](crate::testing::instrument::AuditedStore).
+//!   from the outside with `testing::instrument::AuditedStore`.
 //! * **I5 quiet when converged**: tests count the etcd writes and mutating tablet calls of one
 //!   pass (`testing::world::quiet_pass`) and report them as [`InvariantViolation::NotQuiet`].
 //! * **I6 routing continuity** ([`routing_snapshot`], [`check_routing_continuity`]): a moved

@@ -30,7 +30,7 @@ use vtmove::api::movetables::WorkflowPhase;
 use vtmove::api::{Keyspace, MoveTablesWorkflow};
 use vtmove::controller::ControllerSettings;
 use vtmove::controller::operator::{Operator, OperatorOptions, TopologySource, start_operator};
-use vtmove::controller::run::NamespaceScope;
+use vtmove::controller::wiring::NamespaceScope;
 use vtmove::engine::EngineConfig;
 use vtmove::engine::execute::{Interrupt, InterruptAction};
 use vtmove::testing::LocalEtcd;
