@@ -173,7 +173,7 @@ fn phase_label(phase: crate::api::movetables::WorkflowPhase) -> &'static str {
 /// The write-blocked part of a cutover: its stages from the denial through the rebuild of the
 /// cells' `SrvVSchema`, which is what vtgates route by (writes fail until it is rebuilt).
 pub fn write_window(record: &crate::engine::StepRecord) -> Option<Duration> {
-    use crate::engine::cutover::Stage;
+    use crate::engine::execute::cutover::Stage;
     let start = record
         .stages
         .iter()
@@ -327,7 +327,7 @@ pub async fn start_operator(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::cutover::Stage;
+    use crate::engine::execute::cutover::Stage;
     use crate::engine::journal::{Outcome, StageRecord, StepRecord};
     use crate::engine::plan::Action;
     use crate::vitess::routing::Side;

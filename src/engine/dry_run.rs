@@ -12,8 +12,8 @@ use std::time::SystemTime;
 use crate::vitess::routing::{RoutingState, Side};
 use crate::vitess::topo::lock::format_rfc3339_utc;
 
-use super::cutover::Stage;
 use super::desired::Desired;
+use super::execute::cutover::Stage;
 use super::observe::{KeyspaceView, Observed};
 use super::plan::{Action, DenyOp, Plan};
 

@@ -55,6 +55,7 @@ use super::requests::{
 };
 
 mod create;
+pub mod cutover;
 mod streams;
 
 /// What an [`Interrupt`] asks the executor to do at a crash point.
@@ -546,8 +547,8 @@ impl Executor {
                 let into = *into;
                 locked!(&[], |held| self.delete_streams(&held, into, shards))
             }
-            Action::SwitchWrites { to } => super::cutover::switch_writes(self, *to).await,
-            Action::RollbackWrites { to } => super::cutover::rollback_writes(self, *to).await,
+            Action::SwitchWrites { to } => cutover::switch_writes(self, *to).await,
+            Action::RollbackWrites { to } => cutover::rollback_writes(self, *to).await,
             Action::DropTables {
                 side,
                 shards,
