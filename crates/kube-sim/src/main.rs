@@ -2,9 +2,6 @@
 //! kubectl or running a controller by hand. Prints the kubeconfig path and server URL,
 //! then serves until interrupted.
 
-#![deny(missing_docs)]
-#![forbid(unsafe_code)]
-
 use std::path::PathBuf;
 use std::time::Duration;
 
