@@ -38,7 +38,8 @@ impl CallObserver for Latencies {
     }
 }
 use support::percentile;
-use vtmove::vitess::topo::{EtcdStore, LocalEtcd, LockOptions, TopoServer, TopoStore};
+use vtmove::testing::LocalEtcd;
+use vtmove::vitess::topo::{EtcdStore, LockOptions, TopoServer, TopoStore};
 use vtsim::{DriveConfig, Fleet, FleetOptions, KeyspaceLayout, Layout, LayoutTabletType};
 
 /// `n` equal key-range shards (`0` for one: an unsharded keyspace).

@@ -51,8 +51,9 @@ use support::ms;
 use vtmove::api::MoveTablesWorkflow;
 use vtmove::api::condition::{find_condition, types};
 use vtmove::engine::{Desired, Engine, EngineConfig, EngineMemory};
+use vtmove::testing::LocalEtcd;
 use vtmove::vitess::tablet::{TabletClient, TabletClientConfig, TabletRpc};
-use vtmove::vitess::topo::{EtcdStore, LocalEtcd, TopoServer, TopoStore};
+use vtmove::vitess::topo::{EtcdStore, TopoServer, TopoStore};
 use vtsim::{Fleet, FleetOptions, KeyspaceLayout, Layout, LayoutTabletType};
 
 const NAMESPACE: &str = "default";

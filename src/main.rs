@@ -326,7 +326,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     use vtmove::controller::operator::{
         LeaderSettings, OperatorOptions, TopologySource, start_operator,
     };
-    use vtmove::controller::run::NamespaceScope;
+    use vtmove::controller::wiring::NamespaceScope;
     use vtmove::vitess::topo::{EtcdStoreOptions, MemoryStore};
 
     vtmove::ops::logging::init(args.log_format, &args.log_level).context("setting up logging")?;

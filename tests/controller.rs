@@ -29,17 +29,16 @@ use tokio_util::sync::CancellationToken;
 use vtmove::api::MoveTablesWorkflow;
 use vtmove::api::condition::{find_condition, reasons, types};
 use vtmove::api::movetables::WorkflowPhase;
-use vtmove::controller::run::{ControllerDeps, NamespaceScope, run_controllers};
+use vtmove::controller::wiring::{ControllerDeps, NamespaceScope, run_controllers};
 use vtmove::controller::workflow::WorkflowObserver;
 use vtmove::engine::execute::{Interrupt, InterruptAction};
-use vtmove::engine::testing::instrument::AuditedStore;
-use vtmove::engine::testing::world::test_config;
 use vtmove::engine::{Engine, PassReport};
+use vtmove::testing::LocalEtcd;
+use vtmove::testing::instrument::AuditedStore;
+use vtmove::testing::world::test_config;
 use vtmove::vitess::proto::topodata::TabletType;
 use vtmove::vitess::tablet::{TabletClient, TabletClientConfig, TabletRpc};
-use vtmove::vitess::topo::{
-    EtcdStore, EtcdStoreOptions, LocalEtcd, LockOptions, TopoServer, TopoStore,
-};
+use vtmove::vitess::topo::{EtcdStore, EtcdStoreOptions, LockOptions, TopoServer, TopoStore};
 use vtsim::{Fleet, FleetOptions, KeyspaceLayout, Layout, LayoutTabletType, Probe};
 
 const CUSTOMER: &str =
@@ -174,7 +173,7 @@ async fn world() -> World {
         workflow_observer: counter.clone(),
         keyspace_observer: Arc::new(vtmove::controller::workflow::NoObserver),
     };
-    vtmove::controller::run::check_crds(&deps)
+    vtmove::controller::wiring::check_crds(&deps)
         .await
         .expect("CRDs are served");
     let shutdown = CancellationToken::new();

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use vtmove::engine::execute::{Interrupt, InterruptAction};
-use vtmove::engine::testing::fleet::FleetOptions;
-use vtmove::engine::testing::world::{Layout, World, test_config};
 use vtmove::engine::{Action, BlockReason, Desired, EngineMemory, StepError, plan};
+use vtmove::testing::fleet::FleetOptions;
+use vtmove::testing::world::{Layout, World, test_config};
 use vtmove::vitess::proto::topodata::TabletType;
 use vtmove::vitess::routing::{
     RoutedTraffic, RoutingState, Side, TrafficPlacement, update_routing_rules,

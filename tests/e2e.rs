@@ -24,7 +24,7 @@ use kube::runtime::events::Reporter;
 use tokio_util::sync::CancellationToken;
 
 use vtmove::controller::operator::{OperatorOptions, TopologySource, start_operator};
-use vtmove::controller::run::NamespaceScope;
+use vtmove::controller::wiring::NamespaceScope;
 use vtmove::engine::EngineConfig;
 use vtmove::vitess::tablet::TabletClientConfig;
 use vtmove::vitess::topo::{LockOptions, MemoryStore, TopoServer};

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use vtmove::api::movetables::{CancelOptions, CompleteOptions, WorkflowPhase};
-use vtmove::engine::invariants::quiet_pass;
-use vtmove::engine::testing::world::{Layout, World};
 use vtmove::engine::{BlockReason, Desired, DesiredLifecycle, EngineMemory};
+use vtmove::testing::LocalEtcd;
+use vtmove::testing::world::quiet_pass;
+use vtmove::testing::world::{Layout, World};
 use vtmove::vitess::routing::{Side, TrafficPlacement};
 use vtmove::vitess::tablet::Method;
-use vtmove::vitess::topo::{LocalEtcd, LockOptions, MemoryStore, TopoStore};
+use vtmove::vitess::topo::{LockOptions, MemoryStore, TopoStore};
 
 enum Backend {
     Memory,

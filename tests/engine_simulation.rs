@@ -34,14 +34,14 @@ use futures::StreamExt;
 use vtmove::api::movetables::{CancelOptions, CompleteOptions};
 use vtmove::engine::execute::{Interrupt, InterruptAction};
 use vtmove::engine::invariants::{
-    InvariantViolation, check_routing_continuity, check_single_writer_in_topology, quiet_pass,
-    routing_snapshot,
+    InvariantViolation, check_routing_continuity, check_single_writer_in_topology, routing_snapshot,
 };
-use vtmove::engine::testing::fleet::{FakeFleet, FleetOptions, TxId};
-use vtmove::engine::testing::world::{Layout, World, test_config};
 use vtmove::engine::{
     Action, Desired, DesiredLifecycle, Engine, EngineError, EngineMemory, StepError,
 };
+use vtmove::testing::fleet::{FakeFleet, FleetOptions, TxId};
+use vtmove::testing::world::quiet_pass;
+use vtmove::testing::world::{Layout, World, test_config};
 use vtmove::vitess::proto::topodata::TabletType;
 use vtmove::vitess::proto::vschema;
 use vtmove::vitess::routing::{
@@ -1591,7 +1591,7 @@ async fn crash_at_every_cutover_boundary_on_etcd() {
     // fenced writes and watches behave as in production. Every boundary inside the write
     // cutovers and their rollbacks of the lifecycle scenario, plus a sample of the others.
     let started = Instant::now();
-    let etcd = vtmove::vitess::topo::LocalEtcd::start()
+    let etcd = vtmove::testing::LocalEtcd::start()
         .await
         .expect("local etcd must start");
     let store = etcd.dyn_store().expect("etcd client");

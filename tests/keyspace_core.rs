@@ -18,11 +18,12 @@ use vtmove::controller::keyspace::{
     Explained, KeyspaceDeps, KeyspaceReport, KeyspaceTimeouts, PlanOptions, WorkflowOrigin,
     WorkflowRef, execute, observe_keyspace, plan, reconcile_keyspace,
 };
-use vtmove::engine::testing::world::{Layout, World};
+use vtmove::testing::LocalEtcd;
+use vtmove::testing::world::{Layout, World};
 use vtmove::vitess::proto::topodata::TabletType;
 use vtmove::vitess::proto::vschema::{self, RoutingRule, RoutingRules};
 use vtmove::vitess::tablet::TabletRpc;
-use vtmove::vitess::topo::{DeniedTablesOp, LocalEtcd, LockOptions, MemoryStore, TopoStore};
+use vtmove::vitess::topo::{DeniedTablesOp, LockOptions, MemoryStore, TopoStore};
 use vtmove::vitess::vschema_json::keyspace_from_json;
 
 enum Backend {

@@ -32,15 +32,14 @@ use vtmove::api::movetables::{CancelOptions, CompleteOptions};
 use vtmove::controller::keyspace::{
     Explained, KeyspaceDeps, KeyspaceReport, KeyspaceTimeouts, PlanOptions, reconcile_keyspace,
 };
-use vtmove::engine::testing::world::{Layout, World};
 use vtmove::engine::{Desired, DesiredLifecycle, EngineMemory};
+use vtmove::testing::LocalEtcd;
+use vtmove::testing::world::{Layout, World};
 use vtmove::vitess::proto::topodata::{self, TabletType};
 use vtmove::vitess::proto::vschema::{self, RoutingRule, RoutingRules};
 use vtmove::vitess::routing::{Side, TrafficPlacement};
 use vtmove::vitess::tablet::TabletRpc;
-use vtmove::vitess::topo::{
-    DeniedTablesOp, LocalEtcd, LockOptions, MemoryStore, TopoServer, TopoStore,
-};
+use vtmove::vitess::topo::{DeniedTablesOp, LockOptions, MemoryStore, TopoServer, TopoStore};
 
 // ---------------------------------------------------------------------------------------------
 // Shared helpers
@@ -914,8 +913,8 @@ mod kube_world {
     use vtmove::api::{Keyspace, MoveTablesWorkflow};
     use vtmove::controller::ControllerSettings;
     use vtmove::controller::keyspace::KeyspaceObserver;
-    use vtmove::controller::run::{ControllerDeps, NamespaceScope, run_controllers};
-    use vtmove::engine::testing::world::World;
+    use vtmove::controller::wiring::{ControllerDeps, NamespaceScope, run_controllers};
+    use vtmove::testing::world::World;
 
     /// Counts keyspace reconciles, and failed ones.
     #[derive(Default)]

@@ -6,10 +6,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vtmove::engine::testing::world::test_config;
 use vtmove::engine::{Desired, Engine, EngineMemory};
+use vtmove::testing::LocalEtcd;
+use vtmove::testing::world::test_config;
 use vtmove::vitess::tablet::{TabletClient, TabletClientConfig, TabletRpc};
-use vtmove::vitess::topo::{EtcdStore, LocalEtcd, TopoServer};
+use vtmove::vitess::topo::{EtcdStore, TopoServer};
 use vtsim::{Fleet, FleetOptions, Layout};
 
 const LAYOUT: &str = r#"

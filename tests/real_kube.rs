@@ -51,7 +51,8 @@ use common::walk::{WORKFLOW, Walk};
 use common::{keyspace, mtw, with};
 use real::{ADMIN_TOKEN, ControlPlane, KUBE_VERSION};
 use vtmove::api::{Keyspace, MoveTablesWorkflow};
-use vtmove::vitess::topo::{EtcdStore, LocalEtcd, TopoServer};
+use vtmove::testing::LocalEtcd;
+use vtmove::vitess::topo::{EtcdStore, TopoServer};
 use vtsim::{Fleet, FleetOptions, Layout};
 
 /// Deadline of one step of a lifecycle.

@@ -31,14 +31,13 @@ use tokio::process::{Child, Command};
 
 use common::peers::peer;
 use vtmove::api::movetables::{CancelOptions, CompleteOptions};
-use vtmove::engine::testing::world::test_config;
 use vtmove::engine::{Desired, DesiredLifecycle, Engine, EngineMemory, PassReport};
+use vtmove::testing::LocalEtcd;
+use vtmove::testing::world::test_config;
 use vtmove::vitess::proto::topodata::TabletType;
 use vtmove::vitess::routing::{CellScope, ReadCells, Side, TrafficPlacement};
 use vtmove::vitess::tablet::{TabletClient, TabletClientConfig, TabletRpc};
-use vtmove::vitess::topo::{
-    EtcdStore, EtcdStoreOptions, LocalEtcd, LockOptions, TopoServer, TopoStore,
-};
+use vtmove::vitess::topo::{EtcdStore, EtcdStoreOptions, LockOptions, TopoServer, TopoStore};
 use vtsim::tablet::TabletConfig;
 use vtsim::{Fleet, FleetOptions, KeyspaceLayout, Layout, LayoutTabletType, Probe};
 

@@ -12,13 +12,13 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
+use vtmove::testing::{LocalEtcd, LocalEtcdTls};
 use vtmove::vitess::proto::topodata::{CellInfo, Keyspace};
 use vtmove::vitess::tablet::{
     TabletAddr, TabletClient, TabletClientConfig, TabletError, TabletRpc, TlsOptions,
 };
 use vtmove::vitess::topo::{
-    EtcdStore, EtcdStoreOptions, EtcdTls, LocalEtcd, LocalEtcdTls, MemoryStore, TopoError,
-    TopoServer, TopoStore,
+    EtcdStore, EtcdStoreOptions, EtcdTls, MemoryStore, TopoError, TopoServer, TopoStore,
 };
 
 /// A certificate authority made for one test.
@@ -603,8 +603,8 @@ struct TlsWorld {
 
 impl TlsWorld {
     async fn start() -> TlsWorld {
-        use vtmove::engine::testing::world::test_config;
         use vtmove::engine::{Desired, Engine, EngineMemory};
+        use vtmove::testing::world::test_config;
 
         let ca = Ca::new("vtmove test CA");
         let client = ca.leaf("vtmove", &[]);

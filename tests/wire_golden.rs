@@ -168,7 +168,7 @@ fn srv_vschema_with_one_keyspace_and_one_rule() {
         }],
     };
     let srv =
-        vtmove::vitess::routing::build_srv_vschema(&keyspaces, Some(&rules), None, None, None);
+        vtmove::vitess::srv_vschema::build_srv_vschema(&keyspaces, Some(&rules), None, None, None);
     let expected = bytes(&[
         // 1 keyspaces (map entry, LEN): 0x0a, 9 bytes
         &[0x0a, 0x09],

@@ -29,7 +29,7 @@ use kube::api::ListParams;
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
 
-use super::run::NamespaceScope;
+use super::wiring::NamespaceScope;
 use super::{ApiError, with_deadline};
 use crate::api::condition::{find_condition, reasons, types};
 use crate::api::{Keyspace, MoveTablesWorkflow};

@@ -8,7 +8,8 @@
 //!
 //! Besides the watch on their own resources, the controllers are woken by [`triggers`] (an etcd
 //! watch on the topology keys a workflow depends on) and by a periodic resync. They run only
-//! while this instance holds the leader Lease (see [`run`]): losing it stops them at once.
+//! while this instance holds the leader Lease (see [`wiring`]; [`operator`] is the `vtmove run`
+//! command around them): losing it stops them at once.
 //!
 //! [`Desired`]: crate::engine::Desired
 
@@ -18,9 +19,9 @@ pub mod kube_calls;
 pub mod operator;
 pub mod reach;
 pub mod redact;
-pub mod run;
 pub mod status;
 pub mod triggers;
+pub mod wiring;
 pub mod workflow;
 
 use std::time::Duration;

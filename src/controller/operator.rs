@@ -1,4 +1,4 @@
-//! `vtmove run` as a library function: connect to the topology and the API server, check both,
+//! The `vtmove run` command as a library function: connect to the topology and the API server, check both,
 //! serve metrics and health, campaign for the leader Lease, and run the controllers while
 //! leading. Tests start several operators in one process with it.
 
@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ControllerSettings;
 use super::keyspace::KeyspaceObserver;
-use super::run::{ControllerDeps, NamespaceScope, StartupError, check_crds, run_controllers};
+use super::wiring::{ControllerDeps, NamespaceScope, StartupError, check_crds, run_controllers};
 use super::workflow::WorkflowObserver;
 use crate::api::MoveTablesWorkflow;
 use crate::engine::{Engine, EngineConfig, PassReport};
@@ -173,7 +173,7 @@ fn phase_label(phase: crate::api::movetables::WorkflowPhase) -> &'static str {
 /// The write-blocked part of a cutover: its stages from the denial through the rebuild of the
 /// cells' `SrvVSchema`, which is what vtgates route by (writes fail until it is rebuilt).
 pub fn write_window(record: &crate::engine::StepRecord) -> Option<Duration> {
-    use crate::engine::cutover::Stage;
+    use crate::engine::execute::cutover::Stage;
     let start = record
         .stages
         .iter()
@@ -327,7 +327,7 @@ pub async fn start_operator(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::cutover::Stage;
+    use crate::engine::execute::cutover::Stage;
     use crate::engine::journal::{Outcome, StageRecord, StepRecord};
     use crate::engine::plan::Action;
     use crate::vitess::routing::Side;

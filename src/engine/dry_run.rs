@@ -12,8 +12,8 @@ use std::time::SystemTime;
 use crate::vitess::routing::{RoutingState, Side};
 use crate::vitess::topo::lock::format_rfc3339_utc;
 
-use super::cutover::Stage;
 use super::desired::Desired;
+use super::execute::cutover::Stage;
 use super::observe::{KeyspaceView, Observed};
 use super::plan::{Action, DenyOp, Plan};
 
@@ -478,7 +478,7 @@ mod tests {
     use super::*;
     use crate::engine::memory::EngineMemory;
     use crate::engine::plan::plan;
-    use crate::engine::testing::fixtures::{ObservedBuilder, StreamsSpec};
+    use crate::testing::fixtures::{ObservedBuilder, StreamsSpec};
     use crate::vitess::routing::TrafficPlacement;
     use std::time::{Duration, UNIX_EPOCH};
 
@@ -501,7 +501,7 @@ mod tests {
         let p = plan(
             &d,
             &o,
-            &crate::engine::testing::fixtures::acknowledged(&o, EngineMemory::default()),
+            &crate::testing::fixtures::acknowledged(&o, EngineMemory::default()),
         );
         let out = render(&d, &o, &p, UNIX_EPOCH + Duration::from_secs(1_136_214_245));
         assert_eq!(
@@ -546,7 +546,7 @@ mod tests {
         let p = plan(
             &d,
             &o,
-            &crate::engine::testing::fixtures::acknowledged(&o, EngineMemory::default()),
+            &crate::testing::fixtures::acknowledged(&o, EngineMemory::default()),
         );
         let out = render(&d, &o, &p, UNIX_EPOCH);
         assert_eq!(out.lines, vec!["No changes required".to_string()]);

@@ -37,7 +37,9 @@ use crate::vitess::proto::vschema;
 use crate::vitess::routing::{
     RoutingState, Side, derive_workflow_routing_state, update_routing_rules,
 };
-use crate::vitess::srv_vschema::{desired_srv_vschema, write_srv_vschema_if_stale};
+use crate::vitess::srv_vschema::{
+    cell_srv_vschema, desired_srv_vschema, write_srv_vschema_if_stale,
+};
 use crate::vitess::tablet::{Method, TabletAddr, TabletError, TabletRpc, WorkflowStreams};
 use crate::vitess::topo::{
     DeniedTablesOp, KeyspaceLock, NamedLock, TopoError, TopoServer, Version,
@@ -46,13 +48,14 @@ use crate::vitess::topo::{
 use super::desired::Desired;
 use super::journal::StageRecord;
 use super::observe::{KeyspaceView, Observed, PrimaryView, bounded};
-use super::plan::{Action, DenyOp, TabletTarget, cell_srv_vschema, stream_settings};
+use super::plan::{Action, DenyOp, TabletTarget, stream_settings};
 use super::requests::{
     RequestError, binlog_sources, drop_table_sql, rename_table_sql, set_streams_sql,
     strip_auto_increment,
 };
 
 mod create;
+pub mod cutover;
 mod streams;
 
 /// What an [`Interrupt`] asks the executor to do at a crash point.
@@ -544,8 +547,8 @@ impl Executor {
                 let into = *into;
                 locked!(&[], |held| self.delete_streams(&held, into, shards))
             }
-            Action::SwitchWrites { to } => super::cutover::switch_writes(self, *to).await,
-            Action::RollbackWrites { to } => super::cutover::rollback_writes(self, *to).await,
+            Action::SwitchWrites { to } => cutover::switch_writes(self, *to).await,
+            Action::RollbackWrites { to } => cutover::rollback_writes(self, *to).await,
             Action::DropTables {
                 side,
                 shards,
@@ -735,7 +738,13 @@ impl Executor {
         };
         let mut written = Vec::new();
         for cell in cells {
-            let srv = cell_srv_vschema(&self.desired, &rollup, &rules, &cell);
+            let srv = cell_srv_vschema(
+                &self.desired.moved(),
+                &self.desired.read_cells,
+                &rollup,
+                &rules,
+                &cell,
+            );
             if write_srv_vschema_if_stale(&self.topo, &cell, &srv)
                 .await
                 .map_err(|e| StepError::topo(format!("rebuilding the SrvVSchema of {cell}"), e))?

@@ -11,9 +11,9 @@
 //!   recorded after the old side stopped) and by the planner before finishing an interrupted
 //!   cutover; tests check it end to end with the fleet's accepted-write log.
 //! * **I3 lock discipline** is enforced by the topology layer's guard types; tests also audit it
-//!   from the outside with [`AuditedStore`](super::testing::instrument::AuditedStore).
-//! * **I5 quiet when converged**: [`quiet_pass`] counts etcd writes and mutating tablet calls of
-//!   one pass.
+//!   from the outside with `testing::instrument::AuditedStore`.
+//! * **I5 quiet when converged**: tests count the etcd writes and mutating tablet calls of one
+//!   pass (`testing::world::quiet_pass`) and report them as [`InvariantViolation::NotQuiet`].
 //! * **I6 routing continuity** ([`routing_snapshot`], [`check_routing_continuity`]): a moved
 //!   table that a cell's vtgates resolved for a traffic type before a step still resolves after
 //!   it (not ambiguous, not missing).
@@ -259,26 +259,4 @@ pub fn check_routing_continuity(
         }
     }
     out
-}
-
-/// Runs one pass and returns the etcd writes and mutating tablet calls it made, as an I5
-/// violation when there were any.
-pub async fn quiet_pass(
-    world: &super::testing::world::World,
-    desired: &Desired,
-    memory: &mut super::memory::EngineMemory,
-) -> Option<InvariantViolation> {
-    let writes = world.store.writes();
-    let mutations = world.tablets.mutating();
-    let report = world.engine.pass(desired, memory).await;
-    let topo_writes = world.store.writes() - writes;
-    let tablet_mutations = world.tablets.mutating() - mutations;
-    if topo_writes == 0 && tablet_mutations == 0 && report.executed.is_none() {
-        None
-    } else {
-        Some(InvariantViolation::NotQuiet {
-            topo_writes,
-            tablet_mutations,
-        })
-    }
 }

@@ -5,7 +5,7 @@
 //! 1. **observes** the topology and the tablets ([`observe`]; every call under a deadline),
 //! 2. **plans** from that snapshot alone ([`plan`]: pure, `Desired × Observed × EngineMemory →
 //!    Plan`), and
-//! 3. **executes** at most one step ([`execute`], or the locked write cutover of [`cutover`]),
+//! 3. **executes** at most one step ([`execute`], or the locked write cutover of [`execute::cutover`]),
 //!
 //! then returns a [`PassReport`] (the plan, the step's journal record, the heal it made, the
 //! error if any). Several mutations of different phases never happen in one pass: the next pass
@@ -20,7 +20,7 @@
 //! `<K>/<wf>` and the keyspace locks its writes need (see [`execute`]); the write cutover holds
 //! both keyspace locks for its whole reversible part and rolls back under them with a fresh
 //! budget. Its point of no return is the routing switch: after it, writes are served by the new
-//! side and going back is a reverse cutover (see [`cutover`]). Complete's and Cancel's
+//! side and going back is a reverse cutover (see [`execute::cutover`]). Complete's and Cancel's
 //! destructive steps (dropping tables) only run while the routing rules still prove where writes
 //! are served; the rules are removed last.
 //!
@@ -29,7 +29,6 @@
 //! (a converged pass writes nothing).
 
 pub mod create_table;
-pub mod cutover;
 pub mod desired;
 pub mod dry_run;
 pub mod execute;
@@ -40,7 +39,6 @@ pub mod observe;
 pub mod plan;
 pub mod preview;
 pub mod requests;
-pub mod testing;
 
 #[cfg(test)]
 mod plan_tests;

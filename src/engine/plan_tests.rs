@@ -18,7 +18,7 @@ use super::desired::{Desired, DesiredLifecycle};
 use super::memory::EngineMemory;
 use super::observe::LocksHeld;
 use super::plan::{Action, BlockReason, DenyOp, HealReason, Plan, Requeue, plan};
-use super::testing::fixtures::{ObservedBuilder, StreamsSpec};
+use crate::testing::fixtures::{ObservedBuilder, StreamsSpec};
 
 const S: Side = Side::Source;
 const K: Side = Side::Target;
@@ -55,7 +55,7 @@ fn run_with(d: &Desired, b: ObservedBuilder, memory: EngineMemory) -> Plan {
     plan(
         d,
         &observed,
-        &super::testing::fixtures::acknowledged(&observed, memory),
+        &crate::testing::fixtures::acknowledged(&observed, memory),
     )
 }
 

@@ -23,8 +23,9 @@ use super::desired::Desired;
 use super::dry_run::{DryRun, render};
 use super::memory::EngineMemory;
 use super::observe::Observed;
-use super::plan::{Action, Blocker, DenyOp, Plan, Step, cell_srv_vschema, plan};
+use super::plan::{Action, Blocker, DenyOp, Plan, Step, plan};
 use super::requests::ranges_overlap;
+use crate::vitess::srv_vschema::cell_srv_vschema;
 
 /// More steps than any lifecycle change takes: a preview that gets here is not converging.
 const MAX_STEPS: usize = 24;
@@ -352,7 +353,13 @@ impl Predicted {
         let rules = self.observed.routing_rules.clone();
         let all = self.observed.cells.clone();
         for cell in cells.unwrap_or(&all) {
-            let srv = cell_srv_vschema(d, &self.observed.srv_vschema_rollup, &rules, cell);
+            let srv = cell_srv_vschema(
+                &d.moved(),
+                &d.read_cells,
+                &self.observed.srv_vschema_rollup,
+                &rules,
+                cell,
+            );
             self.observed.srv_vschemas.insert(cell.clone(), Some(srv));
         }
     }
@@ -477,7 +484,7 @@ impl Predicted {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::testing::fixtures::{ObservedBuilder, StreamsSpec};
+    use crate::testing::fixtures::{ObservedBuilder, StreamsSpec};
     use std::time::{Duration, UNIX_EPOCH};
 
     fn at() -> SystemTime {
@@ -499,7 +506,7 @@ mod tests {
         let p = preview(
             &d,
             &o,
-            &crate::engine::testing::fixtures::acknowledged(&o, EngineMemory::default()),
+            &crate::testing::fixtures::acknowledged(&o, EngineMemory::default()),
             at(),
         );
         let names: Vec<&str> = p.steps.iter().map(|s| s.step.action.name()).collect();
@@ -529,7 +536,7 @@ mod tests {
         let p = preview(
             &d,
             &o,
-            &crate::engine::testing::fixtures::acknowledged(&o, EngineMemory::default()),
+            &crate::testing::fixtures::acknowledged(&o, EngineMemory::default()),
             at(),
         );
         let names: Vec<&str> = p.steps.iter().map(|s| s.step.action.name()).collect();
@@ -553,7 +560,7 @@ mod tests {
         let p = preview(
             &d,
             &o,
-            &crate::engine::testing::fixtures::acknowledged(&o, EngineMemory::default()),
+            &crate::testing::fixtures::acknowledged(&o, EngineMemory::default()),
             at(),
         );
         assert!(p.steps.is_empty(), "{p}");

@@ -5,8 +5,6 @@
 //! wires them together. Keeping them apart from the engine keeps the engine testable without a
 //! registry, a subscriber or a Lease.
 
-#![warn(missing_docs)]
-
 pub mod http;
 pub mod leader;
 pub mod logging;

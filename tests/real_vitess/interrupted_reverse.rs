@@ -293,7 +293,7 @@ async fn the_operator_adopts_and_heals_what_vitess_left_broken() {
     use kube::runtime::events::Reporter;
     use tokio_util::sync::CancellationToken;
     use vtmove::api::MoveTablesWorkflow;
-    use vtmove::controller::run::{ControllerDeps, NamespaceScope, run_controllers};
+    use vtmove::controller::wiring::{ControllerDeps, NamespaceScope, run_controllers};
 
     let mut w = world().await;
     let v = vtctld(&w);
@@ -314,7 +314,7 @@ async fn the_operator_adopts_and_heals_what_vitess_left_broken() {
         workflow_observer: Arc::new(vtmove::controller::workflow::NoObserver),
         keyspace_observer: Arc::new(vtmove::controller::workflow::NoObserver),
     };
-    vtmove::controller::run::check_crds(&deps)
+    vtmove::controller::wiring::check_crds(&deps)
         .await
         .expect("CRDs are served");
     let shutdown = CancellationToken::new();

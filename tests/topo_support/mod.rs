@@ -7,10 +7,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use vtmove::testing::LocalEtcd;
 use vtmove::vitess::proto::topodata::{CellInfo, Keyspace, Shard};
 use vtmove::vitess::topo::{
-    EtcdStore, EtcdStoreOptions, KeyspaceLock, LeaseId, LocalEtcd, LockOptions, MemoryStore,
-    StoreFactory, TopoServer, TopoStore,
+    EtcdStore, EtcdStoreOptions, KeyspaceLock, LeaseId, LockOptions, MemoryStore, StoreFactory,
+    TopoServer, TopoStore,
 };
 
 /// The global root used by every test.

@@ -1,6 +1,11 @@
 //! The JSONPath subset printer columns and selectable fields use: `.a.b`, `.a[0].b`,
 //! `.a[*].b`, `.a['key.with.dots']` and filters `.a[?(@.type=="Ready")].status`
 //! (with `==` or `!=` against a string or number literal).
+//!
+//! Hand-written because no crates.io crate speaks Kubernetes's dialect: the maintained ones
+//! (`jsonpath-rust`, `serde_json_path`) implement RFC 9535, which wants a `$` root, has no
+//! `{...}` templates, `{range}`/`{end}` or literal text, and lets `[?(@.f!="x")]` select
+//! items that lack `f`, where Kubernetes skips them.
 
 use serde_json::Value;
 

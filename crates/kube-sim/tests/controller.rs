@@ -34,6 +34,7 @@ use serde_json::json;
     shortname = "tm"
 )]
 #[serde(rename_all = "camelCase")]
+/// A small MoveTables-like resource the test controller reconciles.
 pub struct TableMoveSpec {
     source_keyspace: String,
     target_keyspace: String,
@@ -44,12 +45,14 @@ pub struct TableMoveSpec {
     traffic: Option<Traffic>,
 }
 
+/// Where replica traffic is served.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
 pub struct Traffic {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     replica: Option<String>,
 }
 
+/// What the test controller reports.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TableMoveStatus {

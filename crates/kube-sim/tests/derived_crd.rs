@@ -30,7 +30,7 @@ mod common;
     validation = Rule::new("self.spec.source != self.spec.target").message("source and target must differ")
 )]
 #[serde(rename_all = "camelCase")]
-pub struct WorkflowSpec {
+struct WorkflowSpec {
     #[x_kube(validation = Rule::new("self == oldSelf").message("source is immutable"))]
     source: String,
     target: String,
@@ -58,7 +58,7 @@ fn free_form(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, schemars::JsonSchema)]
-pub enum Lifecycle {
+enum Lifecycle {
     #[default]
     Active,
     Complete,
@@ -67,7 +67,7 @@ pub enum Lifecycle {
 
 #[derive(Serialize, Deserialize, Clone, Debug, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct Cutover {
+struct Cutover {
     #[schemars(range(min = 1, max = 3600))]
     max_lag_seconds: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,7 +76,7 @@ pub struct Cutover {
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct WorkflowStatus {
+struct WorkflowStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     phase: Option<String>,
     #[serde(default)]

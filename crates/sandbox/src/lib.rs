@@ -30,14 +30,15 @@ use vtmove::api::movetables::WorkflowPhase;
 use vtmove::api::{Keyspace, MoveTablesWorkflow};
 use vtmove::controller::ControllerSettings;
 use vtmove::controller::operator::{Operator, OperatorOptions, TopologySource, start_operator};
-use vtmove::controller::run::NamespaceScope;
+use vtmove::controller::wiring::NamespaceScope;
 use vtmove::engine::EngineConfig;
 use vtmove::engine::execute::{Interrupt, InterruptAction};
+use vtmove::testing::LocalEtcd;
 use vtmove::vitess::proto::topodata::TabletType;
 use vtmove::vitess::routing::TrafficType;
 use vtmove::vitess::tablet::TabletClientConfig;
 use vtmove::vitess::topo::{
-    EtcdStore, EtcdStoreOptions, LocalEtcd, LockOptions, MemoryStore, TopoServer, TopoStore,
+    EtcdStore, EtcdStoreOptions, LockOptions, MemoryStore, TopoServer, TopoStore,
 };
 use vtsim::{Fleet, FleetOptions, Layout, Probe};
 

@@ -12,7 +12,7 @@ use vtmove::vitess::proto::topodata::{
     CellInfo, Keyspace, Shard, ShardReference, SrvKeyspace, TabletAlias, TabletType,
 };
 use vtmove::vitess::proto::vschema::{self, ColumnVindex, RoutingRule, RoutingRules, Vindex};
-use vtmove::vitess::routing::build_srv_vschema;
+use vtmove::vitess::srv_vschema::desired_srv_vschema;
 use vtmove::vitess::topo::{TopoError, TopoServer};
 
 use crate::data::{Checksum, Row, TableDef};
@@ -462,27 +462,10 @@ impl Drop for Fleet {
 }
 
 /// Rewrites every cell's SrvVSchema from the keyspace VSchemas and the global rules, as
-/// `RebuildVSchemaGraph` does.
+/// `RebuildVSchemaGraph` does: every cell is written, even one already up to date (vtmove's own
+/// rebuild skips those), which is what another actor's rebuild looks like to vtmove.
 pub async fn rebuild_srv_vschema(topo: &TopoServer) -> Result<(), TopoError> {
-    let mut vschemas = BTreeMap::new();
-    for ks in topo.list_keyspaces().await? {
-        let vs = match topo.get_vschema(&ks).await {
-            Ok(v) => v.value,
-            Err(e) if e.is_no_node() => vschema::Keyspace::default(),
-            Err(e) => return Err(e),
-        };
-        vschemas.insert(ks, vs);
-    }
-    let rules = topo.get_routing_rules().await?.value;
-    let shard_rules = topo.get_shard_routing_rules().await?.value;
-    let mirror = topo.get_mirror_rules().await?.value;
-    let srv = build_srv_vschema(
-        &vschemas,
-        Some(&rules),
-        Some(&shard_rules),
-        None,
-        Some(&mirror),
-    );
+    let srv = desired_srv_vschema(topo).await?;
     for cell in topo.list_cells().await? {
         topo.update_srv_vschema(&cell, &srv, None).await?;
     }

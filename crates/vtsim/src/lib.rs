@@ -26,9 +26,11 @@
 //! Sharded keyspaces use the `reverse_bits` vindex on the integer primary key
 //! ([`keyspace_id`]).
 //!
-//! vtsim is test and playground infrastructure; vtmove's product path never depends on it.
-
-#![warn(missing_docs)]
+//! vtsim is test and playground infrastructure; vtmove's product path never depends on it. The
+//! other fake fleet, `vtmove::testing::fleet::FakeFleet`, answers the same TabletManager calls in
+//! process with no wire, data or replication: it is for the engine's fast random simulations;
+//! vtsim is for anything where the wire, rows, positions or real Vitess code matter
+//! (`CONTRIBUTING.md`, "Which fake fleet").
 
 pub mod data;
 pub mod faults;

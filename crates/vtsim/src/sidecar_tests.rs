@@ -166,9 +166,53 @@ fn exec_guardrails() {
 
 #[test]
 fn prototext_round_trips_through_vtmove() {
+    use vtmove::vitess::proto::topodata::KeyRange;
+    use vtmove::vitess::tablet::prototext::parse_text;
+
     assert_eq!(parse_lastpk(&lastpk_prototext("id", -17)), Some(-17));
+    assert_eq!(parse_lastpk(&lastpk_prototext("we\"ird\n", 5)), Some(5));
     let text = binlog_source_prototext(&bls("-80"));
-    let parsed = vtmove::vitess::tablet::prototext::TextMessage::parse(&text);
-    assert!(parsed.is_ok(), "{text}");
+    assert_eq!(parse_text::<BinlogSource>(&text), Ok(bls("-80")), "{text}");
     assert!(text.contains("keyspace:\"commerce\""));
+    // Every field vtsim writes and reads, bytes outside ASCII included.
+    let mut full = bls("80-");
+    full.tablet_type = TabletType::Replica as i32;
+    full.key_range = Some(KeyRange {
+        start: vec![0x80],
+        end: vec![0xc0, 0x00, b'"'],
+    });
+    full.tables = vec!["customer".into(), "corder".into()];
+    if let Some(filter) = full.filter.as_mut() {
+        filter.workflow_type = 1;
+        filter.workflow_name = "wf".into();
+    }
+    full.on_ddl = OnDdlAction::Exec as i32;
+    full.stop_after_copy = true;
+    let text = binlog_source_prototext(&full);
+    assert_eq!(
+        parse_text::<BinlogSource>(&text),
+        Ok(full.clone()),
+        "{text}"
+    );
+    assert_eq!(
+        insert::binlog_source_from_prototext(&text),
+        Ok(full),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_source_column_refuses_what_vtsim_does_not_model() {
+    let unmodelled = r#"keyspace:"ks" filter:{rules:{match:"t" source_unique_key_columns:"id"}}"#;
+    let err = insert::binlog_source_from_prototext(unmodelled).expect_err("an unmodelled field");
+    assert!(
+        err.contains("filter.rules.source_unique_key_columns"),
+        "{err}"
+    );
+    let unknown = r#"keyspace:"ks" zz:1"#;
+    let err = insert::binlog_source_from_prototext(unknown).expect_err("an unknown field");
+    assert!(err.contains("'zz'"), "{err}");
+    let err =
+        insert::binlog_source_from_prototext(r#"tablet_type:NOT_A_TYPE"#).expect_err("bad enum");
+    assert!(err.contains("NOT_A_TYPE"), "{err}");
 }

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use vtmove::testing::LocalEtcd;
 use vtmove::vitess::proto::binlogdata::VReplicationWorkflowState;
 use vtmove::vitess::proto::tabletmanagerdata::CreateVReplicationWorkflowRequest;
 use vtmove::vitess::proto::topodata::TabletType;
 use vtmove::vitess::tablet::{ReportedType, TabletRpc};
-use vtmove::vitess::topo::{EtcdStore, LocalEtcd, TopoServer};
+use vtmove::vitess::topo::{EtcdStore, TopoServer};
 use vtsim::{Fleet, FleetOptions, Layout};
 
 const LAYOUT: &str = r#"

@@ -476,7 +476,7 @@ fn rule_keyspaces(rule: &vschema::RoutingRule) -> impl Iterator<Item = String> +
 }
 
 pub(crate) fn compare_cell(current: &SrvVSchema, desired: &SrvVSchema) -> CellSrvVSchema {
-    if !crate::vitess::routing::srv_vschema_is_stale(Some(current), desired) {
+    if !crate::vitess::srv_vschema::srv_vschema_is_stale(Some(current), desired) {
         return CellSrvVSchema::Current;
     }
     let sorted = |srv: &SrvVSchema| {

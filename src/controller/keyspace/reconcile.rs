@@ -19,9 +19,9 @@ use crate::api::Keyspace;
 use crate::api::condition::{ConditionStatus, ConditionUpdate, reasons, types};
 use crate::api::keyspace::{DeletionPolicy, KeyspaceStatus};
 use crate::controller::boundary::{Boundary, KeyspaceClaim, keyspace_claim, records_claim};
-use crate::controller::run::NamespaceScope;
 use crate::controller::status::{changed_ignoring_times, kube_time};
 use crate::controller::triggers::{TopoChange, TopoScope, triggers_for};
+use crate::controller::wiring::NamespaceScope;
 use crate::controller::{ApiError, ControllerSettings, FINALIZER, Failures, kube_calls};
 
 /// What the keyspace reconciler reports about itself, for metrics.

@@ -15,7 +15,7 @@
 //!
 //! [`cell_routing_rules`] computes a cell's desired routing section from the global rules; the
 //! executor builds the cell's `SrvVSchema` from it with
-//! [`build_srv_vschema`](super::srv_vschema::build_srv_vschema) and rewrites the cell only when the
+//! [`build_srv_vschema`](crate::vitess::srv_vschema::build_srv_vschema) and rewrites the cell only when the
 //! stored copy is stale. Rules of other workflows are copied from the global rules unchanged.
 
 use std::collections::BTreeSet;

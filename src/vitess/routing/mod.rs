@@ -15,8 +15,8 @@
 //!   ([`TrafficState`]);
 //! * which keyspace must deny a table, and whether the single-writer invariant I1 holds
 //!   ([`denied`]);
-//! * what `RebuildVSchemaGraph` would write to a cell, and whether a cell is stale
-//!   ([`build_srv_vschema`]).
+//! * how a cell outside a read switch's scope spells the rules ([`cell_routing_rules`]); the
+//!   `SrvVSchema` built from them is [`crate::vitess::srv_vschema`]'s.
 //!
 //! The model: [`TrafficPlacement`] says which [`Side`] serves REPLICA, RDONLY and PRIMARY traffic;
 //! [`RoutingState`] adds how "writes at the source" is spelled (as created, or after a reverse)
@@ -28,7 +28,6 @@ pub mod names;
 pub mod placement;
 pub mod resolve;
 pub mod rules;
-pub mod srv_vschema;
 pub mod traffic_state;
 
 #[cfg(test)]
@@ -47,7 +46,6 @@ pub use rules::{
     derive_workflow_routing_state, table_rules, update_routing_rules,
     update_routing_rules_per_table,
 };
-pub use srv_vschema::{build_srv_vschema, srv_vschema_equivalent, srv_vschema_is_stale};
 pub use traffic_state::{
     CellSplit, ShardTrafficState, TableTrafficState, TrafficState, observe_shard_traffic,
     observe_table_traffic, writes_switched,

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::*;
 use crate::vitess::proto::vschema;
+use crate::vitess::srv_vschema::build_srv_vschema;
 
 const S: &str = "S";
 const K: &str = "K";

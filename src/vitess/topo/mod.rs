@@ -13,14 +13,10 @@
 //!   SrvKeyspace, Tablet, ShardReplication) over the global store and per-cell stores. Mutations
 //!   of keyspace records, shards, denied tables, VSchema and routing rules take a lock guard, so
 //!   writing them without the lock does not compile (invariant I3).
-//! * [`LocalEtcd`]: a throwaway etcd for tests and the sandbox.
-
-#![warn(missing_docs)]
 
 pub mod denied_tables;
 mod error;
 mod etcd;
-pub mod local_etcd;
 pub mod lock;
 mod memory;
 pub mod path;
@@ -33,7 +29,6 @@ pub mod tablet_alias;
 pub use denied_tables::{DeniedTablesOp, apply_denied_tables, denied_tables};
 pub use error::{Result, TopoError};
 pub use etcd::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_OP_TIMEOUT, EtcdStore, EtcdStoreOptions, EtcdTls};
-pub use local_etcd::{LocalEtcd, LocalEtcdError, LocalEtcdTls};
 pub use lock::{
     DEFAULT_LOCK_TIMEOUT, DEFAULT_LOCK_TTL, KeyspaceLock, LockHandle, LockOptions, NamedLock,
     ShardGuard, ShardLock,

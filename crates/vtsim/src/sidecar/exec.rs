@@ -41,21 +41,9 @@ impl Sidecar {
             }
         }
         let name = table.name.to_ascii_lowercase();
+        let allow_unsafe = parsed.allow_unsafe_vreplication_write;
         match parsed.statement {
-            Statement::Select(select) => {
-                if !matches!(
-                    name.as_str(),
-                    "vreplication" | "copy_state" | "resharding_journal" | "vreplication_log"
-                ) {
-                    return Err(Status::invalid_argument(format!(
-                        "invalid table name: {name}"
-                    )));
-                }
-                let result =
-                    crate::query::run_select(&select, &|t| self.sidecar_table(t, sidecar_db))
-                        .map_err(|e| e.during(query))?;
-                Ok((result, Vec::new()))
-            }
+            Statement::Select(select) => self.exec_select(&name, &select, sidecar_db, query),
             Statement::Insert {
                 columns,
                 rows,
@@ -64,26 +52,9 @@ impl Sidecar {
                 ..
             } => {
                 if ignore || on_duplicate {
-                    return Err(Status::invalid_argument(format!(
-                        "unsupported construct: {query}"
-                    )));
+                    return Err(unsupported_construct(query));
                 }
-                match name.as_str() {
-                    "resharding_journal" => self.insert_journal(&columns, &rows),
-                    "vreplication" => {
-                        if let Some(i) = columns.iter().position(|c| c.eq_ignore_ascii_case("id"))
-                            && rows.iter().any(|r| r.get(i) != Some(&Literal::Null))
-                        {
-                            return Err(Status::invalid_argument(format!(
-                                "id should not have a value: {query}"
-                            )));
-                        }
-                        self.insert_vreplication(&columns, &rows)
-                    }
-                    _ => Err(Status::invalid_argument(format!(
-                        "invalid table name: {name}"
-                    ))),
-                }
+                self.exec_insert(&name, &columns, &rows, query)
             }
             Statement::Update {
                 set,
@@ -92,42 +63,9 @@ impl Sidecar {
                 ..
             } => {
                 if order_or_limit {
-                    return Err(Status::invalid_argument(format!(
-                        "unsupported construct: {query}"
-                    )));
+                    return Err(unsupported_construct(query));
                 }
-                match name.as_str() {
-                    "vreplication" => {
-                        check_vreplication_where(
-                            &conds,
-                            parsed.allow_unsafe_vreplication_write,
-                            query,
-                        )?;
-                        self.update_vreplication(&set, &conds)
-                    }
-                    "resharding_journal" => {
-                        let ids = self.matching_journal(&conds)?;
-                        for id in &ids {
-                            if let Some(row) = self.journal.get_mut(id) {
-                                for (col, v) in &set {
-                                    match col.to_ascii_lowercase().as_str() {
-                                        "db_name" => row.db_name = v.as_text().unwrap_or_default(),
-                                        "val" => row.val = v.as_text().unwrap_or_default(),
-                                        other => {
-                                            return Err(Status::invalid_argument(format!(
-                                                "cannot set column {other} of resharding_journal"
-                                            )));
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                        Ok((affected(ids.len()), Vec::new()))
-                    }
-                    _ => Err(Status::invalid_argument(format!(
-                        "invalid table name: {name}"
-                    ))),
-                }
+                self.exec_update(&name, &set, &conds, allow_unsafe, query)
             }
             Statement::Delete {
                 conds,
@@ -135,44 +73,128 @@ impl Sidecar {
                 ..
             } => {
                 if order_or_limit {
-                    return Err(Status::invalid_argument(format!(
-                        "unsupported construct: {query}"
-                    )));
+                    return Err(unsupported_construct(query));
                 }
-                match name.as_str() {
-                    "vreplication" => {
-                        check_vreplication_where(
-                            &conds,
-                            parsed.allow_unsafe_vreplication_write,
-                            query,
-                        )?;
-                        let rows = self.vreplication_rows();
-                        let ids: Vec<i32> = rows
-                            .matching(&conds)?
-                            .into_iter()
-                            .filter_map(|i| rows.rows[i][0].as_deref()?.parse().ok())
-                            .collect();
-                        for id in &ids {
-                            self.vreplication.remove(id);
-                            self.clear_copy_state(*id, None);
-                        }
-                        Ok((affected(ids.len()), ids))
-                    }
-                    "resharding_journal" => {
-                        let ids = self.matching_journal(&conds)?;
-                        for id in &ids {
-                            self.journal.remove(id);
-                        }
-                        Ok((affected(ids.len()), Vec::new()))
-                    }
-                    _ => Err(Status::invalid_argument(format!(
-                        "invalid table name: {name}"
-                    ))),
-                }
+                self.exec_delete(&name, &conds, allow_unsafe, query)
             }
             _ => Err(Status::invalid_argument(format!(
                 "unsupported statement for VReplicationExec: {query}"
             ))),
+        }
+    }
+
+    /// A `SELECT`, run by the tablet's MySQL over the sidecar tables.
+    fn exec_select(
+        &self,
+        name: &str,
+        select: &sql::Select,
+        sidecar_db: &str,
+        query: &str,
+    ) -> Result<(QueryResult, Vec<i32>), Status> {
+        if !matches!(
+            name,
+            "vreplication" | "copy_state" | "resharding_journal" | "vreplication_log"
+        ) {
+            return Err(invalid_table(name));
+        }
+        let result = crate::query::run_select(select, &|t| self.sidecar_table(t, sidecar_db))
+            .map_err(|e| e.during(query))?;
+        Ok((result, Vec::new()))
+    }
+
+    /// An `INSERT` into `_vt.vreplication` (ids are assigned, never given) or the journal.
+    fn exec_insert(
+        &mut self,
+        name: &str,
+        columns: &[String],
+        rows: &[Vec<Literal>],
+        query: &str,
+    ) -> Result<(QueryResult, Vec<i32>), Status> {
+        match name {
+            "resharding_journal" => self.insert_journal(columns, rows),
+            "vreplication" => {
+                if let Some(i) = columns.iter().position(|c| c.eq_ignore_ascii_case("id"))
+                    && rows.iter().any(|r| r.get(i) != Some(&Literal::Null))
+                {
+                    return Err(Status::invalid_argument(format!(
+                        "id should not have a value: {query}"
+                    )));
+                }
+                self.insert_vreplication(columns, rows)
+            }
+            _ => Err(invalid_table(name)),
+        }
+    }
+
+    /// An `UPDATE` of `_vt.vreplication` rows (selected safely) or journal rows.
+    fn exec_update(
+        &mut self,
+        name: &str,
+        set: &[(String, Literal)],
+        conds: &[Cond],
+        allow_unsafe: bool,
+        query: &str,
+    ) -> Result<(QueryResult, Vec<i32>), Status> {
+        match name {
+            "vreplication" => {
+                check_vreplication_where(conds, allow_unsafe, query)?;
+                self.update_vreplication(set, conds)
+            }
+            "resharding_journal" => {
+                let ids = self.matching_journal(conds)?;
+                for id in &ids {
+                    if let Some(row) = self.journal.get_mut(id) {
+                        for (col, v) in set {
+                            match col.to_ascii_lowercase().as_str() {
+                                "db_name" => row.db_name = v.as_text().unwrap_or_default(),
+                                "val" => row.val = v.as_text().unwrap_or_default(),
+                                other => {
+                                    return Err(Status::invalid_argument(format!(
+                                        "cannot set column {other} of resharding_journal"
+                                    )));
+                                }
+                            }
+                        }
+                    }
+                }
+                Ok((affected(ids.len()), Vec::new()))
+            }
+            _ => Err(invalid_table(name)),
+        }
+    }
+
+    /// A `DELETE` of `_vt.vreplication` rows (their copy state goes with them; their controllers
+    /// stop) or journal rows.
+    fn exec_delete(
+        &mut self,
+        name: &str,
+        conds: &[Cond],
+        allow_unsafe: bool,
+        query: &str,
+    ) -> Result<(QueryResult, Vec<i32>), Status> {
+        match name {
+            "vreplication" => {
+                check_vreplication_where(conds, allow_unsafe, query)?;
+                let rows = self.vreplication_rows();
+                let ids: Vec<i32> = rows
+                    .matching(conds)?
+                    .into_iter()
+                    .filter_map(|i| rows.rows[i][0].as_deref()?.parse().ok())
+                    .collect();
+                for id in &ids {
+                    self.vreplication.remove(id);
+                    self.clear_copy_state(*id, None);
+                }
+                Ok((affected(ids.len()), ids))
+            }
+            "resharding_journal" => {
+                let ids = self.matching_journal(conds)?;
+                for id in &ids {
+                    self.journal.remove(id);
+                }
+                Ok((affected(ids.len()), Vec::new()))
+            }
+            _ => Err(invalid_table(name)),
         }
     }
 
@@ -452,4 +474,14 @@ impl Sidecar {
                 .collect(),
         }
     }
+}
+
+/// The error MySQL gives for a construct `VReplicationExec` refuses.
+fn unsupported_construct(query: &str) -> Status {
+    Status::invalid_argument(format!("unsupported construct: {query}"))
+}
+
+/// The error for a statement on a table outside the sidecar tables it may touch.
+fn invalid_table(name: &str) -> Status {
+    Status::invalid_argument(format!("invalid table name: {name}"))
 }

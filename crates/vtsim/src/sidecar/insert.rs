@@ -3,9 +3,7 @@
 //! `source` column the prototext of a `BinlogSource`, its position where the target stopped).
 
 use super::*;
-use vtmove::vitess::proto::binlogdata::{Filter, OnDdlAction, Rule};
-use vtmove::vitess::proto::topodata::KeyRange;
-use vtmove::vitess::tablet::prototext::{TextMessage, TextValue};
+use vtmove::vitess::tablet::prototext::{parse_text, set_fields};
 
 impl Sidecar {
     /// Inserts `_vt.vreplication` rows. `id` is assigned (as MySQL's auto-increment does);
@@ -108,103 +106,35 @@ impl Sidecar {
     }
 }
 
+/// The `BinlogSource` fields vtsim models, as dotted text-format names.
+const MODELLED_SOURCE_FIELDS: &[&str] = &[
+    "keyspace",
+    "shard",
+    "tablet_type",
+    "key_range",
+    "key_range.start",
+    "key_range.end",
+    "tables",
+    "filter",
+    "filter.rules",
+    "filter.rules.match",
+    "filter.rules.filter",
+    "filter.workflow_type",
+    "filter.workflow_name",
+    "on_ddl",
+    "stop_after_copy",
+];
+
 /// Reads the `source` column (a `BinlogSource` in protobuf text format) for the fields vtsim
 /// models; a field it does not model is an error, not silently lost.
 pub fn binlog_source_from_prototext(text: &str) -> Result<BinlogSource, String> {
-    let message = TextMessage::parse(text).map_err(|e| e.to_string())?;
-    let mut bls = BinlogSource::default();
-    for (name, value) in &message.fields {
-        match name.as_str() {
-            "keyspace" => bls.keyspace = string(name, value)?,
-            "shard" => bls.shard = string(name, value)?,
-            "tablet_type" => {
-                bls.tablet_type = TabletType::from_str_name(&ident(name, value)?)
-                    .ok_or_else(|| format!("unknown tablet_type in {text}"))?
-                    as i32;
-            }
-            "key_range" => {
-                let m = nested(name, value)?;
-                let mut kr = KeyRange::default();
-                for (n, v) in &m.fields {
-                    match n.as_str() {
-                        "start" => kr.start = bytes(n, v)?,
-                        "end" => kr.end = bytes(n, v)?,
-                        other => return Err(format!("unknown key_range field {other}")),
-                    }
-                }
-                bls.key_range = Some(kr);
-            }
-            "tables" => bls.tables.push(string(name, value)?),
-            "filter" => {
-                let m = nested(name, value)?;
-                let mut filter = Filter::default();
-                for (n, v) in &m.fields {
-                    match n.as_str() {
-                        "rules" => {
-                            let r = nested(n, v)?;
-                            let mut rule = Rule::default();
-                            for (rn, rv) in &r.fields {
-                                match rn.as_str() {
-                                    "match" => rule.r#match = string(rn, rv)?,
-                                    "filter" => rule.filter = string(rn, rv)?,
-                                    other => {
-                                        return Err(format!(
-                                            "vtsim does not model rule field {other}"
-                                        ));
-                                    }
-                                }
-                            }
-                            filter.rules.push(rule);
-                        }
-                        "workflow_type" => {
-                            filter.workflow_type = number(n, v)?.into();
-                        }
-                        "workflow_name" => filter.workflow_name = string(n, v)?,
-                        other => return Err(format!("vtsim does not model filter field {other}")),
-                    }
-                }
-                bls.filter = Some(filter);
-            }
-            "on_ddl" => {
-                bls.on_ddl = OnDdlAction::from_str_name(&ident(name, value)?)
-                    .ok_or_else(|| format!("unknown on_ddl in {text}"))?
-                    as i32;
-            }
-            "stop_after_copy" => bls.stop_after_copy = ident(name, value)? == "true",
-            other => return Err(format!("vtsim does not model BinlogSource field {other}")),
-        }
+    let bls = parse_text::<BinlogSource>(text).map_err(|e| e.to_string())?;
+    let set = set_fields(&bls).map_err(|e| e.to_string())?;
+    if let Some(other) = set
+        .iter()
+        .find(|f| !MODELLED_SOURCE_FIELDS.contains(&f.as_str()))
+    {
+        return Err(format!("vtsim does not model BinlogSource field {other}"));
     }
     Ok(bls)
-}
-
-fn bytes(name: &str, value: &TextValue) -> Result<Vec<u8>, String> {
-    match value {
-        TextValue::Bytes(b) => Ok(b.clone()),
-        _ => Err(format!("{name}: expected a string")),
-    }
-}
-
-fn string(name: &str, value: &TextValue) -> Result<String, String> {
-    String::from_utf8(bytes(name, value)?).map_err(|_| format!("{name}: not UTF-8"))
-}
-
-fn ident(name: &str, value: &TextValue) -> Result<String, String> {
-    match value {
-        TextValue::Ident(s) => Ok(s.clone()),
-        _ => Err(format!("{name}: expected a name")),
-    }
-}
-
-fn number(name: &str, value: &TextValue) -> Result<i32, String> {
-    match value {
-        TextValue::Number(s) => s.parse().map_err(|_| format!("{name}: bad number {s}")),
-        _ => Err(format!("{name}: expected a number")),
-    }
-}
-
-fn nested<'a>(name: &str, value: &'a TextValue) -> Result<&'a TextMessage, String> {
-    match value {
-        TextValue::Message(m) => Ok(m),
-        _ => Err(format!("{name}: expected a message")),
-    }
 }

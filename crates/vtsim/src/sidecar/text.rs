@@ -1,5 +1,12 @@
 //! The text forms the sidecar answers in: query results of text values, copy bookmarks and
 //! `BinlogSource` protobuf text, as vttablet writes them.
+//!
+//! The protobuf text is written here rather than by prost-reflect's text writer (which vtmove's
+//! reader uses) because that writer's form is not Vitess's: it gives
+//! `fields:[{name:"id",type:INT64}],rows:[{lengths:[2],values:"42"}]` where vttablet writes
+//! `fields:{name:"id" type:INT64} rows:{lengths:2 values:"42"}`. Go's reader takes both, but
+//! vtmove and Vitess's tools should meet here the text a real tablet holds. The sidecar tests
+//! read everything written here back through vtmove's reader.
 
 use super::*;
 

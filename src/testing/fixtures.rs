@@ -9,7 +9,6 @@ use crate::engine::memory::EngineMemory;
 use crate::engine::observe::{
     KeyspaceState, KeyspaceView, LocksHeld, Observed, PrimaryView, ShardView, TabletView,
 };
-use crate::engine::plan::cell_srv_vschema;
 use crate::vitess::proto::binlogdata::{
     BinlogSource, Filter, Rule, VReplicationWorkflowState, VReplicationWorkflowSubType,
     VReplicationWorkflowType,
@@ -20,7 +19,8 @@ use crate::vitess::proto::tabletmanagerdata::read_v_replication_workflow_respons
 use crate::vitess::proto::topodata::{KeyRange, Shard, TabletAlias, TabletType};
 use crate::vitess::proto::vschema::{self, RoutingRules};
 use crate::vitess::proto::vttime;
-use crate::vitess::routing::{RoutingState, Side, build_srv_vschema, update_routing_rules};
+use crate::vitess::routing::{RoutingState, Side, update_routing_rules};
+use crate::vitess::srv_vschema::{build_srv_vschema, cell_srv_vschema};
 use crate::vitess::tablet::stream::{BookmarkPosition, CopyBookmark};
 use crate::vitess::tablet::{
     Method, Position, TabletAddr, TabletError, TabletHealth, WorkflowStreams,
@@ -563,7 +563,13 @@ impl ObservedBuilder {
             cell_desired.read_cells = read_cells.clone();
         }
         for cell in &self.cells {
-            let mut srv = cell_srv_vschema(&cell_desired, &rollup, &rules, cell);
+            let mut srv = cell_srv_vschema(
+                &cell_desired.moved(),
+                &cell_desired.read_cells,
+                &rollup,
+                &rules,
+                cell,
+            );
             if self.stale_cells.contains(cell) {
                 srv.keyspaces
                     .insert("stale".to_string(), vschema::Keyspace::default());

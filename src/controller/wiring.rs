@@ -1,5 +1,6 @@
 //! Wiring of the controllers: which namespaces they watch, the topology triggers, and the
-//! leader gate (controllers run only while this instance leads).
+//! leader gate (controllers run only while this instance leads). The `vtmove run` command that
+//! starts them with their connections, metrics and leader election is [`super::operator`].
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! Rebuilding each cell's `SrvVSchema`: the thin I/O shell around the pure
-//! [`build_srv_vschema`](crate::vitess::routing::build_srv_vschema).
+//! [`build_srv_vschema`](super::build_srv_vschema).
 //!
 //! vtgate routes from its cell's `SrvVSchema`, not from the global records, so a routing change
 //! only takes effect once the cells are rebuilt (Vitess's `RebuildVSchemaGraph`). The rollup holds
@@ -13,8 +13,8 @@
 
 use std::collections::BTreeMap;
 
+use super::build::{build_srv_vschema, srv_vschema_is_stale};
 use crate::vitess::proto::vschema::{self, SrvVSchema};
-use crate::vitess::routing::{build_srv_vschema, srv_vschema_is_stale};
 use crate::vitess::topo::{Result, TopoError, TopoServer};
 
 /// How many times one cell is re-read after losing a write race before giving up.

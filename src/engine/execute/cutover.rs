@@ -59,11 +59,13 @@ use crate::vitess::routing::{
 };
 use crate::vitess::tablet::{Method, Position};
 
-use super::execute::{Executor, Held, StepError, StreamChange, describe_failures};
-use super::observe::{PrimaryView, bounded};
-use super::plan::DenyOp;
-use super::plan::stream_settings;
-use super::requests::{binlog_sources, lock_tables_sql, set_position_sql, source_shards_of};
+use super::{Executor, Held, StepError, StreamChange, describe_failures};
+use crate::engine::observe::{PrimaryView, bounded};
+use crate::engine::plan::DenyOp;
+use crate::engine::plan::stream_settings;
+use crate::engine::requests::{
+    binlog_sources, lock_tables_sql, set_position_sql, source_shards_of,
+};
 
 /// The stages of a write cutover, in the order they run. One list names them for the cutover
 /// itself (its journal, `StepError` stages and metrics labels) and for the dry run, so the dry
@@ -680,7 +682,7 @@ async fn reversible(
             let ids: Vec<i32> = on.streams.iter().map(|(id, _)| *id).collect();
             let to_sidecar = &to_sidecar;
             async move {
-                let query = super::requests::set_streams_sql(
+                let query = crate::engine::requests::set_streams_sql(
                     to_sidecar,
                     &ids,
                     "Stopped",

@@ -22,8 +22,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 use tokio::time::Instant;
 
-use super::etcd::{EtcdStore, EtcdStoreOptions, EtcdTls};
-use super::store::TopoStore;
+use crate::vitess::topo::{EtcdStore, EtcdStoreOptions, EtcdTls, TopoError, TopoStore};
 
 /// How long to wait for a spawned etcd to answer.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -56,26 +55,22 @@ pub enum LocalEtcdError {
     },
 }
 
-/// Makes the child receive SIGKILL when the thread that spawned it exits (Linux's parent-death
-/// signal), so etcd never outlives a killed test or sandbox.
-#[cfg(target_os = "linux")]
-fn die_with_parent(command: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs in the child between fork and exec and only calls prctl(2),
-    // which is async-signal-safe, and reads errno.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        });
+/// The command that runs `binary` so that it receives SIGKILL when the thread that spawned it
+/// exits (Linux's parent-death signal), so etcd never outlives a killed test or sandbox.
+/// util-linux's `setpriv --pdeathsig` sets the signal and then execs etcd, which keeps the
+/// workspace free of `unsafe` (a `pre_exec` hook would need it). Without `setpriv` etcd starts
+/// directly: dropping the [`LocalEtcd`] still kills it, only a parent killed outright would leave
+/// it running.
+fn command_dying_with_parent(binary: &Path) -> Command {
+    const SETPRIV: &str = "/usr/bin/setpriv";
+    if cfg!(target_os = "linux") && Path::new(SETPRIV).is_file() {
+        let mut command = Command::new(SETPRIV);
+        command.arg("--pdeathsig=KILL").arg("--").arg(binary);
+        command
+    } else {
+        Command::new(binary)
     }
 }
-
-#[cfg(not(target_os = "linux"))]
-fn die_with_parent(_command: &mut Command) {}
 
 fn io_error(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> LocalEtcdError {
     let context = context.into();
@@ -153,8 +148,7 @@ impl LocalEtcd {
             .try_clone()
             .map_err(io_error("opening the etcd log file"))?;
 
-        let mut command = Command::new(binary);
-        die_with_parent(&mut command);
+        let mut command = command_dying_with_parent(binary);
         if let Some(tls) = tls {
             command
                 .arg(format!("--cert-file={}", tls.cert_file.display()))
@@ -210,7 +204,7 @@ impl LocalEtcd {
                 });
             }
             match store.get("/vtmove-local-etcd-readiness").await {
-                Ok(_) | Err(super::TopoError::NoNode { .. }) => return Ok(()),
+                Ok(_) | Err(TopoError::NoNode { .. }) => return Ok(()),
                 Err(_) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
@@ -251,12 +245,12 @@ impl LocalEtcd {
 
     /// A new store connected to this etcd with default options and its TLS (each call opens a separate
     /// client, standing for a separate process).
-    pub fn store(&self) -> Result<EtcdStore, super::TopoError> {
+    pub fn store(&self) -> Result<EtcdStore, TopoError> {
         EtcdStore::new(self.options())
     }
 
     /// [`store`](Self::store) as a trait object.
-    pub fn dyn_store(&self) -> Result<std::sync::Arc<dyn TopoStore>, super::TopoError> {
+    pub fn dyn_store(&self) -> Result<std::sync::Arc<dyn TopoStore>, TopoError> {
         Ok(std::sync::Arc::new(self.store()?))
     }
 

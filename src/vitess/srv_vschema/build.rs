@@ -14,6 +14,9 @@
 //! since vtgate does, and so never rewrites a cell for that difference alone.
 
 use crate::vitess::proto::vschema;
+use crate::vitess::routing::{
+    MovedTables, ReadCells, cell_routing_rules, derive_workflow_routing_state,
+};
 
 /// Builds the `SrvVSchema` every cell should hold for these inputs. `None` for a rule set means
 /// its topology key does not exist.
@@ -113,6 +116,25 @@ fn sorted_mirror_rules(srv: &vschema::SrvVSchema) -> Vec<(&str, &str, u32)> {
         .collect();
     rules.sort_unstable();
     rules
+}
+
+/// The `SrvVSchema` a cell should hold while a workflow moving `moved` switches reads only in
+/// `read_cells`: the rollup with the routing section spelled for this cell
+/// ([`cell_routing_rules`]). The executor writes it and the planner and invariant checks compare
+/// against it, so all three use one definition.
+pub fn cell_srv_vschema(
+    moved: &MovedTables,
+    read_cells: &ReadCells,
+    rollup: &vschema::SrvVSchema,
+    global_rules: &vschema::RoutingRules,
+    cell: &str,
+) -> vschema::SrvVSchema {
+    let mut srv = rollup.clone();
+    srv.routing_rules = Some(match derive_workflow_routing_state(global_rules, moved) {
+        Some(state) => cell_routing_rules(global_rules, moved, state, read_cells, cell),
+        None => global_rules.clone(),
+    });
+    srv
 }
 
 #[cfg(test)]

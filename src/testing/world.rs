@@ -427,3 +427,25 @@ impl World {
         ))
     }
 }
+
+/// Runs one pass and returns the etcd writes and mutating tablet calls it made, as an I5
+/// violation when there were any.
+pub async fn quiet_pass(
+    world: &World,
+    desired: &Desired,
+    memory: &mut EngineMemory,
+) -> Option<InvariantViolation> {
+    let writes = world.store.writes();
+    let mutations = world.tablets.mutating();
+    let report = world.engine.pass(desired, memory).await;
+    let topo_writes = world.store.writes() - writes;
+    let tablet_mutations = world.tablets.mutating() - mutations;
+    if topo_writes == 0 && tablet_mutations == 0 && report.executed.is_none() {
+        None
+    } else {
+        Some(InvariantViolation::NotQuiet {
+            topo_writes,
+            tablet_mutations,
+        })
+    }
+}
