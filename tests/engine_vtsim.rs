@@ -6,215 +6,24 @@
 //! every stage: the ledger has no lost write and the next pass is quiet (I5).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use vtmove::api::movetables::{CancelOptions, CompleteOptions, WorkflowPhase};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use vtmove::api::movetables::{CancelOptions, CompleteOptions, WorkflowPhase};
 use vtmove::engine::execute::{Interrupt, InterruptAction};
-use vtmove::engine::invariants::{check_single_writer_in_topology, inside_lock_window};
-use vtmove::engine::{Desired, DesiredLifecycle, Engine, EngineMemory, PassReport};
-use vtmove::testing::instrument::{AuditedStore, CountingTablets};
+use vtmove::engine::invariants::inside_lock_window;
+use vtmove::engine::{Desired, DesiredLifecycle, Engine, EngineMemory};
 use vtmove::testing::world::test_config;
 use vtmove::vitess::routing::{Side, TrafficPlacement};
-use vtmove::vitess::tablet::{TabletClient, TabletClientConfig, TabletRpc};
-use vtmove::vitess::topo::{LockOptions, MemoryStore, StoreFactory, TopoServer, TopoStore};
-use vtsim::{
-    Fleet, FleetOptions, KeyspaceLayout, Layout, LayoutTabletType, Probe, TabletConfig,
-    VReplicationConfig,
-};
+use vtmove::vitess::tablet::{Method, TabletClient, TabletClientConfig, TabletRpc};
+use vtsim::{KeyspaceLayout, Layout, LayoutTabletType, VReplicationConfig};
 
-const CUSTOMER: &str =
-    "create table customer (id bigint not null, email varchar(128), primary key (id))";
+#[path = "common/vtsim_world.rs"]
+mod vtsim_world;
 
-struct Sim {
-    fleet: Fleet,
-    store: Arc<AuditedStore>,
-    tablets: Arc<CountingTablets>,
-    engine: Engine,
-    probe: Probe,
-    next_pk: i64,
-}
-
-fn layout(rows: u64) -> Layout {
-    use LayoutTabletType::*;
-    Layout::new(["zone1", "zone2"])
-        .keyspace(
-            KeyspaceLayout::unsharded("commerce")
-                .tablets("zone1", &[Primary, Replica, Rdonly])
-                .table(CUSTOMER, rows),
-        )
-        .keyspace(
-            KeyspaceLayout::sharded("customer", ["-80", "80-"])
-                .tablets("zone1", &[Primary, Replica])
-                .tablets("zone2", &[Rdonly])
-                .vschema_table(CUSTOMER),
-        )
-}
-
-async fn sim(rows: u64, vreplication: VReplicationConfig) -> Sim {
-    sim_with(layout(rows), vreplication).await
-}
-
-async fn sim_with(layout: Layout, vreplication: VReplicationConfig) -> Sim {
-    let memory = MemoryStore::new();
-    let store = AuditedStore::new(Arc::new(memory), "/vitess/global");
-    let cells: Arc<dyn TopoStore> = store.clone();
-    let factory: StoreFactory = Arc::new(move |_| Ok(cells.clone()));
-    // Short leases, so the locks of a killed engine expire quickly.
-    let topo = Arc::new(
-        TopoServer::new(store.clone(), "/vitess/global", factory).with_lock_options(LockOptions {
-            ttl: Duration::from_secs(1),
-            acquire_timeout: Duration::from_secs(10),
-        }),
-    );
-    let options = FleetOptions {
-        tablet: TabletConfig {
-            vreplication,
-            ..TabletConfig::default()
-        },
-        ..FleetOptions::default()
-    };
-    let fleet = Fleet::start(topo.clone(), layout, options)
-        .await
-        .unwrap_or_else(|e| panic!("fleet: {e}"));
-    store.enable_audit();
-    let client: Arc<dyn TabletRpc> = Arc::new(TabletClient::new(TabletClientConfig::default()));
-    let tablets = CountingTablets::new(client);
-    let engine = Engine::new(topo, tablets.clone() as Arc<dyn TabletRpc>, test_config());
-    let probe = fleet.probe("zone1");
-    Sim {
-        fleet,
-        store,
-        tablets,
-        engine,
-        probe,
-        next_pk: 10_000,
-    }
-}
-
-impl Sim {
-    async fn write_some(&mut self, n: usize) -> usize {
-        let mut accepted = 0;
-        for _ in 0..n {
-            self.next_pk += 1;
-            let value = format!("v{}", self.next_pk);
-            if self
-                .probe
-                .write("customer", self.next_pk, &value)
-                .await
-                .is_ok()
-            {
-                accepted += 1;
-            }
-        }
-        accepted
-    }
-
-    async fn i1(&self, desired: &Desired) -> Vec<String> {
-        check_single_writer_in_topology(self.engine.topo(), desired)
-            .await
-            .unwrap_or_else(|e| panic!("observe: {e}"))
-            .iter()
-            .map(ToString::to_string)
-            .collect()
-    }
-
-    /// Passes until converged, with probe writes between them.
-    async fn converge(
-        &mut self,
-        desired: &Desired,
-        memory: &mut EngineMemory,
-        what: &str,
-    ) -> Vec<PassReport> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut reports = Vec::new();
-        loop {
-            assert!(
-                Instant::now() < deadline,
-                "{what}: not converged in time: {:?}",
-                reports
-                    .last()
-                    .and_then(|r: &PassReport| r.plan.as_ref())
-                    .map(|p| (&p.step, &p.blockers, p.phase))
-            );
-            self.write_some(3).await;
-            let before = self.i1(desired).await;
-            let report = self.engine.pass(desired, memory).await;
-            let after = self.i1(desired).await;
-            assert!(
-                !before.is_empty() || after.is_empty(),
-                "{what}: {:?} broke I1: {after:?}",
-                report.executed.as_ref().map(|r| &r.action)
-            );
-            assert!(
-                self.store.violations().is_empty(),
-                "{what}: I3: {:?}",
-                self.store.violations()
-            );
-            let done = report.error.is_none()
-                && report.executed.is_none()
-                && report.plan.as_ref().is_some_and(|p| p.converged());
-            let acted = report.executed.is_some();
-            if let Some(e) = &report.error {
-                eprintln!("{what}: pass error: {e}");
-            }
-            reports.push(report);
-            if done {
-                break;
-            }
-            if !acted {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-        let steps: Vec<&str> = reports
-            .iter()
-            .filter_map(|r| r.executed.as_ref().map(|e| e.step))
-            .collect();
-        eprintln!("{what}: {} passes, steps {steps:?}", reports.len());
-        // I5: a converged pass changes nothing.
-        let writes = self.store.writes();
-        let mutations = self.tablets.mutating();
-        let quiet = self.engine.pass(desired, memory).await;
-        assert!(quiet.executed.is_none(), "{what}: {:?}", quiet.executed);
-        assert_eq!(
-            self.store.writes(),
-            writes,
-            "{what}: etcd writes in a converged pass"
-        );
-        assert_eq!(
-            self.tablets.mutating(),
-            mutations,
-            "{what}: tablet mutations in a converged pass"
-        );
-        reports
-    }
-
-    /// Every accepted write is in the keyspace that serves writes now.
-    async fn no_lost_writes(&self, serving: &str) {
-        self.no_lost_writes_in(serving, "customer").await;
-    }
-
-    /// Every accepted write to `table` is in `serving`.
-    async fn no_lost_writes_in(&self, serving: &str, table: &str) {
-        assert!(
-            self.fleet
-                .wait_for_replication(Duration::from_secs(5))
-                .await
-        );
-        let rows = self.fleet.rows(serving, table);
-        let lost = self.probe.ledger().lost_writes(table, |pk| {
-            rows.get(&pk).and_then(|r| r.get(1).cloned().flatten())
-        });
-        assert!(
-            lost.is_empty(),
-            "lost writes to {table} in {serving}: {:?}",
-            &lost[..lost.len().min(5)]
-        );
-    }
-}
+use vtsim_world::{CrashAt, sim, sim_with};
 
 fn desired() -> Desired {
     Desired::new("wf", "commerce", "customer", ["customer"])
@@ -375,32 +184,6 @@ async fn copy_cycles_ending_in_3024_on_vtsim() {
         sim.fleet.rows("commerce", "customer").len()
     );
     sim.fleet.shutdown().await;
-}
-
-/// Crashes once at the `at`-th crash point (locks left to expire when `kill`), recording the
-/// names of the points it passes.
-struct CrashAt {
-    at: Option<usize>,
-    kill: bool,
-    seen: AtomicUsize,
-    points: Mutex<Vec<String>>,
-}
-
-#[async_trait]
-impl Interrupt for CrashAt {
-    async fn at(&self, point: &str) -> InterruptAction {
-        let n = self.seen.fetch_add(1, Ordering::SeqCst);
-        if let Ok(mut points) = self.points.lock() {
-            points.push(point.to_string());
-        }
-        if self.at == Some(n) {
-            InterruptAction::Crash {
-                release_locks: !self.kill,
-            }
-        } else {
-            InterruptAction::Continue
-        }
-    }
 }
 
 /// Create, switch reads, then a forward write cutover and a reverse one, crashing at crash
@@ -720,5 +503,49 @@ async fn a_foreign_switch_between_observation_and_lock_on_vtsim() {
         Some("All Reads Switched. Writes Not Switched")
     );
     sim.no_lost_writes("commerce").await;
+    sim.fleet.shutdown().await;
+}
+
+/// A source primary that rolls while the cutover flushes: the cutover fails, and its rollback,
+/// which first reads that very primary, waits for it to come back instead of giving up, so the
+/// pass ends with writes served where routing sends them (found by the random schedules over
+/// vtsim; before, the pass ended with writes routed to a keyspace that denied them until the
+/// next pass).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_waits_for_a_primary_rolling_during_the_cutover() {
+    let mut sim = sim(60, VReplicationConfig::default()).await;
+    let mut d = desired();
+    d.traffic = TrafficPlacement {
+        replica: Side::Target,
+        rdonly: Side::Target,
+        primary: Side::Source,
+    };
+    let mut memory = EngineMemory::default();
+    sim.converge(&d, &mut memory, "reads switched").await;
+    let primary = sim
+        .fleet
+        .primary("commerce", "0")
+        .expect("the commerce primary")
+        .clone();
+    // The flush's LOCK TABLES is the first ExecuteFetchAsDba of the cutover.
+    primary.restart_during_next(Method::ExecuteFetchAsDba, Duration::from_millis(300));
+    d.traffic.primary = Side::Target;
+    let report = sim.engine.pass(&d, &mut memory).await;
+    let error = report
+        .error
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(
+        error.contains("write cutover failed while flush") && error.contains("rollback completed"),
+        "the cutover failed at the flush and rolled back: {error}"
+    );
+    assert!(
+        sim.i1(&d).await.is_empty(),
+        "writes are served where routing sends them after the pass"
+    );
+    assert_eq!(primary.start_count(), 2, "the primary rolled once");
+    sim.converge(&d, &mut memory, "writes switched").await;
+    sim.no_lost_writes("customer").await;
     sim.fleet.shutdown().await;
 }

@@ -223,6 +223,17 @@ impl StepError {
         )
     }
 
+    /// Whether trying the same thing again shortly may succeed: a tablet that was unreachable
+    /// or slow (a roll), or a topology call that failed in transit. Answers that need a change
+    /// first (a refused request, a precondition, an exhausted budget) are not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StepError::Tablet { source, .. } => source.is_retryable(),
+            StepError::Topo { source, .. } => source.is_transient(),
+            _ => false,
+        }
+    }
+
     pub(crate) fn topo(what: impl Into<String>, source: TopoError) -> Self {
         match source {
             TopoError::LockLost { .. } => StepError::LockLost {

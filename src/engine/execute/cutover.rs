@@ -39,6 +39,7 @@
 //! what is left of it. A failure before the point of no return rolls back with a *fresh* budget
 //! (`rollback_timeout`), never the expired one of the step that failed: allow `from` again, deny
 //! `to`, refresh, restart the streams stopped for cutover, delete the fresh reverse streams.
+//! A rollback that fails transiently (a tablet rolling) is tried again within that budget.
 //! A failure after the point of no return is left to the next pass, which finds a consistent
 //! write side and finishes the remaining stream steps.
 //!
@@ -820,7 +821,39 @@ async fn positions(
 
 /// Undoes steps 0–8 for a cutover from `from` to `to`: writes stay on (or return to) `from`.
 /// Runs under the caller's locks with the deadline it is given (a fresh one).
+/// The rollback, tried again while its failures are transient and its budget lasts: a tablet
+/// that rolls during a failed cutover is usually back within a second, and every rollback stage
+/// is idempotent, so retrying under the same locks ends the write outage now instead of on the
+/// next pass.
 async fn rollback(
+    ex: &Executor,
+    held: &Held,
+    from: Side,
+    to: Side,
+    deadline: Instant,
+) -> Result<(), StepError> {
+    let mut backoff = ROLLBACK_RETRY_FIRST;
+    loop {
+        match rollback_once(ex, held, from, to, deadline).await {
+            Err(e) if !e.must_stop() && e.is_transient() => {
+                if Instant::now() + backoff >= deadline {
+                    return Err(e);
+                }
+                tracing::warn!(error = %e, retry_in = ?backoff, "Rollback failed transiently; trying again");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ROLLBACK_RETRY_MAX);
+            }
+            result => return result,
+        }
+    }
+}
+
+/// First wait before the rollback is tried again, doubled up to [`ROLLBACK_RETRY_MAX`].
+const ROLLBACK_RETRY_FIRST: Duration = Duration::from_millis(100);
+/// Longest wait between rollback attempts.
+const ROLLBACK_RETRY_MAX: Duration = Duration::from_secs(1);
+
+async fn rollback_once(
     ex: &Executor,
     held: &Held,
     from: Side,
