@@ -157,7 +157,7 @@ impl Sandbox {
     /// writes after every sample.
     pub async fn finish_benchmark(&self) -> Report {
         let mut report = Report::default();
-        self.finish(&mut report, "customer").await;
+        self.finish(&mut report, "customer", None).await;
         report
     }
 

@@ -281,6 +281,10 @@ fn gaps(mut attempts: Vec<Attempt>) -> Vec<WriteGap> {
     out
 }
 
+/// How long the probe keeps writing after a scenario's last step, to show the state it leaves
+/// behind serves writes.
+pub const AFTER_LAST_STEP: Duration = Duration::from_secs(2);
+
 /// The outcome of a scenario.
 #[derive(Clone, Debug, Default)]
 pub struct Report {
@@ -296,6 +300,11 @@ pub struct Report {
     pub reads_failed: u64,
     /// Periods during which every write failed, in order.
     pub write_gaps: Vec<WriteGap>,
+    /// Probe writes accepted after the scenario's last step finished (the load keeps running
+    /// for [`AFTER_LAST_STEP`]): the state a scenario leaves behind must serve writes.
+    pub writes_ok_after_last_step: u64,
+    /// Probe writes refused or timed out after the last step finished.
+    pub writes_failed_after_last_step: u64,
     /// `status.heals` of the workflow at the end.
     pub heals: i64,
     /// `status.lastHeal` at the end: when and what was repaired.
@@ -309,9 +318,12 @@ pub struct Report {
 }
 
 impl Report {
-    /// No invariant violation and no lost write: what the sandbox's exit status says.
+    /// No invariant violation, no lost write, and writes served once the scenario is over: what
+    /// the sandbox's exit status says.
     pub fn passed(&self) -> bool {
-        self.violations.is_empty() && self.lost_writes.is_empty()
+        self.violations.is_empty()
+            && self.lost_writes.is_empty()
+            && self.writes_failed_after_last_step == 0
     }
 
     /// The longest write-unavailable window.
@@ -332,6 +344,10 @@ impl Report {
         s.push_str(&format!(
             "  probe writes: {} ok, {} failed; reads: {} ok, {} failed\n",
             self.writes_ok, self.writes_failed, self.reads_ok, self.reads_failed
+        ));
+        s.push_str(&format!(
+            "  probe writes after the last step: {} ok, {} failed\n",
+            self.writes_ok_after_last_step, self.writes_failed_after_last_step
         ));
         match self.longest_write_gap() {
             Some(g) => s.push_str(&format!(
@@ -691,7 +707,9 @@ impl Sandbox {
     }
 
     /// Stops the load, lets replication settle, and checks the ledger against `serving`.
-    async fn finish(&self, report: &mut Report, serving: &str) {
+    /// Stops the load and fills the report's probe figures. `last_step_done` (time since the
+    /// probe started) splits off the writes made after the scenario's last step.
+    async fn finish(&self, report: &mut Report, serving: &str, last_step_done: Option<Duration>) {
         self.shutdown_load();
         // Writes in flight when the load stopped finish within the probe's 1 s deadline.
         tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -720,6 +738,15 @@ impl Sandbox {
         report.reads_ok = s.reads_ok.load(Ordering::SeqCst);
         report.reads_failed = s.reads_failed.load(Ordering::SeqCst);
         let attempts = s.attempts.lock().map(|a| a.clone()).unwrap_or_default();
+        if let Some(done) = last_step_done {
+            for a in attempts.iter().filter(|a| a.start >= done) {
+                if a.ok {
+                    report.writes_ok_after_last_step += 1;
+                } else {
+                    report.writes_failed_after_last_step += 1;
+                }
+            }
+        }
         report.write_gaps = gaps(attempts);
         if report.writes_ok == 0 {
             report

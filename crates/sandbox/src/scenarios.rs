@@ -103,7 +103,10 @@ impl Sandbox {
                 .last_heal
                 .and_then(|h| serde_json::to_string(&h).ok());
         }
-        self.finish(&mut run.report, serving).await;
+        let last_step_done = self.probe_started.elapsed();
+        tokio::time::sleep(AFTER_LAST_STEP).await;
+        self.finish(&mut run.report, serving, Some(last_step_done))
+            .await;
         run.report.wall = self.started.elapsed();
         Ok(run.report)
     }

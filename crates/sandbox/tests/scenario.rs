@@ -106,3 +106,34 @@ async fn complete_keep_data_is_reported_and_never_repaired() {
         ]
     );
 }
+
+/// The cancel scenario as a new user plays it: after `lifecycle: Cancel` into the sharded target
+/// (whose VSchema keeps the tables), unqualified writes still resolve and are served by the
+/// source once the cancel completes: 0 failed probe writes after the last step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancel_leaves_every_write_served() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+    let sandbox = Sandbox::start(SandboxOptions::new(&dir.path().join("sandbox.kubeconfig")))
+        .await
+        .unwrap_or_else(|e| panic!("sandbox: {e:#}"));
+    let report = sandbox
+        .play(Scenario::Cancel)
+        .await
+        .unwrap_or_else(|e| panic!("scenario: {e:#}"));
+    println!("{}", report.summary());
+    assert!(report.violations.is_empty(), "I1: {:?}", report.violations);
+    assert!(
+        report.lost_writes.is_empty(),
+        "lost: {:?}",
+        report.lost_writes
+    );
+    assert!(
+        report.writes_ok_after_last_step > 0,
+        "the probe wrote after the cancel: {report:?}"
+    );
+    assert_eq!(
+        report.writes_failed_after_last_step, 0,
+        "writes failed after the cancel completed"
+    );
+    assert!(report.passed());
+}
