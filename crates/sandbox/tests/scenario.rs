@@ -113,7 +113,7 @@ async fn complete_keep_data_is_reported_and_never_repaired() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cancel_leaves_every_write_served() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
-    let sandbox = Sandbox::start(SandboxOptions::new(&dir.path().join("sandbox.kubeconfig")))
+    let sandbox = Sandbox::start(SandboxOptions::new(dir.path().join("sandbox.kubeconfig")))
         .await
         .unwrap_or_else(|e| panic!("sandbox: {e:#}"));
     let report = sandbox
