@@ -2,6 +2,8 @@
 //! watching one cell. Included with `#[path]` by the binaries that start one
 //! (`tests/real_vitess.rs`, `tests/real_vtgate.rs`).
 
+#![allow(dead_code)] // each test binary uses a different subset
+
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
