@@ -60,6 +60,8 @@ enum Outcome {
     Disabled,
     /// vtgate: the qualifier names no keyspace.
     UnknownKeyspace,
+    /// vtgate: no serving tablet of the shard and type.
+    NoTablet,
     /// Anything else (the text).
     Other(String),
 }
@@ -307,6 +309,7 @@ impl World {
         }
         let route = match self.probe.route(name, id, traffic).await {
             Ok(route) => route,
+            Err(vtsim::ProbeError::NoTablet { .. }) => return Outcome::NoTablet,
             Err(e) => return Outcome::Other(e.to_string()),
         };
         let tablet = self.fleet.tablet(&route.tablet).expect("the routed tablet");
@@ -355,6 +358,7 @@ impl Outcome {
             Outcome::NotFound => "not found",
             Outcome::Disabled => "disabled",
             Outcome::UnknownKeyspace => "unknown keyspace",
+            Outcome::NoTablet => "no tablet",
             Outcome::Other(_) => "other",
         }
     }
@@ -367,6 +371,8 @@ fn classify(message: &str) -> Outcome {
         Outcome::Ambiguous
     } else if message.contains("Unknown database") {
         Outcome::UnknownKeyspace
+    } else if message.contains("no healthy tablet available") {
+        Outcome::NoTablet
     } else if message.contains("has been disabled") {
         Outcome::Disabled
     } else if message.contains("not found") {
@@ -572,6 +578,155 @@ async fn real_vtgate_routes_every_lifecycle_state_as_the_model_says() {
         disagreements.len(),
         disagreements.join("\n")
     );
+    drop(conn);
+    w.fleet.shutdown().await;
+}
+
+/// vtgate's transactions reach vtsim as `BeginExecute` then `Commit` or `Rollback`, and a
+/// transaction's rows appear only at commit; a denied table inside a transaction is tried once
+/// (vtgate retries denials, after waiting for a newer SrvVSchema, only outside transactions);
+/// a tablet whose query service stops is left out by vtgate as by the model, and taken back
+/// when it serves again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_vtgate_transactions_and_serving_state_match_vtsim() {
+    let mut w = world().await;
+    let mut conn = connect(&w.vtgate).await;
+    let all = states();
+    let created = &all[1];
+    assert_eq!(created.name, "created");
+    w.enter(created).await;
+    let primary = w
+        .fleet
+        .primary(SOURCE, "0")
+        .expect("source primary")
+        .clone();
+
+    for (end, method) in [("commit", "Commit"), ("rollback", "Rollback")] {
+        primary.clear_executed_queries();
+        let id = w.id();
+        conn.query_drop("begin").await.unwrap();
+        conn.query_drop(format!(
+            "insert into {TABLE} (id, email) values ({id}, 't{id}')"
+        ))
+        .await
+        .unwrap();
+        assert!(
+            !primary.table_rows(TABLE).contains_key(&id),
+            "the row is invisible before {end}"
+        );
+        assert_eq!(primary.open_transactions(), 1);
+        conn.query_drop(end).await.unwrap();
+        assert_eq!(primary.open_transactions(), 0);
+        assert_eq!(
+            primary.table_rows(TABLE).contains_key(&id),
+            end == "commit",
+            "after {end}"
+        );
+        let calls: Vec<(&str, i64)> = primary
+            .executed_queries()
+            .iter()
+            .map(|q| (q.method, q.transaction_id))
+            .collect();
+        assert_eq!(calls.len(), 2, "{calls:?}");
+        assert_eq!(calls[0].0, "BeginExecute");
+        assert_eq!(calls[1], (method, calls[0].1), "the same transaction ends");
+        eprintln!("{end}: {:?}", primary.executed_queries());
+    }
+
+    // Inside a transaction vtgate returns a denial at once.
+    let kept_data = &all[7];
+    assert_eq!(kept_data.name, "completed with keep-data, rules deleted");
+    w.enter(kept_data).await;
+    let srv = w.topo.get_srv_vschema(CELL).await.unwrap().value;
+    let id = w.id();
+    let name = format!("{SOURCE}.{TABLE}");
+    assert_eq!(
+        w.model(&srv, &name, id, TrafficType::Primary, true).await,
+        Outcome::Denied
+    );
+    conn.query_drop("begin").await.unwrap();
+    let started = Instant::now();
+    let err = conn
+        .query_drop(format!("insert into {name} (id, email) values ({id}, 'x')"))
+        .await
+        .expect_err("a denied write");
+    let took = started.elapsed();
+    assert_eq!(classify(&err.to_string()), Outcome::Denied, "{err}");
+    let marker = id.to_string();
+    let tries_in = primary
+        .executed_queries()
+        .iter()
+        .filter(|q| q.expanded.contains(&marker))
+        .count();
+    conn.query_drop("rollback").await.unwrap();
+    let id = w.id();
+    let marker = id.to_string();
+    let started = Instant::now();
+    let err = conn
+        .query_drop(format!("insert into {name} (id, email) values ({id}, 'x')"))
+        .await
+        .expect_err("a denied write");
+    let took_out = started.elapsed();
+    let tries_out = primary
+        .executed_queries()
+        .iter()
+        .filter(|q| q.expanded.contains(&marker))
+        .count();
+    eprintln!(
+        "denied inside a transaction: {tries_in} try in {took:?}; outside: {tries_out} tries in {took_out:?}"
+    );
+    assert_eq!(classify(&err.to_string()), Outcome::Denied, "{err}");
+    assert_eq!(
+        tries_in, 1,
+        "inside a transaction vtgate does not retry a denial"
+    );
+    assert_eq!(
+        tries_out, 3,
+        "outside one vtgate tries three times, waiting for a newer SrvVSchema in between"
+    );
+    assert_eq!(primary.open_transactions(), 0);
+
+    // A tablet whose query service stops: vtgate and the model both leave it out.
+    w.enter(created).await;
+    let srv = w.topo.get_srv_vschema(CELL).await.unwrap().value;
+    let replica = w
+        .fleet
+        .shard_tablets(SOURCE, "0")
+        .into_iter()
+        .find(|t| t.tablet_type() == TabletType::Replica)
+        .expect("a source replica")
+        .clone();
+    conn.query_drop("use `@replica`").await.unwrap();
+    for serving in [false, true] {
+        replica.set_query_service(serving);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let id = w.id();
+            let model = w.model(&srv, TABLE, id, TrafficType::Replica, false).await;
+            let real = w
+                .real(
+                    &mut conn,
+                    &format!("select id, email from {TABLE} where id = {id}"),
+                    id,
+                )
+                .await;
+            let expected = if serving {
+                Outcome::Ran(replica.alias_string().to_owned())
+            } else {
+                Outcome::NoTablet
+            };
+            assert_eq!(model, expected, "the model with serving = {serving}");
+            if real == model {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "vtgate did not follow the health stream (serving = {serving}): {real:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert!(w.vtgate.is_running(), "vtgate keeps running");
     drop(conn);
     w.fleet.shutdown().await;
 }

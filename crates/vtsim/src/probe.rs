@@ -420,7 +420,9 @@ impl Probe {
             pk,
         })?;
         let cell = (tablet_type != TabletType::Primary).then_some(self.cell.as_str());
-        let candidates = self.registry.find(&keyspace, &shard, tablet_type, cell);
+        // vtgate routes only to tablets whose health stream says they serve.
+        let mut candidates = self.registry.find(&keyspace, &shard, tablet_type, cell);
+        candidates.retain(|t| t.queries.query_service_enabled());
         let tablet = candidates
             .iter()
             .find(|t| t.reachable_mysqld().is_ok())
