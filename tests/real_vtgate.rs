@@ -9,6 +9,9 @@
 //! unqualified and keyspace-qualified name and for each tablet type, goes both ways: the model
 //! says which tablet (or which error), and the real vtgate's choice is read from the tablet
 //! that executed the query (or from the error it returned). Any disagreement fails the test.
+//! Beyond the lifecycle, every routing state vtmove knows and rules another actor could leave
+//! (disabled, duplicated, two targets, unknown keyspace or table, `@primary` keys, a missing
+//! `@type` key) are compared the same way.
 //!
 //! The peer comes from `scripts/peers`; the test fails, never skips, when it is missing.
 
@@ -16,7 +19,7 @@ mod common;
 #[path = "common/vtgate.rs"]
 mod vtgate;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,6 +29,7 @@ use vtgate::Vtgate;
 use vtmove::testing::LocalEtcd;
 use vtmove::vitess::proto::topodata::TabletType;
 use vtmove::vitess::proto::vschema;
+use vtmove::vitess::routing::resolve::RuleError;
 use vtmove::vitess::routing::{
     Denial, Lifecycle, MovedTables, ResolveError, RoutingState, RoutingView, Side,
     TrafficPlacement, TrafficType, expected_denied_tables, update_routing_rules,
@@ -62,6 +66,8 @@ enum Outcome {
     UnknownKeyspace,
     /// vtgate: no serving tablet of the shard and type.
     NoTablet,
+    /// vtgate: the matching routing rule is unusable (what is wrong with it).
+    InvalidRule(&'static str),
     /// Anything else (the text).
     Other(String),
 }
@@ -74,6 +80,7 @@ struct World {
     client: TabletClient,
     vtgate: Vtgate,
     next_id: i64,
+    generation: u64,
 }
 
 fn layout() -> Layout {
@@ -153,13 +160,23 @@ async fn world() -> World {
         client: TabletClient::new(TabletClientConfig::default()),
         vtgate,
         next_id: 700_000,
+        generation: 0,
     }
 }
 
-/// One routing state of the lifecycle, as the topology holds it.
+/// The routing rules of a state.
+#[derive(Debug, Clone)]
+enum Rules {
+    /// The workflow's rules in this state, written with `update_routing_rules`.
+    Workflow(RoutingState),
+    /// Rules as another actor (a person, another tool) might leave them, verbatim.
+    Raw(Vec<(&'static str, Vec<&'static str>)>),
+}
+
+/// One routing state, as the topology holds it.
 struct State {
-    name: &'static str,
-    rules: RoutingState,
+    name: String,
+    rules: Rules,
     /// The placement and lifecycle whose denied tables the keyspaces hold.
     denial: (TrafficPlacement, Lifecycle),
     /// Whether the source's VSchema still lists the table (Complete removes it).
@@ -192,16 +209,52 @@ impl World {
             .lock_keyspace(TARGET, "real_vtgate")
             .await
             .unwrap();
+        // A rule no query uses marks this state's SrvVSchema, so the wait below knows vtgate
+        // serves this state and not the previous one with the same keys.
+        self.generation += 1;
+        let marker = format!("state_marker_{}", self.generation);
         let current = self.topo.get_routing_rules().await.unwrap();
-        let update = update_routing_rules(&current.value, &moved(), state.rules);
-        self.topo
-            .save_routing_rules(
-                &[&source_guard, &target_guard],
-                &update.rules,
-                current.version,
-            )
-            .await
-            .unwrap();
+        let mut rules = match &state.rules {
+            // No other workflow's rules exist here: start from none, so that rules a raw
+            // state left behind (a duplicate, an `@primary` key) do not linger.
+            Rules::Workflow(routing) => {
+                update_routing_rules(&vschema::RoutingRules::default(), &moved(), *routing).rules
+            }
+            Rules::Raw(raw) => vschema::RoutingRules {
+                rules: raw
+                    .iter()
+                    .map(|(from, to)| vschema::RoutingRule {
+                        from_table: (*from).to_owned(),
+                        to_tables: to.iter().map(|t| (*t).to_owned()).collect(),
+                    })
+                    .collect(),
+            },
+        };
+        rules.rules.push(vschema::RoutingRule {
+            from_table: marker.clone(),
+            to_tables: vec![format!("{SOURCE}.{TABLE}")],
+        });
+        match &state.rules {
+            Rules::Workflow(_) => {
+                self.topo
+                    .save_routing_rules(&[&source_guard, &target_guard], &rules, current.version)
+                    .await
+                    .unwrap();
+            }
+            // Another actor writes the key as Vitess's ApplyRoutingRules does, without vtmove's
+            // check that every keyspace a rule names is locked (one of them does not exist).
+            Rules::Raw(_) => {
+                self.topo
+                    .global_store()
+                    .update(
+                        &self.topo.key("RoutingRules"),
+                        &prost::Message::encode_to_vec(&rules),
+                        None,
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
         let (placement, lifecycle) = state.denial;
         let expected = expected_denied_tables(placement, lifecycle);
         for (side, keyspace, guard) in [
@@ -261,27 +314,18 @@ impl World {
         }
         rebuild_srv_vschema(&self.topo, &[]).await.unwrap();
         let srv = self.topo.get_srv_vschema(CELL).await.unwrap().value;
-        let want_rules: BTreeSet<String> = srv
-            .routing_rules
-            .iter()
-            .flat_map(|r| r.rules.iter().map(|r| r.from_table.clone()))
-            .collect();
         let want_tables: BTreeMap<String, bool> = srv
             .keyspaces
             .iter()
             .map(|(ks, v)| (ks.clone(), v.tables.contains_key(TABLE)))
             .collect();
         self.vtgate
-            .wait_for_vschema(Duration::from_secs(20), state.name, |v| {
-                let rules: BTreeSet<String> = v["routing_rules"]
-                    .as_object()
-                    .map(|m| m.keys().cloned().collect())
-                    .unwrap_or_default();
+            .wait_for_vschema(Duration::from_secs(20), &state.name, |v| {
                 let tables: BTreeMap<String, bool> = want_tables
                     .keys()
                     .map(|ks| (ks.clone(), v["keyspaces"][ks]["tables"][TABLE].is_object()))
                     .collect();
-                rules == want_rules && tables == want_tables
+                v["routing_rules"][&marker].is_array() && tables == want_tables
             })
             .await;
         for tablet in self.fleet.tablets() {
@@ -305,6 +349,17 @@ impl World {
             Err(ResolveError::TableNotFound { .. }) => return Outcome::NotFound,
             Err(ResolveError::Disabled { .. }) => return Outcome::Disabled,
             Err(ResolveError::UnknownKeyspace { .. }) => return Outcome::UnknownKeyspace,
+            Err(ResolveError::InvalidRule { error, .. }) => {
+                return match error {
+                    RuleError::MultipleTargets { .. } => {
+                        Outcome::InvalidRule("more than one target")
+                    }
+                    RuleError::Duplicate { .. } => Outcome::InvalidRule("duplicate"),
+                    RuleError::MalformedTarget { .. } => Outcome::InvalidRule("malformed"),
+                    RuleError::UnknownTargetKeyspace { .. } => Outcome::UnknownKeyspace,
+                    RuleError::TargetTableNotFound { .. } => Outcome::NotFound,
+                };
+            }
             Err(e) => return Outcome::Other(e.to_string()),
         }
         let route = match self.probe.route(name, id, traffic).await {
@@ -359,6 +414,7 @@ impl Outcome {
             Outcome::Disabled => "disabled",
             Outcome::UnknownKeyspace => "unknown keyspace",
             Outcome::NoTablet => "no tablet",
+            Outcome::InvalidRule(_) => "invalid rule",
             Outcome::Other(_) => "other",
         }
     }
@@ -369,8 +425,14 @@ fn classify(message: &str) -> Outcome {
         Outcome::Denied
     } else if message.contains("ambiguous") {
         Outcome::Ambiguous
-    } else if message.contains("Unknown database") {
+    } else if message.contains("unknown database") {
         Outcome::UnknownKeyspace
+    } else if message.contains("has more than one target") {
+        Outcome::InvalidRule("more than one target")
+    } else if message.contains("duplicate rule for entry") {
+        Outcome::InvalidRule("duplicate")
+    } else if message.contains("must be of the qualified form") {
+        Outcome::InvalidRule("malformed")
     } else if message.contains("no healthy tablet available") {
         Outcome::NoTablet
     } else if message.contains("has been disabled") {
@@ -426,64 +488,64 @@ fn states() -> Vec<State> {
     let completed = Lifecycle::Completed { keep_data: false };
     vec![
         State {
-            name: "no rules (before create)",
-            rules: RoutingState::Deleted,
+            name: "no rules (before create)".to_owned(),
+            rules: Rules::Workflow(RoutingState::Deleted),
             denial: (source, cancelled),
             source_lists: true,
             target_lists: true,
         },
         State {
-            name: "created",
-            rules: RoutingState::CREATED,
+            name: "created".to_owned(),
+            rules: Rules::Workflow(RoutingState::CREATED),
             denial: (source, ACTIVE),
             source_lists: true,
             target_lists: true,
         },
         State {
-            name: "reads switched",
-            rules: RoutingState::READS_SWITCHED,
+            name: "reads switched".to_owned(),
+            rules: Rules::Workflow(RoutingState::READS_SWITCHED),
             denial: (reads, ACTIVE),
             source_lists: true,
             target_lists: true,
         },
         State {
-            name: "writes switched",
-            rules: RoutingState::SWITCHED,
+            name: "writes switched".to_owned(),
+            rules: Rules::Workflow(RoutingState::SWITCHED),
             denial: (target, ACTIVE),
             source_lists: true,
             target_lists: true,
         },
         State {
-            name: "reversed",
-            rules: RoutingState::REVERSED,
+            name: "reversed".to_owned(),
+            rules: Rules::Workflow(RoutingState::REVERSED),
             denial: (source, ACTIVE),
             source_lists: true,
             target_lists: true,
         },
         State {
-            name: "completed",
-            rules: RoutingState::SWITCHED.after_cleanup(false),
+            name: "completed".to_owned(),
+            rules: Rules::Workflow(RoutingState::SWITCHED.after_cleanup(false)),
             denial: (target, completed),
             source_lists: false,
             target_lists: true,
         },
         State {
-            name: "completed, keep routing rules",
-            rules: RoutingState::SWITCHED.after_cleanup(true),
+            name: "completed, keep routing rules".to_owned(),
+            rules: Rules::Workflow(RoutingState::SWITCHED.after_cleanup(true)),
             denial: (target, completed),
             source_lists: false,
             target_lists: true,
         },
         State {
-            name: "completed with keep-data, rules deleted",
-            rules: RoutingState::Deleted,
+            name: "completed with keep-data, rules deleted".to_owned(),
+            rules: Rules::Workflow(RoutingState::Deleted),
             denial: (target, Lifecycle::Completed { keep_data: true }),
             source_lists: false,
             target_lists: true,
         },
         State {
-            name: "cancelled, table left the target's VSchema",
-            rules: RoutingState::CREATED.after_cleanup(false),
+            name: "cancelled, table left the target's VSchema".to_owned(),
+            rules: Rules::Workflow(RoutingState::CREATED.after_cleanup(false)),
             denial: (source, cancelled),
             source_lists: true,
             target_lists: false,
@@ -491,8 +553,8 @@ fn states() -> Vec<State> {
         State {
             // I6: a cancel into a sharded target whose VSchema keeps the table keeps the rules
             // (all to the source); unqualified names must still resolve.
-            name: "cancelled into a sharded target keeping the table (rules kept)",
-            rules: RoutingState::CREATED.after_cleanup(true),
+            name: "cancelled into a sharded target keeping the table (rules kept)".to_owned(),
+            rules: Rules::Workflow(RoutingState::CREATED.after_cleanup(true)),
             denial: (source, cancelled),
             source_lists: true,
             target_lists: true,
@@ -500,8 +562,99 @@ fn states() -> Vec<State> {
     ]
 }
 
-/// Every state of the lifecycle, every name and tablet type: the real vtgate sends reads and
-/// writes where vtmove's model says (or fails them the same way).
+/// Every routing state vtmove knows (the eight forward placements, the four reversed ones and
+/// the rules deleted), with the denied tables of an active workflow in that state.
+fn every_routing_state() -> Vec<State> {
+    RoutingState::every()
+        .map(|rs| {
+            let denial = match rs.placement() {
+                Some(placement) => (placement, ACTIVE),
+                None => (
+                    TrafficPlacement::all(Side::Source),
+                    Lifecycle::Cancelled { keep_data: false },
+                ),
+            };
+            State {
+                name: format!("every state: {rs:?}"),
+                rules: Rules::Workflow(rs),
+                denial,
+                source_lists: true,
+                target_lists: true,
+            }
+        })
+        .collect()
+}
+
+/// Rules another actor could leave behind, which the model claims to read as vtgate does:
+/// unusable rules (disabled, two targets, a duplicate key, an unknown keyspace, a missing
+/// table, an unqualified target), the `@primary` key, the fallback of a missing `@type` key to
+/// the bare one, and a rule for one qualified name only.
+fn foreign_rule_states() -> Vec<State> {
+    let source = TrafficPlacement::all(Side::Source);
+    let target = TrafficPlacement::all(Side::Target);
+    let t = |name: &str, rules: Vec<(&'static str, Vec<&'static str>)>, placement| State {
+        name: format!("foreign rules: {name}"),
+        rules: Rules::Raw(rules),
+        denial: (placement, ACTIVE),
+        source_lists: true,
+        target_lists: true,
+    };
+    vec![
+        t(
+            "a disabled rule, replica reads elsewhere",
+            vec![
+                ("customer", vec![]),
+                ("customer@replica", vec!["customer.customer"]),
+            ],
+            source,
+        ),
+        t(
+            "two targets",
+            vec![("customer", vec!["commerce.customer", "customer.customer"])],
+            source,
+        ),
+        t(
+            "a duplicate key",
+            vec![
+                ("customer", vec!["commerce.customer"]),
+                ("customer", vec!["customer.customer"]),
+            ],
+            source,
+        ),
+        t(
+            "an unknown keyspace",
+            vec![("customer", vec!["nope.customer"])],
+            source,
+        ),
+        t(
+            "a table the sharded target does not list",
+            vec![("customer", vec!["customer.nothere"])],
+            source,
+        ),
+        t(
+            "an unqualified target",
+            vec![("customer", vec!["customer"])],
+            source,
+        ),
+        t(
+            "an @primary key beside the bare one",
+            vec![
+                ("customer@primary", vec!["customer.customer"]),
+                ("customer", vec!["commerce.customer"]),
+            ],
+            target,
+        ),
+        t(
+            "a rule for one qualified name only",
+            vec![("commerce.customer", vec!["customer.customer"])],
+            target,
+        ),
+    ]
+}
+
+/// Every state of the lifecycle, every routing state vtmove knows, and rules another actor could
+/// leave, by every name and tablet type: the real vtgate sends reads and writes where vtmove's
+/// model says (or fails them the same way).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_vtgate_routes_every_lifecycle_state_as_the_model_says() {
     let mut w = world().await;
@@ -515,7 +668,11 @@ async fn real_vtgate_routes_every_lifecycle_state_as_the_model_says() {
     let mut checked = 0;
     let mut seen_rpcs: BTreeMap<String, String> = BTreeMap::new();
     let mut kinds: BTreeMap<&'static str, usize> = BTreeMap::new();
-    for state in states() {
+    for state in states()
+        .into_iter()
+        .chain(every_routing_state())
+        .chain(foreign_rule_states())
+    {
         let started = Instant::now();
         w.enter(&state).await;
         let srv = w.topo.get_srv_vschema(CELL).await.unwrap().value;
@@ -568,8 +725,17 @@ async fn real_vtgate_routes_every_lifecycle_state_as_the_model_says() {
     eprintln!("{checked} queries, vtgate's outcomes: {kinds:?}");
     assert!(w.vtgate.is_running(), "vtgate keeps running");
     // The states reach every kind of answer the model distinguishes, so agreement means
-    // something: tablets of both keyspaces, denials, ambiguity and missing tables.
-    for kind in ["ran", "denied", "ambiguous", "not found"] {
+    // something: tablets of both keyspaces, denials, ambiguity, missing tables and keyspaces,
+    // disabled and unusable rules.
+    for kind in [
+        "ran",
+        "denied",
+        "ambiguous",
+        "not found",
+        "disabled",
+        "invalid rule",
+        "unknown keyspace",
+    ] {
         assert!(kinds.contains_key(kind), "no query ended {kind}: {kinds:?}");
     }
     assert!(
