@@ -659,10 +659,29 @@ fn foreign_rule_states() -> Vec<State> {
 async fn real_vtgate_routes_every_lifecycle_state_as_the_model_says() {
     let mut w = world().await;
     let mut conn = connect(&w.vtgate).await;
-    let names = [
-        TABLE.to_owned(),
-        format!("{SOURCE}.{TABLE}"),
-        format!("{TARGET}.{TABLE}"),
+    // (session keyspace, the name in the query, the name the model resolves)
+    let queries = [
+        (String::new(), TABLE.to_owned(), TABLE.to_owned()),
+        (
+            String::new(),
+            format!("{SOURCE}.{TABLE}"),
+            format!("{SOURCE}.{TABLE}"),
+        ),
+        (
+            String::new(),
+            format!("{TARGET}.{TABLE}"),
+            format!("{TARGET}.{TABLE}"),
+        ),
+        (
+            SOURCE.to_owned(),
+            TABLE.to_owned(),
+            format!("{SOURCE}.{TABLE}"),
+        ),
+        (
+            TARGET.to_owned(),
+            TABLE.to_owned(),
+            format!("{TARGET}.{TABLE}"),
+        ),
     ];
     let mut disagreements = Vec::new();
     let mut checked = 0;
@@ -677,32 +696,35 @@ async fn real_vtgate_routes_every_lifecycle_state_as_the_model_says() {
         w.enter(&state).await;
         let srv = w.topo.get_srv_vschema(CELL).await.unwrap().value;
         for traffic in TrafficType::ALL {
-            conn.query_drop(format!("use `{}`", target_of(traffic)))
-                .await
-                .unwrap_or_else(|e| panic!("use {}: {e}", target_of(traffic)));
-            for name in &names {
+            for (session, name, as_model_sees_it) in &queries {
+                // `USE @replica` targets a tablet type; `USE ks@replica` also selects a
+                // keyspace, which vtgate puts in front of unqualified names.
+                let using = format!("use `{session}{}`", target_of(traffic));
+                conn.query_drop(&using)
+                    .await
+                    .unwrap_or_else(|e| panic!("{using}: {e}"));
                 let id = w.id();
                 let read = format!("select id, email from {name} where id = {id}");
-                let model = w.model(&srv, name, id, traffic, false).await;
+                let model = w.model(&srv, as_model_sees_it, id, traffic, false).await;
                 let real = w.real(&mut conn, &read, id).await;
                 checked += 1;
                 *kinds.entry(real.kind()).or_default() += 1;
                 if model != real {
                     disagreements.push(format!(
-                        "{}: {read} ({traffic:?}): model {model:?}, vtgate {real:?}",
+                        "{}: {using}; {read}: model {model:?}, vtgate {real:?}",
                         state.name
                     ));
                 }
                 if traffic == TrafficType::Primary {
                     let id = w.id();
                     let write = format!("insert into {name} (id, email) values ({id}, 'v{id}')");
-                    let model = w.model(&srv, name, id, traffic, true).await;
+                    let model = w.model(&srv, as_model_sees_it, id, traffic, true).await;
                     let real = w.real(&mut conn, &write, id).await;
                     checked += 1;
                     *kinds.entry(real.kind()).or_default() += 1;
                     if model != real {
                         disagreements.push(format!(
-                            "{}: {write}: model {model:?}, vtgate {real:?}",
+                            "{}: {using}; {write}: model {model:?}, vtgate {real:?}",
                             state.name
                         ));
                     }
