@@ -15,7 +15,7 @@ use tonic::Code;
 use tonic::codegen::{BoxFuture, Service, http};
 use vtmove::vitess::proto::query::{
     BeginExecuteRequest, BindVariable, BoundQuery, CommitRequest, ExecuteRequest, RollbackRequest,
-    StreamHealthRequest, Target, Type,
+    StreamExecuteRequest, StreamHealthRequest, Target, Type,
 };
 use vtmove::vitess::proto::queryservice::query_client::QueryClient;
 use vtmove::vitess::proto::topodata::TabletType;
@@ -203,6 +203,42 @@ async fn reads_and_writes_with_bind_variables_and_the_denied_tables_rule() {
     assert_eq!(log[0].target, "commerce/0/PRIMARY");
     assert!(log[0].expanded.contains("values (500 "), "{:?}", log[0]);
     assert_eq!(log.iter().filter(|q| q.code == 0).count(), 3, "{log:?}");
+    fleet.shutdown().await;
+}
+
+/// `StreamExecute` (vtgate's OLAP workload) streams the fields first, then the rows, and runs
+/// SELECTs only.
+#[tokio::test]
+async fn stream_execute_sends_fields_then_rows() {
+    let fleet = start(layout(), FleetOptions::default()).await;
+    let replica = tablet(&fleet, TabletType::Replica);
+    let mut c = connect(&replica).await;
+    let request = |query| StreamExecuteRequest {
+        target: target(TabletType::Replica),
+        query,
+        ..StreamExecuteRequest::default()
+    };
+    let messages: Vec<_> = c
+        .stream_execute(request(read(1)))
+        .await
+        .unwrap()
+        .into_inner()
+        .collect()
+        .await;
+    let results: Vec<_> = messages
+        .into_iter()
+        .map(|m| m.unwrap().result.unwrap())
+        .collect();
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert_eq!(results[0].fields.len(), 2);
+    assert!(results[0].rows.is_empty());
+    assert!(results[1].fields.is_empty());
+    assert_eq!(results[1].rows.len(), 1, "seeded row 1: {results:?}");
+    let write = c
+        .stream_execute(request(insert(900, "s")))
+        .await
+        .unwrap_err();
+    assert_eq!(write.code(), Code::InvalidArgument, "{write:?}");
     fleet.shutdown().await;
 }
 
