@@ -1,6 +1,6 @@
 //! The tablet QueryService (`queryservice.Query`) vtgate runs application queries through:
 //! `Execute`, `StreamExecute`, `Begin`, `BeginExecute`, `Commit`, `Rollback`, and the health
-//! stream ([`crate::health`]).
+//! stream (`health.rs`).
 //!
 //! Each call is checked the way a vttablet checks it before any statement runs: a process that
 //! is stopping answers `UNAVAILABLE`; a tablet whose query service is off answers
@@ -8,7 +8,7 @@
 //! vtgate's buffering and retries key on); a request whose target names another keyspace or
 //! shard is `INVALID_ARGUMENT` and one that names another tablet type is `FAILED_PRECONDITION`
 //! (`wrong tablet type`). Statements then run against the tablet's tables
-//! ([`statement`]), with the denied tables it loaded enforced per statement: a denied table
+//! (`queryservice/statement.rs`), with the denied tables it loaded enforced per statement: a denied table
 //! fails with `FAILED_PRECONDITION` and `disallowed due to rule: enforce denied tables`, the
 //! text vtgate matches to wait for a newer SrvVSchema and retry. A write on a tablet that is
 //! not a primary fails as MySQL's `--super-read-only` refusal.
