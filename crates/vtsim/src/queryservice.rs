@@ -8,10 +8,10 @@
 //! vtgate's buffering and retries key on); a request whose target names another keyspace or
 //! shard is `INVALID_ARGUMENT` and one that names another tablet type is `FAILED_PRECONDITION`
 //! (`wrong tablet type`). Statements then run against the tablet's tables
-//! (`queryservice/statement.rs`), with the denied tables it loaded enforced per statement: a denied table
-//! fails with `FAILED_PRECONDITION` and `disallowed due to rule: enforce denied tables`, the
-//! text vtgate matches to wait for a newer SrvVSchema and retry. A write on a tablet that is
-//! not a primary fails as MySQL's `--super-read-only` refusal.
+//! (`queryservice/statement.rs`), with the denied tables it loaded enforced per statement: a
+//! denied table fails with `FAILED_PRECONDITION` and `disallowed due to rule: enforce denied
+//! tables`, the text vtgate matches to wait for a newer SrvVSchema and retry. A write on a
+//! tablet that is not a primary fails as MySQL's `--super-read-only` refusal.
 //!
 //! Transactions are vttablet's: `Begin`/`BeginExecute` open one and return its id, statements
 //! with that id add to it (a write takes the table's metadata lock, so `LOCK TABLES ... READ`
