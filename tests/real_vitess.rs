@@ -16,6 +16,8 @@
 mod common;
 #[path = "real_vitess/interrupted_reverse.rs"]
 mod interrupted_reverse;
+#[path = "common/vtgate.rs"]
+mod vtgate;
 #[path = "real_vitess/workflow_reads.rs"]
 mod workflow_reads;
 
@@ -30,6 +32,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use common::peers::peer;
+use vtgate::Vtgate;
 use vtmove::api::movetables::{CancelOptions, CompleteOptions};
 use vtmove::engine::{Desired, DesiredLifecycle, Engine, EngineMemory, PassReport};
 use vtmove::testing::LocalEtcd;
@@ -866,35 +869,6 @@ async fn vtmove_waits_for_locks_vitess_holds() {
     w.fleet.shutdown().await;
 }
 
-/// A free loopback port.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-/// The body of a successful plain HTTP GET on loopback, `None` on any failure.
-async fn http_get(port: u16, path: &str) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response))
-        .await
-        .ok()?
-        .ok()?;
-    let response = String::from_utf8_lossy(&response);
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    head.lines()
-        .next()?
-        .contains(" 200 ")
-        .then(|| body.to_owned())
-}
-
 /// Vitess's query router builds its VSchema from the SrvVSchema vtmove rebuilt: every keyspace
 /// and every moved table, unsharded ones (empty `Table` messages) included, and it keeps
 /// serving. Go's decoder turns a map entry without a value into a nil message that vtgate's
@@ -907,89 +881,17 @@ async fn vtgate_builds_the_vschema_vtmove_wrote() {
     d.traffic.replica = Side::Target;
     w.converge(&d, &mut memory, "replica reads switched").await;
 
-    let http_port = free_port();
-    // vtgate refuses to run as root ("running this as root makes no sense") and CI runs as
-    // root: then it runs as `nobody`, from a copy outside root's home.
-    let as_root =
-        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").expect("/proc")) == 0;
-    let copy_dir = tempfile::tempdir().expect("a temp dir");
-    let mut vtgate = if as_root {
-        use std::os::unix::fs::PermissionsExt;
-        let bin = copy_dir.path().join("vtgate");
-        std::fs::copy(peer("vtgate"), &bin).expect("copy vtgate");
-        std::fs::set_permissions(copy_dir.path(), std::fs::Permissions::from_mode(0o755))
-            .expect("chmod");
-        let mut command = Command::new(bin);
-        command.uid(65534).gid(65534);
-        command
-    } else {
-        Command::new(peer("vtgate"))
-    };
-    let mut vtgate = vtgate
-        .args([
-            "--topo-implementation",
-            "etcd2",
-            "--topo-global-server-address",
-            w.etcd.endpoint(),
-            "--topo-global-root",
-            ROOT,
-            "--cell",
-            "zone1",
-            "--cells-to-watch",
-            "zone1",
-            "--tablet-types-to-wait",
-            "PRIMARY",
-            // vtsim's tablets do not stream health: start without waiting for them.
-            "--gateway-initial-tablet-timeout",
-            "1s",
-            "--port",
-            &http_port.to_string(),
-            "--grpc-port",
-            &free_port().to_string(),
-            "--bind-address",
-            "127.0.0.1",
-            "--mysql-server-port",
-            &free_port().to_string(),
-            "--mysql-server-bind-address",
-            "127.0.0.1",
-            "--mysql-auth-server-impl",
-            "none",
-            "--schema-change-signal=false",
-            "--log-format=text",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn vtgate: {e}"));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let vschema = loop {
-        if let Ok(Some(status)) = vtgate.try_wait() {
-            let mut stderr = String::new();
-            if let Some(mut pipe) = vtgate.stderr.take() {
-                use tokio::io::AsyncReadExt;
-                let _ = pipe.read_to_string(&mut stderr).await;
-            }
-            let tail: Vec<&str> = stderr
-                .lines()
-                .filter(|l| !l.starts_with("      --"))
-                .take(12)
-                .collect();
-            panic!("vtgate exited ({status}) on vtmove's SrvVSchema: {tail:#?}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "vtgate served no VSchema in 60 s"
-        );
-        if let Some(body) = http_get(http_port, "/debug/vschema").await
-            && let Ok(json) = serde_json::from_str::<Value>(&body)
-            && json["keyspaces"]["commerce"]["tables"]["customer"].is_object()
-        {
-            break json;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let mut vtgate = Vtgate::start(
+        w.etcd.endpoint(),
+        ROOT,
+        "zone1",
+        &["--gateway-initial-tablet-timeout", "1s"],
+    );
+    let vschema = vtgate
+        .wait_for_vschema(Duration::from_secs(60), "commerce.customer", |json| {
+            json["keyspaces"]["commerce"]["tables"]["customer"].is_object()
+        })
+        .await;
     for keyspace in KEYSPACES {
         assert!(
             vschema["keyspaces"][keyspace]["tables"]["customer"].is_object(),
@@ -1004,9 +906,6 @@ async fn vtgate_builds_the_vschema_vtmove_wrote() {
         vschema["routing_rules"]
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(
-        vtgate.try_wait().expect("vtgate status").is_none(),
-        "vtgate keeps running"
-    );
+    assert!(vtgate.is_running(), "vtgate keeps running");
     w.fleet.shutdown().await;
 }

@@ -3,9 +3,10 @@
 //! vtmove never reads it. Vitess's own tools do: before vtctld switches writes with reverse
 //! replication, its tablet picker dials each candidate tablet's QueryService and keeps only
 //! tablets whose first health message says serving, with realtime stats and no health error;
-//! vtgate's health check reads the same stream. A vtsim tablet sends one message when the
-//! stream opens and keeps the stream open until its process stops (a roll ends the stream, as
-//! a vttablet shutdown does).
+//! vtgate's health check reads the same stream and routes only to tablets that say they serve.
+//! A vtsim tablet sends one message when the stream opens, another whenever its query service
+//! is turned off or on ([`crate::SimTablet::set_query_service`]), and keeps the stream open
+//! until its process stops (a roll ends the stream, as a vttablet shutdown does).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,31 +14,18 @@ use std::time::UNIX_EPOCH;
 
 use futures::Stream;
 use tokio_util::sync::CancellationToken;
-use tonic::{Request, Response, Status};
-use vtmove::vitess::proto::query::{
-    RealtimeStats, StreamHealthRequest, StreamHealthResponse, Target,
-};
-use vtmove::vitess::proto::queryservice::query_server::{Query, QueryServer};
+use tonic::Status;
+use vtmove::vitess::proto::query::{RealtimeStats, StreamHealthResponse, Target};
 use vtmove::vitess::proto::topodata::TabletType;
 
 use crate::tablet::TabletCore;
-
-pub(crate) fn server(core: Arc<TabletCore>, token: CancellationToken) -> QueryServer<Health> {
-    QueryServer::new(Health { core, token })
-}
-
-/// The QueryService of one tablet process (one incarnation).
-pub(crate) struct Health {
-    core: Arc<TabletCore>,
-    token: CancellationToken,
-}
 
 /// What the tablet reports about itself now.
 pub(crate) fn health_of(core: &TabletCore) -> StreamHealthResponse {
     let serving_type = matches!(
         core.tablet_type,
         TabletType::Primary | TabletType::Replica | TabletType::Rdonly
-    );
+    ) && core.queries.query_service_enabled();
     // The term start it loaded from its Shard record, else the start of its process.
     let loaded = *core.term_start.lock().unwrap_or_else(|e| e.into_inner());
     let term_start = loaded
@@ -66,37 +54,39 @@ pub(crate) fn health_of(core: &TabletCore) -> StreamHealthResponse {
     }
 }
 
-type HealthStream = Pin<Box<dyn Stream<Item = Result<StreamHealthResponse, Status>> + Send>>;
+pub(crate) type HealthStream =
+    Pin<Box<dyn Stream<Item = Result<StreamHealthResponse, Status>> + Send>>;
 
-#[tonic::async_trait]
-impl Query for Health {
-    type StreamHealthStream = HealthStream;
-
-    async fn stream_health(
-        &self,
-        _request: Request<StreamHealthRequest>,
-    ) -> Result<Response<HealthStream>, Status> {
-        if self.token.is_cancelled() {
-            return Err(Status::unavailable(format!(
-                "tablet {} is shutting down",
-                self.core.alias_string
-            )));
-        }
-        let first = health_of(&self.core);
-        let token = self.token.clone();
-        // One message now; then the stream stays open until the process stops.
-        let stream = futures::stream::unfold(Some(first), move |next| {
-            let token = token.clone();
-            async move {
-                match next {
-                    Some(message) => Some((Ok(message), None)),
-                    None => {
-                        token.cancelled().await;
-                        None
-                    }
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(stream)))
+/// `StreamHealth`: the tablet's health now, then again whenever its serving state changes,
+/// until the process stops.
+pub(crate) fn stream(
+    core: Arc<TabletCore>,
+    token: CancellationToken,
+) -> Result<HealthStream, Status> {
+    if token.is_cancelled() {
+        return Err(Status::unavailable(format!(
+            "tablet {} is shutting down",
+            core.alias_string
+        )));
     }
+    let mut changes = core.queries.subscribe();
+    changes.mark_unchanged();
+    let first = health_of(&core);
+    let stream = futures::stream::unfold((Some(first), changes), move |(next, mut changes)| {
+        let token = token.clone();
+        let core = core.clone();
+        async move {
+            if let Some(message) = next {
+                return Some((Ok(message), (None, changes)));
+            }
+            tokio::select! {
+                _ = token.cancelled() => None,
+                changed = changes.changed() => match changed {
+                    Ok(()) => Some((Ok(health_of(&core)), (None, changes))),
+                    Err(_) => None,
+                },
+            }
+        }
+    });
+    Ok(Box::pin(stream))
 }

@@ -16,6 +16,9 @@
 //!   subset (the all-privileges emptiness check, the permissions pre-check, reverse streams
 //!   inserted through VReplicationExec, and the QueryService health stream Vitess's tablet
 //!   picker reads), so that those commands can run against the fleet.
+//! - [`queryservice`]: the QueryService a real vtgate runs application queries through
+//!   (Execute, StreamExecute, Begin, BeginExecute, Commit, Rollback, StreamHealth), with the
+//!   denied tables, serving state and target checks of a vttablet and a log of every call.
 //! - Faults ([`faults`]): rolls, delayed, failing or hanging RPCs, unreachable tablets, and an
 //!   old-version (v21) mode.
 //! - [`Probe`]: vtgate routing through the cell's SrvVSchema (with vtmove's own
@@ -41,6 +44,7 @@ pub mod layout;
 pub mod mysqld;
 pub mod probe;
 mod query;
+pub mod queryservice;
 mod registry;
 pub mod replication;
 pub mod service;
@@ -58,6 +62,7 @@ pub use probe::{
     AcceptedWrite, DriveConfig, DriveReport, Ledger, LostWrite, Probe, ProbeError, Route,
     UnavailableWindow,
 };
+pub use queryservice::ExecutedQuery;
 pub use tablet::{
     QueryError, ServerTls, ServingState, SimTablet, StartError, TabletConfig, Transaction,
     VReplicationConfig,

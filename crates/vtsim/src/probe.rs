@@ -4,8 +4,9 @@
 //! Routing uses the same inputs as vtgate: the cell's `SrvVSchema` (routing rules plus keyspace
 //! VSchemas, resolved with vtmove's [`RoutingView`], not a second resolver), then the cell's
 //! `SrvKeyspace` for the tablet type to find the shard (by `reverse_bits` of the primary key for
-//! a sharded keyspace, the single shard otherwise), then a tablet of that shard and type: the
-//! primary (any cell) for writes, a tablet in the probe's cell for replica and rdonly reads. The
+//! a sharded keyspace, the single shard otherwise), then a serving tablet of that shard and type
+//! (as vtgate, it leaves out tablets whose query service is off): the primary (any cell) for
+//! writes, a tablet in the probe's cell for replica and rdonly reads. The
 //! tablet enforces its own denied tables, so a write routed to a keyspace that denies the table
 //! fails with Vitess's text, which is exactly the #17326 outage.
 //!
@@ -420,7 +421,9 @@ impl Probe {
             pk,
         })?;
         let cell = (tablet_type != TabletType::Primary).then_some(self.cell.as_str());
-        let candidates = self.registry.find(&keyspace, &shard, tablet_type, cell);
+        // vtgate routes only to tablets whose health stream says they serve.
+        let mut candidates = self.registry.find(&keyspace, &shard, tablet_type, cell);
+        candidates.retain(|t| t.queries.query_service_enabled());
         let tablet = candidates
             .iter()
             .find(|t| t.reachable_mysqld().is_ok())

@@ -90,6 +90,8 @@ pub struct TabletCore {
     last_refresh: Mutex<Option<SystemTime>>,
     starts: AtomicU64,
     calls: Mutex<BTreeMap<Method, u64>>,
+    /// The QueryService: open transactions, the call log, serving or not.
+    pub(crate) queries: crate::queryservice::QueryState,
 }
 
 impl fmt::Debug for TabletCore {
@@ -153,6 +155,7 @@ impl TabletCore {
             last_refresh: Mutex::new(None),
             starts: AtomicU64::new(0),
             calls: Mutex::new(BTreeMap::new()),
+            queries: crate::queryservice::QueryState::default(),
         })
     }
 
@@ -371,7 +374,7 @@ impl TabletCore {
         let listener = self.bind().await?;
         let server_token = inc.token.child_token();
         let svc = crate::service::server(self.clone(), inc.token.clone());
-        let health = crate::health::server(self.clone(), inc.token.clone());
+        let queries = crate::queryservice::server(self.clone(), inc.token.clone());
         let stop = server_token.clone();
         let handle = tokio::spawn(async move {
             // Like a real vttablet (Go sets TCP_NODELAY by default): without it small replies
@@ -380,7 +383,7 @@ impl TabletCore {
                 tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
             if let Err(e) = builder
                 .add_service(svc)
-                .add_service(health)
+                .add_service(queries)
                 .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
                 .await
             {

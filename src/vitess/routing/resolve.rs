@@ -51,13 +51,15 @@ pub enum RuleError {
         from_table: String,
     },
     /// The target is not of the form `keyspace.table`.
-    #[error("invalid rule target {target}: it must be keyspace.table")]
+    #[error(
+        "invalid table name: '{target}', it must be of the qualified form <keyspace_name>.<table_name> (dots are not allowed in either name)"
+    )]
     MalformedTarget {
         /// The target as stored.
         target: String,
     },
     /// The target keyspace is not in the VSchema.
-    #[error("Unknown database '{keyspace}' in vschema")]
+    #[error("unknown database '{keyspace}' in vschema")]
     UnknownTargetKeyspace {
         /// The missing keyspace.
         keyspace: KeyspaceName,
@@ -100,7 +102,7 @@ pub enum ResolveError {
         table: TableName,
     },
     /// The qualifier names a keyspace that is not in the VSchema.
-    #[error("Unknown database '{keyspace}' in vschema")]
+    #[error("unknown database '{keyspace}' in vschema")]
     UnknownKeyspace {
         /// The keyspace.
         keyspace: KeyspaceName,

@@ -848,3 +848,38 @@ fn replacing_one_workflow_leaves_other_rules_untouched() {
         }
     }
 }
+
+/// The errors say what vtgate v24 says for the same rules (`tests/real_vtgate.rs` compares the
+/// two through a real vtgate), so a message vtmove reports reads like the one a user sees.
+#[test]
+fn rule_and_lookup_errors_read_like_vtgate() {
+    let rule = |from: &str, to: &str| vschema::RoutingRule {
+        from_table: from.to_owned(),
+        to_tables: vec![to.to_owned()],
+    };
+    let mut keyspaces = BTreeMap::new();
+    keyspaces.insert("commerce".to_owned(), vschema::Keyspace::default());
+    let rules = vschema::RoutingRules {
+        rules: vec![rule("a", "customer"), rule("b", "nope.b")],
+    };
+    let view = RoutingView::new(Some(&rules), &keyspaces);
+    let text = |name: &str| {
+        view.resolve_name(name, TrafficType::Primary)
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(
+        text("a").ends_with(
+            "invalid table name: 'customer', it must be of the qualified form \
+             <keyspace_name>.<table_name> (dots are not allowed in either name)"
+        ),
+        "{}",
+        text("a")
+    );
+    assert!(
+        text("b").ends_with("unknown database 'nope' in vschema"),
+        "{}",
+        text("b")
+    );
+    assert_eq!(text("nope.t"), "unknown database 'nope' in vschema");
+}

@@ -95,6 +95,29 @@ impl SimTablet {
         lock(&self.core.calls).get(&method).copied().unwrap_or(0)
     }
 
+    /// Every QueryService call this tablet received (a real vtgate's reads, writes, begins,
+    /// commits and rollbacks), in order, since the last [`SimTablet::clear_executed_queries`].
+    pub fn executed_queries(&self) -> Vec<crate::ExecutedQuery> {
+        self.core.queries.executed()
+    }
+
+    /// Forgets the recorded QueryService calls.
+    pub fn clear_executed_queries(&self) {
+        self.core.queries.clear_executed();
+    }
+
+    /// Transactions opened through the QueryService and not yet committed or rolled back.
+    pub fn open_transactions(&self) -> usize {
+        self.core.queries.open_transactions()
+    }
+
+    /// Turns the query service off or on, as vttablet's state manager does: while off, the
+    /// health stream says `serving: false` and every query is refused with CLUSTER_EVENT
+    /// ([`crate::queryservice::NOT_SERVING`]).
+    pub fn set_query_service(&self, serving: bool) {
+        self.core.queries.set_query_service_enabled(serving);
+    }
+
     /// Starts the process (no-op if running).
     pub async fn start(&self) -> Result<(), StartError> {
         self.core.start().await

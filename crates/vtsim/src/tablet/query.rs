@@ -63,7 +63,7 @@ impl QueryError {
 }
 
 impl TabletCore {
-    fn check_reachable_for_query(&self) -> Result<(), QueryError> {
+    pub(crate) fn check_reachable_for_query(&self) -> Result<(), QueryError> {
         let unavailable = |reason: &str| QueryError::Unavailable {
             alias: self.alias_string.clone(),
             reason: reason.to_owned(),
@@ -77,7 +77,7 @@ impl TabletCore {
         Ok(())
     }
 
-    fn check_denied(&self, table: &str, write: bool) -> Result<(), QueryError> {
+    pub(crate) fn check_denied(&self, table: &str, write: bool) -> Result<(), QueryError> {
         let serving = self.serving.read().unwrap_or_else(|e| e.into_inner());
         if serving.denied_tables.iter().any(|t| t == table) && (write || !serving.allow_reads) {
             return Err(QueryError::Denied {
