@@ -1,21 +1,40 @@
-//! Benchmark (not a test): the write-unavailable window of vtmove's write cutover, as the vtsim
-//! probe sees it, over a real etcd on loopback.
+//! Benchmark (not a test): the write-unavailable window of vtmove's write cutover, over a real
+//! etcd on loopback, judged by two probes in the same run.
 //!
-//! For each shard layout (1 → 2, 4 → 4 and 16 → 16 by default), 10 tables, a steady probe load
-//! of 1,000 writes/s on one moved table, and N cutovers alternating forward and back (writes
-//! only; reads stay on the target). Reports p50, p99 and max of the probe's unavailable windows,
-//! and their ratio to one etcd transaction round trip and one tablet RPC round trip measured in
-//! the same run; prints a table and writes JSON.
+//! For each shard layout (1 → 2, 4 → 4 and 16 → 16 by default), 10 tables, a steady load on one
+//! moved table, and N cutovers alternating forward and back (writes only; reads stay on the
+//! target). Two probes (`--probe model|vtgate|both`):
+//! - **model**: vtsim's probe, 1,000 writes/s, routing with vtmove's own model of vtgate; a
+//!   write that meets a denied table fails at once. Reports p50, p99 and max of its unavailable
+//!   windows, and their ratio to one etcd transaction and one tablet RPC round trip measured in
+//!   the same run;
+//! - **vtgate**: the real vtgate (from `scripts/peers`) on its MySQL port, `--vtgate-rate`
+//!   writes/s of new rows. vtgate holds a write refused with denied tables and retries it when a
+//!   newer SrvVSchema arrives, so per cutover the figure is the longest time writes were blocked
+//!   (from the first write that did not succeed within 50 ms to the next that did), with the
+//!   failed writes counted apart. Every acknowledged write must be on the side serving writes.
 //!
 //! ```sh
-//! cargo bench --bench cutover_window -- [--cutovers 50] [--flush-ms 100] \
-//!     [--layouts 1:2,4:4,16:16] [--json target/bench/cutover.json]
+//! cargo bench --bench cutover_window -- [--cutovers 50] [--flush-ms 100] [--probe both] \
+//!     [--vtgate-rate 500] [--layouts 1:2,4:4,16:16] [--json target/bench/cutover.json]
 //! ```
 //!
-//! `cargo test --bench cutover_window` runs a smoke version (2 cutovers, 1 → 2) so the harness
-//! cannot rot.
+//! `cargo test --bench cutover_window` runs a smoke version (2 cutovers, 1 → 2, both probes) so
+//! the harness cannot rot.
 
 mod support;
+
+// The real vtgate, started as the real-peer tests start it (vtgate.rs finds the binary
+// through `crate::common::peers`).
+#[path = "../tests/common/peers.rs"]
+pub mod peers;
+mod common {
+    pub use crate::peers;
+}
+#[path = "../tests/common/vtgate.rs"]
+mod vtgate;
+#[path = "support/vtgate_probe.rs"]
+mod vtgate_probe;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -70,6 +89,10 @@ struct Options {
     flush_ms: u64,
     layouts: Vec<(usize, usize)>,
     json: std::path::PathBuf,
+    /// Run vtsim's model probe.
+    model: bool,
+    /// Run the real vtgate probe, at this many writes per second.
+    vtgate_rate: Option<u32>,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -78,7 +101,20 @@ fn options() -> anyhow::Result<Options> {
         "--layouts",
         if args.smoke { "1:2" } else { "1:2,4:4,16:16" }.to_string(),
     )?;
+    let probe = args.value(
+        "--probe",
+        if args.smoke { "both" } else { "model" }.to_string(),
+    )?;
+    let (model, vtgate) = match probe.as_str() {
+        "model" => (true, false),
+        "vtgate" => (false, true),
+        "both" => (true, true),
+        other => anyhow::bail!("--probe {other}: expected model, vtgate or both"),
+    };
+    let vtgate_rate: u32 = args.value("--vtgate-rate", 500)?;
     Ok(Options {
+        model,
+        vtgate_rate: vtgate.then_some(vtgate_rate),
         cutovers: args.value("--cutovers", if args.smoke { 2 } else { 50 })?,
         flush_ms: args.value("--flush-ms", 100)?,
         layouts: layouts
@@ -118,11 +154,62 @@ async fn main() -> anyhow::Result<()> {
         results.push(run_layout(&o, from, to).await?);
     }
     println!();
+    if o.model {
+        print_model_table(&results);
+    }
+    if o.vtgate_rate.is_some() {
+        print_vtgate_table(&results);
+    }
+    support::write_json(
+        &o.json,
+        &serde_json::json!({
+            "benchmark": "cutover_window",
+            "flush_delay_ms": o.flush_ms,
+            "results": results,
+        }),
+    )?;
+    for r in &results {
+        for key in ["lost_writes", "vtgate_lost_writes"] {
+            anyhow::ensure!(
+                r[key].as_u64().unwrap_or(0) == 0,
+                "{key} in {}: {}",
+                r["layout"],
+                r[key]
+            );
+        }
+    }
+    Ok(())
+}
+
+fn print_vtgate_table(results: &[serde_json::Value]) {
+    println!();
+    println!(
+        "| layout | cutovers | vtgate writes/s | blocked p50 | blocked p99 | blocked max | failed writes | model window p50 | model window p99 |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for r in results {
+        let ms = |k: &str| r[k].as_f64().unwrap_or_default();
+        println!(
+            "| {} | {} | {:.0} | {:.1} ms | {:.1} ms | {:.1} ms | {} | {:.1} ms | {:.1} ms |",
+            r["layout"].as_str().unwrap_or_default(),
+            r["cutovers"],
+            ms("vtgate_writes_per_second"),
+            ms("vtgate_blocked_p50_ms"),
+            ms("vtgate_blocked_p99_ms"),
+            ms("vtgate_blocked_max_ms"),
+            r["vtgate_writes_failed"],
+            ms("window_p50_ms"),
+            ms("window_p99_ms"),
+        );
+    }
+}
+
+fn print_model_table(results: &[serde_json::Value]) {
     println!(
         "| layout | cutovers | writes/s | window p50 | window p99 | window max | etcd txn RTT | tablet RPC RTT | p99 / etcd RTT | p99 / tablet RTT |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
-    for r in &results {
+    for r in results {
         let ms = |k: &str| r[k].as_f64().unwrap_or_default();
         println!(
             "| {} | {} | {:.0} | {:.1} ms | {:.1} ms | {:.1} ms | {:.2} ms | {:.2} ms | {:.0} | {:.0} |",
@@ -138,22 +225,6 @@ async fn main() -> anyhow::Result<()> {
             ms("window_p99_ms") / ms("tablet_rpc_rtt_ms").max(1e-9),
         );
     }
-    support::write_json(
-        &o.json,
-        &serde_json::json!({
-            "benchmark": "cutover_window",
-            "flush_delay_ms": o.flush_ms,
-            "results": results,
-        }),
-    )?;
-    for r in &results {
-        anyhow::ensure!(
-            r["lost_writes"].as_u64() == Some(0),
-            "lost writes in {}",
-            r["layout"]
-        );
-    }
-    Ok(())
 }
 
 async fn run_layout(o: &Options, from: usize, to: usize) -> anyhow::Result<serde_json::Value> {
@@ -253,6 +324,26 @@ async fn run_layout(o: &Options, from: usize, to: usize) -> anyhow::Result<serde
 
     // vtgate learns serving changes through a watch; a 5 ms cache models that delay.
     let probe = Arc::new(fleet.probe("zone1").with_refresh(Duration::from_millis(5)));
+    // The real vtgate, started once the routing rules make `t0` unambiguous.
+    let real = match o.vtgate_rate {
+        Some(_) => {
+            let gate = vtgate::Vtgate::start(
+                etcd.endpoint(),
+                "/vitess/global",
+                "zone1",
+                &["--gateway-initial-tablet-timeout", "30s"],
+            );
+            let pool = vtgate_probe::pool(&gate);
+            vtgate_probe::wait_writable(&pool, "t0", 900_000_000).await?;
+            Some((gate, pool))
+        }
+        None => None,
+    };
+    let mut vtgate_blocked = Vec::new();
+    let mut vtgate_failed = 0usize;
+    let mut vtgate_accepted: Vec<i64> = Vec::new();
+    let mut vtgate_attempted = 0usize;
+    let mut vtgate_first_error = None;
     let mut windows = Vec::new();
     let mut accepted = 0usize;
     let mut attempted = 0usize;
@@ -265,9 +356,30 @@ async fn run_layout(o: &Options, from: usize, to: usize) -> anyhow::Result<serde
             Side::Source
         };
         // A steady load of 1,000 writes/s around each cutover.
+        let gate_drive = match (&real, o.vtgate_rate) {
+            (Some((_, pool)), Some(rate)) => {
+                let pool = pool.clone();
+                Some(tokio::spawn(async move {
+                    vtgate_probe::drive(
+                        &pool,
+                        "t0",
+                        rate,
+                        Duration::from_millis(2500),
+                        50_000_000 + (i as i64) * 10_000,
+                        128,
+                    )
+                    .await
+                }))
+            }
+            _ => None,
+        };
+        let model = o.model;
         let drive = {
             let probe = probe.clone();
             tokio::spawn(async move {
+                if !model {
+                    return Default::default();
+                }
                 probe
                     .drive(DriveConfig {
                         table: "t0".to_string(),
@@ -286,7 +398,17 @@ async fn run_layout(o: &Options, from: usize, to: usize) -> anyhow::Result<serde
         let t = Instant::now();
         converge(&engine, &desired, &mut memory, &mut stages).await?;
         cutover_times.push(t.elapsed());
-        let report = drive.await?;
+        let report: vtsim::DriveReport = drive.await?;
+        if let Some(gate_drive) = gate_drive {
+            let gate = gate_drive.await?;
+            vtgate_blocked.push(gate.longest_blocked());
+            vtgate_failed += gate.failed();
+            vtgate_attempted += gate.attempts.len();
+            vtgate_accepted.extend(gate.attempts.iter().filter(|a| a.ok).map(|a| a.pk));
+            if vtgate_first_error.is_none() {
+                vtgate_first_error = gate.first_error;
+            }
+        }
         accepted += report.accepted;
         attempted += report.attempted;
         drive_time += report.elapsed;
@@ -366,6 +488,33 @@ async fn run_layout(o: &Options, from: usize, to: usize) -> anyhow::Result<serde
         })
         .len();
     println!("lost writes: {lost}");
+    let vtgate_lost = vtgate_accepted
+        .iter()
+        .filter(|pk| {
+            rows.get(pk).and_then(|r| r.get(1).cloned().flatten()) != Some(format!("g{pk}"))
+        })
+        .count();
+    vtgate_blocked.sort();
+    if real.is_some() {
+        println!(
+            "vtgate: {} writes ({} acknowledged, {vtgate_failed} failed{}), blocked per cutover: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; lost {vtgate_lost}",
+            vtgate_attempted,
+            vtgate_accepted.len(),
+            vtgate_first_error
+                .as_deref()
+                .map(|e| format!(", first error: {e}"))
+                .unwrap_or_default(),
+            percentile(&vtgate_blocked, 50.0).as_secs_f64() * 1e3,
+            percentile(&vtgate_blocked, 99.0).as_secs_f64() * 1e3,
+            vtgate_blocked
+                .last()
+                .copied()
+                .unwrap_or_default()
+                .as_secs_f64()
+                * 1e3,
+        );
+    }
+    drop(real);
     fleet.shutdown().await;
     let ms = support::ms;
     Ok(serde_json::json!({
@@ -382,5 +531,13 @@ async fn run_layout(o: &Options, from: usize, to: usize) -> anyhow::Result<serde
         "etcd_txn_rtt_ms": ms(rtt),
         "tablet_rpc_rtt_ms": ms(tablet_rtt),
         "lost_writes": lost,
+        "vtgate_writes_attempted": vtgate_attempted,
+        "vtgate_writes_acknowledged": vtgate_accepted.len(),
+        "vtgate_writes_failed": vtgate_failed,
+        "vtgate_writes_per_second": vtgate_attempted as f64 / (cutovers as f64 * 2.5).max(1e-9),
+        "vtgate_blocked_p50_ms": ms(percentile(&vtgate_blocked, 50.0)),
+        "vtgate_blocked_p99_ms": ms(percentile(&vtgate_blocked, 99.0)),
+        "vtgate_blocked_max_ms": ms(vtgate_blocked.last().copied().unwrap_or_default()),
+        "vtgate_lost_writes": vtgate_lost,
     }))
 }
