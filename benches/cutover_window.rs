@@ -24,6 +24,8 @@
 
 mod support;
 
+use vtmove_sandbox::vtgate_probe;
+
 // The real vtgate, started as the real-peer tests start it (vtgate.rs finds the binary
 // through `crate::common::peers`).
 #[path = "../tests/common/peers.rs"]
@@ -33,8 +35,6 @@ mod common {
 }
 #[path = "../tests/common/vtgate.rs"]
 mod vtgate;
-#[path = "support/vtgate_probe.rs"]
-mod vtgate_probe;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,6 +43,13 @@ use vtmove::engine::{Desired, Engine, EngineConfig, EngineMemory};
 use vtmove::vitess::routing::{Side, TrafficPlacement};
 use vtmove::vitess::tablet::{
     CallObserver, CallOutcome, Method, TabletAddr, TabletClient, TabletClientConfig, TabletRpc,
+};
+
+/// The moved table both probes write.
+const T0: vtgate_probe::Table<'static> = vtgate_probe::Table {
+    name: "t0",
+    key: "id",
+    value: "v",
 };
 
 /// Latency of every tablet call, per method.
@@ -334,7 +341,7 @@ async fn run_layout(o: &Options, from: usize, to: usize) -> anyhow::Result<serde
                 &["--gateway-initial-tablet-timeout", "30s"],
             );
             let pool = vtgate_probe::pool(&gate);
-            vtgate_probe::wait_writable(&pool, "t0", 900_000_000).await?;
+            vtgate_probe::wait_writable(&pool, T0, 900_000_000).await?;
             Some((gate, pool))
         }
         None => None,
@@ -362,7 +369,7 @@ async fn run_layout(o: &Options, from: usize, to: usize) -> anyhow::Result<serde
                 Some(tokio::spawn(async move {
                     vtgate_probe::drive(
                         &pool,
-                        "t0",
+                        T0,
                         rate,
                         Duration::from_millis(2500),
                         50_000_000 + (i as i64) * 10_000,
@@ -491,7 +498,8 @@ async fn run_layout(o: &Options, from: usize, to: usize) -> anyhow::Result<serde
     let vtgate_lost = vtgate_accepted
         .iter()
         .filter(|pk| {
-            rows.get(pk).and_then(|r| r.get(1).cloned().flatten()) != Some(format!("g{pk}"))
+            rows.get(pk).and_then(|r| r.get(1).cloned().flatten())
+                != Some(vtgate_probe::value_of(**pk))
         })
         .count();
     vtgate_blocked.sort();

@@ -4,12 +4,16 @@
 //! (5 min), so only the trigger path can wake the workflow quickly. The measurements and the two
 //! variants are described in `vtmove_sandbox::heal`.
 //!
+//! With `--probe both` the same load also goes through the real vtgate (`scripts/peers`), which
+//! holds and retries writes that meet denied tables: the run reports its failed writes and the
+//! longest time its writes were blocked, beside the model probe's outages.
+//!
 //! ```sh
 //! cargo bench --bench heal -- [--samples 20] [--downtime-ms 1000] [--lock-ttl-ms 1000] \
-//!     [--json target/bench/heal.json]
+//!     [--probe model|both] [--json target/bench/heal.json]
 //! ```
 //!
-//! `cargo test --bench heal` runs a smoke version (one sample of each variant).
+//! `cargo test --bench heal` runs a smoke version (one sample of each variant, both probes).
 
 mod support;
 
@@ -27,6 +31,14 @@ async fn main() -> anyhow::Result<()> {
     let downtime = Duration::from_millis(args.value("--downtime-ms", 1000)?);
     let lock_ttl = Duration::from_millis(args.value("--lock-ttl-ms", 1000)?);
     let json_path = args.json_path("heal")?;
+    let probe = args.value(
+        "--probe",
+        if args.smoke { "both" } else { "model" }.to_string(),
+    )?;
+    anyhow::ensure!(
+        probe == "model" || probe == "both",
+        "--probe {probe}: expected model or both"
+    );
 
     let kubeconfig = json_path.with_extension("kubeconfig");
     let mut options = SandboxOptions::new(&kubeconfig);
@@ -35,6 +47,9 @@ async fn main() -> anyhow::Result<()> {
     options.write_rate = 500;
     options.resync_period = Duration::from_secs(300);
     options.lock_ttl = lock_ttl;
+    if probe == "both" {
+        options.vtgate = Some(vtmove_sandbox::vtgate::built_vtgate()?);
+    }
     let sandbox = Sandbox::start(options).await?;
     sandbox.prepare_heal_samples().await?;
 
@@ -117,9 +132,31 @@ async fn main() -> anyhow::Result<()> {
         report.writes_failed,
         report.lost_writes.len()
     );
+    if let Some(g) = &report.vtgate {
+        println!(
+            "through the real vtgate: {} writes acknowledged, {} failed, longest blocked {:.1} ms over the run; lost writes: {}{}",
+            g.writes_ok,
+            g.writes_failed,
+            ms(g.longest_blocked),
+            g.lost_writes.len(),
+            g.first_error
+                .as_deref()
+                .map(|e| format!(" (first error: {e})"))
+                .unwrap_or_default()
+        );
+    }
+    let vtgate = report.vtgate.as_ref().map(|g| {
+        json!({
+            "writes_acknowledged": g.writes_ok,
+            "writes_failed": g.writes_failed,
+            "longest_blocked_ms": ms(g.longest_blocked),
+            "lost_writes": g.lost_writes.len(),
+        })
+    });
     support::write_json(
         &json_path,
         &json!({
+            "vtgate": vtgate,
             "benchmark": "heal",
             "samples_per_variant": samples,
             "tablet_downtime_ms": ms(downtime),
@@ -138,5 +175,12 @@ async fn main() -> anyhow::Result<()> {
         "lost writes: {:?}",
         report.lost_writes
     );
+    if let Some(g) = &report.vtgate {
+        anyhow::ensure!(
+            g.lost_writes.is_empty(),
+            "writes acknowledged by vtgate lost: {:?}",
+            g.lost_writes
+        );
+    }
     Ok(())
 }

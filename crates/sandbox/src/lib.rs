@@ -44,6 +44,8 @@ use vtsim::{Fleet, FleetOptions, Layout, Probe};
 
 pub mod heal;
 mod scenarios;
+pub mod vtgate;
+pub mod vtgate_probe;
 
 /// The namespace the examples are applied in.
 pub const NAMESPACE: &str = "default";
@@ -107,6 +109,9 @@ pub struct SandboxOptions {
     pub lock_ttl: Duration,
     /// How long [`Scenario::CompleteKeepData`] watches the Keyspaces under `Repair`.
     pub drift_watch: Duration,
+    /// The real vtgate binary: when set (it needs [`SandboxOptions::etcd`]), a second probe
+    /// writes through it at `write_rate`, and the report has its figures beside the model's.
+    pub vtgate: Option<PathBuf>,
 }
 
 impl SandboxOptions {
@@ -121,6 +126,7 @@ impl SandboxOptions {
             resync_period: Duration::from_secs(2),
             lock_ttl: Duration::from_secs(1),
             drift_watch: Duration::from_secs(60),
+            vtgate: None,
         }
     }
 }
@@ -281,6 +287,39 @@ fn gaps(mut attempts: Vec<Attempt>) -> Vec<WriteGap> {
     out
 }
 
+/// What the load through the real vtgate saw. vtgate holds a write that meets denied tables
+/// and retries it once a newer SrvVSchema arrives, so a cutover shows as blocked time more than
+/// as failures.
+#[derive(Clone, Debug, Default)]
+pub struct VtgateFigures {
+    /// Writes vtgate acknowledged.
+    pub writes_ok: u64,
+    /// Writes vtgate refused or that timed out.
+    pub writes_failed: u64,
+    /// The longest time writes were blocked (see [`vtgate_probe::DriveReport::longest_blocked`]).
+    pub longest_blocked: Duration,
+    /// Acknowledged writes after the scenario's last step.
+    pub writes_ok_after_last_step: u64,
+    /// Failed writes after the scenario's last step.
+    pub writes_failed_after_last_step: u64,
+    /// The first error vtgate returned.
+    pub first_error: Option<String>,
+    /// Acknowledged writes missing from the keyspace serving writes.
+    pub lost_writes: Vec<String>,
+}
+
+/// First key the load through vtgate writes: far above the model probe's (from
+/// [`PROBE_FIRST_KEY`]) and the heal sampler's (from 50,000,000), so no writer overwrites
+/// another's rows.
+const VTGATE_FIRST_KEY: i64 = 900_000_000;
+
+/// The probe table as the load through vtgate writes it.
+const VTGATE_TABLE: vtgate_probe::Table<'static> = vtgate_probe::Table {
+    name: PROBE_TABLE,
+    key: "customer_id",
+    value: "email",
+};
+
 /// How long the probe keeps writing after a scenario's last step, to show the state it leaves
 /// behind serves writes.
 pub const AFTER_LAST_STEP: Duration = Duration::from_secs(2);
@@ -305,6 +344,8 @@ pub struct Report {
     pub writes_ok_after_last_step: u64,
     /// Probe writes refused or timed out after the last step finished.
     pub writes_failed_after_last_step: u64,
+    /// The same load through the real vtgate (`--vtgate`).
+    pub vtgate: Option<VtgateFigures>,
     /// `status.heals` of the workflow at the end.
     pub heals: i64,
     /// `status.lastHeal` at the end: when and what was repaired.
@@ -324,6 +365,10 @@ impl Report {
         self.violations.is_empty()
             && self.lost_writes.is_empty()
             && self.writes_failed_after_last_step == 0
+            && self
+                .vtgate
+                .as_ref()
+                .is_none_or(|g| g.lost_writes.is_empty() && g.writes_failed_after_last_step == 0)
     }
 
     /// The longest write-unavailable window.
@@ -349,6 +394,21 @@ impl Report {
             "  probe writes after the last step: {} ok, {} failed\n",
             self.writes_ok_after_last_step, self.writes_failed_after_last_step
         ));
+        if let Some(g) = &self.vtgate {
+            s.push_str(&format!(
+                "  through the real vtgate: {} ok, {} failed, longest blocked {:.2?}; after the last step {} ok, {} failed; lost {}{}\n",
+                g.writes_ok,
+                g.writes_failed,
+                g.longest_blocked,
+                g.writes_ok_after_last_step,
+                g.writes_failed_after_last_step,
+                g.lost_writes.len(),
+                g.first_error
+                    .as_deref()
+                    .map(|e| format!(" (first error: {e})"))
+                    .unwrap_or_default()
+            ));
+        }
         match self.longest_write_gap() {
             Some(g) => s.push_str(&format!(
                 "  write-unavailable windows: {}, longest {:.2?} ({} failed writes, at {:.1?})\n",
@@ -402,6 +462,10 @@ pub struct Sandbox {
     started: Instant,
     /// Stops the probe's load (a child of `shutdown`).
     load: CancellationToken,
+    /// The real vtgate and a pool to its MySQL port (`--vtgate`).
+    vtgate: Option<(vtgate::Vtgate, mysql_async::Pool)>,
+    /// The load through vtgate, once the workflow is applied.
+    vtgate_load: Mutex<Option<tokio::task::JoinHandle<vtgate_probe::DriveReport>>>,
     shutdown: CancellationToken,
     _etcd: Option<LocalEtcd>,
 }
@@ -462,6 +526,22 @@ impl Sandbox {
             .await
             .context("starting the vtsim fleet")?,
         );
+        let vtgate = match (&options.vtgate, &etcd) {
+            (None, _) => None,
+            (Some(_), None) => bail!("--vtgate needs --etcd: vtgate reads the topology from etcd"),
+            (Some(binary), Some(etcd)) => {
+                let gate = vtgate::Vtgate::start(
+                    binary,
+                    etcd.endpoint(),
+                    ROOT,
+                    "zone1",
+                    &["--gateway-initial-tablet-timeout", "30s"],
+                )
+                .context("starting vtgate")?;
+                let pool = vtgate_probe::pool(&gate);
+                Some((gate, pool))
+            }
+        };
         // Absolute, so the printed `export KUBECONFIG=...` works from any directory.
         let kubeconfig = std::path::absolute(&options.kubeconfig)
             .with_context(|| format!("the kubeconfig path {}", options.kubeconfig.display()))?;
@@ -528,6 +608,8 @@ impl Sandbox {
             drift_watch: options.drift_watch,
             started,
             load,
+            vtgate,
+            vtgate_load: Mutex::new(None),
             shutdown,
             _etcd: etcd,
         };
@@ -665,6 +747,32 @@ impl Sandbox {
             self.write_rate,
             self.load.clone(),
         );
+        if let Some((_, pool)) = &self.vtgate {
+            vtgate_probe::wait_writable(pool, VTGATE_TABLE, VTGATE_FIRST_KEY - 1)
+                .await
+                .context("the first write through vtgate")?;
+            let (pool, rate, origin, stop) = (
+                pool.clone(),
+                self.write_rate,
+                self.probe_started,
+                self.load.clone(),
+            );
+            let load = tokio::spawn(async move {
+                vtgate_probe::drive_until(
+                    &pool,
+                    VTGATE_TABLE,
+                    rate,
+                    VTGATE_FIRST_KEY,
+                    64,
+                    origin,
+                    stop,
+                )
+                .await
+            });
+            if let Ok(mut slot) = self.vtgate_load.lock() {
+                *slot = Some(load);
+            }
+        }
         Ok(())
     }
 
@@ -713,6 +821,12 @@ impl Sandbox {
         self.shutdown_load();
         // Writes in flight when the load stopped finish within the probe's 1 s deadline.
         tokio::time::sleep(Duration::from_millis(1100)).await;
+        // The load through vtgate ends once its writes in flight have (vtgate may hold them).
+        let vtgate_load = self.vtgate_load.lock().ok().and_then(|mut l| l.take());
+        let vtgate_drive = match vtgate_load {
+            Some(load) => Some(load.await),
+            None => None,
+        };
         if !self
             .fleet
             .wait_for_replication(Duration::from_secs(10))
@@ -723,6 +837,42 @@ impl Sandbox {
                 .push("replicas did not catch up within 10s".into());
         }
         let rows = self.fleet.rows(serving, PROBE_TABLE);
+        if let Some(drive) = vtgate_drive {
+            match drive {
+                Ok(drive) => {
+                    let (after_ok, after_failed) = last_step_done
+                        .map(|done| drive.counts_since(done))
+                        .unwrap_or_default();
+                    let lost_writes = drive
+                        .attempts
+                        .iter()
+                        .filter(|a| a.ok)
+                        .filter(|a| {
+                            rows.get(&a.pk).and_then(|r| r.get(1).cloned().flatten())
+                                != Some(vtgate_probe::value_of(a.pk))
+                        })
+                        .map(|a| {
+                            format!(
+                                "{PROBE_TABLE} pk {} (through vtgate) missing in {serving}",
+                                a.pk
+                            )
+                        })
+                        .collect();
+                    report.vtgate = Some(VtgateFigures {
+                        writes_ok: drive.attempts.iter().filter(|a| a.ok).count() as u64,
+                        writes_failed: drive.failed() as u64,
+                        longest_blocked: drive.longest_blocked(),
+                        writes_ok_after_last_step: after_ok,
+                        writes_failed_after_last_step: after_failed,
+                        first_error: drive.first_error.clone(),
+                        lost_writes,
+                    });
+                }
+                Err(e) => report
+                    .lost_writes
+                    .push(format!("the load through vtgate ended abnormally: {e}")),
+            }
+        }
         let lost = self.probe.ledger().lost_writes(PROBE_TABLE, |pk| {
             rows.get(&pk).and_then(|r| r.get(1).cloned().flatten())
         });

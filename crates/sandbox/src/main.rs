@@ -35,6 +35,13 @@ struct Args {
     /// Seconds the complete-keep-data scenario watches the Keyspaces under driftPolicy Repair.
     #[arg(long, default_value_t = 60)]
     drift_watch_secs: u64,
+    /// Also write through the real vtgate that scripts/peers built (needs --etcd); the report
+    /// shows its figures beside the model probe's.
+    #[arg(long, requires = "etcd")]
+    vtgate: bool,
+    /// The vtgate binary to use with --vtgate (default: the one scripts/peers built).
+    #[arg(long, requires = "vtgate")]
+    vtgate_binary: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -71,6 +78,12 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     options.etcd = args.etcd;
     options.write_rate = args.write_rate;
     options.drift_watch = std::time::Duration::from_secs(args.drift_watch_secs);
+    if args.vtgate {
+        options.vtgate = Some(match args.vtgate_binary {
+            Some(path) => path,
+            None => vtmove_sandbox::vtgate::built_vtgate()?,
+        });
+    }
     if let Some(path) = &args.layout {
         options.layout_yaml = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;

@@ -137,3 +137,34 @@ async fn cancel_leaves_every_write_served() {
     );
     assert!(report.passed());
 }
+
+/// The same cancel judged by the real vtgate (`--etcd --vtgate`): the load through vtgate sees
+/// every write acknowledged after the cancel, none lost, beside the model probe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancel_through_the_real_vtgate_leaves_every_write_served() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+    let mut options = SandboxOptions::new(dir.path().join("sandbox.kubeconfig"));
+    options.etcd = true;
+    options.progress = false;
+    options.vtgate = Some(
+        vtmove_sandbox::vtgate::built_vtgate().unwrap_or_else(|e| panic!("the real vtgate: {e:#}")),
+    );
+    let sandbox = Sandbox::start(options)
+        .await
+        .unwrap_or_else(|e| panic!("sandbox: {e:#}"));
+    let report = sandbox
+        .play(Scenario::Cancel)
+        .await
+        .unwrap_or_else(|e| panic!("scenario: {e:#}"));
+    println!("{}", report.summary());
+    let gate = report
+        .vtgate
+        .clone()
+        .unwrap_or_else(|| panic!("no vtgate figures: {report:?}"));
+    assert!(gate.writes_ok > 0, "vtgate acknowledged writes: {gate:?}");
+    assert!(gate.writes_ok_after_last_step > 0, "{gate:?}");
+    assert_eq!(gate.writes_failed_after_last_step, 0, "{gate:?}");
+    assert!(gate.lost_writes.is_empty(), "{gate:?}");
+    assert_eq!(report.writes_failed_after_last_step, 0, "{report:?}");
+    assert!(report.passed());
+}

@@ -1,5 +1,5 @@
-//! Writes through the real vtgate (Vitess v0.24, from `scripts/peers`) on its MySQL port, for the
-//! cutover-window benchmark's second column.
+//! Writes through the real vtgate (Vitess v0.24, from `scripts/peers`) on its MySQL port: the
+//! sandbox's `--vtgate` load and the cutover-window benchmark's second column.
 //!
 //! vtsim's probe routes with vtmove's own model of vtgate and fails a write the moment it meets
 //! a denied table. The real vtgate does not: outside a transaction it holds a write refused with
@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
+use tokio_util::sync::CancellationToken;
 
 use crate::vtgate::Vtgate;
 
@@ -48,6 +49,20 @@ impl DriveReport {
     /// Writes vtgate refused or that timed out.
     pub fn failed(&self) -> usize {
         self.attempts.iter().filter(|a| !a.ok).count()
+    }
+
+    /// Acknowledged and failed writes among those that started at or after `since`.
+    pub fn counts_since(&self, since: Duration) -> (u64, u64) {
+        self.attempts
+            .iter()
+            .filter(|a| a.start >= since)
+            .fold((0, 0), |(ok, failed), a| {
+                if a.ok {
+                    (ok + 1, failed)
+                } else {
+                    (ok, failed + 1)
+                }
+            })
     }
 
     /// The longest period writes were blocked: from the start of a write that did not succeed
@@ -93,22 +108,43 @@ pub fn pool(vtgate: &Vtgate) -> mysql_async::Pool {
     mysql_async::Pool::new(opts)
 }
 
+/// The table a driver writes: its name, its integer primary key column and a text column.
+#[derive(Clone, Copy, Debug)]
+pub struct Table<'a> {
+    /// The table (unqualified: vtgate routes it).
+    pub name: &'a str,
+    /// Its integer primary key.
+    pub key: &'a str,
+    /// A text column the driver fills with [`value_of`].
+    pub value: &'a str,
+}
+
+impl Table<'_> {
+    fn insert(&self, pk: i64, value: &str) -> String {
+        format!(
+            "insert into {} ({}, {}) values ({pk}, '{value}')",
+            self.name, self.key, self.value
+        )
+    }
+}
+
 /// Waits until a write to `table` goes through vtgate (it has discovered the tablets).
-pub async fn wait_writable(pool: &mysql_async::Pool, table: &str, pk: i64) -> anyhow::Result<()> {
+pub async fn wait_writable(
+    pool: &mysql_async::Pool,
+    table: Table<'_>,
+    pk: i64,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let result = async {
             let mut conn = pool.get_conn().await?;
-            conn.query_drop(format!(
-                "insert into {table} (id, v) values ({pk}, 'ready')"
-            ))
-            .await
+            conn.query_drop(table.insert(pk, "ready")).await
         }
         .await;
         match result {
             Ok(()) => return Ok(()),
             Err(e) if Instant::now() > deadline => {
-                anyhow::bail!("vtgate does not take writes to {table}: {e}")
+                anyhow::bail!("vtgate does not take writes to {}: {e}", table.name)
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
@@ -116,41 +152,80 @@ pub async fn wait_writable(pool: &mysql_async::Pool, table: &str, pk: i64) -> an
 }
 
 /// Writes new rows `first_key..` to `table` at `rate` per second for `duration`, at most
-/// `max_in_flight` at once, and waits for every write to end.
+/// `max_in_flight` at once, and waits for every write to end. Times are since the call.
 pub async fn drive(
     pool: &mysql_async::Pool,
-    table: &str,
+    table: Table<'_>,
     rate: u32,
     duration: Duration,
     first_key: i64,
     max_in_flight: usize,
 ) -> DriveReport {
-    let started = Instant::now();
+    let stop = CancellationToken::new();
+    let timer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(duration).await;
+            stop.cancel();
+        })
+    };
+    let report = drive_until(
+        pool,
+        table,
+        rate,
+        first_key,
+        max_in_flight,
+        Instant::now(),
+        stop,
+    )
+    .await;
+    timer.abort();
+    report
+}
+
+/// Writes new rows `first_key..` to `table` at `rate` per second until `stop`, at most
+/// `max_in_flight` at once, and waits for every write to end. Times are since `origin`.
+pub async fn drive_until(
+    pool: &mysql_async::Pool,
+    table: Table<'_>,
+    rate: u32,
+    first_key: i64,
+    max_in_flight: usize,
+    origin: Instant,
+    stop: CancellationToken,
+) -> DriveReport {
     let report = Arc::new(Mutex::new(DriveReport::default()));
     let slots = Arc::new(tokio::sync::Semaphore::new(max_in_flight));
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
-    let mut next = started;
+    let mut next = Instant::now();
     let mut pk = first_key;
-    while started.elapsed() < duration {
-        tokio::time::sleep_until(next.into()).await;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep_until(next.into()) => {}
+        }
         next += interval;
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            break;
+        let slot = tokio::select! {
+            _ = stop.cancelled() => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
         };
         let pool = pool.clone();
         let report = report.clone();
-        let sql = format!("insert into {table} (id, v) values ({pk}, 'g{pk}')");
+        let sql = table.insert(pk, &value_of(pk));
         let this_pk = pk;
         pk += 1;
         tasks.spawn(async move {
-            let start = started.elapsed();
+            let start = origin.elapsed();
             let result = tokio::time::timeout(WRITE_TIMEOUT, async {
                 let mut conn = pool.get_conn().await?;
                 conn.query_drop(sql).await
             })
             .await;
-            let end = started.elapsed();
+            let end = origin.elapsed();
             let (ok, error) = match result {
                 Ok(Ok(())) => (true, None),
                 Ok(Err(e)) => (false, Some(e.to_string())),
@@ -177,4 +252,9 @@ pub async fn drive(
         .unwrap_or_default();
     out.attempts.sort_by_key(|a| a.start);
     out
+}
+
+/// The value the driver writes for `pk`: what the serving keyspace must hold afterwards.
+pub fn value_of(pk: i64) -> String {
+    format!("g{pk}")
 }
