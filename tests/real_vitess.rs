@@ -40,7 +40,7 @@ use vtmove::testing::world::test_config;
 use vtmove::vitess::proto::topodata::TabletType;
 use vtmove::vitess::routing::{CellScope, ReadCells, Side, TrafficPlacement};
 use vtmove::vitess::tablet::{TabletClient, TabletClientConfig, TabletRpc};
-use vtmove::vitess::topo::{EtcdStore, EtcdStoreOptions, LockOptions, TopoServer, TopoStore};
+use vtmove::vitess::topo::{LockOptions, TopoServer};
 use vtsim::tablet::TabletConfig;
 use vtsim::{Fleet, FleetOptions, KeyspaceLayout, Layout, LayoutTabletType, Probe};
 
@@ -147,19 +147,13 @@ async fn world() -> World {
 async fn world_with(layout: Layout, tablet: TabletConfig) -> World {
     let vtctldclient = peer("vtctldclient");
     let etcd = LocalEtcd::start().await.expect("etcd starts");
-    let options = EtcdStoreOptions::from_server_address(etcd.endpoint());
-    let store: Arc<dyn TopoStore> = Arc::new(
-        EtcdStore::connect(options.clone())
-            .await
-            .expect("connect to etcd"),
-    );
     let topo = Arc::new(
-        TopoServer::new(store, ROOT, EtcdStore::factory_like(&options)).with_lock_options(
-            LockOptions {
+        etcd.topo_server(ROOT)
+            .expect("a topology on etcd")
+            .with_lock_options(LockOptions {
                 ttl: Duration::from_secs(5),
                 acquire_timeout: Duration::from_secs(20),
-            },
-        ),
+            }),
     );
     let fleet = Fleet::start(
         topo.clone(),

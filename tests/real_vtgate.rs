@@ -39,9 +39,7 @@ use vtmove::vitess::routing::{
 };
 use vtmove::vitess::srv_vschema::rebuild_srv_vschema;
 use vtmove::vitess::tablet::{TabletClient, TabletClientConfig, TabletRpc};
-use vtmove::vitess::topo::{
-    DeniedTablesOp, EtcdStore, EtcdStoreOptions, LockOptions, TopoServer, TopoStore,
-};
+use vtmove::vitess::topo::{DeniedTablesOp, LockOptions, TopoServer};
 use vtsim::{Fleet, FleetOptions, KeyspaceLayout, Layout, LayoutTabletType, Probe};
 
 const ROOT: &str = "/vitess/global";
@@ -106,19 +104,13 @@ fn layout() -> Layout {
 
 async fn world() -> World {
     let etcd = LocalEtcd::start().await.expect("etcd starts");
-    let options = EtcdStoreOptions::from_server_address(etcd.endpoint());
-    let store: Arc<dyn TopoStore> = Arc::new(
-        EtcdStore::connect(options.clone())
-            .await
-            .expect("connect to etcd"),
-    );
     let topo = Arc::new(
-        TopoServer::new(store, ROOT, EtcdStore::factory_like(&options)).with_lock_options(
-            LockOptions {
+        etcd.topo_server(ROOT)
+            .expect("a topology on etcd")
+            .with_lock_options(LockOptions {
                 ttl: Duration::from_secs(5),
                 acquire_timeout: Duration::from_secs(20),
-            },
-        ),
+            }),
     );
     let fleet = Fleet::start(
         topo.clone(),

@@ -22,7 +22,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 use tokio::time::Instant;
 
-use crate::vitess::topo::{EtcdStore, EtcdStoreOptions, EtcdTls, TopoError, TopoStore};
+use crate::vitess::topo::{EtcdStore, EtcdStoreOptions, EtcdTls, TopoError, TopoServer, TopoStore};
 
 /// How long to wait for a spawned etcd to answer.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -252,6 +252,16 @@ impl LocalEtcd {
     /// [`store`](Self::store) as a trait object.
     pub fn dyn_store(&self) -> Result<std::sync::Arc<dyn TopoStore>, TopoError> {
         Ok(std::sync::Arc::new(self.store()?))
+    }
+
+    /// A topology over this etcd with its global root at `root` and every cell's store on the
+    /// same etcd, as the test worlds lay Vitess out.
+    pub fn topo_server(&self, root: &str) -> Result<TopoServer, TopoError> {
+        Ok(TopoServer::new(
+            self.dyn_store()?,
+            root,
+            EtcdStore::factory_like(&self.options()),
+        ))
     }
 
     /// The last lines of etcd's log, for error messages.

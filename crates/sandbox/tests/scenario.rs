@@ -5,7 +5,7 @@
 use kube::api::{Api, ListParams};
 use vtmove::api::MoveTablesWorkflow;
 use vtmove::api::movetables::WorkflowPhase;
-use vtmove_sandbox::{NAMESPACE, Sandbox, SandboxOptions, Scenario, WORKFLOW};
+use vtmove_sandbox::{NAMESPACE, Report, Sandbox, SandboxOptions, Scenario, WORKFLOW};
 
 async fn client_from(path: &std::path::Path) -> kube::Client {
     let kubeconfig = kube::config::Kubeconfig::read_from(path)
@@ -75,18 +75,11 @@ async fn default_scenario_has_no_violation_and_kubectl_sees_the_workflow() {
 /// write is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn complete_keep_data_is_reported_and_never_repaired() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
-    let mut options = SandboxOptions::new(dir.path().join("sandbox.kubeconfig"));
-    // Four of the sandbox's 2 s resyncs, each a Keyspace pass under Repair.
-    options.drift_watch = std::time::Duration::from_secs(8);
-    let sandbox = Sandbox::start(options)
-        .await
-        .unwrap_or_else(|e| panic!("sandbox: {e:#}"));
-    let report = sandbox
-        .play(Scenario::CompleteKeepData)
-        .await
-        .unwrap_or_else(|e| panic!("scenario: {e:#}"));
-    println!("{}", report.summary());
+    let report = play(Scenario::CompleteKeepData, |options| {
+        // Four of the sandbox's 2 s resyncs, each a Keyspace pass under Repair.
+        options.drift_watch = std::time::Duration::from_secs(8);
+    })
+    .await;
     assert!(report.violations.is_empty(), "{:?}", report.violations);
     assert!(
         report.lost_writes.is_empty(),
@@ -112,15 +105,7 @@ async fn complete_keep_data_is_reported_and_never_repaired() {
 /// source once the cancel completes: 0 failed probe writes after the last step.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cancel_leaves_every_write_served() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
-    let sandbox = Sandbox::start(SandboxOptions::new(dir.path().join("sandbox.kubeconfig")))
-        .await
-        .unwrap_or_else(|e| panic!("sandbox: {e:#}"));
-    let report = sandbox
-        .play(Scenario::Cancel)
-        .await
-        .unwrap_or_else(|e| panic!("scenario: {e:#}"));
-    println!("{}", report.summary());
+    let report = play(Scenario::Cancel, |_| {}).await;
     assert!(report.violations.is_empty(), "I1: {:?}", report.violations);
     assert!(
         report.lost_writes.is_empty(),
@@ -142,21 +127,14 @@ async fn cancel_leaves_every_write_served() {
 /// every write acknowledged after the cancel, none lost, beside the model probe.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cancel_through_the_real_vtgate_leaves_every_write_served() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
-    let mut options = SandboxOptions::new(dir.path().join("sandbox.kubeconfig"));
-    options.etcd = true;
-    options.progress = false;
-    options.vtgate = Some(
-        vtmove_sandbox::vtgate::built_vtgate().unwrap_or_else(|e| panic!("the real vtgate: {e:#}")),
-    );
-    let sandbox = Sandbox::start(options)
-        .await
-        .unwrap_or_else(|e| panic!("sandbox: {e:#}"));
-    let report = sandbox
-        .play(Scenario::Cancel)
-        .await
-        .unwrap_or_else(|e| panic!("scenario: {e:#}"));
-    println!("{}", report.summary());
+    let vtgate =
+        vtmove_sandbox::vtgate::built_vtgate().unwrap_or_else(|e| panic!("the real vtgate: {e:#}"));
+    let report = play(Scenario::Cancel, |options| {
+        options.etcd = true;
+        options.progress = false;
+        options.vtgate = Some(vtgate);
+    })
+    .await;
     let gate = report
         .vtgate
         .clone()
@@ -167,4 +145,21 @@ async fn cancel_through_the_real_vtgate_leaves_every_write_served() {
     assert!(gate.lost_writes.is_empty(), "{gate:?}");
     assert_eq!(report.writes_failed_after_last_step, 0, "{report:?}");
     assert!(report.passed());
+}
+
+/// Starts a sandbox (its kubeconfig in a fresh directory) with the defaults changed by
+/// `configure`, plays `scenario`, prints the summary and returns the report.
+async fn play(scenario: Scenario, configure: impl FnOnce(&mut SandboxOptions)) -> Report {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+    let mut options = SandboxOptions::new(dir.path().join("sandbox.kubeconfig"));
+    configure(&mut options);
+    let sandbox = Sandbox::start(options)
+        .await
+        .unwrap_or_else(|e| panic!("sandbox: {e:#}"));
+    let report = sandbox
+        .play(scenario)
+        .await
+        .unwrap_or_else(|e| panic!("scenario: {e:#}"));
+    println!("{}", report.summary());
+    report
 }
