@@ -103,6 +103,11 @@ fn layout() -> Layout {
 }
 
 async fn world() -> World {
+    world_with(vtsim::TabletConfig::default(), &[]).await
+}
+
+/// A world whose tablets use `tablet`'s settings and whose vtgate gets `extra` flags too.
+async fn world_with(tablet: vtsim::TabletConfig, extra: &[&str]) -> World {
     let etcd = LocalEtcd::start().await.expect("etcd starts");
     let topo = Arc::new(
         etcd.topo_server(ROOT)
@@ -117,28 +122,26 @@ async fn world() -> World {
         layout(),
         FleetOptions {
             cell_server_address: etcd.endpoint().to_owned(),
+            tablet,
             ..FleetOptions::default()
         },
     )
     .await
     .unwrap_or_else(|e| panic!("fleet: {e}"));
-    let mut vtgate = Vtgate::start(
-        etcd.endpoint(),
-        ROOT,
-        CELL,
-        &[
-            "--gateway-initial-tablet-timeout",
-            "30s",
-            // Outside a transaction vtgate retries a denied-tables refusal twice, each time
-            // first waiting for a newer SrvVSchema: 30 s without buffering, half the buffer's
-            // maximum failover duration with it (vtgates serving a MoveTables usually buffer).
-            "--enable-buffer",
-            "--buffer-max-failover-duration",
-            "1s",
-            "--buffer-window",
-            "1s",
-        ],
-    );
+    let mut flags = vec![
+        "--gateway-initial-tablet-timeout",
+        "30s",
+        // Outside a transaction vtgate retries a denied-tables refusal twice, each time
+        // first waiting for a newer SrvVSchema: 30 s without buffering, half the buffer's
+        // maximum failover duration with it (vtgates serving a MoveTables usually buffer).
+        "--enable-buffer",
+        "--buffer-max-failover-duration",
+        "1s",
+        "--buffer-window",
+        "1s",
+    ];
+    flags.extend_from_slice(extra);
+    let mut vtgate = Vtgate::start(etcd.endpoint(), ROOT, CELL, &flags);
     vtgate
         .wait_for_vschema(Duration::from_secs(60), "both keyspaces", |v| {
             [SOURCE, TARGET]
@@ -716,4 +719,65 @@ async fn real_vtgate_transactions_and_serving_state_match_vtsim() {
     assert!(w.vtgate.is_running(), "vtgate keeps running");
     drop(conn);
     w.fleet.shutdown().await;
+}
+
+/// vtgate drops a tablet's health stream when it stays silent for the health-check timeout,
+/// however healthy the tablet is, and routes nothing to that tablet until the stream opens
+/// again: a vttablet repeats its health on every health check, and so does a vtsim tablet.
+/// With the repetition slower than the timeout the real vtgate counts lost streams (and writes
+/// may fail with "no healthy tablet available" meanwhile), so the simulation could not hide
+/// the gap; at vttablet's pace vtgate loses no stream and every write is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_vtgate_keeps_idle_tablets_that_repeat_their_health() {
+    const TIMEOUT: Duration = Duration::from_secs(1);
+    for (interval, repeats) in [
+        (Duration::from_secs(3600), false),
+        (Duration::from_millis(250), true),
+    ] {
+        let tablet = vtsim::TabletConfig {
+            health_interval: interval,
+            ..vtsim::TabletConfig::default()
+        };
+        let mut w = world_with(tablet, &["--healthcheck-timeout", "1s"]).await;
+        let mut conn = connect(&w.vtgate).await;
+        let created = &states()[1];
+        assert_eq!(created.name, "created");
+        w.enter(created).await;
+        let srv = w.topo.get_srv_vschema(CELL).await.unwrap().value;
+        let lost_before = w.vtgate.health_check_errors().await.expect("vtgate's vars");
+        let (mut served, mut failed) = (0, Vec::new());
+        let until = Instant::now() + TIMEOUT * 4;
+        while Instant::now() < until {
+            let id = w.id();
+            let sql = format!("insert into {TABLE} (id, email) values ({id}, 'h{id}')");
+            let real = w.real(&mut conn, &sql, id).await;
+            let model = w.model(&srv, TABLE, id, TrafficType::Primary, true).await;
+            assert!(matches!(model, Outcome::Ran(_)), "the model: {model:?}");
+            if real == model {
+                served += 1;
+            } else {
+                failed.push(real);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let lost = w.vtgate.health_check_errors().await.expect("vtgate's vars") - lost_before;
+        eprintln!(
+            "health every {interval:?}: {lost} health streams lost, {served} writes served, \
+             {} failed {failed:?}",
+            failed.len()
+        );
+        if repeats {
+            assert_eq!(lost, 0, "vtgate lost no health stream");
+            assert!(failed.is_empty(), "every write served: {failed:?}");
+        } else {
+            assert!(
+                lost >= 3,
+                "vtgate drops every silent stream after its timeout: {lost} lost"
+            );
+            assert!(failed.iter().all(|f| *f == Outcome::NoTablet), "{failed:?}");
+        }
+        assert!(served > 0);
+        drop(conn);
+        w.fleet.shutdown().await;
+    }
 }

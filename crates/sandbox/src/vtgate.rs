@@ -179,6 +179,19 @@ impl Vtgate {
         }
     }
 
+    /// How many tablet health streams vtgate has lost so far (its `HealthcheckErrors` counter
+    /// in `/debug/vars`, summed over tablets): each is a stream that failed or stayed silent
+    /// longer than `--healthcheck-timeout`, after which vtgate routes nothing to that tablet
+    /// until its stream opens again. `None` when vtgate does not answer.
+    pub async fn health_check_errors(&self) -> Option<u64> {
+        let body = http_get(self.http_port, "/debug/vars").await?;
+        let vars: Value = serde_json::from_str(&body).ok()?;
+        Some(match vars.get("HealthcheckErrors") {
+            Some(Value::Object(by_tablet)) => by_tablet.values().filter_map(Value::as_u64).sum(),
+            _ => 0,
+        })
+    }
+
     /// Whether vtgate still runs.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

@@ -5,12 +5,14 @@
 //! tablets whose first health message says serving, with realtime stats and no health error;
 //! vtgate's health check reads the same stream and routes only to tablets that say they serve.
 //! A vtsim tablet sends one message when the stream opens, another whenever its query service
-//! is turned off or on ([`crate::SimTablet::set_query_service`]), and keeps the stream open
-//! until its process stops (a roll ends the stream, as a vttablet shutdown does).
+//! is turned off or on ([`crate::SimTablet::set_query_service`]), repeats it every
+//! [`crate::TabletConfig::health_interval`] as vttablet's periodic health check does (vtgate
+//! drops a tablet it has not heard from within its health-check timeout), and keeps the stream
+//! open until its process stops (a roll ends the stream, as a vttablet shutdown does).
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use futures::Stream;
 use tokio_util::sync::CancellationToken;
@@ -57,8 +59,8 @@ pub(crate) fn health_of(core: &TabletCore) -> StreamHealthResponse {
 pub(crate) type HealthStream =
     Pin<Box<dyn Stream<Item = Result<StreamHealthResponse, Status>> + Send>>;
 
-/// `StreamHealth`: the tablet's health now, then again whenever its serving state changes,
-/// until the process stops.
+/// `StreamHealth`: the tablet's health now, then again whenever its serving state changes and
+/// at every health interval, until the process stops.
 pub(crate) fn stream(
     core: Arc<TabletCore>,
     token: CancellationToken,
@@ -72,17 +74,25 @@ pub(crate) fn stream(
     let mut changes = core.queries.subscribe();
     changes.mark_unchanged();
     let first = health_of(&core);
-    let stream = futures::stream::unfold((Some(first), changes), move |(next, mut changes)| {
+    let every = core.config.health_interval.max(Duration::from_millis(1));
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let state = (Some(first), changes, ticks);
+    let stream = futures::stream::unfold(state, move |(next, mut changes, mut ticks)| {
         let token = token.clone();
         let core = core.clone();
         async move {
             if let Some(message) = next {
-                return Some((Ok(message), (None, changes)));
+                return Some((Ok(message), (None, changes, ticks)));
             }
             tokio::select! {
                 _ = token.cancelled() => None,
+                _ = ticks.tick() => Some((Ok(health_of(&core)), (None, changes, ticks))),
                 changed = changes.changed() => match changed {
-                    Ok(()) => Some((Ok(health_of(&core)), (None, changes))),
+                    Ok(()) => {
+                        ticks.reset();
+                        Some((Ok(health_of(&core)), (None, changes, ticks)))
+                    }
                     Err(_) => None,
                 },
             }

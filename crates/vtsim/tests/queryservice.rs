@@ -451,3 +451,40 @@ impl Service<http::Request<tonic::body::Body>> for SeeStatus {
         })
     }
 }
+
+/// An idle tablet repeats its health at every health interval (vtgate drops a stream that stays
+/// silent past its health-check timeout); a change does not wait for the interval (the test
+/// above, at the default 20 s interval, sees it within 2 s).
+#[tokio::test]
+async fn the_health_stream_repeats_at_every_interval() {
+    let options = FleetOptions {
+        tablet: vtsim::TabletConfig {
+            health_interval: Duration::from_millis(200),
+            ..vtsim::TabletConfig::default()
+        },
+        ..FleetOptions::default()
+    };
+    let fleet = start(layout(), options).await;
+    let replica = tablet(&fleet, TabletType::Replica);
+    let mut c = connect(&replica).await;
+    let mut health = c
+        .stream_health(StreamHealthRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let opened = std::time::Instant::now();
+    for _ in 0..4 {
+        let message = tokio::time::timeout(Duration::from_secs(1), health.next())
+            .await
+            .expect("a health message within the interval")
+            .unwrap()
+            .unwrap();
+        assert!(message.serving);
+    }
+    let took = opened.elapsed();
+    assert!(
+        took >= Duration::from_millis(550) && took < Duration::from_secs(5),
+        "one at once, then one every 200 ms: {took:?}"
+    );
+    fleet.shutdown().await;
+}

@@ -72,6 +72,10 @@ pub struct TabletConfig {
     /// Serve gRPC over TLS, as vttablet does with `--grpc-cert/--grpc-key` (and `--grpc-ca` to
     /// require client certificates). Plaintext when `None` (the default).
     pub tls: Option<ServerTls>,
+    /// The health stream repeats the tablet's health this often even when nothing changed, as
+    /// vttablet does on every health check (`--health-check-interval`, 20 s by default): vtgate
+    /// takes a tablet out of its routing when it hears nothing for its `--healthcheck-timeout`.
+    pub health_interval: Duration,
 }
 
 /// TLS of a simulated tablet's gRPC server (PEM material).
@@ -118,6 +122,7 @@ impl Default for TabletConfig {
             old_version: false,
             republish_interval: None,
             tls: None,
+            health_interval: Duration::from_secs(20),
         }
     }
 }
