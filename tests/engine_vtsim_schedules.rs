@@ -16,9 +16,18 @@
 //! probe saw accepted is on the side serving writes (I2), and, once the faults stop and every
 //! tablet is back, the engine converges again and the next pass is quiet (I5).
 //!
+//! A share of the schedules also writes through the **real vtgate** (v0.24, from
+//! `scripts/peers`) over a real etcd: a second load of new rows goes through vtgate's MySQL port
+//! during every stage, and at the end of the stage every write vtgate acknowledged must be in the
+//! keyspace serving writes (I2 judged by Vitess's own router), and a write through vtgate must
+//! succeed once the stage has converged (no routing hole left behind, I1 and I6 as vtgate sees
+//! them).
+//!
 //! `VTMOVE_SIM_VTSIM_SCHEDULES` sets the number of schedules (200 by default; `VTMOVE_SIM_SOAK=1`
-//! runs 2,000); a failure prints its seed, and `VTMOVE_SIM_VTSIM_SEED=<seed>` with the
-//! `replay_vtsim_seed` test replays it verbosely.
+//! runs 2,000) and `VTMOVE_SIM_VTGATE_SCHEDULES` those through the real vtgate (16 by default,
+//! 200 in the soak); a failure prints its seed, and `VTMOVE_SIM_VTSIM_SEED=<seed>` with the
+//! `replay_vtsim_seed` test replays it verbosely (`VTMOVE_SIM_VTGATE=1` replays it through
+//! vtgate).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,15 +40,18 @@ use vtmove::api::movetables::{CancelOptions, CompleteOptions};
 use vtmove::engine::execute::{Interrupt, InterruptAction};
 use vtmove::engine::invariants::{check_routing_continuity, inside_lock_window, routing_snapshot};
 use vtmove::engine::{Desired, DesiredLifecycle, Engine, EngineError, EngineMemory, StepError};
+use vtmove::testing::LocalEtcd;
 use vtmove::testing::world::test_config;
 use vtmove::vitess::routing::{Side, TrafficPlacement};
 use vtmove::vitess::tablet::{Method, TabletRpc};
+use vtmove_sandbox::vtgate::{Vtgate, built_vtgate};
+use vtmove_sandbox::vtgate_probe::{self, DriveReport};
 use vtsim::{KeyspaceLayout, Layout, LayoutTabletType, VReplicationConfig};
 
 #[path = "common/vtsim_world.rs"]
 mod vtsim_world;
 
-use vtsim_world::{CUSTOMER, Sim, sim_with};
+use vtsim_world::{CUSTOMER, Sim, sim_on, sim_with};
 
 /// Schedules run at once: each is mostly waiting on loopback gRPC and timers.
 const PARALLEL: usize = 4;
@@ -139,6 +151,8 @@ struct Counts {
     crashes_armed: usize,
     crashes: usize,
     writes_accepted: usize,
+    vtgate_acknowledged: usize,
+    vtgate_failed: usize,
 }
 
 impl Counts {
@@ -152,6 +166,8 @@ impl Counts {
         self.crashes_armed += o.crashes_armed;
         self.crashes += o.crashes;
         self.writes_accepted += o.writes_accepted;
+        self.vtgate_acknowledged += o.vtgate_acknowledged;
+        self.vtgate_failed += o.vtgate_failed;
     }
 }
 
@@ -243,14 +259,149 @@ fn inject(sim: &Sim, crash: &ArmedCrash, rng: &mut Rng, counts: &mut Counts) -> 
     ))
 }
 
+/// The real vtgate of a schedule that writes through it, over the schedule's etcd.
+struct Gate {
+    vtgate: Vtgate,
+    pool: mysql_async::Pool,
+    next_pk: i64,
+    _etcd: LocalEtcd,
+}
+
+/// The table vtgate's load writes (new rows, far from the model probe's keys), unqualified as
+/// an application names it. Until the workflow writes its routing rules the name is ambiguous
+/// (the target's VSchema lists the table too), so the first stage's first writes fail; once
+/// the rules exist, or the workflow has ended, it must resolve.
+const GATE_TABLE: vtgate_probe::Table<'static> = vtgate_probe::Table {
+    name: "customer",
+    key: "id",
+    value: "email",
+};
+
+/// Writes per second through vtgate during a stage.
+const GATE_RATE: u32 = 40;
+
+impl Gate {
+    /// Starts vtgate for zone1 and waits until it takes writes.
+    async fn start(etcd: LocalEtcd) -> Result<Gate, String> {
+        let binary = built_vtgate().map_err(|e| format!("{e:#}"))?;
+        let mut vtgate = Vtgate::start(
+            &binary,
+            etcd.endpoint(),
+            "/vitess/global",
+            "zone1",
+            &[
+                "--gateway-initial-tablet-timeout",
+                "30s",
+                // As the real-vtgate tests: a denied-tables refusal is retried after a newer
+                // SrvVSchema, waiting at most about a second with buffering on.
+                "--enable-buffer",
+                "--buffer-max-failover-duration",
+                "1s",
+                "--buffer-window",
+                "1s",
+            ],
+        )
+        .map_err(|e| format!("{e:#}"))?;
+        vtgate
+            .wait_for_vschema(Duration::from_secs(60), "the source's table", |v| {
+                v["keyspaces"]["commerce"]["tables"]["customer"].is_object()
+            })
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        let pool = vtgate_probe::pool(&vtgate);
+        let next_pk = 5_000_000;
+        // Qualified: resolvable before the workflow exists.
+        let source_table = vtgate_probe::Table {
+            name: "commerce.customer",
+            ..GATE_TABLE
+        };
+        vtgate_probe::wait_writable(&pool, source_table, next_pk)
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        Ok(Gate {
+            vtgate,
+            pool,
+            next_pk: next_pk + 1,
+            _etcd: etcd,
+        })
+    }
+
+    /// Starts writing new rows through vtgate until `stop`.
+    fn drive(
+        &mut self,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> tokio::task::JoinHandle<DriveReport> {
+        let pool = self.pool.clone();
+        let first = self.next_pk;
+        // Far more keys than a stage can write at the rate.
+        self.next_pk += 1_000_000;
+        tokio::spawn(async move {
+            vtgate_probe::drive_until(&pool, GATE_TABLE, GATE_RATE, first, 8, Instant::now(), stop)
+                .await
+        })
+    }
+
+    /// One write through vtgate once the stage converged: it must succeed, within vtgate's own
+    /// retries (a minute at most).
+    async fn write_once(&mut self) -> Result<i64, String> {
+        let pk = self.next_pk;
+        self.next_pk += 1;
+        let sql = format!(
+            "insert into {} (id, email) values ({pk}, '{}')",
+            GATE_TABLE.name,
+            vtgate_probe::value_of(pk)
+        );
+        let result = tokio::time::timeout(Duration::from_secs(60), async {
+            use mysql_async::prelude::Queryable;
+            let mut conn = self.pool.get_conn().await?;
+            conn.query_drop(sql).await
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => Ok(pk),
+            Ok(Err(e)) => Err(format!(
+                "a write through vtgate after convergence failed: {e}"
+            )),
+            Err(_) => Err("a write through vtgate after convergence got no answer in 60 s".into()),
+        }
+    }
+}
+
 /// Runs one seed's schedule; `Err` names the broken invariant.
-async fn run_schedule(seed: u64, verbose: bool) -> Result<Counts, String> {
+async fn run_schedule(seed: u64, through_vtgate: bool, verbose: bool) -> Result<Counts, String> {
     let mut rng = Rng(seed);
     let (from, to) = shape(seed);
     let layout = Layout::new(["zone1", "zone2"])
         .keyspace(keyspace("commerce", from).table(CUSTOMER, 40))
         .keyspace(keyspace("customer", to).vschema_table(CUSTOMER));
-    let mut sim = sim_with(layout, VReplicationConfig::default()).await;
+    let (mut sim, etcd) = if through_vtgate {
+        let etcd = LocalEtcd::start()
+            .await
+            .map_err(|e| format!("seed {seed}: etcd: {e}"))?;
+        let global = etcd
+            .dyn_store()
+            .map_err(|e| format!("seed {seed}: etcd store: {e}"))?;
+        let sim = sim_on(
+            global,
+            etcd.endpoint().to_owned(),
+            layout,
+            VReplicationConfig::default(),
+        )
+        .await;
+        (sim, Some(etcd))
+    } else {
+        (sim_with(layout, VReplicationConfig::default()).await, None)
+    };
+    let mut gate = match etcd {
+        Some(etcd) => match Gate::start(etcd).await {
+            Ok(gate) => Some(gate),
+            Err(e) => {
+                sim.fleet.shutdown().await;
+                return Err(format!("seed {seed}: vtgate: {e}"));
+            }
+        },
+        None => None,
+    };
     let crash = Arc::new(ArmedCrash::default());
     let mut config = test_config();
     config.interrupt = Some(crash.clone());
@@ -259,13 +410,29 @@ async fn run_schedule(seed: u64, verbose: bool) -> Result<Counts, String> {
         sim.tablets.clone() as Arc<dyn TabletRpc>,
         config,
     );
-    let result = walk(&mut sim, &crash, &mut rng, verbose).await;
+    let result = walk(&mut sim, gate.as_mut(), &crash, &mut rng, verbose).await;
+    let vtgate_exited = gate.as_mut().is_some_and(|g| !g.vtgate.is_running());
+    let result = match result {
+        Ok(counts) if vtgate_exited => Err(format!(
+            "vtgate exited ({counts:?}):\n{}",
+            gate.as_ref()
+                .map(|g| g.vtgate.log_tail(20))
+                .unwrap_or_default()
+        )),
+        result => result,
+    };
     sim.fleet.shutdown().await;
-    result.map_err(|e| format!("seed {seed} ({from}->{to} shards): {e}"))
+    let via = if through_vtgate {
+        ", through vtgate"
+    } else {
+        ""
+    };
+    result.map_err(|e| format!("seed {seed} ({from}->{to} shards{via}): {e}"))
 }
 
 async fn walk(
     sim: &mut Sim,
+    mut gate: Option<&mut Gate>,
     crash: &ArmedCrash,
     rng: &mut Rng,
     verbose: bool,
@@ -279,6 +446,8 @@ async fn walk(
     };
     for (name, desired) in stages(rng) {
         log(format!("== stage {name}"));
+        let stop_gate = tokio_util::sync::CancellationToken::new();
+        let gate_load = gate.as_mut().map(|g| g.drive(stop_gate.clone()));
         let deadline = Instant::now() + Duration::from_secs(90);
         // Once converged under faults, the faults stop and every tablet comes back; the stage is
         // reached when the engine converges again in that settled world.
@@ -363,6 +532,19 @@ async fn walk(
             Side::Target => "customer",
             Side::Source => "commerce",
         };
+        stop_gate.cancel();
+        let gate_report = match gate_load {
+            Some(load) => Some(load.await.map_err(|e| format!("vtgate's load: {e}"))?),
+            None => None,
+        };
+        let settled_write = match gate.as_mut() {
+            Some(gate) => Some(
+                gate.write_once()
+                    .await
+                    .map_err(|e| format!("stage {name}: {e}"))?,
+            ),
+            None => None,
+        };
         if !sim
             .fleet
             .wait_for_replication(Duration::from_secs(10))
@@ -379,6 +561,37 @@ async fn walk(
                 "stage {name}: lost writes in {serving} (I2): {:?}",
                 &lost[..lost.len().min(5)]
             ));
+        }
+        if let Some(report) = gate_report {
+            let acknowledged: Vec<i64> = report
+                .attempts
+                .iter()
+                .filter(|a| a.ok)
+                .map(|a| a.pk)
+                .chain(settled_write)
+                .collect();
+            let lost: Vec<i64> = acknowledged
+                .iter()
+                .copied()
+                .filter(|pk| {
+                    rows.get(pk).and_then(|r| r.get(1).cloned().flatten())
+                        != Some(vtgate_probe::value_of(*pk))
+                })
+                .collect();
+            log(format!(
+                "vtgate: {} acknowledged, {} failed (first error {:?})",
+                acknowledged.len(),
+                report.failed(),
+                report.first_error
+            ));
+            if !lost.is_empty() {
+                return Err(format!(
+                    "stage {name}: writes vtgate acknowledged are not in {serving} (I2): {:?}",
+                    &lost[..lost.len().min(5)]
+                ));
+            }
+            counts.vtgate_acknowledged += acknowledged.len();
+            counts.vtgate_failed += report.failed();
         }
         let writes = sim.store.writes();
         let mutations = sim.tablets.mutating();
@@ -416,29 +629,35 @@ async fn settle(sim: &Sim, crash: &ArmedCrash) -> Result<(), String> {
     Ok(())
 }
 
-fn schedules() -> u64 {
-    if let Some(n) = std::env::var("VTMOVE_SIM_VTSIM_SCHEDULES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
+fn env_count(name: &str, default: u64, soak: u64) -> u64 {
+    if let Some(n) = std::env::var(name).ok().and_then(|v| v.parse().ok()) {
         return n;
     }
     if std::env::var("VTMOVE_SIM_SOAK").is_ok_and(|v| v == "1") {
-        2_000
+        soak
     } else {
-        200
+        default
     }
 }
 
-fn replay_command(seed: u64) -> String {
+fn replay_command(seed: u64, through_vtgate: bool) -> String {
     format!(
-        "VTMOVE_SIM_VTSIM_SEED={seed} cargo test --test engine_vtsim_schedules replay_vtsim_seed -- --nocapture"
+        "{}VTMOVE_SIM_VTSIM_SEED={seed} cargo test --test engine_vtsim_schedules replay_vtsim_seed -- --nocapture",
+        if through_vtgate {
+            "VTMOVE_SIM_VTGATE=1 "
+        } else {
+            ""
+        }
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn random_fault_schedules_over_vtsim_keep_every_invariant() {
-    let n = schedules();
+/// Runs `n` schedules, `PARALLEL` at a time (seeds from `first_seed`); panics listing the
+/// failures, else returns what they did and how many of each shape ran.
+async fn run_many(
+    n: u64,
+    first_seed: u64,
+    through_vtgate: bool,
+) -> (Counts, BTreeMap<(usize, usize), usize>) {
     let started = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
     let mut workers = tokio::task::JoinSet::new();
@@ -453,10 +672,9 @@ async fn random_fault_schedules_over_vtsim_keep_every_invariant() {
                 if seed >= n {
                     break;
                 }
-                // Seeds far apart from the FakeFleet simulation's.
-                let seed = 0x5eed_0000 + seed;
+                let seed = first_seed + seed;
                 *by_shape.entry(shape(seed)).or_default() += 1;
-                match run_schedule(seed, false).await {
+                match run_schedule(seed, through_vtgate, false).await {
                     Ok(c) => counts.add(&c),
                     Err(e) => failures.push((seed, e)),
                 }
@@ -476,7 +694,12 @@ async fn random_fault_schedules_over_vtsim_keep_every_invariant() {
         failures.extend(f);
     }
     eprintln!(
-        "{n} schedules over vtsim in {:.1} s; by shape (source, target shards): {by_shape:?}; {counts:?}",
+        "{n} schedules over vtsim{} in {:.1} s; by shape (source, target shards): {by_shape:?}; {counts:?}",
+        if through_vtgate {
+            " through the real vtgate"
+        } else {
+            ""
+        },
         started.elapsed().as_secs_f64()
     );
     if !failures.is_empty() {
@@ -484,7 +707,7 @@ async fn random_fault_schedules_over_vtsim_keep_every_invariant() {
         let shown: Vec<String> = failures
             .iter()
             .take(5)
-            .map(|(seed, e)| format!("{e}\n  replay: {}", replay_command(*seed)))
+            .map(|(seed, e)| format!("{e}\n  replay: {}", replay_command(*seed, through_vtgate)))
             .collect();
         panic!(
             "{} of {n} schedules failed:\n{}",
@@ -492,10 +715,33 @@ async fn random_fault_schedules_over_vtsim_keep_every_invariant() {
             shown.join("\n")
         );
     }
+    (counts, by_shape)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_fault_schedules_over_vtsim_keep_every_invariant() {
+    let n = env_count("VTMOVE_SIM_VTSIM_SCHEDULES", 200, 2_000);
+    // Seeds far apart from the FakeFleet simulation's.
+    let (counts, by_shape) = run_many(n, 0x5eed_0000, false).await;
     // The faults must actually have happened, or the run proves nothing.
     assert!(counts.crashes > 0, "no crash fired: {counts:?}");
     assert!(counts.failing_rpcs > 0 && counts.slow_rpcs > 0 && counts.rolls > 0);
     assert!(counts.writes_accepted > 0, "the probe wrote nothing");
+    assert_eq!(by_shape.len(), 4.min(n as usize), "every shape ran");
+}
+
+/// The same schedules with a second load through the real vtgate (see the module docs): no
+/// write vtgate acknowledged is lost, and vtgate serves writes after every stage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_fault_schedules_through_the_real_vtgate_lose_no_acknowledged_write() {
+    let n = env_count("VTMOVE_SIM_VTGATE_SCHEDULES", 16, 200);
+    // Other seeds than the schedules without vtgate.
+    let (counts, by_shape) = run_many(n, 0x6a7e_0000, true).await;
+    assert!(
+        counts.vtgate_acknowledged > 0,
+        "vtgate acknowledged nothing: {counts:?}"
+    );
+    assert!(counts.crashes_armed > 0 && counts.failing_rpcs + counts.rolls > 0);
     assert_eq!(by_shape.len(), 4.min(n as usize), "every shape ran");
 }
 
@@ -508,7 +754,8 @@ async fn replay_vtsim_seed() {
             .unwrap_or_else(|e| panic!("VTMOVE_SIM_VTSIM_SEED={text:?} is not a seed: {e}")),
         Err(_) => 0x5eed_0003,
     };
-    if let Err(e) = run_schedule(seed, true).await {
+    let through_vtgate = std::env::var("VTMOVE_SIM_VTGATE").is_ok_and(|v| v == "1");
+    if let Err(e) = run_schedule(seed, through_vtgate, true).await {
         panic!("{e}");
     }
 }

@@ -54,8 +54,24 @@ pub async fn sim(rows: u64, vreplication: VReplicationConfig) -> Sim {
 }
 
 pub async fn sim_with(layout: Layout, vreplication: VReplicationConfig) -> Sim {
-    let memory = MemoryStore::new();
-    let store = AuditedStore::new(Arc::new(memory), "/vitess/global");
+    sim_on(
+        Arc::new(MemoryStore::new()),
+        FleetOptions::default().cell_server_address,
+        layout,
+        vreplication,
+    )
+    .await
+}
+
+/// A world over `global` (the global topology, whose store also holds every cell's root), with
+/// `cell_server_address` written in each CellInfo (where vtgate finds the cells).
+pub async fn sim_on(
+    global: Arc<dyn TopoStore>,
+    cell_server_address: String,
+    layout: Layout,
+    vreplication: VReplicationConfig,
+) -> Sim {
+    let store = AuditedStore::new(global, "/vitess/global");
     let cells: Arc<dyn TopoStore> = store.clone();
     let factory: StoreFactory = Arc::new(move |_| Ok(cells.clone()));
     // Short leases, so the locks of a killed engine expire quickly.
@@ -70,6 +86,7 @@ pub async fn sim_with(layout: Layout, vreplication: VReplicationConfig) -> Sim {
             vreplication,
             ..TabletConfig::default()
         },
+        cell_server_address,
         ..FleetOptions::default()
     };
     let fleet = Fleet::start(topo.clone(), layout, options)
