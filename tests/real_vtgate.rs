@@ -15,6 +15,8 @@
 //!
 //! The peer comes from `scripts/peers`; the test fails, never skips, when it is missing.
 
+#[path = "real_vtgate/cells.rs"]
+mod cells;
 mod common;
 #[path = "real_vtgate/states.rs"]
 mod states;
@@ -318,65 +320,81 @@ impl World {
         traffic: TrafficType,
         write: bool,
     ) -> Outcome {
-        let view = RoutingView::from_srv_vschema(srv);
-        match view.resolve_name(name, traffic) {
-            Ok(_) => {}
-            Err(ResolveError::Ambiguous { .. }) => return Outcome::Ambiguous,
-            Err(ResolveError::TableNotFound { .. }) => return Outcome::NotFound,
-            Err(ResolveError::Disabled { .. }) => return Outcome::Disabled,
-            Err(ResolveError::UnknownKeyspace { .. }) => return Outcome::UnknownKeyspace,
-            Err(ResolveError::InvalidRule { error, .. }) => {
-                return match error {
-                    RuleError::MultipleTargets { .. } => {
-                        Outcome::InvalidRule("more than one target")
-                    }
-                    RuleError::Duplicate { .. } => Outcome::InvalidRule("duplicate"),
-                    RuleError::MalformedTarget { .. } => Outcome::InvalidRule("malformed"),
-                    RuleError::UnknownTargetKeyspace { .. } => Outcome::UnknownKeyspace,
-                    RuleError::TargetTableNotFound { .. } => Outcome::NotFound,
-                };
-            }
-            Err(e) => return Outcome::Other(e.to_string()),
-        }
-        let route = match self.probe.route(name, id, traffic).await {
-            Ok(route) => route,
-            Err(vtsim::ProbeError::NoTablet { .. }) => return Outcome::NoTablet,
-            Err(e) => return Outcome::Other(e.to_string()),
-        };
-        let tablet = self.fleet.tablet(&route.tablet).expect("the routed tablet");
-        let serving = tablet.serving_state();
-        if serving.denied_tables.contains(&route.table) && (write || !serving.allow_reads) {
-            return Outcome::Denied;
-        }
-        Outcome::Ran(route.tablet)
+        model_outcome(&self.fleet, &self.probe, srv, name, id, traffic, write).await
     }
 
     /// Where the real vtgate sent the query: the tablet that ran it, or its error's class.
     async fn real(&self, conn: &mut mysql_async::Conn, sql: &str, id: i64) -> Outcome {
-        let started = Instant::now();
-        let result: Result<Vec<mysql_async::Row>, _> = conn.query(sql).await;
-        if started.elapsed() > Duration::from_secs(1) {
-            eprintln!("slow: {sql}: {:?} {result:?}", started.elapsed());
+        real_outcome(&self.fleet, conn, sql, id).await
+    }
+}
+
+/// Where vtmove's model sends the query in the cell whose SrvVSchema is `srv` and whose probe is
+/// `probe`.
+async fn model_outcome(
+    fleet: &Fleet,
+    probe: &Probe,
+    srv: &vschema::SrvVSchema,
+    name: &str,
+    id: i64,
+    traffic: TrafficType,
+    write: bool,
+) -> Outcome {
+    let view = RoutingView::from_srv_vschema(srv);
+    match view.resolve_name(name, traffic) {
+        Ok(_) => {}
+        Err(ResolveError::Ambiguous { .. }) => return Outcome::Ambiguous,
+        Err(ResolveError::TableNotFound { .. }) => return Outcome::NotFound,
+        Err(ResolveError::Disabled { .. }) => return Outcome::Disabled,
+        Err(ResolveError::UnknownKeyspace { .. }) => return Outcome::UnknownKeyspace,
+        Err(ResolveError::InvalidRule { error, .. }) => {
+            return match error {
+                RuleError::MultipleTargets { .. } => Outcome::InvalidRule("more than one target"),
+                RuleError::Duplicate { .. } => Outcome::InvalidRule("duplicate"),
+                RuleError::MalformedTarget { .. } => Outcome::InvalidRule("malformed"),
+                RuleError::UnknownTargetKeyspace { .. } => Outcome::UnknownKeyspace,
+                RuleError::TargetTableNotFound { .. } => Outcome::NotFound,
+            };
         }
-        if let Err(e) = result {
-            return classify(&e.to_string());
-        }
-        let marker = id.to_string();
-        let ran: Vec<String> = self
-            .fleet
-            .tablets()
-            .iter()
-            .filter(|t| {
-                t.executed_queries()
-                    .iter()
-                    .any(|q| q.code == 0 && q.expanded.contains(&marker))
-            })
-            .map(|t| t.alias_string().to_owned())
-            .collect();
-        match ran.as_slice() {
-            [one] => Outcome::Ran(one.clone()),
-            _ => Outcome::Other(format!("executed on {ran:?}")),
-        }
+        Err(e) => return Outcome::Other(e.to_string()),
+    }
+    let route = match probe.route(name, id, traffic).await {
+        Ok(route) => route,
+        Err(vtsim::ProbeError::NoTablet { .. }) => return Outcome::NoTablet,
+        Err(e) => return Outcome::Other(e.to_string()),
+    };
+    let tablet = fleet.tablet(&route.tablet).expect("the routed tablet");
+    let serving = tablet.serving_state();
+    if serving.denied_tables.contains(&route.table) && (write || !serving.allow_reads) {
+        return Outcome::Denied;
+    }
+    Outcome::Ran(route.tablet)
+}
+
+/// Where a real vtgate sent the query: the tablet of `fleet` that ran it, or its error's class.
+async fn real_outcome(fleet: &Fleet, conn: &mut mysql_async::Conn, sql: &str, id: i64) -> Outcome {
+    let started = Instant::now();
+    let result: Result<Vec<mysql_async::Row>, _> = conn.query(sql).await;
+    if started.elapsed() > Duration::from_secs(1) {
+        eprintln!("slow: {sql}: {:?} {result:?}", started.elapsed());
+    }
+    if let Err(e) = result {
+        return classify(&e.to_string());
+    }
+    let marker = id.to_string();
+    let ran: Vec<String> = fleet
+        .tablets()
+        .iter()
+        .filter(|t| {
+            t.executed_queries()
+                .iter()
+                .any(|q| q.code == 0 && q.expanded.contains(&marker))
+        })
+        .map(|t| t.alias_string().to_owned())
+        .collect();
+    match ran.as_slice() {
+        [one] => Outcome::Ran(one.clone()),
+        _ => Outcome::Other(format!("executed on {ran:?}")),
     }
 }
 
