@@ -5,8 +5,9 @@
 //! variants are described in `vtmove_sandbox::heal`.
 //!
 //! With `--probe both` the same load also goes through the real vtgate (`scripts/peers`), which
-//! holds and retries writes that meet denied tables: the run reports its failed writes and the
-//! longest time its writes were blocked, beside the model probe's outages.
+//! holds and retries writes that meet denied tables: the run reports its failed writes and, per
+//! sample (from the fault to the reverse reported), the longest time its writes were blocked,
+//! beside the model probe's outages.
 //!
 //! ```sh
 //! cargo bench --bench heal -- [--samples 20] [--downtime-ms 1000] [--lock-ttl-ms 1000] \
@@ -73,12 +74,30 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let report = sandbox.finish_benchmark().await;
+    // Through vtgate, per sample: the longest time its writes were blocked from the fault to
+    // the reverse reported.
+    let vtgate_blocked = |s: &HealSample| {
+        report
+            .vtgate
+            .as_ref()
+            .map(|g| g.drive.longest_blocked_between(s.window.0, s.window.1))
+    };
+    if report.vtgate.is_some() {
+        for (i, sample) in all.iter().enumerate() {
+            println!(
+                "{} sample {i}: from the fault to the reverse reported, writes blocked through vtgate at most {:.1} ms; the model probe's longest gap {:.1} ms",
+                sample.variant.name(),
+                ms(vtgate_blocked(sample).unwrap_or_default()),
+                ms(sample.model_longest_gap),
+            );
+        }
+    }
 
     println!();
     println!(
-        "| variant | samples | after tablet back p50 | p99 | max | after locks expired p99 | write outage p99 | status reported p99 | I1 violations |"
+        "| variant | samples | after tablet back p50 | p99 | max | after locks expired p99 | write outage p99 | model longest gap p99 | vtgate blocked p50 | p99 | max | status reported p99 | I1 violations |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut results = Vec::new();
     for variant in [Variant::TabletDown, Variant::Abandoned] {
         let of = |f: fn(&HealSample) -> Option<Duration>| -> Vec<Duration> {
@@ -93,7 +112,17 @@ async fn main() -> anyhow::Result<()> {
         let back = of(|s| Some(s.after_tablet_back));
         let locks = of(|s| s.after_locks_free);
         let outage = of(|s| Some(s.write_outage));
+        let model_gap = of(|s| Some(s.model_longest_gap));
         let reported = of(|s| Some(s.reported_after_tablet_back));
+        let blocked = {
+            let mut v: Vec<Duration> = all
+                .iter()
+                .filter(|s| s.variant == variant)
+                .filter_map(vtgate_blocked)
+                .collect();
+            v.sort();
+            v
+        };
         let violations: usize = all
             .iter()
             .filter(|s| s.variant == variant)
@@ -106,8 +135,16 @@ async fn main() -> anyhow::Result<()> {
                 format!("{:.1} ms", ms(percentile(v, 99.0)))
             }
         };
+        let (blocked_p50, blocked_max) = if blocked.is_empty() {
+            ("-".to_string(), "-".to_string())
+        } else {
+            (
+                format!("{:.1} ms", ms(percentile(&blocked, 50.0))),
+                format!("{:.1} ms", ms(blocked.last().copied().unwrap_or_default())),
+            )
+        };
         println!(
-            "| {} | {} | {:.1} ms | {} | {:.1} ms | {} | {} | {} | {violations} |",
+            "| {} | {} | {:.1} ms | {} | {:.1} ms | {} | {} | {} | {blocked_p50} | {} | {blocked_max} | {} | {violations} |",
             variant.name(),
             back.len(),
             ms(percentile(&back, 50.0)),
@@ -115,6 +152,8 @@ async fn main() -> anyhow::Result<()> {
             ms(back.last().copied().unwrap_or_default()),
             p99(&locks),
             p99(&outage),
+            p99(&model_gap),
+            p99(&blocked),
             p99(&reported),
         );
         results.push(json!({
@@ -122,7 +161,9 @@ async fn main() -> anyhow::Result<()> {
             "after_tablet_back": summary_json(&back),
             "after_locks_expired": summary_json(&locks),
             "write_outage": summary_json(&outage),
+            "model_longest_gap": summary_json(&model_gap),
             "status_reported_after_tablet_back": summary_json(&reported),
+            "vtgate_blocked": (!blocked.is_empty()).then(|| summary_json(&blocked)),
             "i1_violations": violations,
         }));
     }

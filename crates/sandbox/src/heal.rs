@@ -27,7 +27,9 @@ use vtmove::api::condition::types;
 use vtmove::engine::Desired;
 use vtmove::engine::invariants::check_single_writer_in_topology;
 
-use super::{Fault, PROBE_TABLE, Report, Sandbox, WORKFLOW, is_false, is_status, is_true, ready};
+use super::{
+    Fault, PROBE_TABLE, Report, Sandbox, WORKFLOW, WriteGap, is_false, is_status, is_true, ready,
+};
 
 /// How the roll meets the reverse.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -65,6 +67,13 @@ pub struct HealSample {
     pub reported_after_tablet_back: Duration,
     /// I1 violations seen outside a locked window while polling the topology.
     pub violations: usize,
+    /// From the fault to the reverse reported, as times since the probes started: where the
+    /// load through vtgate ([`crate::VtgateFigures::drive`]) saw this sample.
+    pub window: (Duration, Duration),
+    /// The model probe's longest write gap inside `window` (the measure comparable with
+    /// vtgate's longest blocked time; `write_outage` is to the *first* accepted write, which
+    /// can come before the cutover the fault hits).
+    pub model_longest_gap: Duration,
 }
 
 /// Keys for the benchmark's own probe writes, apart from the steady load's.
@@ -141,6 +150,10 @@ impl Sandbox {
         })
         .await?;
         let reported = Instant::now();
+        let window = (
+            fired.saturating_duration_since(self.probe_started),
+            reported.saturating_duration_since(self.probe_started),
+        );
         let sample = HealSample {
             variant,
             after_tablet_back: served.saturating_duration_since(back),
@@ -148,6 +161,8 @@ impl Sandbox {
             write_outage: self.first_accepted_write_since(fired).await?,
             reported_after_tablet_back: reported.saturating_duration_since(back),
             violations,
+            window,
+            model_longest_gap: self.longest_gap_between(window),
         };
         self.switch_all("Target").await?;
         Ok(sample)
@@ -235,6 +250,24 @@ impl Sandbox {
             })
         })
         .await
+    }
+
+    /// The longest gap of the steady load among its writes that started inside `window`.
+    fn longest_gap_between(&self, (from, to): (Duration, Duration)) -> Duration {
+        let attempts: Vec<_> = self
+            .stats
+            .attempts
+            .lock()
+            .map(|a| a.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| a.start >= from && a.start <= to)
+            .collect();
+        crate::report::gaps(attempts)
+            .iter()
+            .map(WriteGap::length)
+            .max()
+            .unwrap_or_default()
     }
 
     /// From `since` to the start of the first accepted write of the steady load after it (the

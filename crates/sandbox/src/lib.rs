@@ -661,6 +661,7 @@ impl Sandbox {
                         writes_failed_after_last_step: after_failed,
                         first_error: drive.first_error.clone(),
                         lost_writes,
+                        drive,
                     });
                 }
                 Err(e) => report

@@ -89,6 +89,9 @@ pub struct VtgateFigures {
     pub first_error: Option<String>,
     /// Acknowledged writes missing from the keyspace serving writes.
     pub lost_writes: Vec<String>,
+    /// Every write of the load (times since the model probe started), for figures over a part
+    /// of the run.
+    pub drive: vtgate_probe::DriveReport,
 }
 
 /// How long the probe keeps writing after a scenario's last step, to show the state it leaves

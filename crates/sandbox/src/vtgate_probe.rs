@@ -37,7 +37,7 @@ pub struct Attempt {
 }
 
 /// What one drive saw.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct DriveReport {
     /// Every write, in the order they were issued.
     pub attempts: Vec<Attempt>,
@@ -68,7 +68,18 @@ impl DriveReport {
     /// The longest period writes were blocked: from the start of a write that did not succeed
     /// within [`PROMPT`] to the start of the next write that did.
     pub fn longest_blocked(&self) -> Duration {
-        let mut attempts = self.attempts.clone();
+        self.longest_blocked_between(Duration::ZERO, Duration::MAX)
+    }
+
+    /// [`DriveReport::longest_blocked`] over the writes that started between `from` and `to`
+    /// (a part of the drive, such as one measured fault).
+    pub fn longest_blocked_between(&self, from: Duration, to: Duration) -> Duration {
+        let mut attempts: Vec<Attempt> = self
+            .attempts
+            .iter()
+            .filter(|a| a.start >= from && a.start <= to)
+            .cloned()
+            .collect();
         attempts.sort_by_key(|a| a.start);
         let mut longest = Duration::ZERO;
         let mut open: Option<Duration> = None;
