@@ -281,27 +281,23 @@ const GATE_TABLE: vtgate_probe::Table<'static> = vtgate_probe::Table {
 const GATE_RATE: u32 = 40;
 
 impl Gate {
-    /// Starts vtgate for zone1 and waits until it takes writes.
-    async fn start(etcd: LocalEtcd) -> Result<Gate, String> {
+    /// Starts vtgate for zone1 and waits until it takes writes. `buffered`: as the real-vtgate
+    /// tests, a denied-tables refusal is retried after a newer SrvVSchema, waiting at most about
+    /// a second; else vtgate's default, 30 s.
+    async fn start(etcd: LocalEtcd, buffered: bool) -> Result<Gate, String> {
         let binary = built_vtgate().map_err(|e| format!("{e:#}"))?;
-        let mut vtgate = Vtgate::start(
-            &binary,
-            etcd.endpoint(),
-            "/vitess/global",
-            "zone1",
-            &[
-                "--gateway-initial-tablet-timeout",
-                "30s",
-                // As the real-vtgate tests: a denied-tables refusal is retried after a newer
-                // SrvVSchema, waiting at most about a second with buffering on.
+        let mut flags = vec!["--gateway-initial-tablet-timeout", "30s"];
+        if buffered {
+            flags.extend([
                 "--enable-buffer",
                 "--buffer-max-failover-duration",
                 "1s",
                 "--buffer-window",
                 "1s",
-            ],
-        )
-        .map_err(|e| format!("{e:#}"))?;
+            ]);
+        }
+        let mut vtgate = Vtgate::start(&binary, etcd.endpoint(), "/vitess/global", "zone1", &flags)
+            .map_err(|e| format!("{e:#}"))?;
         vtgate
             .wait_for_vschema(Duration::from_secs(60), "the source's table", |v| {
                 v["keyspaces"]["commerce"]["tables"]["customer"].is_object()
@@ -326,9 +322,10 @@ impl Gate {
         })
     }
 
-    /// Starts writing new rows through vtgate until `stop`.
+    /// Starts writing new rows through vtgate, `rate` per second, until `stop`.
     fn drive(
         &mut self,
+        rate: u32,
         stop: tokio_util::sync::CancellationToken,
     ) -> tokio::task::JoinHandle<DriveReport> {
         let pool = self.pool.clone();
@@ -336,8 +333,7 @@ impl Gate {
         // Far more keys than a stage can write at the rate.
         self.next_pk += 1_000_000;
         tokio::spawn(async move {
-            vtgate_probe::drive_until(&pool, GATE_TABLE, GATE_RATE, first, 8, Instant::now(), stop)
-                .await
+            vtgate_probe::drive_until(&pool, GATE_TABLE, rate, first, 8, Instant::now(), stop).await
         })
     }
 
@@ -367,6 +363,26 @@ impl Gate {
     }
 }
 
+/// A world over a real etcd with a real vtgate in front of zone1.
+async fn sim_through_vtgate(layout: Layout, buffered: bool) -> Result<(Sim, Gate), String> {
+    let etcd = LocalEtcd::start().await.map_err(|e| format!("etcd: {e}"))?;
+    let global = etcd.dyn_store().map_err(|e| format!("etcd store: {e}"))?;
+    let sim = sim_on(
+        global,
+        etcd.endpoint().to_owned(),
+        layout,
+        VReplicationConfig::default(),
+    )
+    .await;
+    match Gate::start(etcd, buffered).await {
+        Ok(gate) => Ok((sim, gate)),
+        Err(e) => {
+            sim.fleet.shutdown().await;
+            Err(format!("vtgate: {e}"))
+        }
+    }
+}
+
 /// Runs one seed's schedule; `Err` names the broken invariant.
 async fn run_schedule(seed: u64, through_vtgate: bool, verbose: bool) -> Result<Counts, String> {
     let mut rng = Rng(seed);
@@ -374,33 +390,13 @@ async fn run_schedule(seed: u64, through_vtgate: bool, verbose: bool) -> Result<
     let layout = Layout::new(["zone1", "zone2"])
         .keyspace(keyspace("commerce", from).table(CUSTOMER, 40))
         .keyspace(keyspace("customer", to).vschema_table(CUSTOMER));
-    let (mut sim, etcd) = if through_vtgate {
-        let etcd = LocalEtcd::start()
+    let (mut sim, mut gate) = if through_vtgate {
+        let (sim, gate) = sim_through_vtgate(layout, true)
             .await
-            .map_err(|e| format!("seed {seed}: etcd: {e}"))?;
-        let global = etcd
-            .dyn_store()
-            .map_err(|e| format!("seed {seed}: etcd store: {e}"))?;
-        let sim = sim_on(
-            global,
-            etcd.endpoint().to_owned(),
-            layout,
-            VReplicationConfig::default(),
-        )
-        .await;
-        (sim, Some(etcd))
+            .map_err(|e| format!("seed {seed}: {e}"))?;
+        (sim, Some(gate))
     } else {
         (sim_with(layout, VReplicationConfig::default()).await, None)
-    };
-    let mut gate = match etcd {
-        Some(etcd) => match Gate::start(etcd).await {
-            Ok(gate) => Some(gate),
-            Err(e) => {
-                sim.fleet.shutdown().await;
-                return Err(format!("seed {seed}: vtgate: {e}"));
-            }
-        },
-        None => None,
     };
     let crash = Arc::new(ArmedCrash::default());
     let mut config = test_config();
@@ -447,7 +443,7 @@ async fn walk(
     for (name, desired) in stages(rng) {
         log(format!("== stage {name}"));
         let stop_gate = tokio_util::sync::CancellationToken::new();
-        let gate_load = gate.as_mut().map(|g| g.drive(stop_gate.clone()));
+        let gate_load = gate.as_mut().map(|g| g.drive(GATE_RATE, stop_gate.clone()));
         let deadline = Instant::now() + Duration::from_secs(90);
         // Once converged under faults, the faults stop and every tablet comes back; the stage is
         // reached when the engine converges again in that settled world.
@@ -743,6 +739,83 @@ async fn random_fault_schedules_through_the_real_vtgate_lose_no_acknowledged_wri
     );
     assert!(counts.crashes_armed > 0 && counts.failing_rpcs + counts.rolls > 0);
     assert_eq!(by_shape.len(), 4.min(n as usize), "every shape ran");
+}
+
+/// A cutover that fails after the source denied writes rolls back, and the writes vtgate held
+/// meanwhile go through at once. vtgate holds a write refused for denied tables until its
+/// SrvVSchema changes (30 s without buffering), and a rollback changes no routing: the rollback
+/// republishes the SrvVSchema so that vtgate retries them. Without it, they wait 30 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolled_back_cutover_lets_vtgate_retry_the_writes_it_held_at_once() {
+    let layout = Layout::new(["zone1", "zone2"])
+        .keyspace(keyspace("commerce", 1).table(CUSTOMER, 40))
+        .keyspace(keyspace("customer", 2).vschema_table(CUSTOMER));
+    let (mut sim, mut gate) = sim_through_vtgate(layout, false)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut memory = EngineMemory::default();
+    let mut desired = Desired::new("wf", "commerce", "customer", ["customer"]);
+    desired.traffic = TrafficPlacement {
+        replica: Side::Target,
+        rdonly: Side::Target,
+        primary: Side::Source,
+    };
+    sim.converge(&desired, &mut memory, "reads switched").await;
+    gate.write_once().await.unwrap_or_else(|e| panic!("{e}"));
+
+    // The catch-up fails on every target primary: after the source denied writes and the
+    // flush, before any routing change.
+    for shard in ["-80", "80-"] {
+        sim.fleet
+            .primary("customer", shard)
+            .expect("a target primary")
+            .fail_next(
+                Method::VReplicationWaitForPos,
+                Code::InvalidArgument,
+                "simulated failure",
+                5,
+            );
+    }
+    desired.traffic.primary = Side::Target;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let load = gate.drive(200, stop.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let report = sim.engine.pass(&desired, &mut memory).await;
+    let rolled_back = Instant::now();
+    match &report.error {
+        Some(EngineError::Step {
+            source: StepError::CutoverFailed { rollback, .. },
+            ..
+        }) => assert!(rollback.is_ok(), "the rollback: {rollback:?}"),
+        other => panic!("expected a rolled-back cutover, got {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.cancel();
+    let drive = load.await.expect("the load through vtgate");
+    let held: Vec<_> = drive
+        .attempts
+        .iter()
+        .filter(|a| a.end.saturating_sub(a.start) > vtgate_probe::PROMPT)
+        .collect();
+    eprintln!(
+        "{} writes through vtgate, {} held, {} failed; longest blocked {:?}; the drive ended {:?} after the rollback",
+        drive.attempts.len(),
+        held.len(),
+        drive.failed(),
+        drive.longest_blocked(),
+        rolled_back.elapsed()
+    );
+    assert!(
+        !held.is_empty(),
+        "no write met the source's denial: the test saw nothing"
+    );
+    assert_eq!(drive.failed(), 0, "{:?}", drive.first_error);
+    assert!(
+        drive.longest_blocked() < Duration::from_secs(5),
+        "vtgate held writes for {:?} after a rollback",
+        drive.longest_blocked()
+    );
+    sim.fleet.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

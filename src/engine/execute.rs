@@ -766,6 +766,28 @@ impl Executor {
         Ok(written)
     }
 
+    /// Republishes every cell's `SrvVSchema` unchanged
+    /// ([`republish_srv_vschema`](crate::vitess::srv_vschema::republish_srv_vschema)), so that
+    /// vtgates retry the writes they hold at once. Best effort: a cell that cannot be written
+    /// only leaves its vtgates retrying at their own timeout, so a failure is logged, not
+    /// returned.
+    pub async fn republish_srv_vschemas(&self) {
+        let cells = match self.topo.list_cells().await {
+            Ok(cells) => cells,
+            Err(e) => {
+                tracing::warn!(error = %e, "Listing cells to republish the SrvVSchema failed");
+                return;
+            }
+        };
+        for cell in cells {
+            if let Err(e) =
+                crate::vitess::srv_vschema::republish_srv_vschema(&self.topo, &cell).await
+            {
+                tracing::warn!(cell = %cell, error = %e, "Republishing the SrvVSchema failed");
+            }
+        }
+    }
+
     /// Refreshes every tablet of `shards` (with the shard versions just written) of `side`,
     /// recording acknowledgements. Returns the failures as `(alias, error)`.
     pub async fn refresh_shards(

@@ -897,6 +897,9 @@ async fn rollback_once(
         // ledger); the denials themselves are already right.
         tracing::warn!(failed = ?failed, "Some tablets did not acknowledge the rollback's refresh");
     }
+    // vtgates hold the writes `from` refused during the attempt until their SrvVSchema changes;
+    // the routing did not change, so republish it to have them retried now.
+    ex.republish_srv_vschemas().await;
     ex.checkpoint("rollback:restart").await?;
     let limit = ex
         .remaining(deadline, "rollback", budget)?

@@ -105,6 +105,28 @@ pub async fn write_srv_vschema_if_stale(
     })
 }
 
+/// Writes `cell`'s `SrvVSchema` again, unchanged, so that every vtgate of the cell takes it as
+/// a newer one. vtgate holds a write refused for denied tables until its SrvVSchema changes (or
+/// a timeout: 30 s without buffering), then plans it again; when writes are allowed again where
+/// the routing already points (a rolled-back cutover), no routing change comes to wake those
+/// writes, and this does. Returns whether it wrote: a cell without a `SrvVSchema`, or one that
+/// another writer changed meanwhile (which wakes vtgate as well), is left alone.
+pub async fn republish_srv_vschema(topo: &TopoServer, cell: &str) -> Result<bool> {
+    let current = match topo.get_srv_vschema(cell).await {
+        Ok(found) => found,
+        Err(TopoError::NoNode { .. }) => return Ok(false),
+        Err(err) => return Err(err),
+    };
+    match topo
+        .update_srv_vschema(cell, &current.value, Some(current.version))
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(TopoError::BadVersion { .. } | TopoError::NoNode { .. }) => Ok(false),
+        Err(err) => Err(err),
+    }
+}
+
 /// Rebuilds the `SrvVSchema` of `cells` (every cell of the topology when empty) from the global
 /// records, writing only the cells that are stale.
 pub async fn rebuild_srv_vschema(topo: &TopoServer, cells: &[String]) -> Result<RebuildReport> {
