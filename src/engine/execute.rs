@@ -767,10 +767,11 @@ impl Executor {
     }
 
     /// Republishes every cell's `SrvVSchema` unchanged
-    /// ([`republish_srv_vschema`](crate::vitess::srv_vschema::republish_srv_vschema)), so that
-    /// vtgates retry the writes they hold at once. Best effort: a cell that cannot be written
-    /// only leaves its vtgates retrying at their own timeout, so a failure is logged, not
-    /// returned.
+    /// ([`republish_srv_vschema`](crate::vitess::srv_vschema::republish_srv_vschema)): after a
+    /// rolled-back cutover, so that vtgates retry the writes they hold at once, and at the end
+    /// of a cutover, so that they drop plans cached from the old routing. Best effort: a cell
+    /// that cannot be written only leaves its vtgates on their own timeouts, so a failure is
+    /// logged, not returned.
     pub async fn republish_srv_vschemas(&self) {
         let cells = match self.topo.list_cells().await {
             Ok(cells) => cells,

@@ -277,14 +277,16 @@ async fn run_switch(ex: &Executor, held: &Held, to: Side) -> Result<(), StepErro
         .map_err(|(_, e)| e)?;
     }
     ex.checkpoint("cutover:freeze").await?;
-    stage(
+    let frozen = stage(
         ex,
         Stage::Freeze.name(),
         ex.change_streams(held, to, &to_shards, StreamChange::Freeze, limit),
     )
-    .await
-    .map_err(|(_, e)| e)?;
-    Ok(())
+    .await;
+    // Published again once vtgates took the switch: a plan one built from the old routing while
+    // taking it stays cached until its next SrvVSchema (`docs/performance.md`).
+    ex.republish_srv_vschemas().await;
+    frozen.map(|_| ()).map_err(|(_, e)| e)
 }
 
 fn shard_names(ex: &Executor, side: Side) -> Result<Vec<String>, StepError> {
@@ -897,8 +899,7 @@ async fn rollback_once(
         // ledger); the denials themselves are already right.
         tracing::warn!(failed = ?failed, "Some tablets did not acknowledge the rollback's refresh");
     }
-    // vtgates hold the writes `from` refused during the attempt until their SrvVSchema changes;
-    // the routing did not change, so republish it to have them retried now.
+    // vtgates hold the writes refused meanwhile until their SrvVSchema changes: wake them.
     ex.republish_srv_vschemas().await;
     ex.checkpoint("rollback:restart").await?;
     let limit = ex

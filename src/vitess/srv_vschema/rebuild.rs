@@ -106,11 +106,20 @@ pub async fn write_srv_vschema_if_stale(
 }
 
 /// Writes `cell`'s `SrvVSchema` again, unchanged, so that every vtgate of the cell takes it as
-/// a newer one. vtgate holds a write refused for denied tables until its SrvVSchema changes (or
-/// a timeout: 30 s without buffering), then plans it again; when writes are allowed again where
-/// the routing already points (a rolled-back cutover), no routing change comes to wake those
-/// writes, and this does. Returns whether it wrote: a cell without a `SrvVSchema`, or one that
-/// another writer changed meanwhile (which wakes vtgate as well), is left alone.
+/// a newer one (vtgate rebuilds its VSchema and drops its cached plans on every update, equal
+/// or not). Two reasons to do so:
+///
+/// - vtgate holds a write refused for denied tables until its SrvVSchema changes (or a
+///   timeout: 30 s without buffering), then plans it again. When writes are allowed again
+///   where the routing already points (a rolled-back cutover), no routing change comes to wake
+///   those writes; this does.
+/// - A plan vtgate was building from the old routing while it took a new SrvVSchema can be
+///   cached as if built from the new one, and is used until the next SrvVSchema: writes keep
+///   going to the side that now denies them. A second publication once the switch is taken
+///   drops such a plan.
+///
+/// Returns whether it wrote: a cell without a `SrvVSchema`, or one that another writer changed
+/// meanwhile (which serves as well), is left alone.
 pub async fn republish_srv_vschema(topo: &TopoServer, cell: &str) -> Result<bool> {
     let current = match topo.get_srv_vschema(cell).await {
         Ok(found) => found,
