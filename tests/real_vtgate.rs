@@ -244,20 +244,7 @@ impl World {
                 Denial::Allowed => DeniedTablesOp::Remove,
                 Denial::Untouched => continue,
             };
-            for shard in self.fleet.shards(keyspace) {
-                self.topo
-                    .update_denied_tables(
-                        guard,
-                        keyspace,
-                        &shard,
-                        TabletType::Primary,
-                        &[],
-                        &[TABLE.to_owned()],
-                        op,
-                    )
-                    .await
-                    .unwrap();
-            }
+            deny_on_every_shard(&self.topo, guard, &self.fleet, keyspace, op).await;
         }
         for (keyspace, guard, lists) in [
             (SOURCE, &source_guard, state.source_lists),
@@ -326,6 +313,29 @@ impl World {
     /// Where the real vtgate sent the query: the tablet that ran it, or its error's class.
     async fn real(&self, conn: &mut mysql_async::Conn, sql: &str, id: i64) -> Outcome {
         real_outcome(&self.fleet, conn, sql, id).await
+    }
+}
+
+/// Adds or removes the moved table's PRIMARY denial on every shard of `keyspace`.
+async fn deny_on_every_shard(
+    topo: &TopoServer,
+    guard: &vtmove::vitess::topo::KeyspaceLock,
+    fleet: &Fleet,
+    keyspace: &str,
+    op: DeniedTablesOp,
+) {
+    for shard in fleet.shards(keyspace) {
+        topo.update_denied_tables(
+            guard,
+            keyspace,
+            &shard,
+            TabletType::Primary,
+            &[],
+            &[TABLE.to_owned()],
+            op,
+        )
+        .await
+        .unwrap();
     }
 }
 

@@ -73,19 +73,7 @@ async fn real_vtgates_in_two_cells_route_reads_switched_in_one_cell_as_the_model
         if expected.on(side) != Denial::Denied {
             continue;
         }
-        for shard in fleet.shards(keyspace) {
-            topo.update_denied_tables(
-                guard,
-                keyspace,
-                &shard,
-                TabletType::Primary,
-                &[],
-                &[TABLE.to_owned()],
-                DeniedTablesOp::Add,
-            )
-            .await
-            .unwrap();
-        }
+        deny_on_every_shard(&topo, guard, &fleet, keyspace, DeniedTablesOp::Add).await;
     }
     target_guard.unlock().await.unwrap();
     source_guard.unlock().await.unwrap();

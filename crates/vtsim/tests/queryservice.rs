@@ -47,6 +47,15 @@ async fn connect(tablet: &SimTablet) -> QueryClient<tonic::transport::Channel> {
         .unwrap()
 }
 
+async fn health_stream(
+    c: &mut QueryClient<tonic::transport::Channel>,
+) -> tonic::Streaming<vtmove::vitess::proto::query::StreamHealthResponse> {
+    c.stream_health(StreamHealthRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 fn target(tablet_type: TabletType) -> Option<Target> {
     Some(Target {
         keyspace: "commerce".into(),
@@ -366,11 +375,7 @@ async fn a_tablet_that_does_not_serve_says_so_and_refuses_with_cluster_event() {
     let fleet = start(layout(), FleetOptions::default()).await;
     let replica = tablet(&fleet, TabletType::Replica);
     let mut c = connect(&replica).await;
-    let mut health = c
-        .stream_health(StreamHealthRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let mut health = health_stream(&mut c).await;
     assert!(health.next().await.unwrap().unwrap().serving);
     replica.set_query_service(false);
     let update = tokio::time::timeout(Duration::from_secs(2), health.next())
@@ -467,11 +472,7 @@ async fn the_health_stream_repeats_at_every_interval() {
     let fleet = start(layout(), options).await;
     let replica = tablet(&fleet, TabletType::Replica);
     let mut c = connect(&replica).await;
-    let mut health = c
-        .stream_health(StreamHealthRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let mut health = health_stream(&mut c).await;
     let opened = std::time::Instant::now();
     for _ in 0..4 {
         let message = tokio::time::timeout(Duration::from_secs(1), health.next())
