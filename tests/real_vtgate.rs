@@ -757,7 +757,7 @@ async fn real_vtgate_transactions_and_serving_state_match_vtsim() {
 /// the gap; at vttablet's pace vtgate loses no stream and every write is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_vtgate_keeps_idle_tablets_that_repeat_their_health() {
-    const TIMEOUT: Duration = Duration::from_secs(1);
+    const TIMEOUT: Duration = Duration::from_secs(2);
     for (interval, repeats) in [
         (Duration::from_secs(3600), false),
         (Duration::from_millis(250), true),
@@ -766,7 +766,7 @@ async fn real_vtgate_keeps_idle_tablets_that_repeat_their_health() {
             health_interval: interval,
             ..vtsim::TabletConfig::default()
         };
-        let mut w = world_with(tablet, &["--healthcheck-timeout", "1s"]).await;
+        let mut w = world_with(tablet, &["--healthcheck-timeout", "2s"]).await;
         let mut conn = connect(&w.vtgate).await;
         let created = &states()[1];
         assert_eq!(created.name, "created");
@@ -774,7 +774,7 @@ async fn real_vtgate_keeps_idle_tablets_that_repeat_their_health() {
         let srv = w.topo.get_srv_vschema(CELL).await.unwrap().value;
         let lost_before = w.vtgate.health_check_errors().await.expect("vtgate's vars");
         let (mut served, mut failed) = (0, Vec::new());
-        let until = Instant::now() + TIMEOUT * 4;
+        let until = Instant::now() + TIMEOUT * 3;
         while Instant::now() < until {
             let id = w.id();
             let sql = format!("insert into {TABLE} (id, email) values ({id}, 'h{id}')");
@@ -802,7 +802,16 @@ async fn real_vtgate_keeps_idle_tablets_that_repeat_their_health() {
                 lost >= 3,
                 "vtgate drops every silent stream after its timeout: {lost} lost"
             );
-            assert!(failed.iter().all(|f| *f == Outcome::NoTablet), "{failed:?}");
+            // Meanwhile vtgate has no serving tablet there ("no healthy tablet available"), or,
+            // for a primary, takes the dropped stream for a reparent in progress.
+            assert!(
+                failed.iter().all(|f| match f {
+                    Outcome::NoTablet => true,
+                    Outcome::Other(message) => message.contains("primary is not serving"),
+                    _ => false,
+                }),
+                "{failed:?}"
+            );
         }
         assert!(served > 0);
         drop(conn);
