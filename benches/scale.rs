@@ -205,6 +205,19 @@ async fn run(o: &Options, count: usize) -> anyhow::Result<serde_json::Value> {
         .sum();
     let setup = started.elapsed();
     println!("{count} workflows converged in Vitess by the engine in {setup:.1?} ({steps} steps)");
+    // What one write of each shared record costs at this count: every workflow's creation,
+    // cutover and ending rewrites RoutingRules whole, and every cell's SrvVSchema with it.
+    let routing_rules_bytes = topo
+        .global_store()
+        .get(&topo.key("RoutingRules"))
+        .await?
+        .0
+        .len();
+    let cell = topo.cell("zone1").await?;
+    let srv_vschema_bytes = cell.store.get(&cell.key("SrvVSchema")).await?.0.len();
+    println!(
+        "shared records at {count} workflows: RoutingRules {routing_rules_bytes} bytes, SrvVSchema of zone1 {srv_vschema_bytes} bytes"
+    );
 
     // Kubernetes: the CRDs and one object per workflow, without status.
     let kubeconfig = o.json.with_extension(format!("{count}.kubeconfig"));
@@ -325,6 +338,8 @@ async fn run(o: &Options, count: usize) -> anyhow::Result<serde_json::Value> {
     Ok(json!({
         "workflows": count,
         "engine_setup_s": setup.as_secs_f64(),
+        "routing_rules_bytes": routing_rules_bytes,
+        "srv_vschema_bytes": srv_vschema_bytes,
         "cold_start_s": cold_start.as_secs_f64(),
         "cold_start_etcd_operations": cold_ops,
         "cold_start_etcd_writes": cold_writes,

@@ -359,6 +359,77 @@ async fn stale_plan_does_not_overwrite_a_foreign_switch() {
     );
 }
 
+/// Many workflows move tables between the same two keyspaces, and each rewrites the same Shard
+/// records for its own tables. vtmove observes and plans this workflow's write cutover, and
+/// before it holds the locks another workflow denies its own table on the same shards: the
+/// records' versions changed but nothing this plan rests on did, so the cutover runs. A change
+/// to this workflow's own table in that window is still caught, and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_workflows_denials_between_plan_and_lock_do_not_fail_the_step() {
+    let world = world().await;
+    let mut memory = EngineMemory::default();
+    let only_customer = |reads, writes| {
+        let mut d = placed(&world, reads, writes);
+        d.tables = vec!["customer".to_owned()];
+        d
+    };
+    let reads = only_customer(Side::Target, Side::Source);
+    world
+        .converge(&reads, &mut memory, 40)
+        .await
+        .expect("reads switched");
+    let deny = |keyspace: &'static str, tablet_type: TabletType, table: &'static str| {
+        let topo = world.topo.clone();
+        async move {
+            let guard = topo
+                .lock_keyspace(keyspace, "other workflow")
+                .await
+                .unwrap();
+            topo.update_denied_tables(
+                &guard,
+                keyspace,
+                "0",
+                tablet_type,
+                &[],
+                &[table.to_owned()],
+                DeniedTablesOp::Add,
+            )
+            .await
+            .unwrap();
+            guard.unlock().await.unwrap();
+        }
+    };
+
+    let switched = only_customer(Side::Target, Side::Target);
+    let observed = world.engine.observe(&switched).await.expect("observe");
+    let action = plan(&switched, &observed, &memory)
+        .step
+        .expect("a step")
+        .action;
+    assert!(matches!(action, Action::SwitchWrites { .. }), "{action:?}");
+    // Another workflow denies its own table on both keyspaces' shards.
+    deny("commerce", TabletType::Primary, "corder").await;
+    deny("customer", TabletType::Primary, "corder").await;
+    let result = world.run_planned(&switched, observed, &action).await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(world.check(&switched).await.is_empty());
+    world
+        .converge(&switched, &mut memory, 40)
+        .await
+        .expect("writes switched");
+
+    // The same window, but this workflow's own table: the step must not run on what it saw.
+    let back = only_customer(Side::Target, Side::Source);
+    let observed = world.engine.observe(&back).await.expect("observe");
+    let action = plan(&back, &observed, &memory).step.expect("a step").action;
+    deny("customer", TabletType::Replica, "customer").await;
+    let result = world.run_planned(&back, observed, &action).await;
+    assert!(
+        matches!(result, Err(StepError::Precondition(_))),
+        "{result:?}"
+    );
+}
+
 /// Hole 3, the rollback half. Everything was switched to the target and the reverse streams
 /// run (stalled here), the target accepted writes, and then someone put primary routing back
 /// on the source by hand. Writes are routed to a side that denies them and the spec wants them

@@ -585,7 +585,9 @@ impl Executor {
     /// observation and the lock; writing the planned absolute state over theirs could send writes
     /// to a side that denies them, or record positions of a tablet that no longer takes writes.
     /// A mismatch is a precondition error: nothing is written, and the next pass plans from what
-    /// is there now.
+    /// is there now. Shard records are compared as far as this workflow is concerned
+    /// ([`same_for_tables`](crate::vitess::topo::same_for_tables)): other workflows between the
+    /// same keyspaces rewrite them for their own tables all the time.
     pub async fn verify_planned_from(&self, sides: &[Side]) -> Result<(), StepError> {
         let moved = self.desired.moved();
         let planned = derive_workflow_routing_state(&self.observed.routing_rules, &moved);
@@ -614,7 +616,13 @@ impl Executor {
                     .map_err(|e| {
                         StepError::topo(format!("reading shard {}/{}", view.name, shard.name), e)
                     })?;
-                if current.version != shard.version {
+                if current.version != shard.version
+                    && !crate::vitess::topo::same_for_tables(
+                        &shard.record,
+                        &current.value,
+                        &self.desired.tables,
+                    )
+                {
                     return Err(StepError::Precondition(format!(
                         "shard {}/{} changed since it was observed (denied tables, primary or \
                          term); nothing was written",

@@ -115,6 +115,41 @@ pub fn apply_denied_tables(
 
 /// Merges cell lists where an empty list means "all cells": the result is empty when either is,
 /// and otherwise the sorted union. An existing list that is already a superset is kept as is.
+/// Whether `a` and `b` are the same Shard record as far as a workflow moving `tables` is
+/// concerned: the primary, its term, the key range and serving flag, and every tablet control
+/// restricted to those tables (tablet type, cells, frozen, reads allowed, which of them are
+/// denied). Another
+/// workflow denying or allowing *its* tables on the same shard changes the record's version but
+/// not this: at scale, many workflows between the same keyspaces rewrite the same Shard records,
+/// and a check on the whole record would fail each one's step whenever any other took one.
+pub fn same_for_tables(a: &Shard, b: &Shard, tables: &[String]) -> bool {
+    type Control<'s> = (i32, Vec<&'s str>, bool, bool, Vec<&'s str>);
+    fn controls<'s>(shard: &'s Shard, tables: &[String]) -> BTreeSet<Control<'s>> {
+        shard
+            .tablet_controls
+            .iter()
+            .map(|tc| {
+                let mut cells: Vec<&str> = tc.cells.iter().map(String::as_str).collect();
+                cells.sort_unstable();
+                let mut denied: Vec<&str> = tc
+                    .denied_tables
+                    .iter()
+                    .filter(|t| tables.contains(t))
+                    .map(String::as_str)
+                    .collect();
+                denied.sort_unstable();
+                (tc.tablet_type, cells, tc.frozen, tc.allow_reads, denied)
+            })
+            .filter(|(_, _, frozen, _, denied)| *frozen || !denied.is_empty())
+            .collect()
+    }
+    a.primary_alias == b.primary_alias
+        && a.primary_term_start_time == b.primary_term_start_time
+        && a.key_range == b.key_range
+        && a.is_primary_serving == b.is_primary_serving
+        && controls(a, tables) == controls(b, tables)
+}
+
 fn merge_cells(existing: &[String], added: &[String]) -> Vec<String> {
     if existing.is_empty() || added.is_empty() {
         return Vec::new();
@@ -132,6 +167,83 @@ mod tests {
 
     fn tables(names: &[&str]) -> Vec<String> {
         names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn another_workflows_tables_do_not_change_a_shard_for_this_one() {
+        let mine = tables(&["t1"]);
+        let mut before = Shard::default();
+        apply_denied_tables(
+            &mut before,
+            TabletType::Primary,
+            &[],
+            &tables(&["t9"]),
+            DeniedTablesOp::Add,
+        )
+        .unwrap();
+        let mut after = before.clone();
+        // Another workflow denies and allows its own tables: the same shard for `t1`.
+        apply_denied_tables(
+            &mut after,
+            TabletType::Primary,
+            &[],
+            &tables(&["t5"]),
+            DeniedTablesOp::Add,
+        )
+        .unwrap();
+        apply_denied_tables(
+            &mut after,
+            TabletType::Primary,
+            &[],
+            &tables(&["t9"]),
+            DeniedTablesOp::Remove,
+        )
+        .unwrap();
+        assert!(same_for_tables(&before, &after, &mine));
+        // This workflow's table denied: changed.
+        let mut denied = after.clone();
+        apply_denied_tables(
+            &mut denied,
+            TabletType::Primary,
+            &[],
+            &mine,
+            DeniedTablesOp::Add,
+        )
+        .unwrap();
+        assert!(!same_for_tables(&after, &denied, &mine));
+        // Denied for another tablet type only, or in some cells only: changed.
+        let mut replica = after.clone();
+        apply_denied_tables(
+            &mut replica,
+            TabletType::Replica,
+            &[],
+            &mine,
+            DeniedTablesOp::Add,
+        )
+        .unwrap();
+        assert!(!same_for_tables(&after, &replica, &mine));
+        let mut in_cell = after.clone();
+        in_cell.tablet_controls.push(TabletControl {
+            tablet_type: TabletType::Primary as i32,
+            cells: vec!["zone1".into()],
+            denied_tables: mine.clone(),
+            ..Default::default()
+        });
+        assert!(!same_for_tables(&after, &in_cell, &mine));
+        // A reparent, a new term, a frozen control: changed, whatever the tables.
+        let mut reparented = after.clone();
+        reparented.primary_alias = Some(Default::default());
+        assert!(!same_for_tables(&after, &reparented, &mine));
+        let mut new_term = after.clone();
+        new_term.primary_term_start_time = Some(Default::default());
+        assert!(!same_for_tables(&after, &new_term, &mine));
+        let mut frozen = after.clone();
+        frozen.tablet_controls.push(TabletControl {
+            tablet_type: TabletType::Primary as i32,
+            frozen: true,
+            ..Default::default()
+        });
+        assert!(!same_for_tables(&after, &frozen, &mine));
     }
 
     #[test]

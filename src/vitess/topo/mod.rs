@@ -26,7 +26,7 @@ mod server;
 mod store;
 pub mod tablet_alias;
 
-pub use denied_tables::{DeniedTablesOp, apply_denied_tables, denied_tables};
+pub use denied_tables::{DeniedTablesOp, apply_denied_tables, denied_tables, same_for_tables};
 pub use error::{Result, TopoError};
 pub use etcd::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_OP_TIMEOUT, EtcdStore, EtcdStoreOptions, EtcdTls};
 pub use lock::{
