@@ -296,14 +296,28 @@ impl Gate {
                 "1s",
             ]);
         }
-        let mut vtgate = Vtgate::start(&binary, etcd.endpoint(), "/vitess/global", "zone1", &flags)
-            .map_err(|e| format!("{e:#}"))?;
-        vtgate
-            .wait_for_vschema(Duration::from_secs(60), "the source's table", |v| {
-                v["keyspaces"]["commerce"]["tables"]["customer"].is_object()
-            })
-            .await
-            .map_err(|e| format!("{e:#}"))?;
+        // vtgate's ports are picked free and released before it binds them, so with schedules
+        // and other tests starting processes at once another may take one first: a vtgate that
+        // exits while starting is started again on new ports (an error only the third time).
+        let mut attempt = 1;
+        let vtgate = loop {
+            let mut vtgate =
+                Vtgate::start(&binary, etcd.endpoint(), "/vitess/global", "zone1", &flags)
+                    .map_err(|e| format!("{e:#}"))?;
+            let ready = vtgate
+                .wait_for_vschema(Duration::from_secs(60), "the source's table", |v| {
+                    v["keyspaces"]["commerce"]["tables"]["customer"].is_object()
+                })
+                .await;
+            match ready {
+                Ok(_) => break vtgate,
+                Err(e) if attempt < 3 && !vtgate.is_running() => {
+                    eprintln!("vtgate exited while starting (attempt {attempt}), again: {e:#}");
+                    attempt += 1;
+                }
+                Err(e) => return Err(format!("{e:#}")),
+            }
+        };
         let pool = vtgate_probe::pool(&vtgate);
         let next_pk = 5_000_000;
         // Qualified: resolvable before the workflow exists.
