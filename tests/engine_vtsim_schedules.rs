@@ -288,13 +288,7 @@ impl Gate {
         let binary = built_vtgate().map_err(|e| format!("{e:#}"))?;
         let mut flags = vec!["--gateway-initial-tablet-timeout", "30s"];
         if buffered {
-            flags.extend([
-                "--enable-buffer",
-                "--buffer-max-failover-duration",
-                "1s",
-                "--buffer-window",
-                "1s",
-            ]);
+            flags.extend(vtmove_sandbox::vtgate::ONE_SECOND_BUFFER);
         }
         // vtgate's ports are picked free and released before it binds them, so with schedules
         // and other tests starting processes at once another may take one first: a vtgate that

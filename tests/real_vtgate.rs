@@ -130,18 +130,8 @@ async fn world_with(tablet: vtsim::TabletConfig, extra: &[&str]) -> World {
     )
     .await
     .unwrap_or_else(|e| panic!("fleet: {e}"));
-    let mut flags = vec![
-        "--gateway-initial-tablet-timeout",
-        "30s",
-        // Outside a transaction vtgate retries a denied-tables refusal twice, each time
-        // first waiting for a newer SrvVSchema: 30 s without buffering, half the buffer's
-        // maximum failover duration with it (vtgates serving a MoveTables usually buffer).
-        "--enable-buffer",
-        "--buffer-max-failover-duration",
-        "1s",
-        "--buffer-window",
-        "1s",
-    ];
+    let mut flags = vec!["--gateway-initial-tablet-timeout", "30s"];
+    flags.extend(vtmove_sandbox::vtgate::ONE_SECOND_BUFFER);
     flags.extend_from_slice(extra);
     let mut vtgate = Vtgate::start(etcd.endpoint(), ROOT, CELL, &flags);
     vtgate

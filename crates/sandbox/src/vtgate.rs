@@ -39,6 +39,18 @@ pub async fn http_get(port: u16, path: &str) -> Option<String> {
         .then(|| body.to_owned())
 }
 
+/// Query buffering with a one-second maximum failover: outside a transaction vtgate retries a
+/// denied-tables refusal twice, each time first waiting for a newer SrvVSchema, 30 s without
+/// buffering and half `--buffer-max-failover-duration` with it (vtgates serving a MoveTables
+/// usually buffer). The tests pass these so a refusal is retried or failed within seconds.
+pub const ONE_SECOND_BUFFER: [&str; 5] = [
+    "--enable-buffer",
+    "--buffer-max-failover-duration",
+    "1s",
+    "--buffer-window",
+    "1s",
+];
+
 /// A running vtgate process (killed on drop).
 pub struct Vtgate {
     child: Child,
