@@ -1868,6 +1868,16 @@ impl TopoStore for OutageStore {
         self.check()?;
         self.inner.list(prefix).await
     }
+    async fn list_with_revision(
+        &self,
+        prefix: &str,
+    ) -> vtmove::vitess::topo::Result<(
+        Vec<vtmove::vitess::topo::KeyValue>,
+        vtmove::vitess::topo::Version,
+    )> {
+        self.check()?;
+        self.inner.list_with_revision(prefix).await
+    }
     async fn list_dir(
         &self,
         dir: &str,

@@ -253,7 +253,8 @@ async fn watch_delivers_puts_and_deletes_in_order(h: &Harness) {
         WatchEvent::Put {
             key: key("w/a"),
             value: b"1".to_vec(),
-            version: va
+            version: va,
+            ephemeral: false
         }
     );
     assert_eq!(
@@ -261,7 +262,8 @@ async fn watch_delivers_puts_and_deletes_in_order(h: &Harness) {
         WatchEvent::Put {
             key: key("w/b"),
             value: b"2".to_vec(),
-            version: vb
+            version: vb,
+            ephemeral: false
         }
     );
     assert_eq!(
@@ -269,7 +271,8 @@ async fn watch_delivers_puts_and_deletes_in_order(h: &Harness) {
         WatchEvent::Put {
             key: key("w/a"),
             value: b"3".to_vec(),
-            version: va2
+            version: va2,
+            ephemeral: false
         }
     );
     assert!(
@@ -280,7 +283,8 @@ async fn watch_delivers_puts_and_deletes_in_order(h: &Harness) {
         WatchEvent::Put {
             key: key("w/leased"),
             value: b"4".to_vec(),
-            version: vl
+            version: vl,
+            ephemeral: true
         }
     );
     assert!(

@@ -21,7 +21,8 @@ use crate::engine::{Engine, EngineConfig, PassReport};
 use crate::ops::{LeaderElection, LeaderHandle, LeaderOptions, Metrics, Readiness};
 use crate::vitess::tablet::{TabletClient, TabletClientConfig, TabletRpc};
 use crate::vitess::topo::{
-    EtcdStore, EtcdStoreOptions, LockOptions, MemoryStore, TopoError, TopoServer, TopoStore,
+    EtcdStore, EtcdStoreOptions, LockOptions, MemoryStore, Reads, TopoCache, TopoError, TopoServer,
+    TopoStore,
 };
 
 /// Where the Vitess topology lives.
@@ -240,18 +241,26 @@ pub async fn start_operator(
     {
         return Err(OperatorError::Topology { endpoints, source });
     }
+    // Steps read the stores under their locks; passes observe through the watch cache that
+    // the topology watches keep (`docs/design/topology.md`, "The watch cache").
+    let cache = TopoCache::new();
+    let (global, factory) = (
+        metrics.metered_store(global),
+        metrics.metered_factory(factory),
+    );
     let topo = Arc::new(
-        TopoServer::new(
-            metrics.metered_store(global),
-            &root,
-            metrics.metered_factory(factory),
-        )
-        .with_lock_options(options.locks.clone()),
+        TopoServer::over_cache(&cache, global.clone(), &root, factory.clone(), Reads::Store)
+            .with_lock_options(options.locks.clone()),
+    );
+    let observation = Arc::new(
+        TopoServer::over_cache(&cache, global, &root, factory, Reads::Mirror)
+            .with_lock_options(options.locks.clone()),
     );
     let tablets: Arc<dyn TabletRpc> = Arc::new(
         TabletClient::new(options.tablets.clone()).with_observer(metrics.tablet_observer()),
     );
-    let engine = Engine::new(topo.clone(), tablets, options.engine.clone());
+    let engine =
+        Engine::new(topo.clone(), tablets, options.engine.clone()).with_observation(observation);
     let observer = Arc::new(MetricsObserver(metrics.clone()));
     let deps = ControllerDeps {
         client: client.clone(),

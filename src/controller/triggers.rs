@@ -24,7 +24,9 @@ use tokio_util::sync::CancellationToken;
 use super::reach::{Reach, ReachTracker};
 use crate::api::MoveTablesWorkflow;
 use crate::engine::{Desired, WatchedKeys};
-use crate::vitess::topo::{TopoServer, TopoStore, WatchEvent};
+use crate::vitess::topo::{
+    GLOBAL_STORE_ID, Mirror, MirrorEvent, TopoCache, TopoServer, TopoStore, WatchEvent,
+};
 
 /// Where a changed key lives.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -57,13 +59,24 @@ const WATCH_RETRY: Duration = Duration::from_millis(500);
 /// Starts the watches; they run until `shutdown` is cancelled. Returns the sender whose
 /// subscribers receive every change (a lagging subscriber is told so by the channel and should
 /// treat it as a resync).
+///
+/// Each watch feeds a [`Mirror`] of its root in the topology's cache (a cache of its own when
+/// `topo` has none) and publishes a change after the mirror applied it, so a pass the change
+/// wakes reads it from the cache.
 pub fn watch_topology(
     topo: Arc<TopoServer>,
     shutdown: CancellationToken,
 ) -> broadcast::Sender<TopoChange> {
     let (sender, _) = broadcast::channel(4096);
-    let global = (topo.global_store().clone(), topo.key(""));
-    spawn_watch(TopoScope::Global, global, sender.clone(), shutdown.clone());
+    let cache = topo.cache().cloned().unwrap_or_else(TopoCache::new);
+    let (mirror, _) = cache.mirror(GLOBAL_STORE_ID, topo.root());
+    spawn_watch(
+        TopoScope::Global,
+        mirror,
+        topo.global_store().clone(),
+        sender.clone(),
+        shutdown.clone(),
+    );
     let cells_sender = sender.clone();
     tokio::spawn(async move {
         // Cells are listed once at start; a cell added later is watched after a restart, and
@@ -83,18 +96,27 @@ pub fn watch_topology(
         for cell in cells {
             // Each cell is resolved until it can be (its CellInfo may be unreadable for a
             // while), then watched; a cell never gives up on its watch.
-            let (topo, sender, shutdown) = (topo.clone(), cells_sender.clone(), shutdown.clone());
+            let (topo, cache, sender, shutdown) = (
+                topo.clone(),
+                cache.clone(),
+                cells_sender.clone(),
+                shutdown.clone(),
+            );
             tokio::spawn(async move {
                 loop {
                     match topo.cell(&cell).await {
                         Ok(cell_topo) => {
-                            let root = cell_topo.key("");
-                            spawn_watch(
-                                TopoScope::Cell(cell),
-                                (cell_topo.store, root),
-                                sender,
-                                shutdown,
-                            );
+                            let (mirror, new) = cache.mirror(&cell_topo.address, &cell_topo.root);
+                            // Two cells sharing a root share its watch.
+                            if new {
+                                spawn_watch(
+                                    TopoScope::Cell(cell),
+                                    mirror,
+                                    cell_topo.store,
+                                    sender,
+                                    shutdown,
+                                );
+                            }
                             return;
                         }
                         Err(e) => {
@@ -114,67 +136,35 @@ pub fn watch_topology(
 
 fn spawn_watch(
     scope: TopoScope,
-    (store, root): (Arc<dyn TopoStore>, String),
+    mirror: Arc<Mirror>,
+    store: Arc<dyn TopoStore>,
     sender: broadcast::Sender<TopoChange>,
     shutdown: CancellationToken,
 ) {
-    tokio::spawn(async move {
-        let mut first = true;
-        let mut reach = ReachTracker::new(matches!(scope, TopoScope::Cell(_)));
-        loop {
-            let stream = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                stream = store.watch_prefix(&root, None) => stream,
-            };
-            let mut stream = match stream {
-                Ok(stream) => stream,
-                Err(e) => {
-                    tracing::warn!(?scope, error = %e, "Establishing a topology watch failed");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(WATCH_RETRY) => continue,
-                    }
-                }
-            };
-            if !first {
-                reach.reset();
-                let _ = sender.send(TopoChange::Resync);
-            }
-            first = false;
-            loop {
-                let event = tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    event = stream.next() => event,
-                };
-                let (key, value) = match event {
-                    Some(Ok(WatchEvent::Put { key, value, .. })) => (key, Some(value)),
-                    Some(Ok(WatchEvent::Delete { key, .. })) => (key, None),
-                    Some(Err(e)) => {
-                        tracing::warn!(?scope, error = %e, "A topology watch broke; re-establishing it");
-                        break;
-                    }
-                    None => break,
-                };
-                if let Some(rel) = key.strip_prefix(&root) {
-                    let rel = rel.trim_start_matches('/');
-                    let reach = match value {
-                        Some(value) => reach.put(rel, &value),
-                        None => reach.delete(rel),
-                    };
-                    // No receiver yet is fine: nobody depends on the change.
-                    let _ = sender.send(TopoChange::Key {
-                        scope: scope.clone(),
-                        key: rel.to_string(),
-                        reach,
-                    });
-                }
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(WATCH_RETRY) => {}
-            }
+    let root = mirror.root().to_string();
+    let mut reach = ReachTracker::new(matches!(scope, TopoScope::Cell(_)));
+    let on_event = move |event: MirrorEvent<'_>| match event {
+        MirrorEvent::Reseeded => {
+            reach.reset();
+            let _ = sender.send(TopoChange::Resync);
         }
-    });
+        MirrorEvent::Changed(event) => {
+            let Some(rel) = event.key().strip_prefix(&root) else {
+                return;
+            };
+            let reach = match event {
+                WatchEvent::Put { value, .. } => reach.put(rel, value),
+                WatchEvent::Delete { .. } => reach.delete(rel),
+            };
+            // No receiver yet is fine: nobody depends on the change.
+            let _ = sender.send(TopoChange::Key {
+                scope: scope.clone(),
+                key: rel.to_string(),
+                reach,
+            });
+        }
+    };
+    tokio::spawn(mirror.follow(store, on_event, shutdown));
 }
 
 /// Whether a change of `key` in `scope` concerns a workflow that depends on `watched`.

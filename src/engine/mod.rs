@@ -137,6 +137,7 @@ impl StepGate for AllowEveryStep {
 #[derive(Clone)]
 pub struct Engine {
     topo: Arc<TopoServer>,
+    observation: Arc<TopoServer>,
     tablets: Arc<dyn TabletRpc>,
     config: EngineConfig,
 }
@@ -154,15 +155,29 @@ impl Engine {
     /// An engine over `topo` and `tablets`.
     pub fn new(topo: Arc<TopoServer>, tablets: Arc<dyn TabletRpc>, config: EngineConfig) -> Self {
         Engine {
+            observation: topo.clone(),
             topo,
             tablets,
             config,
         }
     }
 
-    /// The topology.
+    /// Observes through `observation` (a view of the same topology reading from the watch
+    /// cache, [`TopoServer::over_cache`]) while steps keep reading `topo` itself under their
+    /// locks.
+    pub fn with_observation(mut self, observation: Arc<TopoServer>) -> Self {
+        self.observation = observation;
+        self
+    }
+
+    /// The topology steps read and write.
     pub fn topo(&self) -> &Arc<TopoServer> {
         &self.topo
+    }
+
+    /// The topology passes observe (the watch cache's view when there is one).
+    pub fn observation_topo(&self) -> &Arc<TopoServer> {
+        &self.observation
     }
 
     /// The tablet client.
@@ -191,7 +206,7 @@ impl Engine {
         match tokio::time::timeout(
             deadline,
             observe::observe(
-                &self.topo,
+                &self.observation,
                 &self.tablets,
                 desired,
                 &self.config.observe,

@@ -637,6 +637,11 @@ impl TopoStore for MeteredStore {
             .await
     }
 
+    async fn list_with_revision(&self, prefix: &str) -> TopoResult<(Vec<KeyValue>, Version)> {
+        self.timed("list", topo_outcome, self.inner.list_with_revision(prefix))
+            .await
+    }
+
     async fn list_dir(&self, dir: &str) -> TopoResult<Vec<DirEntry>> {
         self.timed("list_dir", topo_outcome, self.inner.list_dir(dir))
             .await

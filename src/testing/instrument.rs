@@ -185,6 +185,10 @@ impl TopoStore for AuditedStore {
         self.inner.list(prefix).await
     }
 
+    async fn list_with_revision(&self, prefix: &str) -> Result<(Vec<KeyValue>, Version)> {
+        self.inner.list_with_revision(prefix).await
+    }
+
     async fn list_dir(&self, dir: &str) -> Result<Vec<DirEntry>> {
         self.inner.list_dir(dir).await
     }

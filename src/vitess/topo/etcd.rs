@@ -345,6 +345,7 @@ fn to_key_value(kv: &etcd_client::KeyValue) -> KeyValue {
         key: key_string(kv.key()),
         value: kv.value().to_vec(),
         version: Version(kv.mod_revision()),
+        ephemeral: kv.lease() != 0,
     }
 }
 
@@ -376,6 +377,7 @@ fn watch_events(key: &str, start: i64, response: &WatchResponse) -> Result<Vec<W
                     key,
                     value: kv.value().to_vec(),
                     version,
+                    ephemeral: kv.lease() != 0,
                 },
                 EventType::Delete => WatchEvent::Delete { key, version },
             })
@@ -626,6 +628,10 @@ impl TopoStore for EtcdStore {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<KeyValue>> {
+        Ok(self.list_with_revision(prefix).await?.0)
+    }
+
+    async fn list_with_revision(&self, prefix: &str) -> Result<(Vec<KeyValue>, Version)> {
         let mut kv = self.client().await?.kv_client();
         let response = self
             .timed(
@@ -634,7 +640,8 @@ impl TopoStore for EtcdStore {
                 kv.get(prefix, Some(GetOptions::new().with_prefix())),
             )
             .await?;
-        Ok(response.kvs().iter().map(to_key_value).collect())
+        let revision = header_revision("list", prefix, response.header())?;
+        Ok((response.kvs().iter().map(to_key_value).collect(), revision))
     }
 
     async fn list_dir(&self, dir: &str) -> Result<Vec<DirEntry>> {

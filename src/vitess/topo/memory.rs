@@ -68,6 +68,8 @@ struct HistoryEvent {
     key: String,
     /// `Some(value)` for a put, `None` for a delete.
     value: Option<Vec<u8>>,
+    /// Whether a put attached the key to a lease.
+    ephemeral: bool,
 }
 
 struct State {
@@ -211,11 +213,12 @@ impl State {
         self.revision
     }
 
-    fn record(&mut self, revision: i64, key: &str, value: Option<Vec<u8>>) {
+    fn record(&mut self, revision: i64, key: &str, value: Option<Vec<u8>>, ephemeral: bool) {
         self.history.push_back(HistoryEvent {
             revision,
             key: key.to_string(),
             value,
+            ephemeral,
         });
         while self.history.len() > self.history_limit {
             if let Some(old) = self.history.pop_front() {
@@ -252,7 +255,7 @@ impl State {
                 lease,
             },
         );
-        self.record(revision, key, Some(value.to_vec()));
+        self.record(revision, key, Some(value.to_vec()), lease != 0);
         revision
     }
 
@@ -272,7 +275,7 @@ impl State {
                 l.keys.remove(key);
             }
             let key = key.clone();
-            self.record(revision, &key, None);
+            self.record(revision, &key, None, false);
         }
         count
     }
@@ -332,6 +335,7 @@ impl State {
                     key: e.key.clone(),
                     value: value.clone(),
                     version: Version(e.revision),
+                    ephemeral: e.ephemeral,
                 },
                 None => WatchEvent::Delete {
                     key: e.key.clone(),
@@ -512,8 +516,12 @@ impl TopoStore for MemoryStore {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<KeyValue>> {
+        Ok(self.list_with_revision(prefix).await?.0)
+    }
+
+    async fn list_with_revision(&self, prefix: &str) -> Result<(Vec<KeyValue>, Version)> {
         self.with_state("list", prefix, |state| {
-            Ok(state
+            let kvs = state
                 .kvs
                 .range(prefix.to_string()..)
                 .take_while(|(k, _)| k.starts_with(prefix))
@@ -521,8 +529,10 @@ impl TopoStore for MemoryStore {
                     key: k.clone(),
                     value: e.value.clone(),
                     version: Version(e.mod_revision),
+                    ephemeral: e.lease != 0,
                 })
-                .collect())
+                .collect();
+            Ok((kvs, Version(state.revision)))
         })
     }
 
@@ -635,6 +645,7 @@ impl TopoStore for MemoryStore {
                     key: k.clone(),
                     value: e.value.clone(),
                     version: Version(e.mod_revision),
+                    ephemeral: e.lease != 0,
                 }))
         })
     }

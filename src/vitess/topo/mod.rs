@@ -14,6 +14,7 @@
 //!   of keyspace records, shards, denied tables, VSchema and routing rules take a lock guard, so
 //!   writing them without the lock does not compile (invariant I3).
 
+pub mod cache;
 pub mod denied_tables;
 mod error;
 mod etcd;
@@ -26,6 +27,7 @@ mod server;
 mod store;
 pub mod tablet_alias;
 
+pub use cache::{CachedStore, GLOBAL_STORE_ID, Mirror, MirrorEvent, Reads, TopoCache};
 pub use denied_tables::{DeniedTablesOp, apply_denied_tables, denied_tables, same_for_tables};
 pub use error::{Result, TopoError};
 pub use etcd::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_OP_TIMEOUT, EtcdStore, EtcdStoreOptions, EtcdTls};

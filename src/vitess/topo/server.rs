@@ -24,6 +24,7 @@ use crate::vitess::proto::vschema::{
     self, KeyspaceRoutingRules, MirrorRules, RoutingRules, ShardRoutingRules, SrvVSchema,
 };
 
+use super::cache::{CachedStore, GLOBAL_STORE_ID, Reads, TopoCache};
 use super::denied_tables::{DeniedTablesOp, apply_denied_tables};
 use super::error::{Result, TopoError};
 use super::lock::{
@@ -69,6 +70,9 @@ pub struct CellTopo {
     pub cell: String,
     /// The store (shared between cells with the same server address).
     pub store: Arc<dyn TopoStore>,
+    /// The server address from the cell's CellInfo (the store's identity in a
+    /// [`TopoCache`](super::TopoCache)).
+    pub address: String,
     /// The cell root, e.g. `/vitess/zone1`.
     pub root: String,
 }
@@ -90,6 +94,7 @@ pub struct TopoServer {
     factory: StoreFactory,
     lock_options: LockOptions,
     cells: Mutex<CellCache>,
+    cache: Option<Arc<TopoCache>>,
 }
 
 #[derive(Default)]
@@ -134,7 +139,37 @@ impl TopoServer {
             factory,
             lock_options: LockOptions::default(),
             cells: Mutex::new(CellCache::default()),
+            cache: None,
         }
+    }
+
+    /// A server over `global` and the cell stores of `factory`, each wrapped in a
+    /// [`CachedStore`] of `cache` reading as `reads` says. Two such servers over one cache (one
+    /// reading from the mirrors for observation, one from the stores for steps) share what
+    /// the mirrors hold and keep it current with each other's writes.
+    pub fn over_cache(
+        cache: &Arc<TopoCache>,
+        global: Arc<dyn TopoStore>,
+        root: &str,
+        factory: StoreFactory,
+        reads: Reads,
+    ) -> Self {
+        let cells_cache = cache.clone();
+        let cached_factory: StoreFactory = Arc::new(move |address: &str| {
+            let store: Arc<dyn TopoStore> =
+                CachedStore::new(factory(address)?, cells_cache.clone(), address, reads);
+            Ok(store)
+        });
+        let global: Arc<dyn TopoStore> =
+            CachedStore::new(global, cache.clone(), GLOBAL_STORE_ID, reads);
+        let mut server = TopoServer::new(global, root, cached_factory);
+        server.cache = Some(cache.clone());
+        server
+    }
+
+    /// The cache this server's stores share, when made by [`TopoServer::over_cache`].
+    pub fn cache(&self) -> Option<&Arc<TopoCache>> {
+        self.cache.as_ref()
     }
 
     /// Sets the lease TTL and acquisition timeout used by the `lock_*` functions.
@@ -413,6 +448,7 @@ impl TopoServer {
         let topo = CellTopo {
             cell: cell.to_string(),
             store,
+            address: info.server_address.clone(),
             root: join(&info.root, ""),
         };
         cache.by_cell.insert(cell.to_string(), topo.clone());

@@ -48,6 +48,8 @@ pub struct KeyValue {
     pub value: Vec<u8>,
     /// The key's ModRevision.
     pub version: Version,
+    /// True when the key is attached to a lease (lock and election keys).
+    pub ephemeral: bool,
 }
 
 /// One entry of a directory listing. etcd has no directories: an entry is a directory when some
@@ -74,6 +76,8 @@ pub enum WatchEvent {
         value: Vec<u8>,
         /// The key's new ModRevision.
         version: Version,
+        /// True when the key is attached to a lease.
+        ephemeral: bool,
     },
     /// The key was deleted (explicitly, or because its lease expired or was revoked).
     Delete {
@@ -174,6 +178,10 @@ pub trait TopoStore: Send + Sync + fmt::Debug {
 
     /// All keys starting with `prefix` (a plain string prefix), sorted by key. Empty if none.
     async fn list(&self, prefix: &str) -> Result<Vec<KeyValue>>;
+
+    /// [`list`](Self::list), with the store's revision at the time of the read: a watch from
+    /// the revision after it misses no change and repeats none (how a watch cache is seeded).
+    async fn list_with_revision(&self, prefix: &str) -> Result<(Vec<KeyValue>, Version)>;
 
     /// The entries directly below `dir`, sorted by name. NoNode when nothing lives below it.
     async fn list_dir(&self, dir: &str) -> Result<Vec<DirEntry>>;
