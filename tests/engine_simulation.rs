@@ -1027,6 +1027,10 @@ async fn run(config: RunConfig) -> Result<RunStats, String> {
     engine_config.interrupt = Some(schedule.clone());
     let engine = world.engine_with(engine_config);
     let mut rng = Rng(config.seed.unwrap_or(0));
+    // Whether a pass waits for the watch cache first: a seeded run leaves one pass in five to
+    // observe whatever the cache holds (a separate generator, so the faults of a seed stay
+    // the same).
+    let mut staleness = Rng(config.seed.unwrap_or(0) ^ 0x57a1_e0b5);
     let mut memory = EngineMemory::default();
     let mut stats = RunStats::default();
     let mut active = Active::default();
@@ -1222,6 +1226,14 @@ async fn run(config: RunConfig) -> Result<RunStats, String> {
             let routes_before = routing_snapshot(&world.topo)
                 .await
                 .map_err(|e| e.to_string())?;
+            if config.seed.is_some() && staleness.chance(20) {
+                *stats
+                    .faults_by_kind
+                    .entry("StaleObservation".to_string())
+                    .or_default() += 1;
+            } else {
+                world.settle().await;
+            }
             let report = engine.pass(&stage.desired, &mut memory).await;
             let after = world.check(&stage.desired).await;
             // I6: no pass leaves a moved table that resolved unresolvable.

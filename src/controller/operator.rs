@@ -21,7 +21,7 @@ use crate::engine::{Engine, EngineConfig, PassReport};
 use crate::ops::{LeaderElection, LeaderHandle, LeaderOptions, Metrics, Readiness};
 use crate::vitess::tablet::{TabletClient, TabletClientConfig, TabletRpc};
 use crate::vitess::topo::{
-    EtcdStore, EtcdStoreOptions, LockOptions, MemoryStore, Reads, TopoCache, TopoError, TopoServer,
+    CachedTopology, EtcdStore, EtcdStoreOptions, LockOptions, MemoryStore, TopoError, TopoServer,
     TopoStore,
 };
 
@@ -243,18 +243,14 @@ pub async fn start_operator(
     }
     // Steps read the stores under their locks; passes observe through the watch cache that
     // the topology watches keep (`docs/design/topology.md`, "The watch cache").
-    let cache = TopoCache::new();
-    let (global, factory) = (
+    let CachedTopology {
+        act: topo,
+        observe: observation,
+    } = CachedTopology::new(
         metrics.metered_store(global),
+        &root,
         metrics.metered_factory(factory),
-    );
-    let topo = Arc::new(
-        TopoServer::over_cache(&cache, global.clone(), &root, factory.clone(), Reads::Store)
-            .with_lock_options(options.locks.clone()),
-    );
-    let observation = Arc::new(
-        TopoServer::over_cache(&cache, global, &root, factory, Reads::Mirror)
-            .with_lock_options(options.locks.clone()),
+        options.locks.clone(),
     );
     let tablets: Arc<dyn TabletRpc> = Arc::new(
         TabletClient::new(options.tablets.clone()).with_observer(metrics.tablet_observer()),

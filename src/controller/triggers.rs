@@ -14,7 +14,6 @@
 //! other workflow.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -24,9 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::reach::{Reach, ReachTracker};
 use crate::api::MoveTablesWorkflow;
 use crate::engine::{Desired, WatchedKeys};
-use crate::vitess::topo::{
-    GLOBAL_STORE_ID, Mirror, MirrorEvent, TopoCache, TopoServer, TopoStore, WatchEvent,
-};
+use crate::vitess::topo::{MirrorEvent, TopoServer, WatchEvent, follow_topology};
 
 /// Where a changed key lives.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -53,9 +50,6 @@ pub enum TopoChange {
     Resync,
 }
 
-/// How long to wait before re-establishing a broken watch.
-const WATCH_RETRY: Duration = Duration::from_millis(500);
-
 /// Starts the watches; they run until `shutdown` is cancelled. Returns the sender whose
 /// subscribers receive every change (a lagging subscriber is told so by the channel and should
 /// treat it as a resync).
@@ -68,82 +62,26 @@ pub fn watch_topology(
     shutdown: CancellationToken,
 ) -> broadcast::Sender<TopoChange> {
     let (sender, _) = broadcast::channel(4096);
-    let cache = topo.cache().cloned().unwrap_or_else(TopoCache::new);
-    let (mirror, _) = cache.mirror(GLOBAL_STORE_ID, topo.root());
-    spawn_watch(
-        TopoScope::Global,
-        mirror,
-        topo.global_store().clone(),
-        sender.clone(),
-        shutdown.clone(),
+    let publisher = sender.clone();
+    follow_topology(
+        topo,
+        move |cell: Option<&str>, root: &str| {
+            let scope = cell.map_or(TopoScope::Global, |cell| TopoScope::Cell(cell.to_string()));
+            publish_changes(scope, root.to_string(), publisher.clone())
+        },
+        shutdown,
     );
-    let cells_sender = sender.clone();
-    tokio::spawn(async move {
-        // Cells are listed once at start; a cell added later is watched after a restart, and
-        // the periodic resync covers it until then.
-        let cells = loop {
-            match topo.list_cells().await {
-                Ok(cells) => break cells,
-                Err(e) => {
-                    tracing::warn!(error = %e, "Listing cells for the topology watch failed");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(WATCH_RETRY) => {}
-                    }
-                }
-            }
-        };
-        for cell in cells {
-            // Each cell is resolved until it can be (its CellInfo may be unreadable for a
-            // while), then watched; a cell never gives up on its watch.
-            let (topo, cache, sender, shutdown) = (
-                topo.clone(),
-                cache.clone(),
-                cells_sender.clone(),
-                shutdown.clone(),
-            );
-            tokio::spawn(async move {
-                loop {
-                    match topo.cell(&cell).await {
-                        Ok(cell_topo) => {
-                            let (mirror, new) = cache.mirror(&cell_topo.address, &cell_topo.root);
-                            // Two cells sharing a root share its watch.
-                            if new {
-                                spawn_watch(
-                                    TopoScope::Cell(cell),
-                                    mirror,
-                                    cell_topo.store,
-                                    sender,
-                                    shutdown,
-                                );
-                            }
-                            return;
-                        }
-                        Err(e) => {
-                            tracing::warn!(cell = %cell, error = %e, "Resolving a cell for the topology watch failed");
-                            tokio::select! {
-                                _ = shutdown.cancelled() => return,
-                                _ = tokio::time::sleep(WATCH_RETRY) => {}
-                            }
-                        }
-                    }
-                }
-            });
-        }
-    });
     sender
 }
 
-fn spawn_watch(
+/// What one root's mirror calls after applying each change: publish it, with its reach.
+fn publish_changes(
     scope: TopoScope,
-    mirror: Arc<Mirror>,
-    store: Arc<dyn TopoStore>,
+    root: String,
     sender: broadcast::Sender<TopoChange>,
-    shutdown: CancellationToken,
-) {
-    let root = mirror.root().to_string();
+) -> impl FnMut(MirrorEvent<'_>) + Send + 'static {
     let mut reach = ReachTracker::new(matches!(scope, TopoScope::Cell(_)));
-    let on_event = move |event: MirrorEvent<'_>| match event {
+    move |event: MirrorEvent<'_>| match event {
         MirrorEvent::Reseeded => {
             reach.reset();
             let _ = sender.send(TopoChange::Resync);
@@ -163,8 +101,7 @@ fn spawn_watch(
                 reach,
             });
         }
-    };
-    tokio::spawn(mirror.follow(store, on_event, shutdown));
+    }
 }
 
 /// Whether a change of `key` in `scope` concerns a workflow that depends on `watched`.
@@ -266,8 +203,9 @@ pub fn workflow_triggers(
 mod tests {
     use super::*;
     use crate::vitess::proto::topodata::CellInfo;
-    use crate::vitess::topo::{MemoryStore, StoreFactory, TopoError};
+    use crate::vitess::topo::{MemoryStore, StoreFactory, TopoError, TopoStore};
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
 
     /// A cell whose topology server cannot be reached when the watches start (its store fails
     /// to open three times) is retried until it can be, then watched: a change in the cell

@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio_util::sync::{CancellationToken, DropGuard};
+
 use crate::engine::desired::Desired;
 use crate::engine::execute::EngineConfig;
 use crate::engine::invariants::{self, InvariantViolation};
@@ -15,7 +17,9 @@ use crate::vitess::proto::topodata::{CellInfo, Keyspace, Shard, Tablet, TabletAl
 use crate::vitess::proto::vschema;
 use crate::vitess::srv_vschema::rebuild_srv_vschema;
 use crate::vitess::tablet::{TabletAddr, TabletRpc};
-use crate::vitess::topo::{LockOptions, StoreFactory, TopoServer, TopoStore, tablet_alias_string};
+use crate::vitess::topo::{
+    CachedTopology, LockOptions, StoreFactory, TopoServer, TopoStore, tablet_alias_string,
+};
 
 use super::fixtures::key_range;
 use super::fleet::{FakeFleet, FleetOptions};
@@ -78,8 +82,13 @@ pub struct World {
     pub fleet: Arc<FakeFleet>,
     /// The counting wrapper the engine talks through.
     pub tablets: Arc<CountingTablets>,
-    /// The engine.
+    /// The engine: steps read the topology itself, passes observe through the watch cache
+    /// (`views`), as in the operator.
     pub engine: Engine,
+    /// The two views of the topology over the engine's watch cache.
+    pub views: CachedTopology,
+    /// Stops following the topology when the world is dropped.
+    _following: DropGuard,
 }
 
 impl std::fmt::Debug for World {
@@ -130,6 +139,20 @@ fn sharded_vschema(tables: &[String]) -> vschema::Keyspace {
         );
     }
     v
+}
+
+/// An engine over `views`: steps on the topology itself, observation through the cache.
+fn cached_engine(
+    views: &CachedTopology,
+    tablets: &Arc<CountingTablets>,
+    config: EngineConfig,
+) -> Engine {
+    Engine::new(
+        views.act.clone(),
+        tablets.clone() as Arc<dyn TabletRpc>,
+        config,
+    )
+    .with_observation(views.observe.clone())
 }
 
 impl World {
@@ -279,29 +302,65 @@ impl World {
         rebuild_srv_vschema(&topo, &[]).await.map_err(e)?;
         audited.enable_audit();
         let tablets = CountingTablets::new(fleet.clone() as Arc<dyn TabletRpc>);
-        let engine = Engine::new(
-            topo.clone(),
-            tablets.clone() as Arc<dyn TabletRpc>,
-            test_config(),
+        let cells_store: Arc<dyn TopoStore> = audited.clone();
+        let views = CachedTopology::new(
+            audited.clone(),
+            &root,
+            Arc::new(move |_address: &str| Ok(cells_store.clone())),
+            topo.lock_options().clone(),
         );
+        let following = CancellationToken::new();
+        views.follow(following.clone());
         Ok(World {
             layout,
             store: audited,
             topo,
             fleet,
+            engine: cached_engine(&views, &tablets, test_config()),
             tablets,
-            engine,
+            views,
+            _following: following.drop_guard(),
         })
     }
 
     /// A fresh engine over the same world with `config` (crash simulations build a new engine
-    /// after every crash).
+    /// after every crash), observing through the world's watch cache.
     pub fn engine_with(&self, config: EngineConfig) -> Engine {
-        Engine::new(
-            self.topo.clone(),
-            self.tablets.clone() as Arc<dyn TabletRpc>,
-            config,
-        )
+        cached_engine(&self.views, &self.tablets, config)
+    }
+
+    /// Waits until the engine's watch cache holds what the store holds (at most 5 s; false if
+    /// it did not). A pass the operator runs because of a change is woken only once the cache
+    /// applied the change; tests that run passes back to back call this to stand for that, and
+    /// leave it out on purpose to have a pass observe a stale cache.
+    pub async fn settle(&self) -> bool {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let mirrors = self
+            .views
+            .act
+            .cache()
+            .map(|cache| cache.mirrors())
+            .unwrap_or_default();
+        loop {
+            let mut caught_up = true;
+            for mirror in &mirrors {
+                let listed = match self.store.list(mirror.root()).await {
+                    Ok(listing) => listing
+                        .into_iter()
+                        .map(|kv| (kv.key, kv.version))
+                        .collect::<Vec<_>>(),
+                    Err(_) => return false,
+                };
+                caught_up &= mirror.versions().is_some_and(|held| held == listed);
+            }
+            if caught_up {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 
     /// Executes `action`, planned from `observed`, with the world's engine: what a pass does
@@ -314,7 +373,7 @@ impl World {
         action: &crate::engine::Action,
     ) -> Result<(), crate::engine::StepError> {
         crate::engine::execute::Executor::new(
-            self.topo.clone(),
+            self.views.act.clone(),
             self.tablets.clone() as Arc<dyn TabletRpc>,
             self.engine.config().clone(),
             desired.clone(),

@@ -26,6 +26,8 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 use super::error::{Result, TopoError};
+use super::lock::LockOptions;
+use super::server::{StoreFactory, TopoServer};
 use super::store::{
     Change, DirEntry, Expected, FencedWrite, KeyValue, LeaseId, TopoStore, Version, WatchEvent,
     WatchStream, dir_entries, dir_prefix,
@@ -46,8 +48,8 @@ pub enum Reads {
     Store,
 }
 
-/// What a mirror tells whoever follows it, after it applied the change.
-#[derive(Debug)]
+/// What a mirror tells its subscribers, after it applied the change.
+#[derive(Clone, Copy, Debug)]
 pub enum MirrorEvent<'a> {
     /// One change, as the watch delivered it.
     Changed(&'a WatchEvent),
@@ -138,7 +140,14 @@ impl MirrorState {
 pub struct Mirror {
     root: String,
     state: Mutex<MirrorState>,
+    /// Called after each change is applied, in the order they were added.
+    sinks: Mutex<Vec<Sink>>,
+    /// Whether a task follows the watch (at most one does).
+    followed: std::sync::atomic::AtomicBool,
 }
+
+/// What a mirror calls after applying a change.
+pub type Sink = Box<dyn FnMut(MirrorEvent<'_>) + Send>;
 
 impl fmt::Debug for Mirror {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -156,6 +165,8 @@ impl Mirror {
         Arc::new(Mirror {
             root: dir_prefix(root),
             state: Mutex::new(MirrorState::default()),
+            sinks: Mutex::new(Vec::new()),
+            followed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -176,6 +187,19 @@ impl Mirror {
     /// How many keys the mirror holds.
     pub fn len(&self) -> usize {
         self.state().entries.len()
+    }
+
+    /// Every key the mirror holds with its version, in key order; `None` while it is not
+    /// seeded. (Tests compare it with a listing of the store to know it caught up.)
+    pub fn versions(&self) -> Option<Vec<(String, Version)>> {
+        let state = self.state();
+        state.seeded.then(|| {
+            state
+                .entries
+                .iter()
+                .map(|(key, entry)| (key.clone(), entry.version))
+                .collect()
+        })
     }
 
     /// Whether the mirror holds no key.
@@ -244,26 +268,41 @@ impl Mirror {
         }
     }
 
-    /// Seeds the mirror from `store` and follows the store's watch until `shutdown`, calling
-    /// `on_event` after each change is applied (so a pass it wakes reads the change). A broken
-    /// watch makes the mirror stop serving, seed again and report [`MirrorEvent::Reseeded`].
-    pub async fn follow(
-        self: Arc<Self>,
-        store: Arc<dyn TopoStore>,
-        on_event: impl FnMut(MirrorEvent<'_>) + Send,
-        shutdown: CancellationToken,
-    ) {
-        self.follow_until(store, on_event, shutdown).await;
-        // A mirror nobody keeps current serves nothing.
-        self.unseed();
+    /// Adds what to call after each change the mirror applies (so a pass it wakes reads the
+    /// change), and [`MirrorEvent::Reseeded`] after the watch broke and the mirror was seeded
+    /// again.
+    pub fn subscribe(&self, sink: impl FnMut(MirrorEvent<'_>) + Send + 'static) {
+        self.sinks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Box::new(sink));
     }
 
-    async fn follow_until(
-        &self,
-        store: Arc<dyn TopoStore>,
-        mut on_event: impl FnMut(MirrorEvent<'_>) + Send,
-        shutdown: CancellationToken,
-    ) {
+    fn publish(&self, event: MirrorEvent<'_>) {
+        let mut sinks = self.sinks.lock().unwrap_or_else(PoisonError::into_inner);
+        for sink in sinks.iter_mut() {
+            sink(event);
+        }
+    }
+
+    /// Seeds the mirror from `store` and follows the store's watch until `shutdown`. A broken
+    /// watch makes the mirror stop serving, seed again and tell its subscribers. Returns at
+    /// once when another task already follows the mirror.
+    pub async fn follow(self: Arc<Self>, store: Arc<dyn TopoStore>, shutdown: CancellationToken) {
+        if self
+            .followed
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
+        }
+        self.follow_until(store, shutdown).await;
+        // A mirror nobody keeps current serves nothing.
+        self.unseed();
+        self.followed
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    async fn follow_until(&self, store: Arc<dyn TopoStore>, shutdown: CancellationToken) {
         let mut first = true;
         loop {
             let seeded = tokio::select! {
@@ -273,7 +312,7 @@ impl Mirror {
             match seeded {
                 Ok(mut stream) => {
                     if !first {
-                        on_event(MirrorEvent::Reseeded);
+                        self.publish(MirrorEvent::Reseeded);
                     }
                     first = false;
                     loop {
@@ -284,7 +323,7 @@ impl Mirror {
                         match event {
                             Some(Ok(event)) => {
                                 self.apply(&event);
-                                on_event(MirrorEvent::Changed(&event));
+                                self.publish(MirrorEvent::Changed(&event));
                             }
                             Some(Err(e)) => {
                                 tracing::warn!(root = %self.root, error = %e, "A topology watch broke; seeding its cache again");
@@ -368,6 +407,113 @@ impl Mirror {
             Ok(entries)
         })
     }
+}
+
+/// One topology over one [`TopoCache`], seen the two ways vtmove uses it (see the module docs).
+#[derive(Clone, Debug)]
+pub struct CachedTopology {
+    /// What steps use: reads from the stores, writes keep the mirrors current.
+    pub act: Arc<TopoServer>,
+    /// What passes observe through: reads from the mirrors once they are seeded.
+    pub observe: Arc<TopoServer>,
+}
+
+impl CachedTopology {
+    /// Both views over `global` (rooted at `root`) and the cell stores of `factory`, with
+    /// `lock` for the locks steps take. Nothing is cached until the roots are followed
+    /// ([`follow_topology`], or [`CachedTopology::follow`]).
+    pub fn new(
+        global: Arc<dyn TopoStore>,
+        root: &str,
+        factory: StoreFactory,
+        lock: LockOptions,
+    ) -> CachedTopology {
+        let cache = TopoCache::new();
+        let view = |reads| {
+            Arc::new(
+                TopoServer::over_cache(&cache, global.clone(), root, factory.clone(), reads)
+                    .with_lock_options(lock.clone()),
+            )
+        };
+        CachedTopology {
+            act: view(Reads::Store),
+            observe: view(Reads::Mirror),
+        }
+    }
+
+    /// Follows every root with nobody listening to the changes (tests, benchmarks, the
+    /// sandbox), until `shutdown`.
+    pub fn follow(&self, shutdown: CancellationToken) {
+        follow_topology(
+            self.act.clone(),
+            |_: Option<&str>, _: &str| |_: MirrorEvent<'_>| {},
+            shutdown,
+        );
+    }
+}
+
+/// Follows the global root of `topo` and the root of each cell it lists (once, at start: a cell
+/// added later is followed after a restart) with a [`Mirror`] each in `topo`'s cache (a cache of
+/// its own when `topo` has none), until `shutdown`. `sink_for(cell, root)` makes what each
+/// mirror calls after applying a change (`cell` is `None` for the global root). A cell whose
+/// CellInfo cannot be read yet is retried until it can; two cells sharing a root share its
+/// mirror. A mirror already followed (by an earlier call) keeps its follower and gains the new
+/// subscriber.
+pub fn follow_topology<F, S>(topo: Arc<TopoServer>, sink_for: F, shutdown: CancellationToken)
+where
+    F: Fn(Option<&str>, &str) -> S + Send + Sync + 'static,
+    S: FnMut(MirrorEvent<'_>) + Send + 'static,
+{
+    let cache = topo.cache().cloned().unwrap_or_else(TopoCache::new);
+    let (mirror, _) = cache.mirror(GLOBAL_STORE_ID, topo.root());
+    mirror.subscribe(sink_for(None, mirror.root()));
+    tokio::spawn(
+        mirror
+            .clone()
+            .follow(topo.global_store().clone(), shutdown.clone()),
+    );
+    let sink_for = Arc::new(sink_for);
+    tokio::spawn(async move {
+        let cells = loop {
+            match topo.list_cells().await {
+                Ok(cells) => break cells,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Listing cells for the topology watch failed");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(RESEED_PAUSE) => {}
+                    }
+                }
+            }
+        };
+        for cell in cells {
+            let (topo, cache, sink_for, shutdown) = (
+                topo.clone(),
+                cache.clone(),
+                sink_for.clone(),
+                shutdown.clone(),
+            );
+            tokio::spawn(async move {
+                loop {
+                    match topo.cell(&cell).await {
+                        Ok(cell_topo) => {
+                            let (mirror, _) = cache.mirror(&cell_topo.address, &cell_topo.root);
+                            mirror.subscribe(sink_for(Some(&cell), mirror.root()));
+                            mirror.follow(cell_topo.store, shutdown).await;
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!(cell = %cell, error = %e, "Resolving a cell for the topology watch failed");
+                            tokio::select! {
+                                _ = shutdown.cancelled() => return,
+                                _ = tokio::time::sleep(RESEED_PAUSE) => {}
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
 }
 
 /// The mirrors of one process, by store, and the lock keys it created (so a lease it revokes

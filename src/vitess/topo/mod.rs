@@ -27,7 +27,10 @@ mod server;
 mod store;
 pub mod tablet_alias;
 
-pub use cache::{CachedStore, GLOBAL_STORE_ID, Mirror, MirrorEvent, Reads, TopoCache};
+pub use cache::{
+    CachedStore, CachedTopology, GLOBAL_STORE_ID, Mirror, MirrorEvent, Reads, TopoCache,
+    follow_topology,
+};
 pub use denied_tables::{DeniedTablesOp, apply_denied_tables, denied_tables, same_for_tables};
 pub use error::{Result, TopoError};
 pub use etcd::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_OP_TIMEOUT, EtcdStore, EtcdStoreOptions, EtcdTls};
