@@ -28,7 +28,7 @@ use crate::vitess::proto::tabletmanagerdata::{GetSchemaRequest, ReadVReplication
 use crate::vitess::proto::topodata::{self, KeyRange, Shard, TabletAlias, TabletType};
 use crate::vitess::proto::vschema::{self, SrvVSchema};
 use crate::vitess::routing::Side;
-use crate::vitess::srv_vschema::desired_srv_vschema;
+use crate::vitess::srv_vschema::desired_srv_vschema_shared;
 use crate::vitess::tablet::{
     Method, Position, TabletAddr, TabletError, TabletHealth, TabletRpc, WorkflowStreams,
 };
@@ -57,13 +57,14 @@ pub struct Observed {
     pub at: SystemTime,
     /// Every cell of the topology, sorted.
     pub cells: Vec<String>,
-    /// The global routing rules (missing key = empty).
-    pub routing_rules: vschema::RoutingRules,
+    /// The global routing rules (missing key = empty). Shared, like the other records that
+    /// grow with the workflow count, with every pass that read the same version.
+    pub routing_rules: Arc<vschema::RoutingRules>,
     /// Each cell's `SrvVSchema` (`None`: the cell has none).
-    pub srv_vschemas: BTreeMap<String, Option<SrvVSchema>>,
+    pub srv_vschemas: BTreeMap<String, Option<Arc<SrvVSchema>>>,
     /// What a rebuild would write from the global records, before per-cell read rules are
     /// applied: every keyspace VSchema plus the four rule sets.
-    pub srv_vschema_rollup: SrvVSchema,
+    pub srv_vschema_rollup: Arc<SrvVSchema>,
     /// The source keyspace.
     pub source: KeyspaceState,
     /// The target keyspace.
@@ -118,7 +119,7 @@ pub struct KeyspaceView {
     /// Its sidecar database (`_vt` unless overridden).
     pub sidecar_db: String,
     /// Its VSchema (`None`: no VSchema record).
-    pub vschema: Option<vschema::Keyspace>,
+    pub vschema: Option<Arc<vschema::Keyspace>>,
     /// Shards, sorted by name.
     pub shards: Vec<ShardView>,
     /// False when the keyspace's tablets were deliberately not contacted
@@ -283,17 +284,17 @@ pub async fn observe(
     let at = SystemTime::now();
     let mut cells = topo.list_cells().await?;
     cells.sort();
-    let routing_rules = topo.get_routing_rules().await?.value;
+    let routing_rules = topo.get_routing_rules_shared().await?.value;
     let mut srv_vschemas = BTreeMap::new();
     for cell in &cells {
-        let srv = match topo.get_srv_vschema(cell).await {
+        let srv = match topo.get_srv_vschema_shared(cell).await {
             Ok(found) => Some(found.value),
             Err(TopoError::NoNode { .. }) => None,
             Err(e) => return Err(e.into()),
         };
         srv_vschemas.insert(cell.clone(), srv);
     }
-    let srv_vschema_rollup = desired_srv_vschema(topo).await?;
+    let srv_vschema_rollup = desired_srv_vschema_shared(topo).await?;
     let contact_source = !desired.lifecycle.ignores_source();
     let source = observe_keyspace(
         topo,
@@ -358,7 +359,7 @@ async fn observe_keyspace(
         Err(TopoError::NoNode { .. }) => return Ok(KeyspaceState::Missing),
         Err(e) => return Err(e),
     };
-    let vschema = match topo.get_vschema(name).await {
+    let vschema = match topo.get_vschema_shared(name).await {
         Ok(found) => Some(found.value),
         Err(TopoError::NoNode { .. }) => None,
         Err(e) => return Err(e),

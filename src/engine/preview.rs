@@ -10,6 +10,7 @@
 //! guessing.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::vitess::proto::binlogdata::VReplicationWorkflowState;
@@ -271,12 +272,12 @@ impl Predicted {
             Action::RemoveFromVSchema { side, tables } => {
                 let keyspace = d.keyspace(*side).to_string();
                 if let Some(vschema) = self.view_mut(*side).and_then(|v| v.vschema.as_mut()) {
+                    let vschema = Arc::make_mut(vschema);
                     for table in tables {
                         vschema.tables.remove(table);
                     }
                     let vschema = vschema.clone();
-                    self.observed
-                        .srv_vschema_rollup
+                    Arc::make_mut(&mut self.observed.srv_vschema_rollup)
                         .keyspaces
                         .insert(keyspace, vschema);
                 }
@@ -343,8 +344,8 @@ impl Predicted {
     /// Rewrites the workflow's routing rules to `state`, then rebuilds every cell.
     fn route(&mut self, d: &Desired, state: RoutingState) {
         let update = update_routing_rules(&self.observed.routing_rules, &d.moved(), state);
-        self.observed.routing_rules = update.rules.clone();
-        self.observed.srv_vschema_rollup.routing_rules = Some(update.rules);
+        self.observed.routing_rules = Arc::new(update.rules.clone());
+        Arc::make_mut(&mut self.observed.srv_vschema_rollup).routing_rules = Some(update.rules);
         self.rebuild(d, None);
     }
 
@@ -360,7 +361,9 @@ impl Predicted {
                 &rules,
                 cell,
             );
-            self.observed.srv_vschemas.insert(cell.clone(), Some(srv));
+            self.observed
+                .srv_vschemas
+                .insert(cell.clone(), Some(Arc::new(srv)));
         }
     }
 

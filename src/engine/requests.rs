@@ -337,7 +337,7 @@ mod tests {
         KeyspaceView {
             name: name.into(),
             sidecar_db: "_vt".into(),
-            vschema,
+            vschema: vschema.map(std::sync::Arc::new),
             shards: shards
                 .iter()
                 .map(|(n, r)| ShardView {

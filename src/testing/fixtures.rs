@@ -2,6 +2,7 @@
 //! controller's tests): a healthy two-keyspace world by default, changed one fact at a time.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::engine::desired::Desired;
@@ -574,7 +575,7 @@ impl ObservedBuilder {
                 srv.keyspaces
                     .insert("stale".to_string(), vschema::Keyspace::default());
             }
-            srv_vschemas.insert(cell.clone(), Some(srv));
+            srv_vschemas.insert(cell.clone(), Some(Arc::new(srv)));
         }
         let mut views = BTreeMap::new();
         for side in Side::BOTH {
@@ -724,7 +725,7 @@ impl ObservedBuilder {
                 KeyspaceView {
                     name: keyspace.clone(),
                     sidecar_db: "_vt".to_string(),
-                    vschema: Some(self.keyspace_vschema(side)),
+                    vschema: Some(Arc::new(self.keyspace_vschema(side))),
                     shards: shard_views,
                     tablets_contacted: contacted,
                 },
@@ -739,9 +740,9 @@ impl ObservedBuilder {
         Observed {
             at,
             cells: self.cells.clone(),
-            routing_rules: rules,
+            routing_rules: Arc::new(rules),
             srv_vschemas,
-            srv_vschema_rollup: rollup,
+            srv_vschema_rollup: Arc::new(rollup),
             source,
             target,
             locks: self.locks,

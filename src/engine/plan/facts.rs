@@ -49,8 +49,9 @@ impl<'a> Facts<'a> {
         let mut cell_reads = BTreeMap::new();
         if let Some(first) = moved.tables.first() {
             for (cell, srv) in &o.srv_vschemas {
-                let switched =
-                    |t| cell_reads_switched(srv.as_ref(), &moved.source, first, t).unwrap_or(false);
+                let switched = |t| {
+                    cell_reads_switched(srv.as_deref(), &moved.source, first, t).unwrap_or(false)
+                };
                 cell_reads.insert(
                     cell.clone(),
                     (
@@ -330,7 +331,7 @@ impl<'a> Facts<'a> {
     /// The `SrvVSchema` `cell` should serve, from the global records and the declared read
     /// cells.
     pub(super) fn desired_cell_srv(&self, cell: &str) -> SrvVSchema {
-        let mut srv = self.o.srv_vschema_rollup.clone();
+        let mut srv = self.o.srv_vschema_rollup.as_ref().clone();
         let rules = match self.rules {
             Rules::State(state) => cell_routing_rules(
                 &self.o.routing_rules,
@@ -339,7 +340,7 @@ impl<'a> Facts<'a> {
                 &self.d.read_cells,
                 cell,
             ),
-            _ => self.o.routing_rules.clone(),
+            _ => self.o.routing_rules.as_ref().clone(),
         };
         srv.routing_rules = Some(rules);
         srv
@@ -376,7 +377,7 @@ impl<'a> Facts<'a> {
             .iter()
             .filter(|(cell, current)| {
                 let desired = strip(&self.desired_cell_srv(cell));
-                let current = current.as_ref().map(strip);
+                let current = current.as_deref().map(strip);
                 srv_vschema_is_stale(current.as_ref(), &desired)
             })
             .map(|(cell, _)| cell.clone())

@@ -26,7 +26,7 @@ pub(super) fn assemble(f: &Facts<'_>, decision: Decision) -> Plan {
         &o.routing_rules,
         o.srv_vschemas
             .iter()
-            .map(|(cell, srv)| (cell.as_str(), srv.as_ref())),
+            .map(|(cell, srv)| (cell.as_str(), srv.as_deref())),
     )
     .ok()
     .map(|s| TrafficState::Tables(s).to_string());

@@ -14,6 +14,6 @@ pub use build::{
     build_srv_vschema, cell_srv_vschema, srv_vschema_equivalent, srv_vschema_is_stale,
 };
 pub use rebuild::{
-    RebuildReport, desired_srv_vschema, rebuild_srv_vschema, republish_srv_vschema,
-    write_srv_vschema_if_stale,
+    RebuildReport, desired_srv_vschema, desired_srv_vschema_shared, rebuild_srv_vschema,
+    republish_srv_vschema, write_srv_vschema_if_stale,
 };

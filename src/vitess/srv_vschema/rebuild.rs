@@ -12,6 +12,7 @@
 //! compared again.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::build::{build_srv_vschema, srv_vschema_is_stale};
 use crate::vitess::proto::vschema::{self, SrvVSchema};
@@ -63,6 +64,55 @@ pub async fn desired_srv_vschema(topo: &TopoServer) -> Result<SrvVSchema> {
         keyspace_routing_rules,
         Some(&mirror_rules),
     ))
+}
+
+/// [`desired_srv_vschema`] for observation: made from the shared decoded records and shared
+/// itself while none of them changes, so every pass between the same two writes gets one copy
+/// (`docs/design/topology.md`, "The watch cache").
+pub async fn desired_srv_vschema_shared(topo: &TopoServer) -> Result<Arc<SrvVSchema>> {
+    let keyspaces = topo.list_keyspaces().await?;
+    let mut vschemas = Vec::with_capacity(keyspaces.len());
+    let mut inputs = Vec::with_capacity(keyspaces.len() + 4);
+    for keyspace in &keyspaces {
+        let (version, vschema) = match topo.get_vschema_shared(keyspace).await {
+            Ok(found) => (Some(found.version), found.value),
+            Err(TopoError::NoNode { .. }) => (None, Arc::default()),
+            Err(err) => return Err(err),
+        };
+        inputs.push(version);
+        vschemas.push(vschema);
+    }
+    let routing_rules = topo.get_routing_rules_shared().await?;
+    let shard_routing_rules = topo.get_shard_routing_rules().await?;
+    let keyspace_routing_rules = topo.get_keyspace_routing_rules().await?;
+    let mirror_rules = topo.get_mirror_rules().await?;
+    inputs.extend([
+        routing_rules.version,
+        shard_routing_rules.version,
+        keyspace_routing_rules.version,
+        mirror_rules.version,
+    ]);
+    topo.derived_shared(
+        &format!("desired SrvVSchema of {}", keyspaces.join(",")),
+        inputs,
+        || {
+            let vschemas: BTreeMap<String, vschema::Keyspace> = keyspaces
+                .iter()
+                .cloned()
+                .zip(vschemas.iter().map(|v| v.as_ref().clone()))
+                .collect();
+            Ok(build_srv_vschema(
+                &vschemas,
+                Some(routing_rules.value.as_ref()),
+                Some(&shard_routing_rules.value),
+                // Vitess reads a missing keyspace-routing-rules key as nil, not as empty.
+                keyspace_routing_rules
+                    .version
+                    .map(|_| &keyspace_routing_rules.value),
+                Some(&mirror_rules.value),
+            ))
+        },
+    )
 }
 
 /// Writes `desired` to `cell` when the cell's current `SrvVSchema` is missing or differs.

@@ -37,6 +37,9 @@ use super::store::{Change, Expected, FencedWrite, TopoStore, Version};
 use super::tablet_alias::{parse_tablet_alias, tablet_alias_string};
 
 mod serving;
+mod shared;
+
+use shared::SharedValues;
 
 /// Builds the store for a cell from its `CellInfo.server_address`. Cells may live in another etcd
 /// cluster than the global topo; the in-memory backend returns one shared store for every address.
@@ -95,6 +98,7 @@ pub struct TopoServer {
     lock_options: LockOptions,
     cells: Mutex<CellCache>,
     cache: Option<Arc<TopoCache>>,
+    shared: SharedValues,
 }
 
 #[derive(Default)]
@@ -140,6 +144,7 @@ impl TopoServer {
             lock_options: LockOptions::default(),
             cells: Mutex::new(CellCache::default()),
             cache: None,
+            shared: SharedValues::default(),
         }
     }
 
