@@ -53,7 +53,7 @@ use vtmove::api::condition::{find_condition, types};
 use vtmove::engine::{Desired, Engine, EngineConfig, EngineMemory};
 use vtmove::testing::LocalEtcd;
 use vtmove::vitess::tablet::{TabletClient, TabletClientConfig, TabletRpc};
-use vtmove::vitess::topo::{EtcdStore, TopoServer, TopoStore};
+use vtmove::vitess::topo::{CachedTopology, EtcdStore, LockOptions, TopoStore};
 use vtsim::{Fleet, FleetOptions, KeyspaceLayout, Layout, LayoutTabletType};
 
 const NAMESPACE: &str = "default";
@@ -155,11 +155,15 @@ async fn run(o: &Options, count: usize) -> anyhow::Result<serde_json::Value> {
     println!("== {count} workflows");
     let etcd = LocalEtcd::start().await?;
     let store: Arc<dyn TopoStore> = etcd.dyn_store()?;
-    let topo = Arc::new(TopoServer::new(
+    // The engine converging the workflows for the setup observes through a watch cache, as the
+    // operator does.
+    let views = CachedTopology::new(
         store,
         "/vitess/global",
         EtcdStore::factory(Duration::from_secs(5)),
-    ));
+        LockOptions::default(),
+    );
+    let topo = views.act.clone();
     let tables: Vec<String> = (0..count).map(|i| format!("t{i:04}")).collect();
     let started = Instant::now();
     let fleet = Fleet::start(
@@ -176,8 +180,11 @@ async fn run(o: &Options, count: usize) -> anyhow::Result<serde_json::Value> {
     // Vitess state first: every workflow converged by the engine (streams copied and running,
     // routing rules written), as if an earlier operator had done it.
     let started = Instant::now();
+    let following = tokio_util::sync::CancellationToken::new();
+    views.follow(following.clone());
     let tablets: Arc<dyn TabletRpc> = Arc::new(TabletClient::new(TabletClientConfig::default()));
-    let engine = Engine::new(topo.clone(), tablets, EngineConfig::default());
+    let engine = Engine::new(topo.clone(), tablets, EngineConfig::default())
+        .with_observation(views.observe.clone());
     let done = std::sync::atomic::AtomicUsize::new(0);
     let converged: Vec<anyhow::Result<usize>> = futures::stream::iter(tables.iter().cloned())
         .map(|table| {
@@ -204,6 +211,7 @@ async fn run(o: &Options, count: usize) -> anyhow::Result<serde_json::Value> {
         .iter()
         .sum();
     let setup = started.elapsed();
+    following.cancel();
     println!("{count} workflows converged in Vitess by the engine in {setup:.1?} ({steps} steps)");
     // What one write of each shared record costs at this count: every workflow's creation,
     // cutover and ending rewrites RoutingRules whole, and every cell's SrvVSchema with it.

@@ -39,11 +39,11 @@ use tonic::Code;
 use vtmove::api::movetables::{CancelOptions, CompleteOptions};
 use vtmove::engine::execute::{Interrupt, InterruptAction};
 use vtmove::engine::invariants::{check_routing_continuity, inside_lock_window, routing_snapshot};
-use vtmove::engine::{Desired, DesiredLifecycle, Engine, EngineError, EngineMemory, StepError};
+use vtmove::engine::{Desired, DesiredLifecycle, EngineError, EngineMemory, StepError};
 use vtmove::testing::LocalEtcd;
 use vtmove::testing::world::test_config;
 use vtmove::vitess::routing::{Side, TrafficPlacement};
-use vtmove::vitess::tablet::{Method, TabletRpc};
+use vtmove::vitess::tablet::Method;
 use vtmove_sandbox::vtgate::{Vtgate, built_vtgate};
 use vtmove_sandbox::vtgate_probe::{self, DriveReport};
 use vtsim::{KeyspaceLayout, Layout, LayoutTabletType, VReplicationConfig};
@@ -409,11 +409,7 @@ async fn run_schedule(seed: u64, through_vtgate: bool, verbose: bool) -> Result<
     let crash = Arc::new(ArmedCrash::default());
     let mut config = test_config();
     config.interrupt = Some(crash.clone());
-    sim.engine = Engine::new(
-        sim.engine.topo().clone(),
-        sim.tablets.clone() as Arc<dyn TabletRpc>,
-        config,
-    );
+    sim.engine = sim.engine_with(config);
     let result = walk(&mut sim, gate.as_mut(), &crash, &mut rng, verbose).await;
     let vtgate_exited = gate.as_mut().is_some_and(|g| !g.vtgate.is_running());
     let result = match result {
@@ -443,6 +439,9 @@ async fn walk(
 ) -> Result<Counts, String> {
     let mut counts = Counts::default();
     let mut memory = EngineMemory::default();
+    // One pass in five observes the watch cache without waiting for it to catch up (a
+    // separate generator, so a seed's faults stay the same).
+    let mut staleness = Rng(rng.0 ^ 0x57a1_e0b5);
     let log = |line: String| {
         if verbose {
             eprintln!("{line}");
@@ -471,6 +470,9 @@ async fn walk(
             let routes_before = routing_snapshot(sim.engine.topo())
                 .await
                 .map_err(|e| e.to_string())?;
+            if !staleness.chance(20) {
+                sim.settle().await;
+            }
             let report = sim.engine.pass(&desired, &mut memory).await;
             counts.passes += 1;
             let after = sim.i1(&desired).await;
@@ -599,6 +601,7 @@ async fn walk(
         }
         let writes = sim.store.writes();
         let mutations = sim.tablets.mutating();
+        sim.settle().await;
         let quiet = sim.engine.pass(&desired, &mut memory).await;
         if quiet.executed.is_some()
             || sim.store.writes() != writes

@@ -222,11 +222,12 @@ impl Engine {
 
     /// Observes and plans for a pass. The other workflows on each primary (a listing of every
     /// workflow on the tablet, so its cost grows with their number) are read only when the
-    /// plan without them is not converged, and the plan is then made again with them: a
-    /// converged workflow costs what its own streams cost, while every step and every blocker
-    /// is still decided knowing the other workflows. A converged plan never depends on them:
-    /// they matter to creation, to a workflow without streams of its own, and to the pre-checks
-    /// of a switch, none of which is converged.
+    /// plan without them is not converged and its step is more than a refresh of tablets, and
+    /// the plan is then made again with them: a converged workflow costs what its own streams
+    /// cost, while every other step and every blocker is still decided knowing the other
+    /// workflows. Neither a converged plan nor a refresh depends on them: they matter to
+    /// creation, to a workflow without streams of its own, and to the pre-checks of a switch,
+    /// and a refresh only makes tablets re-read what is already there.
     async fn observe_and_plan(
         &self,
         desired: &Desired,
@@ -237,7 +238,14 @@ impl Engine {
             .await?;
         memory.observe_copy_progress(&observed);
         let plan = plan::plan(desired, &observed, memory);
-        if plan.converged() {
+        // A refresh only makes tablets re-read what is already there, whatever other workflows
+        // exist: the first pass after a restart verifies its tablets that way without listing
+        // every workflow on every primary (a cost that grows with their number).
+        let refresh_only = plan
+            .step
+            .as_ref()
+            .is_some_and(|step| step.action.is_refresh_only());
+        if plan.converged() || refresh_only {
             return Ok((observed, plan));
         }
         let deadline = self.config.observe.rpc_timeout * 2;

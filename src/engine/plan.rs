@@ -37,7 +37,6 @@ use crate::api::movetables::{
 use crate::api::{ConditionStatus, ConditionUpdate};
 use crate::vitess::proto::binlogdata::VReplicationWorkflowState;
 use crate::vitess::proto::topodata::TabletType;
-use crate::vitess::proto::vschema::SrvVSchema;
 use crate::vitess::routing::traffic_state::cell_reads_switched;
 use crate::vitess::routing::{
     CellScope, DenialCoverage, MovedTables, RoutedTraffic, RoutingState, RoutingView, Side,
@@ -45,7 +44,6 @@ use crate::vitess::routing::{
     cell_routing_rules, check_single_writer, derive_routing_state, observe_table_traffic,
     update_routing_rules,
 };
-use crate::vitess::srv_vschema::srv_vschema_is_stale;
 use crate::vitess::tablet::stream::BookmarkPosition;
 use crate::vitess::tablet::{Lag, Position, StreamStatus, TabletError, WorkflowStreams};
 use crate::vitess::topo::Version;

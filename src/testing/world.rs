@@ -141,8 +141,43 @@ fn sharded_vschema(tables: &[String]) -> vschema::Keyspace {
     v
 }
 
-/// An engine over `views`: steps on the topology itself, observation through the cache.
-fn cached_engine(
+/// Waits until the mirrors of `views` hold what `store` holds under their roots (every root in
+/// one store, as in the test worlds); at most 5 s, false if they did not. A pass the operator
+/// runs because of a change is woken only once the cache applied the change; tests that run
+/// passes back to back call this to stand for that, and leave it out on purpose to have a pass
+/// observe a stale cache.
+pub async fn settle(views: &CachedTopology, store: &dyn TopoStore) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mirrors = views
+        .act
+        .cache()
+        .map(|cache| cache.mirrors())
+        .unwrap_or_default();
+    loop {
+        let mut caught_up = true;
+        for mirror in &mirrors {
+            let listed = match store.list(mirror.root()).await {
+                Ok(listing) => listing
+                    .into_iter()
+                    .map(|kv| (kv.key, kv.version))
+                    .collect::<Vec<_>>(),
+                Err(_) => return false,
+            };
+            caught_up &= mirror.versions().is_some_and(|held| held == listed);
+        }
+        if caught_up {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// An engine over `views` and `tablets`: steps on the topology itself, observation through the
+/// cache.
+pub fn cached_engine(
     views: &CachedTopology,
     tablets: &Arc<CountingTablets>,
     config: EngineConfig,
@@ -329,38 +364,9 @@ impl World {
         cached_engine(&self.views, &self.tablets, config)
     }
 
-    /// Waits until the engine's watch cache holds what the store holds (at most 5 s; false if
-    /// it did not). A pass the operator runs because of a change is woken only once the cache
-    /// applied the change; tests that run passes back to back call this to stand for that, and
-    /// leave it out on purpose to have a pass observe a stale cache.
+    /// Waits until the engine's watch cache holds what the store holds (see [`settle`]).
     pub async fn settle(&self) -> bool {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        let mirrors = self
-            .views
-            .act
-            .cache()
-            .map(|cache| cache.mirrors())
-            .unwrap_or_default();
-        loop {
-            let mut caught_up = true;
-            for mirror in &mirrors {
-                let listed = match self.store.list(mirror.root()).await {
-                    Ok(listing) => listing
-                        .into_iter()
-                        .map(|kv| (kv.key, kv.version))
-                        .collect::<Vec<_>>(),
-                    Err(_) => return false,
-                };
-                caught_up &= mirror.versions().is_some_and(|held| held == listed);
-            }
-            if caught_up {
-                return true;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        settle(&self.views, self.store.as_ref()).await
     }
 
     /// Executes `action`, planned from `observed`, with the world's engine: what a pass does

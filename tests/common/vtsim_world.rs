@@ -9,13 +9,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use vtmove::engine::execute::{Interrupt, InterruptAction};
 use vtmove::engine::invariants::check_single_writer_in_topology;
 use vtmove::engine::{Desired, Engine, EngineMemory, PassReport};
 use vtmove::testing::instrument::{AuditedStore, CountingTablets};
-use vtmove::testing::world::test_config;
+use vtmove::testing::world::{cached_engine, settle, test_config};
 use vtmove::vitess::tablet::{TabletClient, TabletClientConfig, TabletRpc};
-use vtmove::vitess::topo::{LockOptions, MemoryStore, StoreFactory, TopoServer, TopoStore};
+use vtmove::vitess::topo::{
+    CachedTopology, LockOptions, MemoryStore, StoreFactory, TopoServer, TopoStore,
+};
 use vtsim::{
     Fleet, FleetOptions, KeyspaceLayout, Layout, LayoutTabletType, Probe, TabletConfig,
     VReplicationConfig,
@@ -28,7 +31,10 @@ pub struct Sim {
     pub fleet: Fleet,
     pub store: Arc<AuditedStore>,
     pub tablets: Arc<CountingTablets>,
+    /// Steps on the topology itself, observation through the watch cache (`views`).
     pub engine: Engine,
+    pub views: CachedTopology,
+    _following: DropGuard,
     pub probe: Probe,
     pub next_pk: i64,
 }
@@ -75,12 +81,15 @@ pub async fn sim_on(
     let cells: Arc<dyn TopoStore> = store.clone();
     let factory: StoreFactory = Arc::new(move |_| Ok(cells.clone()));
     // Short leases, so the locks of a killed engine expire quickly.
+    let lock = LockOptions {
+        ttl: Duration::from_secs(1),
+        acquire_timeout: Duration::from_secs(10),
+    };
     let topo = Arc::new(
-        TopoServer::new(store.clone(), "/vitess/global", factory).with_lock_options(LockOptions {
-            ttl: Duration::from_secs(1),
-            acquire_timeout: Duration::from_secs(10),
-        }),
+        TopoServer::new(store.clone(), "/vitess/global", factory.clone())
+            .with_lock_options(lock.clone()),
     );
+    let views = CachedTopology::new(store.clone(), "/vitess/global", factory, lock);
     let options = FleetOptions {
         tablet: TabletConfig {
             vreplication,
@@ -95,19 +104,34 @@ pub async fn sim_on(
     store.enable_audit();
     let client: Arc<dyn TabletRpc> = Arc::new(TabletClient::new(TabletClientConfig::default()));
     let tablets = CountingTablets::new(client);
-    let engine = Engine::new(topo, tablets.clone() as Arc<dyn TabletRpc>, test_config());
+    // Followed once the fleet wrote every cell's CellInfo.
+    let following = CancellationToken::new();
+    views.follow(following.clone());
+    let engine = cached_engine(&views, &tablets, test_config());
     let probe = fleet.probe("zone1");
     Sim {
         fleet,
         store,
         tablets,
         engine,
+        views,
+        _following: following.drop_guard(),
         probe,
         next_pk: 10_000,
     }
 }
 
 impl Sim {
+    /// A fresh engine over the same world with `config`, observing through its watch cache.
+    pub fn engine_with(&self, config: vtmove::engine::EngineConfig) -> Engine {
+        cached_engine(&self.views, &self.tablets, config)
+    }
+
+    /// Waits until the watch cache caught up with the store ([`settle`]).
+    pub async fn settle(&self) -> bool {
+        settle(&self.views, self.store.as_ref()).await
+    }
+
     pub async fn write_some(&mut self, n: usize) -> usize {
         let mut accepted = 0;
         for _ in 0..n {
@@ -153,6 +177,7 @@ impl Sim {
                     .map(|p| (&p.step, &p.blockers, p.phase))
             );
             self.write_some(3).await;
+            self.settle().await;
             let before = self.i1(desired).await;
             let report = self.engine.pass(desired, memory).await;
             let after = self.i1(desired).await;
@@ -189,6 +214,7 @@ impl Sim {
         // I5: a converged pass changes nothing.
         let writes = self.store.writes();
         let mutations = self.tablets.mutating();
+        self.settle().await;
         let quiet = self.engine.pass(desired, memory).await;
         assert!(quiet.executed.is_none(), "{what}: {:?}", quiet.executed);
         assert_eq!(

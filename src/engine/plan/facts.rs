@@ -1,6 +1,10 @@
 //! What an observation means for the workflow: the facts the decisions read.
 
 use super::*;
+use std::borrow::Cow;
+
+use crate::vitess::proto::vschema;
+use crate::vitess::srv_vschema::srv_vschema_serves;
 
 impl<'a> Facts<'a> {
     pub(super) fn new(d: &'a Desired, o: &'a Observed, m: &'a EngineMemory) -> Self {
@@ -328,22 +332,19 @@ impl<'a> Facts<'a> {
         RoutingState::Routed(RoutedTraffic::new(placement, reversed))
     }
 
-    /// The `SrvVSchema` `cell` should serve, from the global records and the declared read
+    /// The routing rules `cell` should serve, from the global rules and the declared read
     /// cells.
-    pub(super) fn desired_cell_srv(&self, cell: &str) -> SrvVSchema {
-        let mut srv = self.o.srv_vschema_rollup.as_ref().clone();
-        let rules = match self.rules {
-            Rules::State(state) => cell_routing_rules(
+    pub(super) fn desired_cell_rules(&self, cell: &str) -> Cow<'_, vschema::RoutingRules> {
+        match self.rules {
+            Rules::State(state) => Cow::Owned(cell_routing_rules(
                 &self.o.routing_rules,
                 &self.moved,
                 state,
                 &self.d.read_cells,
                 cell,
-            ),
-            _ => self.o.routing_rules.as_ref().clone(),
-        };
-        srv.routing_rules = Some(rules);
-        srv
+            )),
+            _ => Cow::Borrowed(self.o.routing_rules.as_ref()),
+        }
     }
 
     /// The workflow's read keys (`@replica`, `@rdonly` of `T`, `S.T`, `K.T`): per-cell read
@@ -365,20 +366,18 @@ impl<'a> Facts<'a> {
 
     pub(super) fn stale_cells(&self) -> Vec<String> {
         let read_keys = self.read_keys();
-        let strip = |srv: &SrvVSchema| {
-            let mut srv = srv.clone();
-            if let Some(rules) = srv.routing_rules.as_mut() {
-                rules.rules.retain(|r| !read_keys.contains(&r.from_table));
-            }
-            srv
-        };
         self.o
             .srv_vschemas
             .iter()
             .filter(|(cell, current)| {
-                let desired = strip(&self.desired_cell_srv(cell));
-                let current = current.as_deref().map(strip);
-                srv_vschema_is_stale(current.as_ref(), &desired)
+                current.as_ref().is_none_or(|current| {
+                    !srv_vschema_serves(
+                        current,
+                        &self.o.srv_vschema_rollup,
+                        &self.desired_cell_rules(cell),
+                        &read_keys,
+                    )
+                })
             })
             .map(|(cell, _)| cell.clone())
             .collect()
