@@ -165,10 +165,11 @@ pub(crate) struct TablePlan {
     pub key_range: Option<KeyRange>,
 }
 
-/// Builds the table plans of a BinlogSource against the target's tables.
-pub(crate) fn plan_tables(
+/// Builds the table plans of a BinlogSource against the target's tables (by name: a stream
+/// plans on every step, so this costs what its rules name, not what the target holds).
+pub(crate) fn plan_tables<T>(
     bls: &BinlogSource,
-    target_tables: &[String],
+    target_tables: &BTreeMap<String, T>,
 ) -> Result<Vec<TablePlan>, String> {
     let default_range = bls.key_range.clone();
     let mut plans: Vec<TablePlan> = Vec::new();
@@ -197,7 +198,7 @@ pub(crate) fn plan_tables(
             let re = regex::Regex::new(&format!("^(?:{re})$"))
                 .map_err(|e| format!("invalid table regexp {:?}: {e}", rule.r#match))?;
             target_tables
-                .iter()
+                .keys()
                 .filter(|t| re.is_match(t))
                 .cloned()
                 .collect()
@@ -230,7 +231,7 @@ pub(crate) fn plan_tables(
         return Err("the stream's filter selects no table".into());
     }
     for p in &plans {
-        if !target_tables.contains(&p.target) {
+        if !target_tables.contains_key(&p.target) {
             return Err(format!("table {} not found in the target schema", p.target));
         }
     }
@@ -611,8 +612,8 @@ impl Controller {
     }
 
     async fn step(&mut self, row: &VReplRow) -> Result<Next, StepError> {
-        let target_tables: Vec<String> = self.core.mysqld.lock().tables.keys().cloned().collect();
-        let plans = plan_tables(&row.source, &target_tables).map_err(StepError::Fatal)?;
+        let plans =
+            plan_tables(&row.source, &self.core.mysqld.lock().tables).map_err(StepError::Fatal)?;
         let pos = parse_pos(&row.pos).map_err(StepError::Fatal)?;
         if !row.stop_pos.is_empty() {
             let stop = parse_pos(&row.stop_pos).map_err(StepError::Fatal)?;

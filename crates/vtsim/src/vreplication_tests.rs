@@ -50,7 +50,8 @@ fn backquoted_names_are_read_whole() {
 
 #[test]
 fn filters_follow_the_binlog_source() {
-    let tables = vec!["customer".to_owned(), "corder".to_owned()];
+    let tables: BTreeMap<String, ()> =
+        [("customer".to_owned(), ()), ("corder".to_owned(), ())].into();
     let p = plan_tables(
         &bls(&[(
             "customer",
