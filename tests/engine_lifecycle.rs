@@ -545,3 +545,40 @@ async fn other_workflows_are_listed_only_when_there_is_something_to_do() {
         executed.step
     );
 }
+
+/// Passes that read the same records share one decoded copy of the records that grow with the
+/// workflow count, and one routing view made from them; a change of those records makes new
+/// ones (`docs/design/topology.md`, "The watch cache").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_share_what_they_decode_until_the_records_change() {
+    let (_backend, world) = world(false, Layout::default()).await;
+    let desired = world.layout.desired("wf");
+    let mut memory = EngineMemory::default();
+    world
+        .converge(&desired, &mut memory, 40)
+        .await
+        .expect("created");
+    assert!(world.settle().await, "the watch cache caught up");
+    let first = world.engine.observe(&desired).await.expect("observed");
+    let again = world.engine.observe(&desired).await.expect("observed");
+    assert!(Arc::ptr_eq(&first.routing_rules, &again.routing_rules));
+    assert!(Arc::ptr_eq(
+        &first.srv_vschema_rollup,
+        &again.srv_vschema_rollup
+    ));
+    let view = |o: &vtmove::engine::Observed| o.routing_view.0.clone().expect("a shared view");
+    assert!(Arc::ptr_eq(&view(&first), &view(&again)));
+    // Switching reads rewrites the routing rules: the next observation decodes them again.
+    let mut switched = desired.clone();
+    switched.traffic.replica = Side::Target;
+    switched.traffic.rdonly = Side::Target;
+    world
+        .converge(&switched, &mut memory, 40)
+        .await
+        .expect("reads switched");
+    assert!(world.settle().await, "the watch cache caught up");
+    let after = world.engine.observe(&switched).await.expect("observed");
+    assert!(!Arc::ptr_eq(&first.routing_rules, &after.routing_rules));
+    assert!(!Arc::ptr_eq(&view(&first), &view(&after)));
+    assert_ne!(*first.routing_rules, *after.routing_rules);
+}

@@ -27,7 +27,7 @@ use super::desired::Desired;
 use crate::vitess::proto::tabletmanagerdata::{GetSchemaRequest, ReadVReplicationWorkflowsRequest};
 use crate::vitess::proto::topodata::{self, KeyRange, Shard, TabletAlias, TabletType};
 use crate::vitess::proto::vschema::{self, SrvVSchema};
-use crate::vitess::routing::Side;
+use crate::vitess::routing::{RoutingView, Side};
 use crate::vitess::srv_vschema::desired_srv_vschema_shared;
 use crate::vitess::tablet::{
     Method, Position, TabletAddr, TabletError, TabletHealth, TabletRpc, WorkflowStreams,
@@ -65,6 +65,9 @@ pub struct Observed {
     /// What a rebuild would write from the global records, before per-cell read rules are
     /// applied: every keyspace VSchema plus the four rule sets.
     pub srv_vschema_rollup: Arc<SrvVSchema>,
+    /// The routing view of `routing_rules` over the rollup's VSchemas, when observation made
+    /// it (shared between the passes that read the same records).
+    pub routing_view: SharedRoutingView,
     /// The source keyspace.
     pub source: KeyspaceState,
     /// The target keyspace.
@@ -231,6 +234,18 @@ pub enum ObserveError {
     Timeout(Duration),
 }
 
+/// A routing view derived from an [`Observed`]'s records, or `None` to make it from them on
+/// use. Derived data: it never makes two observations differ, and whoever changes the records
+/// it is made of sets it to `None`.
+#[derive(Clone, Debug, Default)]
+pub struct SharedRoutingView(pub Option<Arc<RoutingView>>);
+
+impl PartialEq for SharedRoutingView {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
 impl Observed {
     /// The keyspace on one side.
     pub fn keyspace(&self, side: Side) -> &KeyspaceState {
@@ -284,7 +299,7 @@ pub async fn observe(
     let at = SystemTime::now();
     let mut cells = topo.list_cells().await?;
     cells.sort();
-    let routing_rules = topo.get_routing_rules_shared().await?.value;
+    let routing_rules = topo.get_routing_rules_shared().await?;
     let mut srv_vschemas = BTreeMap::new();
     for cell in &cells {
         let srv = match topo.get_srv_vschema_shared(cell).await {
@@ -294,7 +309,16 @@ pub async fn observe(
         };
         srv_vschemas.insert(cell.clone(), srv);
     }
-    let srv_vschema_rollup = desired_srv_vschema_shared(topo).await?;
+    let (srv_vschema_rollup, mut inputs) = desired_srv_vschema_shared(topo).await?;
+    inputs.push(routing_rules.version);
+    let routing_rules = routing_rules.value;
+    // The routing view every pass resolves tables with, shared like the records it is made of.
+    let routing_view = topo.derived_shared("routing view", inputs, || {
+        Ok::<_, TopoError>(RoutingView::new(
+            Some(&routing_rules),
+            &srv_vschema_rollup.keyspaces,
+        ))
+    })?;
     let contact_source = !desired.lifecycle.ignores_source();
     let source = observe_keyspace(
         topo,
@@ -329,6 +353,7 @@ pub async fn observe(
         routing_rules,
         srv_vschemas,
         srv_vschema_rollup,
+        routing_view: SharedRoutingView(Some(routing_view)),
         source,
         target,
         locks,

@@ -27,6 +27,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::api::condition::{reasons, types};
@@ -224,8 +225,15 @@ fn coverage_of(view: Option<&KeyspaceView>, table: &str) -> DenialCoverage {
     }
 }
 
-fn routing_view(o: &Observed) -> RoutingView {
-    RoutingView::new(Some(&o.routing_rules), &o.srv_vschema_rollup.keyspaces)
+/// The routing view of the observed records: the one observation shared, or made now.
+fn routing_view(o: &Observed) -> Arc<RoutingView> {
+    match &o.routing_view.0 {
+        Some(view) => view.clone(),
+        None => Arc::new(RoutingView::new(
+            Some(&o.routing_rules),
+            &o.srv_vschema_rollup.keyspaces,
+        )),
+    }
 }
 
 fn aliases(targets: &[TabletTarget]) -> String {

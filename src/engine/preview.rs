@@ -23,7 +23,7 @@ use crate::vitess::topo::{DeniedTablesOp, Version, apply_denied_tables};
 use super::desired::Desired;
 use super::dry_run::{DryRun, render};
 use super::memory::EngineMemory;
-use super::observe::Observed;
+use super::observe::{Observed, SharedRoutingView};
 use super::plan::{Action, Blocker, DenyOp, Plan, Step, plan};
 use super::requests::ranges_overlap;
 use crate::vitess::srv_vschema::cell_srv_vschema;
@@ -280,6 +280,7 @@ impl Predicted {
                     Arc::make_mut(&mut self.observed.srv_vschema_rollup)
                         .keyspaces
                         .insert(keyspace, vschema);
+                    self.observed.routing_view = SharedRoutingView(None);
                 }
                 true
             }
@@ -346,6 +347,7 @@ impl Predicted {
         let update = update_routing_rules(&self.observed.routing_rules, &d.moved(), state);
         self.observed.routing_rules = Arc::new(update.rules.clone());
         Arc::make_mut(&mut self.observed.srv_vschema_rollup).routing_rules = Some(update.rules);
+        self.observed.routing_view = SharedRoutingView(None);
         self.rebuild(d, None);
     }
 

@@ -743,6 +743,7 @@ impl ObservedBuilder {
             routing_rules: Arc::new(rules),
             srv_vschemas,
             srv_vschema_rollup: Arc::new(rollup),
+            routing_view: Default::default(),
             source,
             target,
             locks: self.locks,

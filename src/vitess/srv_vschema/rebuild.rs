@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use super::build::{build_srv_vschema, srv_vschema_is_stale};
 use crate::vitess::proto::vschema::{self, SrvVSchema};
-use crate::vitess::topo::{Result, TopoError, TopoServer};
+use crate::vitess::topo::{Result, TopoError, TopoServer, Version};
 
 /// How many times one cell is re-read after losing a write race before giving up.
 const MAX_CELL_ATTEMPTS: u32 = 10;
@@ -68,8 +68,11 @@ pub async fn desired_srv_vschema(topo: &TopoServer) -> Result<SrvVSchema> {
 
 /// [`desired_srv_vschema`] for observation: made from the shared decoded records and shared
 /// itself while none of them changes, so every pass between the same two writes gets one copy
-/// (`docs/design/topology.md`, "The watch cache").
-pub async fn desired_srv_vschema_shared(topo: &TopoServer) -> Result<Arc<SrvVSchema>> {
+/// (`docs/design/topology.md`, "The watch cache"). Returns, with it, the versions it was made
+/// from, in a fixed order (what else derives from the same records can be keyed by them).
+pub async fn desired_srv_vschema_shared(
+    topo: &TopoServer,
+) -> Result<(Arc<SrvVSchema>, Vec<Option<Version>>)> {
     let keyspaces = topo.list_keyspaces().await?;
     let mut vschemas = Vec::with_capacity(keyspaces.len());
     let mut inputs = Vec::with_capacity(keyspaces.len() + 4);
@@ -92,9 +95,9 @@ pub async fn desired_srv_vschema_shared(topo: &TopoServer) -> Result<Arc<SrvVSch
         keyspace_routing_rules.version,
         mirror_rules.version,
     ]);
-    topo.derived_shared(
+    let rollup = topo.derived_shared(
         &format!("desired SrvVSchema of {}", keyspaces.join(",")),
-        inputs,
+        inputs.clone(),
         || {
             let vschemas: BTreeMap<String, vschema::Keyspace> = keyspaces
                 .iter()
@@ -112,7 +115,8 @@ pub async fn desired_srv_vschema_shared(topo: &TopoServer) -> Result<Arc<SrvVSch
                 Some(&mirror_rules.value),
             ))
         },
-    )
+    )?;
+    Ok((rollup, inputs))
 }
 
 /// Writes `desired` to `cell` when the cell's current `SrvVSchema` is missing or differs.
