@@ -28,7 +28,7 @@ use crate::vitess::proto::tabletmanagerdata::{GetSchemaRequest, ReadVReplication
 use crate::vitess::proto::topodata::{self, KeyRange, Shard, TabletAlias, TabletType};
 use crate::vitess::proto::vschema::{self, SrvVSchema};
 use crate::vitess::routing::{RoutingView, Side};
-use crate::vitess::srv_vschema::desired_srv_vschema_shared;
+use crate::vitess::srv_vschema::{CellDifference, desired_srv_vschema_shared};
 use crate::vitess::tablet::{
     Method, Position, TabletAddr, TabletError, TabletHealth, TabletRpc, WorkflowStreams,
 };
@@ -68,6 +68,9 @@ pub struct Observed {
     /// The routing view of `routing_rules` over the rollup's VSchemas, when observation made
     /// it (shared between the passes that read the same records).
     pub routing_view: SharedRoutingView,
+    /// How each cell's `SrvVSchema` differs from the global records, when observation made it
+    /// (shared between the passes that read the same records).
+    pub cell_differences: SharedCellDifferences,
     /// The source keyspace.
     pub source: KeyspaceState,
     /// The target keyspace.
@@ -246,6 +249,18 @@ impl PartialEq for SharedRoutingView {
     }
 }
 
+/// How each cell differs from the global records ([`CellDifference`]), by cell, for the cells
+/// observation compared; a cell missing is compared on use. Derived data, like
+/// [`SharedRoutingView`]: whoever changes the records it is made of empties it.
+#[derive(Clone, Debug, Default)]
+pub struct SharedCellDifferences(pub BTreeMap<String, Arc<CellDifference>>);
+
+impl PartialEq for SharedCellDifferences {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
 impl Observed {
     /// The keyspace on one side.
     pub fn keyspace(&self, side: Side) -> &KeyspaceState {
@@ -301,9 +316,13 @@ pub async fn observe(
     cells.sort();
     let routing_rules = topo.get_routing_rules_shared().await?;
     let mut srv_vschemas = BTreeMap::new();
+    let mut srv_versions = BTreeMap::new();
     for cell in &cells {
         let srv = match topo.get_srv_vschema_shared(cell).await {
-            Ok(found) => Some(found.value),
+            Ok(found) => {
+                srv_versions.insert(cell.clone(), found.version);
+                Some(found.value)
+            }
             Err(TopoError::NoNode { .. }) => None,
             Err(e) => return Err(e.into()),
         };
@@ -312,13 +331,31 @@ pub async fn observe(
     let (srv_vschema_rollup, mut inputs) = desired_srv_vschema_shared(topo).await?;
     inputs.push(routing_rules.version);
     let routing_rules = routing_rules.value;
-    // The routing view every pass resolves tables with, shared like the records it is made of.
-    let routing_view = topo.derived_shared("routing view", inputs, || {
+    // The routing view every pass resolves tables with, and how each cell differs from the
+    // global records, shared like the records they are made of.
+    let routing_view = topo.derived_shared("routing view", inputs.clone(), || {
         Ok::<_, TopoError>(RoutingView::new(
             Some(&routing_rules),
             &srv_vschema_rollup.keyspaces,
         ))
     })?;
+    let mut cell_differences = BTreeMap::new();
+    for (cell, srv) in &srv_vschemas {
+        let (Some(srv), Some(version)) = (srv, srv_versions.get(cell)) else {
+            continue;
+        };
+        let mut made_from = inputs.clone();
+        made_from.push(Some(*version));
+        let difference =
+            topo.derived_shared(&format!("difference of {cell}"), made_from, || {
+                Ok::<_, TopoError>(CellDifference::new(
+                    srv,
+                    &srv_vschema_rollup,
+                    &routing_rules,
+                ))
+            })?;
+        cell_differences.insert(cell.clone(), difference);
+    }
     let contact_source = !desired.lifecycle.ignores_source();
     let source = observe_keyspace(
         topo,
@@ -354,6 +391,7 @@ pub async fn observe(
         srv_vschemas,
         srv_vschema_rollup,
         routing_view: SharedRoutingView(Some(routing_view)),
+        cell_differences: SharedCellDifferences(cell_differences),
         source,
         target,
         locks,

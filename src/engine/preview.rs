@@ -23,7 +23,7 @@ use crate::vitess::topo::{DeniedTablesOp, Version, apply_denied_tables};
 use super::desired::Desired;
 use super::dry_run::{DryRun, render};
 use super::memory::EngineMemory;
-use super::observe::{Observed, SharedRoutingView};
+use super::observe::{Observed, SharedCellDifferences, SharedRoutingView};
 use super::plan::{Action, Blocker, DenyOp, Plan, Step, plan};
 use super::requests::ranges_overlap;
 use crate::vitess::srv_vschema::cell_srv_vschema;
@@ -281,6 +281,7 @@ impl Predicted {
                         .keyspaces
                         .insert(keyspace, vschema);
                     self.observed.routing_view = SharedRoutingView(None);
+                    self.observed.cell_differences = SharedCellDifferences::default();
                 }
                 true
             }
@@ -367,6 +368,7 @@ impl Predicted {
                 .srv_vschemas
                 .insert(cell.clone(), Some(Arc::new(srv)));
         }
+        self.observed.cell_differences = SharedCellDifferences::default();
     }
 
     /// Replaces the streams into `from` by running ones, one per `to` shard overlapping each

@@ -4,7 +4,8 @@ use super::*;
 use std::borrow::Cow;
 
 use crate::vitess::proto::vschema;
-use crate::vitess::srv_vschema::srv_vschema_serves;
+use crate::vitess::routing::{owned_rules, routing_state_in_cell};
+use crate::vitess::srv_vschema::{CellDifference, srv_vschema_serves};
 
 impl<'a> Facts<'a> {
     pub(super) fn new(d: &'a Desired, o: &'a Observed, m: &'a EngineMemory) -> Self {
@@ -364,20 +365,39 @@ impl<'a> Facts<'a> {
         keys
     }
 
+    /// The cells whose `SrvVSchema` differs from what the global records and this workflow's
+    /// read cells call for (this workflow's read keys aside: switching reads cell by cell is
+    /// progress). With routing rules in a known state, each cell is compared at the cost of the
+    /// workflow's own keys, against a comparison with the global records shared by every pass
+    /// ([`CellDifference`]); otherwise record against record.
     pub(super) fn stale_cells(&self) -> Vec<String> {
         let read_keys = self.read_keys();
         self.o
             .srv_vschemas
             .iter()
             .filter(|(cell, current)| {
-                current.as_ref().is_none_or(|current| {
-                    !srv_vschema_serves(
+                let Some(current) = current else {
+                    return true;
+                };
+                let Rules::State(state) = self.rules else {
+                    return !srv_vschema_serves(
                         current,
                         &self.o.srv_vschema_rollup,
                         &self.desired_cell_rules(cell),
                         &read_keys,
-                    )
-                })
+                    );
+                };
+                let difference = match self.o.cell_differences.0.get(*cell) {
+                    Some(shared) => shared.clone(),
+                    None => Arc::new(CellDifference::new(
+                        current,
+                        &self.o.srv_vschema_rollup,
+                        &self.o.routing_rules,
+                    )),
+                };
+                let in_cell = routing_state_in_cell(state, &self.d.read_cells, cell);
+                let (owned, wanted) = owned_rules(&self.moved, in_cell);
+                !difference.serves(&owned, &wanted, &read_keys)
             })
             .map(|(cell, _)| cell.clone())
             .collect()

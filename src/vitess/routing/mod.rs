@@ -43,7 +43,7 @@ pub use placement::{MovedTables, RoutedTraffic, RoutingState, Side, TrafficPlace
 pub use resolve::{ResolveError, RoutingView};
 pub use rules::{
     RuleChange, RulesDiff, RulesUpdate, TableRule, derive_routing_state,
-    derive_workflow_routing_state, table_rules, update_routing_rules,
+    derive_workflow_routing_state, owned_rules, table_rules, update_routing_rules,
     update_routing_rules_per_table,
 };
 pub use traffic_state::{

@@ -210,22 +210,7 @@ pub fn update_routing_rules_per_table(
     moved: &MovedTables,
     mut state_of: impl FnMut(&TableName) -> RoutingState,
 ) -> RulesUpdate {
-    // The desired value of every key the workflow owns, in canonical order. A key seen twice
-    // (a table listed twice) keeps its first value.
-    let mut desired: Vec<(String, RuleKey, Option<QualifiedTable>)> = Vec::new();
-    let mut owned: HashMap<String, usize> = HashMap::new();
-    for table in &moved.tables {
-        let state = state_of(table);
-        for key in table_rule_keys(&moved.source, &moved.target, table) {
-            let from_table = key.from_table();
-            if owned.contains_key(&from_table) {
-                continue;
-            }
-            let to = rule_target(&moved.source, &moved.target, &key, state);
-            owned.insert(from_table.clone(), desired.len());
-            desired.push((from_table, key, to));
-        }
-    }
+    let (desired, owned) = owned_targets(moved, &mut state_of);
 
     let mut rules = Vec::with_capacity(current.rules.len() + desired.len());
     let mut before: HashMap<&str, Vec<Vec<String>>> = HashMap::new();
@@ -274,6 +259,49 @@ pub fn update_routing_rules_per_table(
         rules: vschema::RoutingRules { rules },
         diff: RulesDiff { changes },
     }
+}
+
+/// The desired value of every key the workflow owns, in canonical order, and each key's index
+/// in it. A key seen twice (a table listed twice) keeps its first value.
+#[allow(clippy::type_complexity)]
+fn owned_targets(
+    moved: &MovedTables,
+    mut state_of: impl FnMut(&TableName) -> RoutingState,
+) -> (
+    Vec<(String, RuleKey, Option<QualifiedTable>)>,
+    HashMap<String, usize>,
+) {
+    let mut desired: Vec<(String, RuleKey, Option<QualifiedTable>)> = Vec::new();
+    let mut owned: HashMap<String, usize> = HashMap::new();
+    for table in &moved.tables {
+        let state = state_of(table);
+        for key in table_rule_keys(&moved.source, &moved.target, table) {
+            let from_table = key.from_table();
+            if owned.contains_key(&from_table) {
+                continue;
+            }
+            let to = rule_target(&moved.source, &moved.target, &key, state);
+            owned.insert(from_table.clone(), desired.len());
+            desired.push((from_table, key, to));
+        }
+    }
+    (desired, owned)
+}
+
+/// The keys a workflow owns (nine per table) and the rules [`update_routing_rules`] gives them
+/// in `state`; every other rule it leaves as it is. Lets a pass compare a cell's rules with what
+/// the workflow wants at the cost of its own tables.
+pub fn owned_rules(
+    moved: &MovedTables,
+    state: RoutingState,
+) -> (BTreeSet<String>, Vec<vschema::RoutingRule>) {
+    let (desired, _) = owned_targets(moved, |_| state);
+    let keys = desired.iter().map(|(key, _, _)| key.clone()).collect();
+    let rules = desired
+        .iter()
+        .filter_map(|(key, _, to)| to.as_ref().map(|to| single_target_rule(key, to)))
+        .collect();
+    (keys, rules)
 }
 
 fn single_target_rule(from_table: &str, to: &QualifiedTable) -> vschema::RoutingRule {

@@ -13,6 +13,8 @@
 //! bytes Vitess would write. [`srv_vschema_equivalent`] treats `None` and `Some(empty)` as equal,
 //! since vtgate does, and so never rewrites a cell for that difference alone.
 
+use std::collections::{BTreeSet, HashMap};
+
 use crate::vitess::proto::vschema;
 use crate::vitess::routing::{
     MovedTables, ReadCells, cell_routing_rules, derive_workflow_routing_state,
@@ -89,6 +91,94 @@ pub fn srv_vschema_serves(
         && sorted_shard_rules(current) == sorted_shard_rules(rollup)
         && sorted_keyspace_rules(current) == sorted_keyspace_rules(rollup)
         && sorted_mirror_rules(current) == sorted_mirror_rules(rollup)
+}
+
+/// How a cell's `SrvVSchema` differs from what the global records call for, leaving any one
+/// workflow's own rules aside: made once per version of the records and shared by every
+/// workflow's pass, so each pass compares only its own keys (see
+/// [`CellDifference::serves`]).
+#[derive(Debug)]
+pub struct CellDifference {
+    /// Whether the VSchemas and the shard, keyspace and mirror rules are equivalent.
+    rest_equivalent: bool,
+    /// The `from_table` keys whose rules (as multisets) differ between the cell and the global
+    /// routing rules.
+    differing_keys: BTreeSet<String>,
+    /// The cell's routing rules by key, each key's targets sorted.
+    cell_rules: HashMap<String, Vec<Vec<String>>>,
+}
+
+impl CellDifference {
+    /// Compares `current` (a cell's record) with `rollup` (the global records' SrvVSchema,
+    /// whose routing rules are `global`).
+    pub fn new(
+        current: &vschema::SrvVSchema,
+        rollup: &vschema::SrvVSchema,
+        global: &vschema::RoutingRules,
+    ) -> CellDifference {
+        let cell_rules = rules_by_key(current.routing_rules.iter().flat_map(|r| &r.rules));
+        let global_rules = rules_by_key(global.rules.iter());
+        let differing_keys = cell_rules
+            .iter()
+            .filter(|(key, targets)| global_rules.get(*key) != Some(*targets))
+            .map(|(key, _)| key.clone())
+            .chain(
+                global_rules
+                    .keys()
+                    .filter(|key| !cell_rules.contains_key(*key))
+                    .cloned(),
+            )
+            .collect();
+        CellDifference {
+            rest_equivalent: current.keyspaces == rollup.keyspaces
+                && sorted_shard_rules(current) == sorted_shard_rules(rollup)
+                && sorted_keyspace_rules(current) == sorted_keyspace_rules(rollup)
+                && sorted_mirror_rules(current) == sorted_mirror_rules(rollup),
+            differing_keys,
+            cell_rules,
+        }
+    }
+
+    /// What [`srv_vschema_serves`] answers for the cell when the desired routing rules are the
+    /// global ones with the keys in `owned` set to `wanted` (and every other key unchanged),
+    /// leaving out the keys in `ignored`; at the cost of `owned`.
+    pub fn serves(
+        &self,
+        owned: &BTreeSet<String>,
+        wanted: &[vschema::RoutingRule],
+        ignored: &BTreeSet<String>,
+    ) -> bool {
+        if !self.rest_equivalent
+            || self
+                .differing_keys
+                .iter()
+                .any(|key| !owned.contains(key) && !ignored.contains(key))
+        {
+            return false;
+        }
+        let wanted = rules_by_key(wanted.iter());
+        owned
+            .iter()
+            .filter(|key| !ignored.contains(*key))
+            .all(|key| self.cell_rules.get(key) == wanted.get(key))
+    }
+}
+
+/// Rules grouped by `from_table`, each key's targets sorted (a multiset per key).
+fn rules_by_key<'a>(
+    rules: impl Iterator<Item = &'a vschema::RoutingRule>,
+) -> HashMap<String, Vec<Vec<String>>> {
+    let mut by_key: HashMap<String, Vec<Vec<String>>> = HashMap::new();
+    for rule in rules {
+        by_key
+            .entry(rule.from_table.clone())
+            .or_default()
+            .push(rule.to_tables.clone());
+    }
+    for targets in by_key.values_mut() {
+        targets.sort_unstable();
+    }
+    by_key
 }
 
 fn sorted_routing_rules(srv: &vschema::SrvVSchema) -> Vec<(&str, &[String])> {
@@ -286,6 +376,78 @@ mod tests {
             }
         }
         assert_eq!(checked, 2 * 7 * 2 * 7);
+    }
+
+    /// A shared `CellDifference` answers as `srv_vschema_serves` does against the global rules
+    /// with one workflow's keys rewritten to a state, for cells in every state of that workflow,
+    /// with another workflow's rules, foreign edits, duplicates and missing keys.
+    #[test]
+    fn a_cell_difference_agrees_with_the_whole_comparison() {
+        use crate::vitess::routing::{MovedTables, RoutingState, update_routing_rules};
+        let mine = MovedTables::new("S", "K", ["a", "c"]);
+        let other = MovedTables::new("S", "K", ["b"]);
+        let states = [
+            RoutingState::CREATED,
+            RoutingState::READS_SWITCHED,
+            RoutingState::WRITES_ONLY_SWITCHED,
+            RoutingState::SWITCHED,
+            RoutingState::REVERSED,
+            RoutingState::Deleted,
+        ];
+        let base = update_routing_rules(
+            &vschema::RoutingRules::default(),
+            &other,
+            RoutingState::READS_SWITCHED,
+        )
+        .rules;
+        let mut cells: Vec<vschema::RoutingRules> = Vec::new();
+        for state in states {
+            let rules = update_routing_rules(&base, &mine, state).rules;
+            let mut foreign = rules.clone();
+            foreign.rules.push(routing_rule("b@replica", "S.b"));
+            let mut duplicated = rules.clone();
+            if let Some(first) = rules.rules.first() {
+                duplicated.rules.push(first.clone());
+            }
+            let mut missing = rules.clone();
+            missing.rules.retain(|r| r.from_table != "a@rdonly");
+            cells.extend([rules, foreign, duplicated, missing]);
+        }
+        let rollup = build_srv_vschema(&keyspaces(), Some(&base), None, None, None);
+        let read_keys: BTreeSet<String> = ["a@replica", "a@rdonly", "S.a@replica", "K.a@rdonly"]
+            .iter()
+            .map(|k| k.to_string())
+            .collect();
+        let mut checked = 0;
+        let mut stale = 0;
+        for global_state in states {
+            let global = update_routing_rules(&base, &mine, global_state).rules;
+            for cell_rules in &cells {
+                for cell_keyspaces in [keyspaces(), BTreeMap::new()] {
+                    let current =
+                        build_srv_vschema(&cell_keyspaces, Some(cell_rules), None, None, None);
+                    let difference = CellDifference::new(&current, &rollup, &global);
+                    for wanted_state in states {
+                        let desired = update_routing_rules(&global, &mine, wanted_state).rules;
+                        let (owned, wanted) =
+                            crate::vitess::routing::owned_rules(&mine, wanted_state);
+                        for ignored in [BTreeSet::new(), read_keys.clone()] {
+                            let whole = srv_vschema_serves(&current, &rollup, &desired, &ignored);
+                            assert_eq!(
+                                difference.serves(&owned, &wanted, &ignored),
+                                whole,
+                                "cell {cell_rules:?}, global {global_state:?}, wanted {wanted_state:?}"
+                            );
+                            checked += 1;
+                            stale += usize::from(!whole);
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 6 * 24 * 2 * 6 * 2);
+        // Both answers occur.
+        assert!(stale > 0 && stale < checked, "{stale} of {checked}");
     }
 
     #[test]

@@ -11,8 +11,8 @@ pub mod build;
 pub mod rebuild;
 
 pub use build::{
-    build_srv_vschema, cell_srv_vschema, srv_vschema_equivalent, srv_vschema_is_stale,
-    srv_vschema_serves,
+    CellDifference, build_srv_vschema, cell_srv_vschema, srv_vschema_equivalent,
+    srv_vschema_is_stale, srv_vschema_serves,
 };
 pub use rebuild::{
     RebuildReport, desired_srv_vschema, desired_srv_vschema_shared, rebuild_srv_vschema,
