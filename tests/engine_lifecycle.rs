@@ -559,8 +559,9 @@ async fn passes_share_what_they_decode_until_the_records_change() {
         .await
         .expect("created");
     assert!(world.settle().await, "the watch cache caught up");
-    let first = world.engine.observe(&desired).await.expect("observed");
-    let again = world.engine.observe(&desired).await.expect("observed");
+    let engine = world.cached_engine_with(vtmove::testing::world::test_config());
+    let first = engine.observe(&desired).await.expect("observed");
+    let again = engine.observe(&desired).await.expect("observed");
     assert!(Arc::ptr_eq(&first.routing_rules, &again.routing_rules));
     assert!(Arc::ptr_eq(
         &first.srv_vschema_rollup,
@@ -577,7 +578,7 @@ async fn passes_share_what_they_decode_until_the_records_change() {
         .await
         .expect("reads switched");
     assert!(world.settle().await, "the watch cache caught up");
-    let after = world.engine.observe(&switched).await.expect("observed");
+    let after = engine.observe(&switched).await.expect("observed");
     assert!(!Arc::ptr_eq(&first.routing_rules, &after.routing_rules));
     assert!(!Arc::ptr_eq(&view(&first), &view(&after)));
     assert_ne!(*first.routing_rules, *after.routing_rules);

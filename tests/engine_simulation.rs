@@ -1025,7 +1025,7 @@ async fn run(config: RunConfig) -> Result<RunStats, String> {
     let mut engine_config = test_config();
     engine_config.rollback_timeout = Duration::from_secs(3);
     engine_config.interrupt = Some(schedule.clone());
-    let engine = world.engine_with(engine_config);
+    let engine = world.cached_engine_with(engine_config);
     let mut rng = Rng(config.seed.unwrap_or(0));
     // Whether a pass waits for the watch cache first: a seeded run leaves one pass in five to
     // observe whatever the cache holds (a separate generator, so the faults of a seed stay

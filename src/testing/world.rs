@@ -82,10 +82,10 @@ pub struct World {
     pub fleet: Arc<FakeFleet>,
     /// The counting wrapper the engine talks through.
     pub tablets: Arc<CountingTablets>,
-    /// The engine: steps read the topology itself, passes observe through the watch cache
-    /// (`views`), as in the operator.
+    /// The engine, observing the store directly: a test's own changes are seen by the next
+    /// pass. [`World::cached_engine_with`] observes through the watch cache instead.
     pub engine: Engine,
-    /// The two views of the topology over the engine's watch cache.
+    /// The two views of the topology over a watch cache, followed while the world lives.
     pub views: CachedTopology,
     /// Stops following the topology when the world is dropped.
     _following: DropGuard,
@@ -349,9 +349,13 @@ impl World {
         Ok(World {
             layout,
             store: audited,
+            engine: Engine::new(
+                topo.clone(),
+                tablets.clone() as Arc<dyn TabletRpc>,
+                test_config(),
+            ),
             topo,
             fleet,
-            engine: cached_engine(&views, &tablets, test_config()),
             tablets,
             views,
             _following: following.drop_guard(),
@@ -359,8 +363,19 @@ impl World {
     }
 
     /// A fresh engine over the same world with `config` (crash simulations build a new engine
-    /// after every crash), observing through the world's watch cache.
+    /// after every crash), observing the store directly.
     pub fn engine_with(&self, config: EngineConfig) -> Engine {
+        Engine::new(
+            self.topo.clone(),
+            self.tablets.clone() as Arc<dyn TabletRpc>,
+            config,
+        )
+    }
+
+    /// [`World::engine_with`], observing through the world's watch cache as the operator does
+    /// (steps still read the store); a test running passes back to back calls
+    /// [`World::settle`] before each one it wants to see the latest changes.
+    pub fn cached_engine_with(&self, config: EngineConfig) -> Engine {
         cached_engine(&self.views, &self.tablets, config)
     }
 
@@ -379,7 +394,7 @@ impl World {
         action: &crate::engine::Action,
     ) -> Result<(), crate::engine::StepError> {
         crate::engine::execute::Executor::new(
-            self.views.act.clone(),
+            self.topo.clone(),
             self.tablets.clone() as Arc<dyn TabletRpc>,
             self.engine.config().clone(),
             desired.clone(),
