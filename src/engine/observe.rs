@@ -67,10 +67,10 @@ pub struct Observed {
     pub srv_vschema_rollup: Arc<SrvVSchema>,
     /// The routing view of `routing_rules` over the rollup's VSchemas, when observation made
     /// it (shared between the passes that read the same records).
-    pub routing_view: SharedRoutingView,
+    pub routing_view: Derived<Option<Arc<RoutingView>>>,
     /// How each cell's `SrvVSchema` differs from the global records, when observation made it
     /// (shared between the passes that read the same records).
-    pub cell_differences: SharedCellDifferences,
+    pub cell_differences: Derived<BTreeMap<String, Arc<CellDifference>>>,
     /// The source keyspace.
     pub source: KeyspaceState,
     /// The target keyspace.
@@ -237,25 +237,13 @@ pub enum ObserveError {
     Timeout(Duration),
 }
 
-/// A routing view derived from an [`Observed`]'s records, or `None` to make it from them on
-/// use. Derived data: it never makes two observations differ, and whoever changes the records
-/// it is made of sets it to `None`.
+/// A value derived from an [`Observed`]'s records by observation (and shared with the passes
+/// that read the same records), or empty to make it from them on use. Never makes two
+/// observations differ; whoever changes the records it is made of empties it.
 #[derive(Clone, Debug, Default)]
-pub struct SharedRoutingView(pub Option<Arc<RoutingView>>);
+pub struct Derived<T>(pub T);
 
-impl PartialEq for SharedRoutingView {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-/// How each cell differs from the global records ([`CellDifference`]), by cell, for the cells
-/// observation compared; a cell missing is compared on use. Derived data, like
-/// [`SharedRoutingView`]: whoever changes the records it is made of empties it.
-#[derive(Clone, Debug, Default)]
-pub struct SharedCellDifferences(pub BTreeMap<String, Arc<CellDifference>>);
-
-impl PartialEq for SharedCellDifferences {
+impl<T> PartialEq for Derived<T> {
     fn eq(&self, _: &Self) -> bool {
         true
     }
@@ -314,47 +302,38 @@ pub async fn observe(
     let at = SystemTime::now();
     let mut cells = topo.list_cells().await?;
     cells.sort();
-    let routing_rules = topo.get_routing_rules_shared().await?;
+    let rollup = desired_srv_vschema_shared(topo).await?;
+    let (routing_rules, srv_vschema_rollup) = (rollup.routing_rules, rollup.srv_vschema);
+    // The routing view every pass resolves tables with, and how each cell differs from the
+    // global records, shared like the records they are made of.
+    let routing_view = topo.derived_shared("routing view", rollup.made_from.clone(), || {
+        Ok::<_, TopoError>(RoutingView::new(
+            Some(&routing_rules),
+            &srv_vschema_rollup.keyspaces,
+        ))
+    })?;
     let mut srv_vschemas = BTreeMap::new();
-    let mut srv_versions = BTreeMap::new();
+    let mut cell_differences = BTreeMap::new();
     for cell in &cells {
         let srv = match topo.get_srv_vschema_shared(cell).await {
             Ok(found) => {
-                srv_versions.insert(cell.clone(), found.version);
+                let mut made_from = rollup.made_from.clone();
+                made_from.push(Some(found.version));
+                let difference =
+                    topo.derived_shared(&format!("difference of {cell}"), made_from, || {
+                        Ok::<_, TopoError>(CellDifference::new(
+                            &found.value,
+                            &srv_vschema_rollup,
+                            &routing_rules,
+                        ))
+                    })?;
+                cell_differences.insert(cell.clone(), difference);
                 Some(found.value)
             }
             Err(TopoError::NoNode { .. }) => None,
             Err(e) => return Err(e.into()),
         };
         srv_vschemas.insert(cell.clone(), srv);
-    }
-    let (srv_vschema_rollup, mut inputs) = desired_srv_vschema_shared(topo).await?;
-    inputs.push(routing_rules.version);
-    let routing_rules = routing_rules.value;
-    // The routing view every pass resolves tables with, and how each cell differs from the
-    // global records, shared like the records they are made of.
-    let routing_view = topo.derived_shared("routing view", inputs.clone(), || {
-        Ok::<_, TopoError>(RoutingView::new(
-            Some(&routing_rules),
-            &srv_vschema_rollup.keyspaces,
-        ))
-    })?;
-    let mut cell_differences = BTreeMap::new();
-    for (cell, srv) in &srv_vschemas {
-        let (Some(srv), Some(version)) = (srv, srv_versions.get(cell)) else {
-            continue;
-        };
-        let mut made_from = inputs.clone();
-        made_from.push(Some(*version));
-        let difference =
-            topo.derived_shared(&format!("difference of {cell}"), made_from, || {
-                Ok::<_, TopoError>(CellDifference::new(
-                    srv,
-                    &srv_vschema_rollup,
-                    &routing_rules,
-                ))
-            })?;
-        cell_differences.insert(cell.clone(), difference);
     }
     let contact_source = !desired.lifecycle.ignores_source();
     let source = observe_keyspace(
@@ -390,8 +369,8 @@ pub async fn observe(
         routing_rules,
         srv_vschemas,
         srv_vschema_rollup,
-        routing_view: SharedRoutingView(Some(routing_view)),
-        cell_differences: SharedCellDifferences(cell_differences),
+        routing_view: Derived(Some(routing_view)),
+        cell_differences: Derived(cell_differences),
         source,
         target,
         locks,

@@ -23,7 +23,7 @@ use crate::vitess::topo::{DeniedTablesOp, Version, apply_denied_tables};
 use super::desired::Desired;
 use super::dry_run::{DryRun, render};
 use super::memory::EngineMemory;
-use super::observe::{Observed, SharedCellDifferences, SharedRoutingView};
+use super::observe::{Derived, Observed};
 use super::plan::{Action, Blocker, DenyOp, Plan, Step, plan};
 use super::requests::ranges_overlap;
 use crate::vitess::srv_vschema::cell_srv_vschema;
@@ -280,8 +280,8 @@ impl Predicted {
                     Arc::make_mut(&mut self.observed.srv_vschema_rollup)
                         .keyspaces
                         .insert(keyspace, vschema);
-                    self.observed.routing_view = SharedRoutingView(None);
-                    self.observed.cell_differences = SharedCellDifferences::default();
+                    self.observed.routing_view = Derived(None);
+                    self.observed.cell_differences = Derived::default();
                 }
                 true
             }
@@ -348,7 +348,7 @@ impl Predicted {
         let update = update_routing_rules(&self.observed.routing_rules, &d.moved(), state);
         self.observed.routing_rules = Arc::new(update.rules.clone());
         Arc::make_mut(&mut self.observed.srv_vschema_rollup).routing_rules = Some(update.rules);
-        self.observed.routing_view = SharedRoutingView(None);
+        self.observed.routing_view = Derived(None);
         self.rebuild(d, None);
     }
 
@@ -368,7 +368,7 @@ impl Predicted {
                 .srv_vschemas
                 .insert(cell.clone(), Some(Arc::new(srv)));
         }
-        self.observed.cell_differences = SharedCellDifferences::default();
+        self.observed.cell_differences = Derived::default();
     }
 
     /// Replaces the streams into `from` by running ones, one per `to` shard overlapping each

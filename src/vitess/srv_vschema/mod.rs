@@ -15,6 +15,6 @@ pub use build::{
     srv_vschema_is_stale, srv_vschema_serves,
 };
 pub use rebuild::{
-    RebuildReport, desired_srv_vschema, desired_srv_vschema_shared, rebuild_srv_vschema,
-    republish_srv_vschema, write_srv_vschema_if_stale,
+    RebuildReport, SharedRollup, desired_srv_vschema, desired_srv_vschema_shared,
+    rebuild_srv_vschema, republish_srv_vschema, write_srv_vschema_if_stale,
 };

@@ -68,11 +68,8 @@ pub async fn desired_srv_vschema(topo: &TopoServer) -> Result<SrvVSchema> {
 
 /// [`desired_srv_vschema`] for observation: made from the shared decoded records and shared
 /// itself while none of them changes, so every pass between the same two writes gets one copy
-/// (`docs/design/topology.md`, "The watch cache"). Returns, with it, the versions it was made
-/// from, in a fixed order (what else derives from the same records can be keyed by them).
-pub async fn desired_srv_vschema_shared(
-    topo: &TopoServer,
-) -> Result<(Arc<SrvVSchema>, Vec<Option<Version>>)> {
+/// (`docs/design/topology.md`, "The watch cache").
+pub async fn desired_srv_vschema_shared(topo: &TopoServer) -> Result<SharedRollup> {
     let keyspaces = topo.list_keyspaces().await?;
     let mut vschemas = Vec::with_capacity(keyspaces.len());
     let mut inputs = Vec::with_capacity(keyspaces.len() + 4);
@@ -116,7 +113,23 @@ pub async fn desired_srv_vschema_shared(
             ))
         },
     )?;
-    Ok((rollup, inputs))
+    Ok(SharedRollup {
+        srv_vschema: rollup,
+        routing_rules: routing_rules.value,
+        made_from: inputs,
+    })
+}
+
+/// What [`desired_srv_vschema_shared`] read and made.
+#[derive(Debug)]
+pub struct SharedRollup {
+    /// The SrvVSchema the global records call for.
+    pub srv_vschema: Arc<SrvVSchema>,
+    /// The global RoutingRules it was made with (so a pass reads them once).
+    pub routing_rules: Arc<vschema::RoutingRules>,
+    /// The versions it was made from, in a fixed order: what else derives from the same
+    /// records can be keyed by them.
+    pub made_from: Vec<Option<Version>>,
 }
 
 /// Writes `desired` to `cell` when the cell's current `SrvVSchema` is missing or differs.

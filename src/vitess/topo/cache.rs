@@ -184,11 +184,6 @@ impl Mirror {
         self.state().seeded
     }
 
-    /// How many keys the mirror holds.
-    pub fn len(&self) -> usize {
-        self.state().entries.len()
-    }
-
     /// Every key the mirror holds with its version, in key order; `None` while it is not
     /// seeded. (Tests compare it with a listing of the store to know it caught up.)
     pub fn versions(&self) -> Option<Vec<(String, Version)>> {
@@ -200,11 +195,6 @@ impl Mirror {
                 .map(|(key, entry)| (key.clone(), entry.version))
                 .collect()
         })
-    }
-
-    /// Whether the mirror holds no key.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn covers(&self, key_or_prefix: &str) -> bool {
