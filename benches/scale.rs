@@ -313,6 +313,15 @@ async fn run(o: &Options, count: usize) -> anyhow::Result<serde_json::Value> {
         "op",
     );
     let cold_writes = operator_writes(&cold_ops);
+    let cold_passes = diff(
+        &BTreeMap::new(),
+        &after_cold,
+        "vtmove_reconciles_total",
+        "controller",
+    )
+    .get("movetablesworkflow")
+    .copied()
+    .unwrap_or(0.0);
     let cold_tablet_calls = diff(
         &BTreeMap::new(),
         &after_cold,
@@ -341,7 +350,7 @@ async fn run(o: &Options, count: usize) -> anyhow::Result<serde_json::Value> {
     println!("  committed by etcd in the window (any client): {etcd_committed:?}");
     println!("  tablet calls in the window by method: {tablet_calls:?}");
     println!(
-        "  cold start: etcd {cold_ops:?}; tablet calls {cold_tablet_calls:?}; heals {cold_heals}"
+        "  cold start: {cold_passes} passes; etcd {cold_ops:?}; tablet calls {cold_tablet_calls:?}; heals {cold_heals}"
     );
     Ok(json!({
         "workflows": count,
@@ -351,6 +360,7 @@ async fn run(o: &Options, count: usize) -> anyhow::Result<serde_json::Value> {
         "cold_start_s": cold_start.as_secs_f64(),
         "cold_start_etcd_operations": cold_ops,
         "cold_start_etcd_writes": cold_writes,
+        "cold_start_passes": cold_passes,
         "cold_start_tablet_calls": cold_tablet_calls,
         "cold_start_heals": cold_heals,
         "window_s": wall.as_secs_f64(),

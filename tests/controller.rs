@@ -37,7 +37,7 @@ use vtmove::testing::LocalEtcd;
 use vtmove::testing::instrument::AuditedStore;
 use vtmove::testing::world::test_config;
 use vtmove::vitess::proto::topodata::TabletType;
-use vtmove::vitess::tablet::{TabletClient, TabletClientConfig, TabletRpc};
+use vtmove::vitess::tablet::{Method, TabletClient, TabletClientConfig, TabletRpc};
 use vtmove::vitess::topo::{EtcdStore, EtcdStoreOptions, LockOptions, TopoServer, TopoStore};
 use vtsim::{Fleet, FleetOptions, KeyspaceLayout, Layout, LayoutTabletType, Probe};
 
@@ -70,13 +70,20 @@ fn layout() -> Layout {
 struct PassCounter {
     passes: AtomicU64,
     steps: AtomicU64,
+    /// Workflows a pass found converged.
+    converged: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl WorkflowObserver for PassCounter {
-    fn on_pass(&self, _: &ObjectRef<MoveTablesWorkflow>, report: &PassReport) {
+    fn on_pass(&self, key: &ObjectRef<MoveTablesWorkflow>, report: &PassReport) {
         self.passes.fetch_add(1, Ordering::SeqCst);
         if report.executed.is_some() {
             self.steps.fetch_add(1, Ordering::SeqCst);
+        }
+        if report.plan.as_ref().is_some_and(|plan| plan.converged())
+            && let Ok(mut converged) = self.converged.lock()
+        {
+            converged.insert(key.name.clone());
         }
     }
 }
@@ -109,6 +116,7 @@ impl Interrupt for KillSwitch {
 
 struct World {
     _etcd: LocalEtcd,
+    topo: Arc<TopoServer>,
     fleet: Arc<Fleet>,
     store: Arc<AuditedStore>,
     kube: kube_sim::Handle,
@@ -156,39 +164,21 @@ async fn world() -> World {
     store.enable_audit();
     let kube = common::sim::start_with_crds().await;
     let client = kube.client();
-    let tablets: Arc<dyn TabletRpc> = Arc::new(TabletClient::new(TabletClientConfig::default()));
     let kill = Arc::new(KillSwitch::default());
     let mut config = test_config();
     config.interrupt = Some(kill.clone());
     let counter = Arc::new(PassCounter::default());
-    let deps = ControllerDeps {
-        client: client.clone(),
-        engine: Engine::new(topo, tablets, config),
-        settings: common::test_controller_settings(),
-        scope: NamespaceScope::All,
-        reporter: Reporter {
-            controller: "vtmove".into(),
-            instance: Some("test".into()),
-        },
-        workflow_observer: counter.clone(),
-        keyspace_observer: Arc::new(vtmove::controller::workflow::NoObserver),
-    };
-    vtmove::controller::wiring::check_crds(&deps)
-        .await
-        .expect("CRDs are served");
-    let shutdown = CancellationToken::new();
-    let (_leading_tx, leading) = watch::channel(true);
-    let (ready_tx, _ready) = watch::channel(false);
-    tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            let _keep = _leading_tx;
-            run_controllers(deps, leading, ready_tx, shutdown).await;
-        }
-    });
+    let shutdown = start_operator(
+        &client,
+        Engine::new(topo.clone(), tablet_client(), config),
+        counter.clone(),
+        common::test_controller_settings(),
+    )
+    .await;
     let probe = fleet.probe("zone1");
     World {
         _etcd: etcd,
+        topo,
         fleet,
         store,
         api: Api::namespaced(client, NS),
@@ -199,6 +189,46 @@ async fn world() -> World {
         next_pk: 100_000,
         shutdown,
     }
+}
+
+fn tablet_client() -> Arc<dyn TabletRpc> {
+    Arc::new(TabletClient::new(TabletClientConfig::default()))
+}
+
+/// Starts the controllers of one operator process (leading at once) over `engine`; cancelling
+/// the token stops it.
+async fn start_operator(
+    client: &kube::Client,
+    engine: Engine,
+    counter: Arc<PassCounter>,
+    settings: vtmove::controller::ControllerSettings,
+) -> CancellationToken {
+    let deps = ControllerDeps {
+        client: client.clone(),
+        engine,
+        settings,
+        scope: NamespaceScope::All,
+        reporter: Reporter {
+            controller: "vtmove".into(),
+            instance: Some("test".into()),
+        },
+        workflow_observer: counter,
+        keyspace_observer: Arc::new(vtmove::controller::workflow::NoObserver),
+    };
+    vtmove::controller::wiring::check_crds(&deps)
+        .await
+        .expect("CRDs are served");
+    let shutdown = CancellationToken::new();
+    let (leading_tx, leading) = watch::channel(true);
+    let (ready_tx, _ready) = watch::channel(false);
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            let _keep = leading_tx;
+            run_controllers(deps, leading, ready_tx, shutdown).await;
+        }
+    });
+    shutdown
 }
 
 fn workflow(name: &str, tables: &[&str]) -> MoveTablesWorkflow {
@@ -542,6 +572,72 @@ async fn converged_resync_writes_nothing() {
         serde_json::to_string(&after.status).unwrap_or_default()
     );
     assert!(wf.status.as_ref().is_some_and(|s| s.blockers.is_empty()));
+}
+
+/// A restarted operator verifies each tablet once, not once per workflow using it: which
+/// tablets acknowledged a refresh is shared between the workflows of one process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_operator_refreshes_each_tablet_once_for_all_its_workflows() {
+    let mut w = world().await;
+    w.create(&workflow("first", &["customer"])).await;
+    w.create(&workflow("second", &["corder"])).await;
+    for name in ["first", "second"] {
+        w.wait_for(name, "copied", STEP, |wf| {
+            ready(wf) && is_true(wf, types::COPY_COMPLETED)
+        })
+        .await;
+    }
+    w.shutdown.cancel();
+    // The old operator's passes in flight end (graceful shutdown).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let refreshes = |fleet: &Fleet| -> Vec<(String, u64)> {
+        fleet
+            .tablets()
+            .iter()
+            .map(|t| {
+                (
+                    t.alias_string().to_string(),
+                    t.rpc_calls(Method::RefreshState),
+                )
+            })
+            .collect()
+    };
+    let before = refreshes(&w.fleet);
+
+    // One workflow at a time, so the second pass starts after the first one's refresh.
+    let counter = Arc::new(PassCounter::default());
+    let restarted = start_operator(
+        &w.kube.client(),
+        Engine::new(w.topo.clone(), tablet_client(), test_config()),
+        counter.clone(),
+        vtmove::controller::ControllerSettings {
+            concurrency: 1,
+            ..common::test_controller_settings()
+        },
+    )
+    .await;
+    w.shutdown = restarted;
+    let deadline = Instant::now() + STEP;
+    while counter.converged.lock().map(|c| c.len()).unwrap_or(0) < 2 {
+        assert!(Instant::now() < deadline, "both workflows converge again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = refreshes(&w.fleet);
+    for ((alias, then), (_, now)) in before.iter().zip(&after) {
+        assert_eq!(
+            now - then,
+            1,
+            "{alias} refreshed {} times after the restart (before: {before:?}, after: {after:?})",
+            now - then
+        );
+    }
+    for name in ["first", "second"] {
+        let wf = w.api.get(name).await.expect("readable");
+        assert!(
+            ready(&wf) && is_true(&wf, types::COPY_COMPLETED),
+            "{name} still Ready"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -34,6 +34,7 @@ use super::{ApiError, ControllerSettings, FINALIZER, Failures, kube_calls, redac
 use crate::api::condition::{find_condition, reasons, types};
 use crate::api::movetables::WorkflowPhase;
 use crate::api::{MoveTablesWorkflow, MoveTablesWorkflowStatus};
+use crate::engine::memory::RefreshLedger;
 use crate::engine::{
     AllowEveryStep, Desired, DesiredLifecycle, Engine, EngineMemory, Outcome, PassReport, Plan,
     Requeue, StepGate,
@@ -69,6 +70,10 @@ pub struct WorkflowContext {
     pub observer: Arc<dyn WorkflowObserver>,
     /// The engine's memory per workflow: a cache that may be lost (see `engine::memory`).
     memories: Mutex<HashMap<ObjectRef<MoveTablesWorkflow>, EngineMemory>>,
+    /// Which tablets acknowledged a refresh, learned by any workflow: each workflow's pass
+    /// starts from it, so after a restart a tablet is refreshed once rather than once per
+    /// workflow that uses it (see `engine::memory`).
+    refreshes: Mutex<RefreshLedger>,
     /// Which keyspaces a namespace may name and who owns a Vitess workflow; `None`: no
     /// boundary (every keyspace may be named).
     boundary: Option<Arc<Boundary>>,
@@ -92,6 +97,7 @@ impl WorkflowContext {
             settings,
             observer,
             memories: Mutex::new(HashMap::new()),
+            refreshes: Mutex::new(RefreshLedger::new()),
             boundary: None,
             failures: Failures::default(),
         }
@@ -454,7 +460,16 @@ async fn run_pass(
     generation: Option<i64>,
     gate: &dyn StepGate,
 ) -> (PassReport, MoveTablesWorkflowStatus) {
+    if let Ok(shared) = ctx.refreshes.lock() {
+        memory.learn_refreshes(
+            &shared,
+            &[&desired.source_keyspace, &desired.target_keyspace],
+        );
+    }
     let report = ctx.engine.pass_checked(desired, &mut memory, gate).await;
+    if let Ok(mut shared) = ctx.refreshes.lock() {
+        memory.share_refreshes(&mut shared);
+    }
     let mut status = workflow_status(
         previous,
         desired,

@@ -7,7 +7,9 @@
 //! * the **refresh ledger**: which tablets acknowledged `RefreshState` after the current version
 //!   of their Shard record. Empty after a restart, so the planner conservatively refreshes each
 //!   involved shard once (a tablet that started after the last change needs nothing: it read the
-//!   record at start);
+//!   record at start). These are facts about tablets, not about one workflow, so the operator
+//!   shares them between the workflows it runs ([`EngineMemory::learn_refreshes`]): after a
+//!   restart each tablet is refreshed once, not once per workflow that uses it;
 //! * **copy progress** per stream (copy cycles are counted over observations, #17778);
 //! * the **heal count** and the last heal, for status (the controller persists them there).
 
@@ -30,6 +32,21 @@ pub struct RefreshAck {
     /// Aliases that answered `RefreshState` after that version was written.
     pub tablets: BTreeSet<String>,
 }
+
+impl RefreshAck {
+    /// Folds `other` in: acknowledgements for a newer version of the record replace these, for
+    /// the same version they add up, for an older one they are ignored.
+    fn merge(&mut self, other: &RefreshAck) {
+        if other.shard_version > self.shard_version {
+            *self = other.clone();
+        } else if other.shard_version == self.shard_version {
+            self.tablets.extend(other.tablets.iter().cloned());
+        }
+    }
+}
+
+/// `(keyspace, shard)` → acknowledged refreshes.
+pub type RefreshLedger = BTreeMap<(String, String), RefreshAck>;
 
 impl Default for RefreshAck {
     fn default() -> Self {
@@ -58,7 +75,7 @@ pub type StreamKey = (String, String, i32);
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct EngineMemory {
     /// `(keyspace, shard)` → acknowledged refreshes.
-    pub refresh_ledger: BTreeMap<(String, String), RefreshAck>,
+    pub refresh_ledger: RefreshLedger,
     /// Copy progress per stream.
     pub copy_progress: BTreeMap<StreamKey, CopyProgress>,
     /// How many heals were executed.
@@ -94,18 +111,32 @@ impl EngineMemory {
         shard_version: Version,
         alias: &str,
     ) {
-        let entry = self
-            .refresh_ledger
+        self.refresh_ledger
             .entry((keyspace.to_string(), shard.to_string()))
-            .or_default();
-        if shard_version > entry.shard_version {
-            *entry = RefreshAck {
+            .or_default()
+            .merge(&RefreshAck {
                 shard_version,
-                tablets: BTreeSet::new(),
-            };
+                tablets: BTreeSet::from([alias.to_string()]),
+            });
+    }
+
+    /// Learns the acknowledgements `shared` holds for the shards of `keyspaces` (what the
+    /// other workflows of this process learned about the same tablets).
+    pub fn learn_refreshes(&mut self, shared: &RefreshLedger, keyspaces: &[&str]) {
+        for (key, ack) in shared {
+            if keyspaces.contains(&key.0.as_str()) {
+                self.refresh_ledger
+                    .entry(key.clone())
+                    .or_default()
+                    .merge(ack);
+            }
         }
-        if shard_version == entry.shard_version {
-            entry.tablets.insert(alias.to_string());
+    }
+
+    /// Adds this workflow's acknowledgements to `shared`.
+    pub fn share_refreshes(&self, shared: &mut RefreshLedger) {
+        for (key, ack) in &self.refresh_ledger {
+            shared.entry(key.clone()).or_default().merge(ack);
         }
     }
 
@@ -166,5 +197,67 @@ impl EngineMemory {
     pub fn record_heal(&mut self, event: HealEvent) {
         self.heals += 1;
         self.last_heal = Some(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acked(memory: &EngineMemory, keyspace: &str, version: i64, alias: &str) -> bool {
+        memory.refreshed(keyspace, "0", Version(version), alias)
+    }
+
+    #[test]
+    fn acknowledgements_of_a_newer_record_replace_older_ones_and_add_up_for_the_same() {
+        let mut memory = EngineMemory::default();
+        memory.ack_refresh("commerce", "0", Version(5), "zone1-100");
+        memory.ack_refresh("commerce", "0", Version(5), "zone1-101");
+        assert!(
+            acked(&memory, "commerce", 5, "zone1-100")
+                && acked(&memory, "commerce", 5, "zone1-101")
+        );
+        memory.ack_refresh("commerce", "0", Version(4), "zone1-102");
+        assert!(
+            !acked(&memory, "commerce", 4, "zone1-102"),
+            "older record ignored"
+        );
+        memory.ack_refresh("commerce", "0", Version(7), "zone1-102");
+        assert!(acked(&memory, "commerce", 7, "zone1-102"));
+        assert!(
+            !acked(&memory, "commerce", 7, "zone1-100"),
+            "a newer record asks again"
+        );
+    }
+
+    #[test]
+    fn workflows_learn_what_others_acknowledged_for_their_own_keyspaces_only() {
+        let mut first = EngineMemory::default();
+        first.ack_refresh("commerce", "0", Version(5), "zone1-100");
+        first.ack_refresh("other", "0", Version(3), "zone1-200");
+        let mut shared = RefreshLedger::new();
+        first.share_refreshes(&mut shared);
+
+        let mut second = EngineMemory::default();
+        second.ack_refresh("commerce", "0", Version(5), "zone1-101");
+        second.learn_refreshes(&shared, &["commerce", "customer"]);
+        assert!(acked(&second, "commerce", 5, "zone1-100"));
+        assert!(acked(&second, "commerce", 5, "zone1-101"), "its own kept");
+        assert!(
+            !second.remembers_refresh_of("other", "0"),
+            "not its keyspace"
+        );
+
+        // A stale shared entry does not undo a newer one of the workflow's own.
+        let mut third = EngineMemory::default();
+        third.ack_refresh("commerce", "0", Version(9), "zone1-100");
+        third.learn_refreshes(&shared, &["commerce"]);
+        assert!(acked(&third, "commerce", 9, "zone1-100"));
+        assert!(!acked(&third, "commerce", 5, "zone1-101"));
+        third.share_refreshes(&mut shared);
+        assert_eq!(
+            shared[&("commerce".to_string(), "0".to_string())].shard_version,
+            Version(9)
+        );
     }
 }

@@ -56,7 +56,6 @@ pub use plan::{
     plan,
 };
 
-use crate::vitess::routing::Side;
 use crate::vitess::tablet::TabletRpc;
 use crate::vitess::topo::TopoServer;
 
@@ -113,18 +112,6 @@ impl PassReport {
     pub fn record(&self) -> Option<&StepRecord> {
         self.executed.as_ref()
     }
-}
-
-/// Whether some target primary holds streams of the workflow (it was created).
-fn has_own_streams(observed: &Observed) -> bool {
-    observed.view(Side::Target).is_some_and(|view| {
-        view.shards.iter().any(|shard| {
-            shard
-                .primary
-                .as_ref()
-                .is_some_and(|primary| matches!(primary.streams, Ok(Some(_))))
-        })
-    })
 }
 
 /// Asked right before a planned step runs whether it may.
@@ -235,13 +222,12 @@ impl Engine {
 
     /// Observes and plans for a pass. The other workflows on each primary (a listing of every
     /// workflow on the tablet, so its cost grows with their number) are read only when the
-    /// plan without them is not converged and its step is more than a refresh of tablets of a
-    /// workflow that has streams, and the plan is then made again with them: a converged
-    /// workflow costs what its own streams cost, while every other step and every blocker is
-    /// still decided knowing the other workflows. Neither a converged plan nor such a refresh
-    /// depends on them: they matter to creation, to a workflow without streams of its own, and
-    /// to the pre-checks of a switch, and a refresh only makes tablets re-read what is already
-    /// there.
+    /// plan without them is neither converged nor a mere refresh of tablets, or says it depends
+    /// on them ([`Plan::depends_on_other_workflows`]), and the plan is then made again with
+    /// them: a converged workflow costs what its own streams cost, while creation, a workflow
+    /// whose tables' rules may be another's, every other step and every blocker are still
+    /// decided knowing the other workflows. A refresh only makes tablets re-read what is
+    /// already there, whatever other workflows exist.
     async fn observe_and_plan(
         &self,
         desired: &Desired,
@@ -252,16 +238,11 @@ impl Engine {
             .await?;
         memory.observe_copy_progress(&observed);
         let plan = plan::plan(desired, &observed, memory);
-        // A refresh only makes tablets re-read what is already there, whatever other workflows
-        // exist: the first pass after a restart verifies its tablets that way without listing
-        // every workflow on every primary (a cost that grows with their number). Not before
-        // the workflow has streams of its own: until then the other workflows decide whether
-        // it may exist at all.
         let refresh_only = plan
             .step
             .as_ref()
             .is_some_and(|step| step.action.is_refresh_only());
-        if plan.converged() || (refresh_only && has_own_streams(&observed)) {
+        if !plan.depends_on_other_workflows && (plan.converged() || refresh_only) {
             return Ok((observed, plan));
         }
         let deadline = self.config.observe.rpc_timeout * 2;

@@ -347,7 +347,7 @@ fn decide(f: &Facts<'_>) -> Decision {
     // 1b. Ownership: routing rules carry no workflow name, so rules between these keyspaces
     // with none of this workflow's streams, while another workflow streams the moved tables,
     // belong to that other workflow. Acting on them would hijack it.
-    if f.rules != Rules::Absent && !f.into_target.any_present() && !f.into_source.any_present() {
+    if f.rules_without_own_streams() {
         let conflicts = f.conflicts();
         if !conflicts.is_empty() {
             return blocked(

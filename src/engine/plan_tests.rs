@@ -1819,7 +1819,9 @@ fn rules_of_another_workflow_between_the_same_keyspaces_are_not_adopted() {
         vec![BlockReason::WorkflowConflict]
     );
     assert!(!p.converged());
-    // Without the other workflow, the same rules are this workflow's, missing its streams.
+    assert!(p.depends_on_other_workflows);
+    // Without the other workflow, the same rules are this workflow's, missing its streams;
+    // a pass that did not read the other workflows is told that this depends on them.
     let p = run(&d, world(&d).rules(RoutingState::CREATED).deny(K));
     assert!(
         p.blockers
@@ -1828,4 +1830,11 @@ fn rules_of_another_workflow_between_the_same_keyspaces_are_not_adopted() {
         "{:?}",
         p.blockers
     );
+    assert!(p.depends_on_other_workflows);
+    // With its own streams, the rules are its own whatever else runs.
+    let p = run(&d, state_a(&d));
+    assert!(p.converged() && !p.depends_on_other_workflows);
+    // Before it has rules, creation is decided with the other workflows anyway (not converged).
+    let p = run(&d, world(&d));
+    assert!(!p.converged() && !p.depends_on_other_workflows);
 }

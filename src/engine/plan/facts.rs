@@ -150,6 +150,16 @@ impl<'a> Facts<'a> {
         matches!(self.d.lifecycle, DesiredLifecycle::Active)
     }
 
+    /// Whether routing rules cover the moved tables while none of this workflow's streams exist
+    /// (or could be read): the rules may then be another workflow's, so what this workflow may
+    /// do depends on the other workflows on the primaries (the ownership check of `decide`,
+    /// and [`has_footprint`](Self::has_footprint)).
+    pub(super) fn rules_without_own_streams(&self) -> bool {
+        self.rules != Rules::Absent
+            && !self.into_target.any_present()
+            && !self.into_source.any_present()
+    }
+
     /// Whether this workflow left anything in Vitess: its streams, or the routing rules only it
     /// writes (the keys qualified by its source keyspace; the unqualified and target-qualified
     /// keys of a table are shared with every workflow moving that table into the target). The

@@ -396,6 +396,10 @@ pub struct Plan {
     /// writes). False for a workflow that never acted, even where another workflow's rules
     /// cover the same tables.
     pub footprint: bool,
+    /// Whether the plan depends on the other workflows on the primaries (routing rules cover
+    /// the moved tables while none of this workflow's streams exist): a pass that observed
+    /// without them must read them before trusting the plan, converged or not.
+    pub depends_on_other_workflows: bool,
     /// Largest lag of the streams that feed the side not taking writes.
     pub max_lag: Option<Lag>,
     /// Condition facts.

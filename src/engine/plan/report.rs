@@ -268,6 +268,7 @@ pub(super) fn assemble(f: &Facts<'_>, decision: Decision) -> Plan {
         writes_switched,
         workflow_exists,
         footprint: f.has_footprint(),
+        depends_on_other_workflows: f.rules_without_own_streams(),
         max_lag,
         conditions,
         blockers,
