@@ -23,8 +23,11 @@
 //!
 //! ```sh
 //! cargo bench --bench scale -- [--workflows 100,400] [--window-secs 130] [--resync 1m] \
-//!     [--json target/bench/scale.json]
+//!     [--json target/bench/scale.json] [--operator-prefix "heaptrack -o target/bench/heap"]
 //! ```
+//!
+//! `--operator-prefix` starts `vtmove run` under another command, a profiler: the CPU and
+//! memory figures are then the profiler's process's.
 //!
 //! The resync defaults to 1 min (the product's is 5 min) so the window sees every workflow pass
 //! twice; the per-pass figures do not depend on it. `--workflows 1000` takes about 9 minutes
@@ -64,6 +67,8 @@ struct Options {
     resync: String,
     smoke: bool,
     json: std::path::PathBuf,
+    /// A command `vtmove run` is started under (a profiler), split on spaces.
+    operator_prefix: Vec<String>,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -81,6 +86,11 @@ fn options() -> anyhow::Result<Options> {
         resync: args.value("--resync", if args.smoke { "1s" } else { "1m" }.to_string())?,
         smoke: args.smoke,
         json: args.json_path("scale")?,
+        operator_prefix: args
+            .value("--operator-prefix", String::new())?
+            .split_whitespace()
+            .map(str::to_string)
+            .collect(),
     })
 }
 
@@ -409,7 +419,16 @@ fn spawn_operator(
     kubeconfig: &std::path::Path,
     metrics: SocketAddr,
 ) -> anyhow::Result<Child> {
-    Ok(Command::new(env!("CARGO_BIN_EXE_vtmove"))
+    let binary = env!("CARGO_BIN_EXE_vtmove");
+    let mut command = match o.operator_prefix.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(binary);
+            command
+        }
+        None => Command::new(binary),
+    };
+    Ok(command
         .args([
             "run",
             "--topo-implementation=etcd2",

@@ -21,6 +21,7 @@
 //! leader runs the controllers. The decisions are pure functions of the resources, below.
 
 use std::borrow::Borrow;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -32,6 +33,7 @@ use kube::{Api, Client, ResourceExt};
 use super::wiring::NamespaceScope;
 use super::{ApiError, with_deadline};
 use crate::api::condition::{find_condition, reasons, types};
+use crate::api::movetables::WorkflowIdentity;
 use crate::api::{Keyspace, MoveTablesWorkflow};
 
 /// What the boundary needs to know about resources, for both controllers.
@@ -41,6 +43,9 @@ pub struct Boundary {
     keyspace_apis: Vec<Api<Keyspace>>,
     workflow_apis: Vec<Api<MoveTablesWorkflow>>,
     arbiter: tokio::sync::Mutex<()>,
+    /// Identities this process recorded, by resource uid: they count before the caches show
+    /// them (see [`Boundary::workflow_owner`]).
+    recorded: Mutex<HashMap<String, WorkflowIdentity>>,
     allow_unclaimed: bool,
     api_timeout: Duration,
 }
@@ -67,6 +72,7 @@ impl Boundary {
             keyspace_apis: scope.apis(client),
             workflow_apis: scope.apis(client),
             arbiter: tokio::sync::Mutex::new(()),
+            recorded: Mutex::new(HashMap::new()),
             allow_unclaimed,
             api_timeout,
         }
@@ -122,6 +128,27 @@ impl Boundary {
     /// Serialises recording claims and identities in this process.
     pub async fn arbiter(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.arbiter.lock().await
+    }
+
+    /// Notes that this process recorded `identity` in the status of the resource `uid` (call it
+    /// after the write succeeded, holding the [`arbiter`](Self::arbiter)'s turn).
+    pub fn identity_recorded(&self, uid: &str, identity: WorkflowIdentity) {
+        self.recorded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(uid.to_string(), identity);
+    }
+
+    /// [`workflow_owner`] over the cached workflows, with the identities this process recorded
+    /// and the caches may not show yet. Checking a new workflow against that under the arbiter
+    /// costs no request: the caches hold every identity recorded before this process started
+    /// its controllers (their first list comes after it became the leader, so after the
+    /// previous leader's last write), and this process's own writes are in `recorded` from the
+    /// moment they succeed. `None` while a cache has not loaded yet.
+    pub fn workflow_owner(&self, me: &MoveTablesWorkflow) -> Option<Option<String>> {
+        let cached = self.cached_workflows()?;
+        let recorded = self.recorded.lock().unwrap_or_else(PoisonError::into_inner);
+        Some(owner_among(me, &cached, &recorded))
     }
 }
 
@@ -298,6 +325,16 @@ pub fn workflow_owner<K: Borrow<MoveTablesWorkflow>>(
     me: &MoveTablesWorkflow,
     all: &[K],
 ) -> Option<String> {
+    owner_among(me, all, &HashMap::new())
+}
+
+/// [`workflow_owner`], counting `recorded` (uid → identity) as the identity of a resource whose
+/// copy in `all` does not show one yet.
+fn owner_among<K: Borrow<MoveTablesWorkflow>>(
+    me: &MoveTablesWorkflow,
+    all: &[K],
+    recorded: &HashMap<String, WorkflowIdentity>,
+) -> Option<String> {
     let target = &me.spec.target_keyspace;
     let name = me.workflow_name();
     let uid = me.uid();
@@ -305,6 +342,7 @@ pub fn workflow_owner<K: Borrow<MoveTablesWorkflow>>(
         w.status
             .as_ref()
             .and_then(|s| s.identity.as_ref())
+            .or_else(|| w.uid().and_then(|uid| recorded.get(&uid)))
             .is_some_and(|i| &i.target_keyspace == target && i.workflow == name)
     };
     let mut owners: Vec<&MoveTablesWorkflow> = all
@@ -466,5 +504,28 @@ mod tests {
             workflow_owner(&second, &all).as_deref(),
             Some("default/first")
         );
+    }
+
+    /// An identity this process recorded counts before the cache shows it: a second resource
+    /// naming the same Vitess workflow, checked right after, is refused.
+    #[test]
+    fn an_identity_just_recorded_counts_before_the_cache_shows_it() {
+        let recorded_identity = wf("default", "first", 10, Some("shared"))
+            .status
+            .and_then(|s| s.identity)
+            .expect("identity");
+        // The cache's copies, neither showing an identity yet.
+        let first = wf("default", "first", 10, None);
+        let second = wf("default", "second", 20, None);
+        let all = vec![first.clone(), second.clone()];
+        assert_eq!(owner_among(&second, &all, &HashMap::new()), None);
+        let recorded = HashMap::from([("default-first".to_string(), recorded_identity)]);
+        assert_eq!(
+            owner_among(&second, &all, &recorded).as_deref(),
+            Some("default/first")
+        );
+        assert_eq!(owner_among(&first, &all, &recorded), None);
+        // A recorded resource that left the cache (deleted) owns nothing.
+        assert_eq!(owner_among(&second, &[second.clone()], &recorded), None);
     }
 }

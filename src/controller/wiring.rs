@@ -244,15 +244,60 @@ fn log_watch_error<T, R: std::fmt::Display>(
     futures::future::ready(())
 }
 
-/// The hash of what a reconcile must react to (see [`controller_for`]).
+/// The hash of what a reconcile must react to (see [`controller_for`]). vtmove's own finalizer
+/// is left out: adding it is the first thing a reconcile of a new resource does, and that
+/// patch must not come back as a second pass of every new (or restored from GitOps) resource.
+/// Should someone remove it by hand, the next resync puts it back.
 fn asked_for<K: kube::Resource>(object: &K) -> Option<u64> {
     use std::hash::{Hash, Hasher};
     let meta = object.meta();
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     meta.generation.hash(&mut hasher);
     meta.deletion_timestamp.is_some().hash(&mut hasher);
-    meta.finalizers.hash(&mut hasher);
+    for finalizer in meta.finalizers.iter().flatten() {
+        if finalizer != super::FINALIZER {
+            finalizer.hash(&mut hasher);
+        }
+    }
     Some(hasher.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::MoveTablesWorkflow;
+
+    fn workflow(generation: i64, finalizers: &[&str], deleting: bool) -> MoveTablesWorkflow {
+        let mut metadata = serde_json::json!({
+            "name": "w", "namespace": "default", "generation": generation, "finalizers": finalizers,
+        });
+        if deleting {
+            metadata["deletionTimestamp"] = "2026-01-01T00:00:00Z".into();
+        }
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "vtmove.dev/v1alpha1",
+            "kind": "MoveTablesWorkflow",
+            "metadata": metadata,
+            "spec": {"sourceKeyspace": "a", "targetKeyspace": "b", "tables": ["t"]},
+        }))
+        .expect("decodes")
+    }
+
+    #[test]
+    fn a_pass_reacts_to_the_spec_deletion_and_other_finalizers_not_to_its_own_finalizer() {
+        let new = asked_for(&workflow(1, &[], false));
+        assert_eq!(
+            new,
+            asked_for(&workflow(1, &[super::super::FINALIZER], false))
+        );
+        assert_ne!(new, asked_for(&workflow(2, &[], false)), "a spec edit");
+        assert_ne!(new, asked_for(&workflow(1, &[], true)), "a deletion");
+        assert_ne!(
+            new,
+            asked_for(&workflow(1, &["example.com/hold"], false)),
+            "another finalizer"
+        );
+    }
 }
 
 async fn controllers(

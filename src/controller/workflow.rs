@@ -23,9 +23,7 @@ use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, Resource, ResourceExt};
 
-use super::boundary::{
-    Boundary, Refusal, claim_holder, owned_elsewhere, workflow_boundary, workflow_owner,
-};
+use super::boundary::{Boundary, Refusal, claim_holder, owned_elsewhere, workflow_boundary};
 use super::status::{
     deletion_refused_status, identity, invalid_spec_status, refused_status, status_changed,
     workflow_status,
@@ -289,6 +287,11 @@ async fn reconcile_inner(
         status.observed_generation = generation;
         status.ensure_conditions(generation, &super::status::kube_time(SystemTime::now()));
         patch_status(ctx, &api, &name, &status).await?;
+        if let (Some(boundary), Some(uid), Some(identity)) =
+            (&ctx.boundary, workflow.uid(), status.identity.clone())
+        {
+            boundary.identity_recorded(&uid, identity);
+        }
         recorded = status;
         Some(&recorded)
     } else {
@@ -432,16 +435,14 @@ async fn check_boundary<'a>(
     ) {
         return Ok(BoundaryCheck::Refused(refusal));
     }
-    let (owner, turn) = if has_identity {
-        let Some(cached) = boundary.cached_workflows() else {
-            return Ok(BoundaryCheck::NotReady);
-        };
-        (workflow_owner(workflow, &cached), None)
+    // The caller records the identity while it holds this turn.
+    let turn = if has_identity {
+        None
     } else {
-        // The caller records the identity while it holds this turn.
-        let turn = boundary.arbiter().await;
-        let all = boundary.list_workflows().await?;
-        (workflow_owner(workflow, &all), Some(turn))
+        Some(boundary.arbiter().await)
+    };
+    let Some(owner) = boundary.workflow_owner(workflow) else {
+        return Ok(BoundaryCheck::NotReady);
     };
     Ok(match owner {
         Some(owner) => BoundaryCheck::Refused(owned_elsewhere(workflow, &owner)),
