@@ -201,6 +201,21 @@ pub async fn run_controllers(
     }
 }
 
+/// The annotation `kubectl apply` (client-side) keeps the whole applied object in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops what nothing in vtmove reads from a cached object, since it is most of the object's
+/// size: the field managers of every server-side apply, and kubectl's copy of the whole object
+/// from a client-side apply. (Every write vtmove makes is a patch of named fields, never the
+/// cached object written back.)
+fn strip_unread_fields<K: kube::Resource>(object: &mut K) {
+    use kube::ResourceExt;
+    object.managed_fields_mut().clear();
+    if let Some(annotations) = object.meta_mut().annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
 /// A controller over `api` woken by changes of what a user or the API server asks for — the
 /// generation (spec), deletion, finalizers — and not by vtmove's own status patches: each status
 /// write would otherwise come back as one more pass (several per workflow at start-up). The
@@ -225,6 +240,7 @@ where
             .timeout(timeout_secs),
     )
     .default_backoff()
+    .modify(strip_unread_fields)
     .reflect(writer)
     .applied_objects()
     .predicate_filter(asked_for, Default::default());
@@ -281,6 +297,25 @@ mod tests {
             "spec": {"sourceKeyspace": "a", "targetKeyspace": "b", "tables": ["t"]},
         }))
         .expect("decodes")
+    }
+
+    #[test]
+    fn cached_objects_keep_no_field_managers_nor_kubectl_copy() {
+        let mut wf = workflow(1, &[], false);
+        wf.metadata.managed_fields = Some(vec![Default::default()]);
+        wf.metadata.annotations = Some(
+            [
+                (LAST_APPLIED.to_string(), "{...}".to_string()),
+                ("team".to_string(), "payments".to_string()),
+            ]
+            .into(),
+        );
+        strip_unread_fields(&mut wf);
+        assert_eq!(wf.metadata.managed_fields, Some(vec![]));
+        assert_eq!(
+            wf.metadata.annotations,
+            Some([("team".to_string(), "payments".to_string())].into())
+        );
     }
 
     #[test]

@@ -410,8 +410,9 @@ enum BoundaryCheck<'a> {
 }
 
 /// Checks the boundary for `workflow` in `namespace`. A workflow that has not recorded its
-/// identity yet is checked against a fresh list of workflows under the boundary's arbiter, so
-/// two resources naming one Vitess workflow cannot both record it.
+/// identity yet is checked under the boundary's arbiter against the cached workflows and the
+/// identities this process recorded ([`Boundary::workflow_owner`]), so two resources naming one
+/// Vitess workflow cannot both record it.
 async fn check_boundary<'a>(
     workflow: &MoveTablesWorkflow,
     namespace: &str,
