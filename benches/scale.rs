@@ -30,7 +30,7 @@
 //! memory figures are then the profiler's process's.
 //!
 //! The resync defaults to 1 min (the product's is 5 min) so the window sees every workflow pass
-//! twice; the per-pass figures do not depend on it. `--workflows 1000` takes about 9 minutes
+//! twice; the per-pass figures do not depend on it. `--workflows 1000` takes about 8 minutes
 //! here, most of it the setup: every workflow rewrites the shared records, which grow with the
 //! number of workflows (`docs/performance.md`).
 //!

@@ -526,6 +526,9 @@ mod tests {
         );
         assert_eq!(owner_among(&first, &all, &recorded), None);
         // A recorded resource that left the cache (deleted) owns nothing.
-        assert_eq!(owner_among(&second, &[second.clone()], &recorded), None);
+        assert_eq!(
+            owner_among(&second, std::slice::from_ref(&second), &recorded),
+            None
+        );
     }
 }

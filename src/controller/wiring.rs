@@ -278,63 +278,6 @@ fn asked_for<K: kube::Resource>(object: &K) -> Option<u64> {
     Some(hasher.finish())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::api::MoveTablesWorkflow;
-
-    fn workflow(generation: i64, finalizers: &[&str], deleting: bool) -> MoveTablesWorkflow {
-        let mut metadata = serde_json::json!({
-            "name": "w", "namespace": "default", "generation": generation, "finalizers": finalizers,
-        });
-        if deleting {
-            metadata["deletionTimestamp"] = "2026-01-01T00:00:00Z".into();
-        }
-        serde_json::from_value(serde_json::json!({
-            "apiVersion": "vtmove.dev/v1alpha1",
-            "kind": "MoveTablesWorkflow",
-            "metadata": metadata,
-            "spec": {"sourceKeyspace": "a", "targetKeyspace": "b", "tables": ["t"]},
-        }))
-        .expect("decodes")
-    }
-
-    #[test]
-    fn cached_objects_keep_no_field_managers_nor_kubectl_copy() {
-        let mut wf = workflow(1, &[], false);
-        wf.metadata.managed_fields = Some(vec![Default::default()]);
-        wf.metadata.annotations = Some(
-            [
-                (LAST_APPLIED.to_string(), "{...}".to_string()),
-                ("team".to_string(), "payments".to_string()),
-            ]
-            .into(),
-        );
-        strip_unread_fields(&mut wf);
-        assert_eq!(wf.metadata.managed_fields, Some(vec![]));
-        assert_eq!(
-            wf.metadata.annotations,
-            Some([("team".to_string(), "payments".to_string())].into())
-        );
-    }
-
-    #[test]
-    fn a_pass_reacts_to_the_spec_deletion_and_other_finalizers_not_to_its_own_finalizer() {
-        let new = asked_for(&workflow(1, &[], false));
-        assert_eq!(
-            new,
-            asked_for(&workflow(1, &[super::super::FINALIZER], false))
-        );
-        assert_ne!(new, asked_for(&workflow(2, &[], false)), "a spec edit");
-        assert_ne!(new, asked_for(&workflow(1, &[], true)), "a deletion");
-        assert_ne!(
-            new,
-            asked_for(&workflow(1, &["example.com/hold"], false)),
-            "another finalizer"
-        );
-    }
-}
-
 async fn controllers(
     deps: &ControllerDeps,
     changes: &tokio::sync::broadcast::Sender<TopoChange>,
@@ -428,5 +371,62 @@ async fn controllers(
     tokio::select! {
         _ = futures::future::join_all(runs) => {}
         _ = readiness => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::MoveTablesWorkflow;
+
+    fn workflow(generation: i64, finalizers: &[&str], deleting: bool) -> MoveTablesWorkflow {
+        let mut metadata = serde_json::json!({
+            "name": "w", "namespace": "default", "generation": generation, "finalizers": finalizers,
+        });
+        if deleting {
+            metadata["deletionTimestamp"] = "2026-01-01T00:00:00Z".into();
+        }
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "vtmove.dev/v1alpha1",
+            "kind": "MoveTablesWorkflow",
+            "metadata": metadata,
+            "spec": {"sourceKeyspace": "a", "targetKeyspace": "b", "tables": ["t"]},
+        }))
+        .expect("decodes")
+    }
+
+    #[test]
+    fn cached_objects_keep_no_field_managers_nor_kubectl_copy() {
+        let mut wf = workflow(1, &[], false);
+        wf.metadata.managed_fields = Some(vec![Default::default()]);
+        wf.metadata.annotations = Some(
+            [
+                (LAST_APPLIED.to_string(), "{...}".to_string()),
+                ("team".to_string(), "payments".to_string()),
+            ]
+            .into(),
+        );
+        strip_unread_fields(&mut wf);
+        assert_eq!(wf.metadata.managed_fields, Some(vec![]));
+        assert_eq!(
+            wf.metadata.annotations,
+            Some([("team".to_string(), "payments".to_string())].into())
+        );
+    }
+
+    #[test]
+    fn a_pass_reacts_to_the_spec_deletion_and_other_finalizers_not_to_its_own_finalizer() {
+        let new = asked_for(&workflow(1, &[], false));
+        assert_eq!(
+            new,
+            asked_for(&workflow(1, &[super::super::FINALIZER], false))
+        );
+        assert_ne!(new, asked_for(&workflow(2, &[], false)), "a spec edit");
+        assert_ne!(new, asked_for(&workflow(1, &[], true)), "a deletion");
+        assert_ne!(
+            new,
+            asked_for(&workflow(1, &["example.com/hold"], false)),
+            "another finalizer"
+        );
     }
 }
