@@ -23,8 +23,18 @@
 //!
 //! ```sh
 //! cargo bench --bench scale -- [--workflows 100,400] [--window-secs 130] [--resync 1m] \
-//!     [--json target/bench/scale.json] [--operator-prefix "heaptrack -o target/bench/heap"]
+//!     [--json target/bench/scale.json] [--operator-prefix "heaptrack -o target/bench/heap"] \
+//!     [--setup auto|engine|bulk]
 //! ```
+//!
+//! `--setup`: how Vitess is brought to the converged state before the operator starts. `engine`
+//! converges each workflow with the engine, 16 at a time; `bulk` converges one workflow over
+//! every table with the engine (each shared record written a few times, not once per workflow)
+//! and then gives each workflow its own streams, created at the position the bulk streams reached
+//! and started, the bulk streams deleted: the same Vitess state, since routing rules and denials
+//! name tables, not workflows. `auto` (the default) uses the engine up to 1,000 workflows. etcd
+//! runs with a 16 MiB request limit (the shared records of 10,000 moved tables are about 3.5 MB
+//! each).
 //!
 //! `--operator-prefix` starts `vtmove run` under another command, a profiler: the CPU and
 //! memory figures are then the profiler's process's.
@@ -53,9 +63,15 @@ use serde_json::json;
 use support::ms;
 use vtmove::api::MoveTablesWorkflow;
 use vtmove::api::condition::{find_condition, types};
+use vtmove::engine::requests::set_position_sql;
 use vtmove::engine::{Desired, Engine, EngineConfig, EngineMemory};
 use vtmove::testing::LocalEtcd;
-use vtmove::vitess::tablet::{TabletClient, TabletClientConfig, TabletRpc};
+use vtmove::vitess::proto::binlogdata::VReplicationWorkflowState;
+use vtmove::vitess::proto::tabletmanagerdata::{
+    CreateVReplicationWorkflowRequest, DeleteVReplicationWorkflowRequest,
+    ReadVReplicationWorkflowRequest, ReadVReplicationWorkflowResponse, VReplicationExecRequest,
+};
+use vtmove::vitess::tablet::{TabletAddr, TabletClient, TabletClientConfig, TabletRpc};
 use vtmove::vitess::topo::{CachedTopology, EtcdStore, LockOptions, TopoStore};
 use vtsim::{Fleet, FleetOptions, KeyspaceLayout, Layout, LayoutTabletType};
 
@@ -69,7 +85,17 @@ struct Options {
     json: std::path::PathBuf,
     /// A command `vtmove run` is started under (a profiler), split on spaces.
     operator_prefix: Vec<String>,
+    /// `engine`, `bulk` or `auto` (the engine up to [`ENGINE_SETUP_UP_TO`] workflows).
+    setup: String,
 }
+
+/// Above this many workflows the setup is made in bulk (`--setup auto`): converging each
+/// workflow with the engine rewrites the shared records once per workflow, N² bytes in all.
+const ENGINE_SETUP_UP_TO: usize = 1000;
+
+/// etcd's request limit in the benchmark: above its 1.5 MiB default, which the shared records
+/// of a few thousand moved tables outgrow (`docs/performance.md`).
+const MAX_REQUEST_BYTES: u64 = 16 * 1024 * 1024;
 
 fn options() -> anyhow::Result<Options> {
     let args = support::Args::from_env();
@@ -86,6 +112,7 @@ fn options() -> anyhow::Result<Options> {
         resync: args.value("--resync", if args.smoke { "1s" } else { "1m" }.to_string())?,
         smoke: args.smoke,
         json: args.json_path("scale")?,
+        setup: args.value("--setup", "auto".to_string())?,
         operator_prefix: args
             .value("--operator-prefix", String::new())?
             .split_whitespace()
@@ -163,7 +190,7 @@ fn layout(tables: &[String]) -> Layout {
 
 async fn run(o: &Options, count: usize) -> anyhow::Result<serde_json::Value> {
     println!("== {count} workflows");
-    let etcd = LocalEtcd::start().await?;
+    let etcd = LocalEtcd::start_with_max_request_bytes(MAX_REQUEST_BYTES).await?;
     let store: Arc<dyn TopoStore> = etcd.dyn_store()?;
     // The engine converging the workflows for the setup observes through a watch cache, as the
     // operator does.
@@ -187,42 +214,31 @@ async fn run(o: &Options, count: usize) -> anyhow::Result<serde_json::Value> {
     .await?;
     println!("fleet up in {:.1?}", started.elapsed());
 
-    // Vitess state first: every workflow converged by the engine (streams copied and running,
-    // routing rules written), as if an earlier operator had done it.
+    // Vitess state first: every workflow converged (streams copied and running, routing rules
+    // written), as if an earlier operator had done it.
     let started = Instant::now();
     let following = tokio_util::sync::CancellationToken::new();
     views.follow(following.clone());
     let tablets: Arc<dyn TabletRpc> = Arc::new(TabletClient::new(TabletClientConfig::default()));
     let engine = Engine::new(topo.clone(), tablets, EngineConfig::default())
         .with_observation(views.observe.clone());
-    let done = std::sync::atomic::AtomicUsize::new(0);
-    let converged: Vec<anyhow::Result<usize>> = futures::stream::iter(tables.iter().cloned())
-        .map(|table| {
-            let engine = engine.clone();
-            let done = &done;
-            async move {
-                let desired = Desired::new(workflow_name(&table), "commerce", "customer", [table]);
-                let steps = support::converge(&engine, &desired, &mut EngineMemory::default())
-                    .await?
-                    .len();
-                let n = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-                if n.is_multiple_of(100) {
-                    println!("  {n} workflows converged ({:.1?})", started.elapsed());
-                }
-                Ok(steps)
-            }
-        })
-        .buffer_unordered(16)
-        .collect()
-        .await;
-    let steps: usize = converged
-        .into_iter()
-        .collect::<anyhow::Result<Vec<usize>>>()?
-        .iter()
-        .sum();
+    let bulk = match o.setup.as_str() {
+        "engine" => false,
+        "bulk" => true,
+        "auto" => count > ENGINE_SETUP_UP_TO,
+        other => anyhow::bail!("--setup {other}: expected auto, engine or bulk"),
+    };
+    let steps = if bulk {
+        bulk_setup(&engine, &fleet, &tables, started).await?
+    } else {
+        engine_setup(&engine, &tables, started).await?
+    };
     let setup = started.elapsed();
     following.cancel();
-    println!("{count} workflows converged in Vitess by the engine in {setup:.1?} ({steps} steps)");
+    let how = if bulk { "in bulk" } else { "one by one" };
+    println!(
+        "{count} workflows converged in Vitess by the engine ({how}) in {setup:.1?} ({steps} steps)"
+    );
     // What one write of each shared record costs at this count: every workflow's creation,
     // cutover and ending rewrites RoutingRules whole, and every cell's SrvVSchema with it.
     let routing_rules_bytes = topo
@@ -365,6 +381,7 @@ async fn run(o: &Options, count: usize) -> anyhow::Result<serde_json::Value> {
     Ok(json!({
         "workflows": count,
         "engine_setup_s": setup.as_secs_f64(),
+        "setup": if bulk { "bulk" } else { "engine" },
         "routing_rules_bytes": routing_rules_bytes,
         "srv_vschema_bytes": srv_vschema_bytes,
         "cold_start_s": cold_start.as_secs_f64(),
@@ -389,6 +406,160 @@ async fn run(o: &Options, count: usize) -> anyhow::Result<serde_json::Value> {
         "peak_rss_mib": peak,
         "window_ms": ms(wall),
     }))
+}
+
+/// Converges each workflow with the engine, 16 at a time. Returns the steps taken.
+async fn engine_setup(
+    engine: &Engine,
+    tables: &[String],
+    started: Instant,
+) -> anyhow::Result<usize> {
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let converged: Vec<anyhow::Result<usize>> = futures::stream::iter(tables.iter().cloned())
+        .map(|table| {
+            let engine = engine.clone();
+            let done = &done;
+            async move {
+                let desired = Desired::new(workflow_name(&table), "commerce", "customer", [table]);
+                let steps = support::converge(&engine, &desired, &mut EngineMemory::default())
+                    .await?
+                    .len();
+                let n = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                if n.is_multiple_of(100) {
+                    println!("  {n} workflows converged ({:.1?})", started.elapsed());
+                }
+                Ok(steps)
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    Ok(converged
+        .into_iter()
+        .collect::<anyhow::Result<Vec<usize>>>()?
+        .iter()
+        .sum())
+}
+
+/// The state [`engine_setup`] leaves, made in bulk (see the module docs). Returns the steps
+/// the engine took for the bulk workflow.
+async fn bulk_setup(
+    engine: &Engine,
+    fleet: &Fleet,
+    tables: &[String],
+    started: Instant,
+) -> anyhow::Result<usize> {
+    const BULK: &str = "bulk";
+    let desired = Desired::new(BULK, "commerce", "customer", tables.iter().cloned());
+    let limit = Duration::from_secs(1800);
+    let steps = support::converge_within(engine, &desired, &mut EngineMemory::default(), limit)
+        .await?
+        .len();
+    println!(
+        "  one workflow over the {} tables converged ({:.1?}, {steps} steps)",
+        tables.len(),
+        started.elapsed()
+    );
+    let rpc = engine.tablets();
+    for primary in fleet.primaries("customer") {
+        let addr = primary.addr();
+        rpc.set_workflow_state(&addr, BULK, VReplicationWorkflowState::Stopped, None)
+            .await?;
+        let bulk = rpc
+            .read_vreplication_workflow(
+                &addr,
+                ReadVReplicationWorkflowRequest {
+                    workflow: BULK.to_string(),
+                    ..Default::default()
+                },
+                None,
+            )
+            .await?;
+        let created: Vec<anyhow::Result<()>> = futures::stream::iter(tables.iter())
+            .map(|table| own_streams(rpc, &addr, &bulk, table))
+            .buffer_unordered(32)
+            .collect()
+            .await;
+        created.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+        rpc.delete_vreplication_workflow(
+            &addr,
+            DeleteVReplicationWorkflowRequest {
+                workflow: BULK.to_string(),
+                ..Default::default()
+            },
+            None,
+        )
+        .await?;
+        println!(
+            "  streams of every workflow on {} ({:.1?})",
+            primary.alias_string(),
+            started.elapsed()
+        );
+    }
+    Ok(steps)
+}
+
+/// Creates `table`'s workflow's streams on the target primary at `addr`: the bulk workflow's
+/// streams narrowed to the table, at the position they reached (so they do not copy again),
+/// then started.
+async fn own_streams(
+    rpc: &Arc<dyn TabletRpc>,
+    addr: &TabletAddr,
+    bulk: &ReadVReplicationWorkflowResponse,
+    table: &str,
+) -> anyhow::Result<()> {
+    let workflow = workflow_name(table);
+    let sources = bulk.streams.iter().filter_map(|stream| {
+        let mut source = stream.bls.clone()?;
+        if let Some(filter) = source.filter.as_mut() {
+            filter.rules.retain(|rule| rule.r#match == table);
+        }
+        Some(source)
+    });
+    rpc.create_vreplication_workflow(
+        addr,
+        CreateVReplicationWorkflowRequest {
+            workflow: workflow.clone(),
+            binlog_source: sources.collect(),
+            cells: bulk
+                .cells
+                .split(',')
+                .filter(|c| !c.is_empty())
+                .map(str::to_string)
+                .collect(),
+            tablet_types: bulk.tablet_types.clone(),
+            tablet_selection_preference: bulk.tablet_selection_preference,
+            workflow_type: bulk.workflow_type,
+            workflow_sub_type: bulk.workflow_sub_type,
+            defer_secondary_keys: bulk.defer_secondary_keys,
+            auto_start: false,
+            stop_after_copy: false,
+            options: bulk.options.clone(),
+        },
+        None,
+    )
+    .await?;
+    let Some(created) = rpc.read_workflow(addr, &workflow).await? else {
+        anyhow::bail!("{workflow} has no streams on {addr} right after its creation");
+    };
+    let sidecar_db = "_vt";
+    for (stream, position) in created
+        .streams
+        .iter()
+        .zip(bulk.streams.iter().map(|s| &s.pos))
+    {
+        rpc.vreplication_exec(
+            addr,
+            VReplicationExecRequest {
+                query: set_position_sql(sidecar_db, stream.id, position)?,
+            },
+            None,
+        )
+        .await?;
+    }
+    rpc.set_workflow_state(addr, &workflow, VReplicationWorkflowState::Running, None)
+        .await?;
+    Ok(())
 }
 
 fn workflow_name(table: &str) -> String {
@@ -454,7 +625,7 @@ async fn wait_all_converged(
     started: Instant,
     operator: &mut Child,
 ) -> anyhow::Result<Duration> {
-    let deadline = started + Duration::from_secs(600);
+    let deadline = started + Duration::from_secs(600).max(Duration::from_millis(count as u64 * 60));
     loop {
         if let Some(status) = operator.try_wait()? {
             anyhow::bail!("vtmove run exited: {status}");
@@ -466,9 +637,15 @@ async fn wait_all_converged(
         }
         anyhow::ensure!(
             Instant::now() < deadline,
-            "only {done} of {count} workflows converged after 600 s"
+            "only {done} of {count} workflows converged after {:.0?}",
+            deadline - started
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Listing every object costs the API server (and the cores the operator shares)
+        // time in proportion to their number.
+        tokio::time::sleep(
+            Duration::from_millis(100).max(Duration::from_micros(count as u64 * 100)),
+        )
+        .await;
     }
 }
 

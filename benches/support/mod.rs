@@ -103,12 +103,22 @@ pub async fn converge(
     desired: &vtmove::engine::Desired,
     memory: &mut vtmove::engine::EngineMemory,
 ) -> anyhow::Result<Vec<vtmove::engine::StepRecord>> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    converge_within(engine, desired, memory, Duration::from_secs(120)).await
+}
+
+/// [`converge`] with a time limit of `limit`.
+pub async fn converge_within(
+    engine: &vtmove::engine::Engine,
+    desired: &vtmove::engine::Desired,
+    memory: &mut vtmove::engine::EngineMemory,
+    limit: Duration,
+) -> anyhow::Result<Vec<vtmove::engine::StepRecord>> {
+    let deadline = std::time::Instant::now() + limit;
     let mut executed = Vec::new();
     loop {
         anyhow::ensure!(
             std::time::Instant::now() < deadline,
-            "workflow {} did not converge within 120 s",
+            "workflow {} did not converge within {limit:?}",
             desired.workflow
         );
         let report = engine.pass(desired, memory).await;

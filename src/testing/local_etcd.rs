@@ -105,20 +105,29 @@ pub struct LocalEtcd {
 impl LocalEtcd {
     /// Starts etcd on free loopback ports and waits until it serves requests.
     pub async fn start() -> Result<LocalEtcd, LocalEtcdError> {
-        Self::start_with(None).await
+        Self::start_with(None, None).await
     }
 
     /// [`start`](Self::start) serving its clients over TLS (an `https://` endpoint).
     pub async fn start_tls(tls: LocalEtcdTls) -> Result<LocalEtcd, LocalEtcdError> {
-        Self::start_with(Some(tls)).await
+        Self::start_with(Some(tls), None).await
     }
 
-    async fn start_with(tls: Option<LocalEtcdTls>) -> Result<LocalEtcd, LocalEtcdError> {
+    /// [`start`](Self::start) with etcd's request limit (`--max-request-bytes`, 1.5 MiB by
+    /// default) raised to `bytes`, for topologies whose shared records outgrow it.
+    pub async fn start_with_max_request_bytes(bytes: u64) -> Result<LocalEtcd, LocalEtcdError> {
+        Self::start_with(None, Some(bytes)).await
+    }
+
+    async fn start_with(
+        tls: Option<LocalEtcdTls>,
+        max_request_bytes: Option<u64>,
+    ) -> Result<LocalEtcd, LocalEtcdError> {
         let binary = etcd_bin_vendored::etcd_bin_path()
             .map_err(|e| LocalEtcdError::Binary(e.to_string()))?;
         let mut last_error = None;
         for attempt in 1..=START_ATTEMPTS {
-            match Self::start_once(binary, tls.as_ref()).await {
+            match Self::start_once(binary, tls.as_ref(), max_request_bytes).await {
                 Ok(etcd) => return Ok(etcd),
                 Err(e) => {
                     tracing::warn!(attempt, error = %e, "Local etcd failed to start");
@@ -132,6 +141,7 @@ impl LocalEtcd {
     async fn start_once(
         binary: &Path,
         tls: Option<&LocalEtcdTls>,
+        max_request_bytes: Option<u64>,
     ) -> Result<LocalEtcd, LocalEtcdError> {
         let dir = tempfile::Builder::new()
             .prefix("vtmove-etcd-")
@@ -158,6 +168,9 @@ impl LocalEtcd {
                     .arg(format!("--trusted-ca-file={}", ca.display()))
                     .arg("--client-cert-auth");
             }
+        }
+        if let Some(bytes) = max_request_bytes {
+            command.arg(format!("--max-request-bytes={bytes}"));
         }
         let child = command
             .arg("--name=default")

@@ -31,6 +31,12 @@ use super::store::{
     WatchStream, dir_entries, dir_prefix, fence_lost, ttl_seconds,
 };
 
+/// The largest response vtmove's etcd client accepts: what etcd's Go client, Vitess's, accepts
+/// by default (2 GiB). gRPC's default of 4 MiB is below what a listing of a large topology returns (a
+/// cluster that raised etcd's `--max-request-bytes` holds values of several MiB, and a listing
+/// or a watch response carries several of them), and the mirrors are seeded by such listings.
+const MAX_RESPONSE_BYTES: usize = i32::MAX as usize;
+
 /// Default deadline of one etcd call.
 pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default deadline for establishing the connection.
@@ -177,6 +183,24 @@ impl EtcdStore {
         &self.inner.options.endpoints
     }
 
+    /// A KV client that takes responses of any size etcd sends (see [`MAX_RESPONSE_BYTES`]).
+    async fn kv(&self) -> Result<etcd_client::KvClient> {
+        Ok(self
+            .client()
+            .await?
+            .kv_client()
+            .max_decoding_message_size(MAX_RESPONSE_BYTES))
+    }
+
+    /// A watch client that takes responses of any size etcd sends.
+    async fn watcher(&self) -> Result<etcd_client::WatchClient> {
+        Ok(self
+            .client()
+            .await?
+            .watch_client()
+            .max_decoding_message_size(MAX_RESPONSE_BYTES))
+    }
+
     async fn client(&self) -> Result<Client> {
         let options = &self.inner.options;
         let client = self
@@ -235,7 +259,7 @@ impl EtcdStore {
     }
 
     async fn txn(&self, op: &'static str, key: &str, txn: Txn) -> Result<etcd_client::TxnResponse> {
-        let mut kv = self.client().await?.kv_client();
+        let mut kv = self.kv().await?;
         self.timed(op, key, kv.txn(txn)).await
     }
 }
@@ -394,7 +418,7 @@ impl EtcdStore {
         start: i64,
         options: WatchOptions,
     ) -> Result<etcd_client::WatchStream> {
-        let mut watch = self.client().await?.watch_client();
+        let mut watch = self.watcher().await?;
         let mut stream = self.timed(op, key, watch.watch(key, Some(options))).await?;
         let first = self.timed(op, key, stream.message()).await?;
         match first {
@@ -463,7 +487,7 @@ impl WatchState {
 #[async_trait]
 impl TopoStore for EtcdStore {
     async fn get(&self, key: &str) -> Result<(Vec<u8>, Version)> {
-        let mut kv = self.client().await?.kv_client();
+        let mut kv = self.kv().await?;
         let response = self.timed("get", key, kv.get(key, None)).await?;
         match response.kvs() {
             [one] => Ok((one.value().to_vec(), Version(one.mod_revision()))),
@@ -501,7 +525,7 @@ impl TopoStore for EtcdStore {
                 header_revision("update", key, response.header())
             }
             None => {
-                let mut kv = self.client().await?.kv_client();
+                let mut kv = self.kv().await?;
                 let response = self.timed("update", key, kv.put(key, value, None)).await?;
                 header_revision("update", key, response.header())
             }
@@ -544,7 +568,7 @@ impl TopoStore for EtcdStore {
                 })
             }
             None => {
-                let mut kv = self.client().await?.kv_client();
+                let mut kv = self.kv().await?;
                 let response = self
                     .timed("delete", key, kv.delete(key, None::<DeleteOptions>))
                     .await?;
@@ -632,7 +656,7 @@ impl TopoStore for EtcdStore {
     }
 
     async fn list_with_revision(&self, prefix: &str) -> Result<(Vec<KeyValue>, Version)> {
-        let mut kv = self.client().await?.kv_client();
+        let mut kv = self.kv().await?;
         let response = self
             .timed(
                 "list",
@@ -646,7 +670,7 @@ impl TopoStore for EtcdStore {
 
     async fn list_dir(&self, dir: &str) -> Result<Vec<DirEntry>> {
         let prefix = dir_prefix(dir);
-        let mut kv = self.client().await?.kv_client();
+        let mut kv = self.kv().await?;
         // Not keys-only: etcd leaves the lease id out of keys-only responses, and the lease is
         // what marks an entry ephemeral.
         let options = GetOptions::new()
@@ -744,7 +768,7 @@ impl TopoStore for EtcdStore {
                 value,
                 Some(PutOptions::new().with_lease(lease.0)),
             )]);
-        let mut kv = self.client().await?.kv_client();
+        let mut kv = self.kv().await?;
         let call = async { kv.txn(txn).await };
         let response = match tokio::time::timeout(self.inner.options.op_timeout, call).await {
             Ok(Ok(response)) => response,
@@ -786,7 +810,7 @@ impl TopoStore for EtcdStore {
         if max_mod_revision.0 <= 0 {
             return Ok(None);
         }
-        let mut kv = self.client().await?.kv_client();
+        let mut kv = self.kv().await?;
         let options = GetOptions::new()
             .with_prefix()
             .with_sort(SortTarget::Mod, SortOrder::Descend)
