@@ -28,9 +28,9 @@
 //! ```
 //!
 //! `--setup`: how Vitess is brought to the converged state before the operator starts. `engine`
-//! converges each workflow with the engine, 16 at a time; `bulk` converges one workflow over
-//! every table with the engine (each shared record written a few times, not once per workflow)
-//! and then gives each workflow its own streams, created at the position the bulk streams reached
+//! converges each workflow with the engine, 16 at a time; `bulk` creates every target table in
+//! one ApplySchema per target primary, converges one workflow over every table with the engine
+//! (each shared record written a few times, not once per workflow) and then gives each workflow its own streams, created at the position the bulk streams reached
 //! and started, the bulk streams deleted: the same Vitess state, since routing rules and denials
 //! name tables, not workflows. `auto` (the default) uses the engine up to 1,000 workflows. etcd
 //! runs with a 16 MiB request limit (the shared records of 10,000 moved tables are about 3.5 MB
@@ -68,7 +68,7 @@ use vtmove::engine::{Desired, Engine, EngineConfig, EngineMemory};
 use vtmove::testing::LocalEtcd;
 use vtmove::vitess::proto::binlogdata::VReplicationWorkflowState;
 use vtmove::vitess::proto::tabletmanagerdata::{
-    CreateVReplicationWorkflowRequest, DeleteVReplicationWorkflowRequest,
+    ApplySchemaRequest, CreateVReplicationWorkflowRequest, DeleteVReplicationWorkflowRequest,
     ReadVReplicationWorkflowRequest, ReadVReplicationWorkflowResponse, VReplicationExecRequest,
 };
 use vtmove::vitess::tablet::{TabletAddr, TabletClient, TabletClientConfig, TabletRpc};
@@ -180,12 +180,16 @@ fn layout(tables: &[String]) -> Layout {
     let mut target =
         KeyspaceLayout::sharded("customer", ["-80", "80-"]).tablets("zone1", &[Primary, Replica]);
     for t in tables {
-        let create =
-            format!("create table {t} (id bigint not null, v varchar(64), primary key (id))");
+        let create = create_table(t);
         source = source.table(&create, 1);
         target = target.vschema_table(&create);
     }
     Layout::new(["zone1"]).keyspace(source).keyspace(target)
+}
+
+/// The definition of each moved table.
+fn create_table(table: &str) -> String {
+    format!("create table {table} (id bigint not null, v varchar(64), primary key (id))")
 }
 
 async fn run(o: &Options, count: usize) -> anyhow::Result<serde_json::Value> {
@@ -450,9 +454,27 @@ async fn bulk_setup(
     started: Instant,
 ) -> anyhow::Result<usize> {
     const BULK: &str = "bulk";
+    let rpc = engine.tablets();
+    // The target tables in one ApplySchema per target primary, recorded as the bulk workflow's
+    // own (as its status would after it created them). The engine creates them one at a time,
+    // and each ApplySchema answers with the whole schema before and after: N² at this count.
+    let ddl: Vec<String> = tables.iter().map(|t| create_table(t)).collect();
+    for primary in fleet.primaries("customer") {
+        let request = ApplySchemaRequest {
+            sql: ddl.join(";\n"),
+            allow_replication: true,
+            ..Default::default()
+        };
+        rpc.apply_schema(&primary.addr(), request, Some(Duration::from_secs(600)))
+            .await?;
+    }
+    let mut memory = EngineMemory {
+        created_tables: tables.iter().cloned().collect(),
+        ..EngineMemory::default()
+    };
     let desired = Desired::new(BULK, "commerce", "customer", tables.iter().cloned());
     let limit = Duration::from_secs(1800);
-    let steps = support::converge_within(engine, &desired, &mut EngineMemory::default(), limit)
+    let steps = support::converge_within(engine, &desired, &mut memory, limit)
         .await?
         .len();
     println!(
@@ -460,7 +482,6 @@ async fn bulk_setup(
         tables.len(),
         started.elapsed()
     );
-    let rpc = engine.tablets();
     for primary in fleet.primaries("customer") {
         let addr = primary.addr();
         rpc.set_workflow_state(&addr, BULK, VReplicationWorkflowState::Stopped, None)
@@ -470,7 +491,6 @@ async fn bulk_setup(
                 &addr,
                 ReadVReplicationWorkflowRequest {
                     workflow: BULK.to_string(),
-                    ..Default::default()
                 },
                 None,
             )
@@ -485,7 +505,6 @@ async fn bulk_setup(
             &addr,
             DeleteVReplicationWorkflowRequest {
                 workflow: BULK.to_string(),
-                ..Default::default()
             },
             None,
         )

@@ -1,5 +1,7 @@
 //! Creation steps: the target tables, the target VSchema and the streams, created stopped.
 
+use std::collections::BTreeSet;
+
 use super::*;
 
 impl Executor {
@@ -12,6 +14,7 @@ impl Executor {
         tables: &[String],
     ) -> Result<(), StepError> {
         let limit = self.config.rpc_timeout;
+        let wanted: BTreeSet<&str> = tables.iter().map(String::as_str).collect();
         // DDL comes from the first source primary that answers.
         let mut definitions = BTreeMap::new();
         let mut last_error = None;
@@ -37,7 +40,7 @@ impl Executor {
                         .map(|s| s.table_definitions)
                         .unwrap_or_default()
                     {
-                        if tables.contains(&t.name) {
+                        if wanted.contains(t.name.as_str()) {
                             definitions.insert(t.name, t.schema);
                         }
                     }
@@ -67,7 +70,7 @@ impl Executor {
                 table_schema_only: true,
                 ..Default::default()
             };
-            let present: Vec<String> = bounded(
+            let present: BTreeSet<String> = bounded(
                 limit,
                 &primary.addr,
                 Method::GetSchema,
