@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
-use vtmove::vitess::topo::tablet_alias_string;
 
 use crate::mysqld::Event;
 use crate::tablet::TabletCore;
@@ -19,13 +18,7 @@ const MAX_EVENTS_PER_STEP: usize = 2000;
 
 /// The primary this replica follows: the Shard record's primary, else any primary of the shard.
 pub(crate) fn primary_of(core: &TabletCore) -> Option<Arc<TabletCore>> {
-    let serving = core.serving();
-    let by_record = serving
-        .shard
-        .as_ref()
-        .and_then(|s| s.primary_alias.as_ref())
-        .map(tablet_alias_string)
-        .and_then(|a| core.registry.get(&a));
+    let by_record = core.recorded_primary().and_then(|a| core.registry.get(&a));
     by_record.or_else(|| {
         core.registry
             .find(

@@ -881,8 +881,19 @@ pub const RESERVED_WORDS: &str = "\
 
 /// Whether `name`, unquoted, is a word the grammar reserves.
 pub fn is_reserved(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    RESERVED_WORDS.split_whitespace().any(|word| word == name)
+    // Asked for every table of every stream step: a set built once, and no lowercase copy.
+    static WORDS: std::sync::LazyLock<std::collections::HashSet<&'static str>> =
+        std::sync::LazyLock::new(|| RESERVED_WORDS.split_whitespace().collect());
+    let mut lower = [0u8; 32];
+    match lower.get_mut(..name.len()) {
+        Some(buffer) => {
+            buffer.copy_from_slice(name.as_bytes());
+            buffer.make_ascii_lowercase();
+            std::str::from_utf8(buffer).is_ok_and(|word| WORDS.contains(word))
+        }
+        // Longer than any reserved word.
+        None => false,
+    }
 }
 
 #[cfg(test)]

@@ -156,3 +156,22 @@ fn splits_scripts() {
         ]
     );
 }
+
+#[test]
+fn reserved_words_are_found_in_any_case_and_only_whole() {
+    for word in RESERVED_WORDS.split_whitespace() {
+        assert!(is_reserved(word), "{word}");
+        assert!(is_reserved(&word.to_ascii_uppercase()), "{word}");
+    }
+    for name in [
+        "",
+        "orders",
+        "t0001",
+        "customer_order_items_archive_2026",
+        "ordér",
+        "x".repeat(200).as_str(),
+    ] {
+        assert!(!is_reserved(name), "{name}");
+    }
+    assert!(is_reserved("Order"));
+}

@@ -182,6 +182,17 @@ impl TabletCore {
             .clone()
     }
 
+    /// The primary of the Shard record as loaded, without copying the serving state (its
+    /// denied tables and Shard record): replication asks on every change of its primary.
+    pub(crate) fn recorded_primary(&self) -> Option<String> {
+        let serving = self.serving.read().unwrap_or_else(|e| e.into_inner());
+        serving
+            .shard
+            .as_ref()
+            .and_then(|s| s.primary_alias.as_ref())
+            .map(tablet_alias_string)
+    }
+
     pub(crate) fn count_call(&self, method: Method) {
         *lock(&self.calls).entry(method).or_default() += 1;
     }
