@@ -337,18 +337,19 @@ fn owner_among<K: Borrow<MoveTablesWorkflow>>(
 ) -> Option<String> {
     let target = &me.spec.target_keyspace;
     let name = me.workflow_name();
-    let uid = me.uid();
+    let uid = me.metadata.uid.as_deref();
+    // Asked once per new workflow over every cached one: no copies in the loop.
     let owns = |w: &MoveTablesWorkflow| {
         w.status
             .as_ref()
             .and_then(|s| s.identity.as_ref())
-            .or_else(|| w.uid().and_then(|uid| recorded.get(&uid)))
+            .or_else(|| w.metadata.uid.as_deref().and_then(|uid| recorded.get(uid)))
             .is_some_and(|i| &i.target_keyspace == target && i.workflow == name)
     };
     let mut owners: Vec<&MoveTablesWorkflow> = all
         .iter()
         .map(Borrow::borrow)
-        .filter(|w| w.uid() != uid && owns(w))
+        .filter(|w| w.metadata.uid.as_deref() != uid && owns(w))
         .collect();
     owners.sort_by_key(|w| rank(*w));
     let other = owners.first()?;
