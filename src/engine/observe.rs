@@ -27,7 +27,7 @@ use super::desired::Desired;
 use crate::vitess::proto::tabletmanagerdata::{GetSchemaRequest, ReadVReplicationWorkflowsRequest};
 use crate::vitess::proto::topodata::{self, KeyRange, Shard, TabletAlias, TabletType};
 use crate::vitess::proto::vschema::{self, SrvVSchema};
-use crate::vitess::routing::{RoutingView, Side};
+use crate::vitess::routing::{RoutingView, RulesByTable, Side};
 use crate::vitess::srv_vschema::{CellDifference, desired_srv_vschema_shared};
 use crate::vitess::tablet::{
     Method, Position, TabletAddr, TabletError, TabletHealth, TabletRpc, WorkflowStreams,
@@ -68,6 +68,9 @@ pub struct Observed {
     /// The routing view of `routing_rules` over the rollup's VSchemas, when observation made
     /// it (shared between the passes that read the same records).
     pub routing_view: Derived<Option<Arc<RoutingView>>>,
+    /// `routing_rules` grouped by table, when observation made it (shared like the rules);
+    /// read it with [`Observed::rules_by_table`].
+    pub rules_by_table: Derived<Option<Arc<RulesByTable>>>,
     /// How each cell's `SrvVSchema` differs from the global records, when observation made it
     /// (shared between the passes that read the same records).
     pub cell_differences: Derived<BTreeMap<String, Arc<CellDifference>>>,
@@ -250,6 +253,15 @@ impl<T> PartialEq for Derived<T> {
 }
 
 impl Observed {
+    /// `routing_rules` grouped by table: the index observation shared, unless the rules were
+    /// replaced since (a preview's), then one made now.
+    pub fn rules_by_table(&self) -> Arc<RulesByTable> {
+        match &self.rules_by_table.0 {
+            Some(index) if index.indexes(&self.routing_rules) => index.clone(),
+            _ => Arc::new(RulesByTable::new(self.routing_rules.clone())),
+        }
+    }
+
     /// The keyspace on one side.
     pub fn keyspace(&self, side: Side) -> &KeyspaceState {
         match side {
@@ -312,6 +324,9 @@ pub async fn observe(
             &srv_vschema_rollup.keyspaces,
         ))
     })?;
+    let rules_by_table = topo.derived_shared("rules by table", rollup.made_from.clone(), || {
+        Ok::<_, TopoError>(RulesByTable::new(routing_rules.clone()))
+    })?;
     let mut srv_vschemas = BTreeMap::new();
     let mut cell_differences = BTreeMap::new();
     for cell in &cells {
@@ -370,6 +385,7 @@ pub async fn observe(
         srv_vschemas,
         srv_vschema_rollup,
         routing_view: Derived(Some(routing_view)),
+        rules_by_table: Derived(Some(rules_by_table)),
         cell_differences: Derived(cell_differences),
         source,
         target,
@@ -651,13 +667,13 @@ fn schema_needed(desired: &Desired, observed: &Observed) -> bool {
         return true;
     }
     let moved = desired.moved();
-    let rules_exist = observed.routing_rules.rules.iter().any(|rule| {
-        moved.tables.iter().any(|t| {
-            let t = t.as_str();
+    let by_table = observed.rules_by_table();
+    let rules_exist = moved.tables.iter().any(|t| {
+        by_table.of_tables([t.as_str()]).iter().any(|rule| {
             let key = rule.from_table.split('@').next().unwrap_or("");
-            key == t
-                || key == format!("{}.{t}", moved.source)
-                || key == format!("{}.{t}", moved.target)
+            key.split_once('.').is_none_or(|(keyspace, _)| {
+                keyspace == moved.source.as_str() || keyspace == moved.target.as_str()
+            })
         })
     });
     if !rules_exist {

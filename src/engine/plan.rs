@@ -40,9 +40,9 @@ use crate::vitess::proto::binlogdata::VReplicationWorkflowState;
 use crate::vitess::proto::topodata::TabletType;
 use crate::vitess::routing::traffic_state::cell_reads_switched;
 use crate::vitess::routing::{
-    CellScope, DenialCoverage, MovedTables, RoutedTraffic, RoutingState, RoutingView, Side,
-    SingleWriterViolation, TableName, TrafficPlacement, TrafficState, TrafficType,
-    cell_routing_rules, check_single_writer, derive_routing_state, observe_table_traffic,
+    CellScope, DenialCoverage, MovedTables, RoutedTraffic, RoutingState, RoutingView, RulesByTable,
+    Side, SingleWriterViolation, TableName, TrafficPlacement, TrafficState, TrafficType,
+    cell_routing_rules, check_single_writer, derive_routing_state_by_table, observe_table_traffic,
     update_routing_rules,
 };
 use crate::vitess::tablet::stream::BookmarkPosition;
@@ -205,6 +205,8 @@ struct Facts<'a> {
     o: &'a Observed,
     m: &'a EngineMemory,
     moved: MovedTables,
+    /// The observed routing rules by table (the workflow's are looked up, not scanned for).
+    by_table: Arc<RulesByTable>,
     rules: Rules,
     /// Where writes go, by the global rules (resolved like vtgate when the rules are inconsistent).
     writes: Option<Side>,

@@ -744,6 +744,7 @@ impl ObservedBuilder {
             srv_vschemas,
             srv_vschema_rollup: Arc::new(rollup),
             routing_view: Default::default(),
+            rules_by_table: Default::default(),
             cell_differences: Default::default(),
             source,
             target,

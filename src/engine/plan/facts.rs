@@ -10,10 +10,11 @@ use crate::vitess::srv_vschema::{CellDifference, srv_vschema_serves};
 impl<'a> Facts<'a> {
     pub(super) fn new(d: &'a Desired, o: &'a Observed, m: &'a EngineMemory) -> Self {
         let moved = d.moved();
+        let by_table = o.rules_by_table();
         let mut states = moved
             .tables
             .iter()
-            .map(|t| derive_routing_state(&o.routing_rules, &moved.source, &moved.target, t));
+            .map(|t| derive_routing_state_by_table(&by_table, &moved.source, &moved.target, t));
         let first = states.next().flatten();
         let rules = match first {
             Some(state) if states.all(|s| s == Some(state)) => {
@@ -73,6 +74,7 @@ impl<'a> Facts<'a> {
             into_target: SideStreams::of(o.view(Side::Target)),
             into_source: SideStreams::of(o.view(Side::Source)),
             moved,
+            by_table,
             rules,
             writes,
             coverage,
@@ -187,7 +189,8 @@ impl<'a> Facts<'a> {
             return false;
         }
         let source = self.moved.source.as_str();
-        self.o.routing_rules.rules.iter().any(|rule| {
+        let tables = self.moved.tables.iter().map(|t| t.as_str());
+        self.by_table.of_tables(tables).into_iter().any(|rule| {
             rule.from_table
                 .split_once('.')
                 .is_some_and(|(keyspace, table)| {
@@ -687,7 +690,7 @@ impl<'a> Facts<'a> {
     pub(super) fn conflicts(&self) -> Vec<String> {
         let mut out = Vec::new();
         let tables: BTreeSet<&str> = self.d.tables.iter().map(String::as_str).collect();
-        for rule in &self.o.routing_rules.rules {
+        for rule in self.by_table.of_tables(tables.iter().copied()) {
             let key = rule.from_table.split('@').next().unwrap_or_default();
             let table = key.rsplit('.').next().unwrap_or_default();
             if !tables.contains(table) {

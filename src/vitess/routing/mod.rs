@@ -12,7 +12,7 @@
 //!   only ([`cells`]);
 //! * where vtgate sends a query for `[ks.]t` and a tablet type ([`RoutingView`]);
 //! * which state stored rules are in ([`derive_routing_state`]) and Vitess's traffic state string
-//!   ([`TrafficState`]);
+//!   ([`TrafficState`]), looking at a workflow's own tables' rules only ([`RulesByTable`]);
 //! * which keyspace must deny a table, and whether the single-writer invariant I1 holds
 //!   ([`denied`]);
 //! * how a cell outside a read switch's scope spells the rules ([`cell_routing_rules`]); the
@@ -22,6 +22,7 @@
 //! [`RoutingState`] adds how "writes at the source" is spelled (as created, or after a reverse)
 //! and the "rules deleted" state after Complete or Cancel.
 
+pub mod by_table;
 pub mod cells;
 pub mod denied;
 pub mod names;
@@ -33,6 +34,7 @@ pub mod traffic_state;
 #[cfg(test)]
 mod tests;
 
+pub use by_table::{RulesByTable, rule_table};
 pub use cells::{CellScope, ReadCells, cell_routing_rules, routing_state_in_cell};
 pub use denied::{
     Denial, DenialCoverage, DeniedTablesExpectation, Lifecycle, SingleWriterViolation,
@@ -43,7 +45,8 @@ pub use placement::{MovedTables, RoutedTraffic, RoutingState, Side, TrafficPlace
 pub use resolve::{ResolveError, RoutingView};
 pub use rules::{
     RuleChange, RulesDiff, RulesUpdate, TableRule, derive_routing_state,
-    derive_workflow_routing_state, owned_rules, table_rules, update_routing_rules,
+    derive_routing_state_by_table, derive_workflow_routing_state,
+    derive_workflow_routing_state_by_table, owned_rules, table_rules, update_routing_rules,
     update_routing_rules_per_table,
 };
 pub use traffic_state::{

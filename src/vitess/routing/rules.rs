@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+use super::by_table::RulesByTable;
 use super::names::{KeyspaceName, QualifiedTable, RuleKey, TableName, TrafficType};
 use super::placement::{MovedTables, RoutingState, Side};
 use crate::vitess::proto::vschema;
@@ -323,6 +324,38 @@ pub fn derive_routing_state(
     target: &KeyspaceName,
     table: &TableName,
 ) -> Option<RoutingState> {
+    derive_from(&rules.rules, source, target, table)
+}
+
+/// [`derive_routing_state`] over the table's rules only (the others cannot name its keys).
+pub fn derive_routing_state_by_table(
+    rules: &RulesByTable,
+    source: &KeyspaceName,
+    target: &KeyspaceName,
+    table: &TableName,
+) -> Option<RoutingState> {
+    derive_from(rules.of_tables([table.as_str()]), source, target, table)
+}
+
+/// [`derive_workflow_routing_state`] over the workflow's tables' rules only.
+pub fn derive_workflow_routing_state_by_table(
+    rules: &RulesByTable,
+    moved: &MovedTables,
+) -> Option<RoutingState> {
+    let mut states = moved
+        .tables
+        .iter()
+        .map(|table| derive_routing_state_by_table(rules, &moved.source, &moved.target, table));
+    let first = states.next()??;
+    states.all(|state| state == Some(first)).then_some(first)
+}
+
+fn derive_from<'a>(
+    rules: impl IntoIterator<Item = &'a vschema::RoutingRule>,
+    source: &KeyspaceName,
+    target: &KeyspaceName,
+    table: &TableName,
+) -> Option<RoutingState> {
     let keys = table_rule_keys(source, target, table);
     let mut stored: Vec<Option<&str>> = vec![None; keys.len()];
     let index: HashMap<String, usize> = keys
@@ -330,7 +363,7 @@ pub fn derive_routing_state(
         .enumerate()
         .map(|(i, key)| (key.from_table(), i))
         .collect();
-    for rule in &rules.rules {
+    for rule in rules {
         if let Some(&i) = index.get(&rule.from_table) {
             let [only] = rule.to_tables.as_slice() else {
                 return None;
