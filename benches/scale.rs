@@ -51,6 +51,7 @@ mod support;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -303,7 +304,7 @@ async fn run(o: &Options, count: usize) -> anyhow::Result<serde_json::Value> {
     let cold_start = match cold {
         Ok(took) => took,
         Err(e) => {
-            let _ = operator.kill();
+            stop_operator(&mut operator).await;
             return Err(e);
         }
     };
@@ -328,8 +329,7 @@ async fn run(o: &Options, count: usize) -> anyhow::Result<serde_json::Value> {
     let wall = window_started.elapsed();
     let kube_writes = kube.resource_version() - kube_before;
     let (rss, peak) = memory_mib(operator.id())?;
-    let _ = operator.kill();
-    let _ = operator.wait();
+    stop_operator(&mut operator).await;
     fleet.shutdown().await;
 
     let minutes = wall.as_secs_f64() / 60.0;
@@ -663,7 +663,26 @@ fn spawn_operator(
         ])
         .env("KUBECONFIG", kubeconfig)
         .stdin(Stdio::null())
+        // Its own process group, so that stopping it stops a profiler's child too.
+        .process_group(0)
         .spawn()?)
+}
+
+/// Stops the operator and whatever runs under it (the operator, under `--operator-prefix`):
+/// SIGTERM to its process group, so that a profiler writes its data, then SIGKILL after 30 s.
+async fn stop_operator(operator: &mut Child) {
+    let group = format!("-{}", operator.id());
+    let signal = |name: &str| Command::new("kill").args([name, "--", &group]).status();
+    let _ = signal("-TERM");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = operator.try_wait() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = signal("-KILL");
+    let _ = operator.wait();
 }
 
 /// Waits until every workflow reports `Ready` and `CopyCompleted` for its generation.

@@ -31,12 +31,12 @@
 //! `select * from t where in_keyrange(id, 'reverse_bits', '-80')` (or a key-range filter, or the
 //! BinlogSource key range) limits rows; a rule without one copies every row, as Vitess would.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio_util::sync::CancellationToken;
-use vtmove::vitess::proto::binlogdata::{BinlogSource, VReplicationWorkflowState};
+use vtmove::vitess::proto::binlogdata::{BinlogSource, Rule, VReplicationWorkflowState};
 use vtmove::vitess::proto::topodata::{KeyRange, TabletType};
 use vtmove::vitess::tablet::gtid::{GtidSet, Position};
 use vtmove::vitess::topo::tablet_alias_string;
@@ -173,23 +173,20 @@ pub(crate) fn plan_tables<T>(
 ) -> Result<Vec<TablePlan>, String> {
     let default_range = bls.key_range.clone();
     let mut plans: Vec<TablePlan> = Vec::new();
-    let mut excluded: Vec<String> = Vec::new();
-    let rules = bls
-        .filter
-        .as_ref()
-        .map(|f| f.rules.clone())
-        .unwrap_or_default();
-    for rule in &rules {
-        if rule.filter.trim().eq_ignore_ascii_case("exclude") {
-            excluded.push(rule.r#match.clone());
-        }
-    }
+    let rules: &[Rule] = bls.filter.as_ref().map_or(&[], |f| &f.rules);
+    // Sets, not lists: one stream may carry thousands of rules, and this runs on every step.
+    let excluded: HashSet<&str> = rules
+        .iter()
+        .filter(|rule| rule.filter.trim().eq_ignore_ascii_case("exclude"))
+        .map(|rule| rule.r#match.as_str())
+        .collect();
+    let mut planned: HashSet<String> = HashSet::new();
     let mut push = |plan: TablePlan| {
-        if !excluded.contains(&plan.target) && !plans.iter().any(|p| p.target == plan.target) {
+        if !excluded.contains(plan.target.as_str()) && planned.insert(plan.target.clone()) {
             plans.push(plan);
         }
     };
-    for rule in &rules {
+    for rule in rules {
         let filter = rule.filter.trim();
         if filter.eq_ignore_ascii_case("exclude") {
             continue;

@@ -4,6 +4,8 @@
 //! as they are (as Vitess does), so they may join and nest sidecar tables; their errors are
 //! MySQL's.
 
+use std::collections::BTreeSet;
+
 use super::*;
 
 impl Sidecar {
@@ -175,7 +177,7 @@ impl Sidecar {
         match name {
             "vreplication" => {
                 check_vreplication_where(conds, allow_unsafe, query)?;
-                let rows = self.vreplication_rows();
+                let rows = self.vreplication_rows(named_ids(conds).as_ref());
                 let ids: Vec<i32> = rows
                     .matching(conds)?
                     .into_iter()
@@ -210,7 +212,7 @@ impl Sidecar {
             return Err(missing());
         }
         Ok(match table.name.to_ascii_lowercase().as_str() {
-            "vreplication" => self.vreplication_rows(),
+            "vreplication" => self.vreplication_rows(None),
             "copy_state" => self.copy_state_rows(),
             "resharding_journal" => self.journal_rows(),
             // vtsim keeps no stream log: the table exists and is empty.
@@ -296,7 +298,7 @@ impl Sidecar {
         set: &[(String, Literal)],
         conds: &[Cond],
     ) -> Result<(QueryResult, Vec<i32>), Status> {
-        let rows = self.vreplication_rows();
+        let rows = self.vreplication_rows(named_ids(conds).as_ref());
         let ids: Vec<i32> = rows
             .matching(conds)?
             .into_iter()
@@ -375,7 +377,10 @@ impl Sidecar {
         Ok((affected(ids.len()), ids))
     }
 
-    fn vreplication_rows(&self) -> VirtualRows {
+    /// The `_vt.vreplication` rows, or only those of `ids` (a statement's `id` condition:
+    /// rendering every row, its binlog source as text included, for a statement about one of
+    /// thousands would cost each statement the whole table).
+    fn vreplication_rows(&self, ids: Option<&BTreeSet<i32>>) -> VirtualRows {
         let columns = vec![
             ("id", true),
             ("workflow", false),
@@ -401,9 +406,11 @@ impl Sidecar {
             ("defer_secondary_keys", true),
             ("options", false),
         ];
-        let rows = self
-            .vreplication
-            .values()
+        let selected: Box<dyn Iterator<Item = &VReplRow>> = match ids {
+            Some(ids) => Box::new(ids.iter().filter_map(|id| self.vreplication.get(id))),
+            None => Box::new(self.vreplication.values()),
+        };
+        let rows = selected
             .map(|r| {
                 vec![
                     Some(r.id.to_string()),
@@ -484,4 +491,26 @@ fn unsupported_construct(query: &str) -> Status {
 /// The error for a statement on a table outside the sidecar tables it may touch.
 fn invalid_table(name: &str) -> Status {
     Status::invalid_argument(format!("invalid table name: {name}"))
+}
+
+/// The ids an `id = …` or `id IN (…)` condition of `conds` limits a statement to (`None`: no
+/// such condition). A literal that is not an id's text matches no row, as in
+/// [`VirtualRows::matching`], which still applies every condition to the rows returned.
+fn named_ids(conds: &[Cond]) -> Option<BTreeSet<i32>> {
+    let as_id = |v: &Literal| {
+        let text = v.as_text()?;
+        text.parse::<i32>().ok().filter(|id| id.to_string() == text)
+    };
+    conds
+        .iter()
+        .filter(|c| {
+            c.column()
+                .is_some_and(|name| name.eq_ignore_ascii_case("id"))
+        })
+        .map(|c| match c {
+            Cond::Eq(_, v) => as_id(v).into_iter().collect(),
+            Cond::In(_, vs) => vs.iter().filter_map(as_id).collect(),
+            _ => BTreeSet::new(),
+        })
+        .reduce(|a: BTreeSet<i32>, b| a.intersection(&b).copied().collect())
 }
