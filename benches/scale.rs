@@ -37,7 +37,8 @@
 //! each).
 //!
 //! `--operator-prefix` starts `vtmove run` under another command, a profiler: the CPU and
-//! memory figures are then the profiler's process's.
+//! memory figures are then the profiler's process's. The operator runs in its own process
+//! group, stopped with SIGTERM (then SIGKILL), so a profiler writes its data.
 //!
 //! The resync defaults to 1 min (the product's is 5 min) so the window sees every workflow pass
 //! twice; the per-pass figures do not depend on it. `--workflows 1000` takes about 8 minutes

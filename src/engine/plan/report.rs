@@ -23,7 +23,7 @@ pub(super) fn assemble(f: &Facts<'_>, decision: Decision) -> Plan {
     let o = f.o;
     let traffic_state = observe_table_traffic(
         &f.moved,
-        &o.routing_rules,
+        &f.by_table,
         o.srv_vschemas
             .iter()
             .map(|(cell, srv)| (cell.as_str(), srv.as_deref())),

@@ -3,6 +3,7 @@
 //! property-style tests over every state, placement and cell subset.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use super::*;
 use crate::vitess::proto::vschema;
@@ -710,7 +711,7 @@ fn applying_then_observing_round_trips_in_every_cell() {
 
                 let observed = observe_table_traffic(
                     &m,
-                    &global,
+                    &RulesByTable::new(Arc::new(global.clone())),
                     srvs.iter().map(|(zone, srv)| (*zone, Some(srv))),
                 )
                 .unwrap_or_else(|e| panic!("{e}"));
@@ -749,6 +750,7 @@ fn observed_strings_for_typical_states() {
                 )
             })
             .collect();
+        let global = RulesByTable::new(Arc::new(global.clone()));
         let observed = observe_table_traffic(&m, &global, srvs.iter().map(|(z, s)| (*z, Some(s))))
             .unwrap_or_else(|e| panic!("{e}"));
         TrafficState::Tables(observed).to_string()

@@ -17,6 +17,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use super::by_table::RulesByTable;
 use super::names::{KeyspaceName, QualifiedTable, TableName, TrafficType};
 use super::placement::MovedTables;
 use crate::vitess::proto::vschema;
@@ -171,13 +172,13 @@ pub struct MalformedRuleTarget {
 
 /// Whether writes are switched, from the global rules: for some moved table, `S.T` has a rule
 /// whose first target is not `S.T`. Like Vitess, which loads the rules into a map, the last
-/// rule wins when a key is stored twice.
-pub fn writes_switched(global: &vschema::RoutingRules, moved: &MovedTables) -> bool {
+/// rule wins when a key is stored twice. Only the moved tables' rules are looked at.
+pub fn writes_switched(global: &RulesByTable, moved: &MovedTables) -> bool {
     moved.tables.iter().any(|table| {
         let key = QualifiedTable::new(moved.source.clone(), table.clone()).to_string();
         global
-            .rules
-            .iter()
+            .of_tables([table.as_str()])
+            .into_iter()
             .rfind(|rule| rule.from_table == key)
             .and_then(|rule| rule.to_tables.first())
             .is_some_and(|first| *first != key)
@@ -217,7 +218,7 @@ pub fn cell_reads_switched(
 /// cell would change the string.
 pub fn observe_table_traffic<'a>(
     moved: &MovedTables,
-    global: &vschema::RoutingRules,
+    global: &RulesByTable,
     cells: impl IntoIterator<Item = (&'a str, Option<&'a vschema::SrvVSchema>)>,
 ) -> Result<TableTrafficState, MalformedRuleTarget> {
     let mut replica = Vec::new();
@@ -306,7 +307,9 @@ mod tests {
             to_tables: vec![to.to_owned()],
         };
         let moved = MovedTables::new("S", "K", ["T"]);
-        let rules = |list: Vec<vschema::RoutingRule>| vschema::RoutingRules { rules: list };
+        let rules = |list: Vec<vschema::RoutingRule>| {
+            RulesByTable::new(std::sync::Arc::new(vschema::RoutingRules { rules: list }))
+        };
         assert!(writes_switched(
             &rules(vec![rule("S.T"), rule("K.T")]),
             &moved
