@@ -505,7 +505,7 @@ async fn shard_listing_skips_lock_keys(h: &Harness) {
         let read = server.get_shard("ks", &info.name).await.unwrap();
         assert_eq!(
             (read.value, read.version),
-            (info.shard.clone(), info.version)
+            ((*info.shard).clone(), info.version)
         );
     }
     assert!(server.list_shards("nothing").await.unwrap().is_empty());

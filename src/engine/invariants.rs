@@ -134,7 +134,7 @@ pub async fn check_single_writer_in_topology(
             let cov = if shards.is_empty() {
                 DenialCoverage::Nowhere
             } else {
-                DenialCoverage::of_shards(shards.iter().map(|s| &s.shard), &name)
+                DenialCoverage::of_shards(shards.iter().map(|s| s.shard.as_ref()), &name)
             };
             coverage.insert((side, table.clone()), cov);
         }

@@ -27,7 +27,7 @@ use super::desired::Desired;
 use crate::vitess::proto::tabletmanagerdata::{GetSchemaRequest, ReadVReplicationWorkflowsRequest};
 use crate::vitess::proto::topodata::{self, KeyRange, Shard, TabletAlias, TabletType};
 use crate::vitess::proto::vschema::{self, SrvVSchema};
-use crate::vitess::routing::{RoutingView, RulesByTable, Side};
+use crate::vitess::routing::{CellRules, RoutingView, RulesByTable, Side};
 use crate::vitess::srv_vschema::{CellDifference, desired_srv_vschema_shared};
 use crate::vitess::tablet::{
     Method, Position, TabletAddr, TabletError, TabletHealth, TabletRpc, WorkflowStreams,
@@ -144,7 +144,7 @@ impl KeyspaceView {
 
     /// The shard records, for denial coverage.
     pub fn shard_records(&self) -> impl Iterator<Item = &Shard> {
-        self.shards.iter().map(|s| &s.record)
+        self.shards.iter().map(|s| s.record.as_ref())
     }
 
     /// The shard named `name`.
@@ -158,8 +158,8 @@ impl KeyspaceView {
 pub struct ShardView {
     /// The shard name (`0`, `-80`, `80-`).
     pub name: String,
-    /// The Shard record.
-    pub record: Shard,
+    /// The Shard record (shared between the passes that read its version).
+    pub record: Arc<Shard>,
     /// Its ModRevision: a change of denied tables moves it.
     pub version: Version,
     /// Every tablet registered for the shard in any cell, sorted by alias.
@@ -260,6 +260,19 @@ impl Observed {
             Some(index) if index.indexes(&self.routing_rules) => index.clone(),
             _ => Arc::new(RulesByTable::new(self.routing_rules.clone())),
         }
+    }
+
+    /// Each cell with where its served rules are found ([`CellRules`]; `None`: the cell has no
+    /// `SrvVSchema`): the shared index of the record when observation made one, else the record.
+    pub fn cell_rules(&self) -> impl Iterator<Item = (&str, Option<&dyn CellRules>)> {
+        self.srv_vschemas.iter().map(|(cell, srv)| {
+            let rules: Option<&dyn CellRules> = match (srv, self.cell_differences.0.get(cell)) {
+                (None, _) => None,
+                (Some(_), Some(index)) => Some(index.as_ref()),
+                (Some(srv), None) => Some(srv.as_ref()),
+            };
+            (cell.as_str(), rules)
+        })
     }
 
     /// The keyspace on one side.

@@ -327,8 +327,14 @@ impl Predicted {
         let mut version = self.next_version;
         let mut acks = Vec::new();
         for shard in self.shards_mut(side, only) {
-            if apply_denied_tables(&mut shard.record, TabletType::Primary, &[], &d.tables, op)
-                .unwrap_or(false)
+            if apply_denied_tables(
+                Arc::make_mut(&mut shard.record),
+                TabletType::Primary,
+                &[],
+                &d.tables,
+                op,
+            )
+            .unwrap_or(false)
             {
                 shard.version = Version(version);
                 version += 1;

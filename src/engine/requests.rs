@@ -342,10 +342,10 @@ mod tests {
                 .iter()
                 .map(|(n, r)| ShardView {
                     name: (*n).into(),
-                    record: Shard {
+                    record: std::sync::Arc::new(Shard {
                         key_range: r.clone(),
                         ..Default::default()
-                    },
+                    }),
                     version: Version(1),
                     tablets: vec![],
                     primary: None,

@@ -714,7 +714,7 @@ impl ObservedBuilder {
                 };
                 shard_views.push(ShardView {
                     name: shard.clone(),
-                    record,
+                    record: Arc::new(record),
                     version,
                     tablets,
                     primary,

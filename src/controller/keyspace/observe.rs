@@ -183,7 +183,7 @@ async fn observe_inner(
                     .await?;
             shards.push(ObservedShard {
                 name: info.name,
-                record: info.shard,
+                record: Arc::unwrap_or_clone(info.shard),
                 version: info.version,
                 tablets: views,
             });
@@ -324,7 +324,7 @@ pub async fn recheck_topology(
         match tablets {
             Some(tablets) => shards.push(ObservedShard {
                 name: info.name,
-                record: info.shard,
+                record: Arc::unwrap_or_clone(info.shard),
                 version: info.version,
                 tablets,
             }),
@@ -342,7 +342,15 @@ pub async fn recheck_topology(
         model.vschemas = vschemas;
         model.shards = shards
             .into_iter()
-            .map(|(ks, infos)| (ks, infos.into_iter().map(|i| i.shard).collect()))
+            .map(|(ks, infos)| {
+                (
+                    ks,
+                    infos
+                        .into_iter()
+                        .map(|i| Arc::unwrap_or_clone(i.shard))
+                        .collect(),
+                )
+            })
             .collect();
     }
     Ok(fresh)
@@ -450,7 +458,15 @@ pub async fn observe_writers(
         model.vschemas = vschemas;
         model.shards = shards
             .into_iter()
-            .map(|(ks, infos)| (ks, infos.into_iter().map(|i| i.shard).collect()))
+            .map(|(ks, infos)| {
+                (
+                    ks,
+                    infos
+                        .into_iter()
+                        .map(|i| Arc::unwrap_or_clone(i.shard))
+                        .collect(),
+                )
+            })
             .collect();
         Ok(model)
     };

@@ -54,12 +54,11 @@ impl<'a> Facts<'a> {
         }
         let mut cell_reads = BTreeMap::new();
         if let Some(first) = moved.tables.first() {
-            for (cell, srv) in &o.srv_vschemas {
-                let switched = |t| {
-                    cell_reads_switched(srv.as_deref(), &moved.source, first, t).unwrap_or(false)
-                };
+            for (cell, rules) in o.cell_rules() {
+                let switched =
+                    |t| cell_reads_switched(rules, &moved.source, first, t).unwrap_or(false);
                 cell_reads.insert(
-                    cell.clone(),
+                    cell.to_string(),
                     (
                         switched(TrafficType::Replica),
                         switched(TrafficType::Rdonly),

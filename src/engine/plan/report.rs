@@ -21,15 +21,9 @@ pub(super) fn observed_side(switched: &[bool]) -> ObservedSide {
 pub(super) fn assemble(f: &Facts<'_>, decision: Decision) -> Plan {
     let d = f.d;
     let o = f.o;
-    let traffic_state = observe_table_traffic(
-        &f.moved,
-        &f.by_table,
-        o.srv_vschemas
-            .iter()
-            .map(|(cell, srv)| (cell.as_str(), srv.as_deref())),
-    )
-    .ok()
-    .map(|s| TrafficState::Tables(s).to_string());
+    let traffic_state = observe_table_traffic(&f.moved, &f.by_table, o.cell_rules())
+        .ok()
+        .map(|s| TrafficState::Tables(s).to_string());
     let replica: Vec<bool> = f.cell_reads.values().map(|(r, _)| *r).collect();
     let rdonly: Vec<bool> = f.cell_reads.values().map(|(_, r)| *r).collect();
     let writes_switched = f.writes == Some(Side::Target);

@@ -50,6 +50,6 @@ pub use rules::{
     update_routing_rules_per_table,
 };
 pub use traffic_state::{
-    CellSplit, ShardTrafficState, TableTrafficState, TrafficState, observe_shard_traffic,
-    observe_table_traffic, writes_switched,
+    CellRules, CellSplit, ShardTrafficState, TableTrafficState, TrafficState,
+    observe_shard_traffic, observe_table_traffic, writes_switched,
 };

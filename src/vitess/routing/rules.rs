@@ -342,10 +342,17 @@ pub fn derive_workflow_routing_state_by_table(
     rules: &RulesByTable,
     moved: &MovedTables,
 ) -> Option<RoutingState> {
-    let mut states = moved
-        .tables
-        .iter()
-        .map(|table| derive_routing_state_by_table(rules, &moved.source, &moved.target, table));
+    one_state(
+        moved
+            .tables
+            .iter()
+            .map(|table| derive_routing_state_by_table(rules, &moved.source, &moved.target, table)),
+    )
+}
+
+/// The state every table is in: `None` if there are no tables, a table is in no state, or
+/// two tables disagree.
+fn one_state(mut states: impl Iterator<Item = Option<RoutingState>>) -> Option<RoutingState> {
     let first = states.next()??;
     states.all(|state| state == Some(first)).then_some(first)
 }
@@ -387,12 +394,12 @@ pub fn derive_workflow_routing_state(
     rules: &vschema::RoutingRules,
     moved: &MovedTables,
 ) -> Option<RoutingState> {
-    let mut states = moved
-        .tables
-        .iter()
-        .map(|table| derive_routing_state(rules, &moved.source, &moved.target, table));
-    let first = states.next()??;
-    states.all(|state| state == Some(first)).then_some(first)
+    one_state(
+        moved
+            .tables
+            .iter()
+            .map(|table| derive_routing_state(rules, &moved.source, &moved.target, table)),
+    )
 }
 
 #[cfg(test)]

@@ -712,7 +712,8 @@ fn applying_then_observing_round_trips_in_every_cell() {
                 let observed = observe_table_traffic(
                     &m,
                     &RulesByTable::new(Arc::new(global.clone())),
-                    srvs.iter().map(|(zone, srv)| (*zone, Some(srv))),
+                    srvs.iter()
+                        .map(|(zone, srv)| (*zone, Some(srv as &dyn CellRules))),
                 )
                 .unwrap_or_else(|e| panic!("{e}"));
                 let placement = state.placement();
@@ -751,8 +752,12 @@ fn observed_strings_for_typical_states() {
             })
             .collect();
         let global = RulesByTable::new(Arc::new(global.clone()));
-        let observed = observe_table_traffic(&m, &global, srvs.iter().map(|(z, s)| (*z, Some(s))))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let observed = observe_table_traffic(
+            &m,
+            &global,
+            srvs.iter().map(|(z, s)| (*z, Some(s as &dyn CellRules))),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         TrafficState::Tables(observed).to_string()
     };
     assert_eq!(

@@ -185,23 +185,41 @@ pub fn writes_switched(global: &RulesByTable, moved: &MovedTables) -> bool {
     })
 }
 
+/// Where a pass finds the rule a cell's vtgates serve for a key: the *first* rule with that
+/// `from_table` in the cell's `SrvVSchema` (Vitess scans the list and stops there). A record
+/// answers by that scan; an index made once per version of the record
+/// (`srv_vschema::CellDifference`) answers by lookup, so a pass's cost does not grow with
+/// every other workflow's rules.
+pub trait CellRules {
+    /// The targets of the first rule keyed `key`, if any.
+    fn first_rule_targets(&self, key: &str) -> Option<&[String]>;
+}
+
+impl CellRules for vschema::SrvVSchema {
+    fn first_rule_targets(&self, key: &str) -> Option<&[String]> {
+        self.routing_rules
+            .as_ref()?
+            .rules
+            .iter()
+            .find(|rule| rule.from_table == key)
+            .map(|rule| rule.to_tables.as_slice())
+    }
+}
+
 /// Whether one cell serves one read type of `source.table` from elsewhere: the first rule keyed
-/// `S.T@type` in the cell's `SrvVSchema` (Vitess scans the list and stops there) has a target
-/// outside `source`.
+/// `S.T@type` in the cell's rules ([`CellRules`]; `None`: the cell has no `SrvVSchema`) has a
+/// target outside `source`.
 pub fn cell_reads_switched(
-    cell_srv_vschema: Option<&vschema::SrvVSchema>,
+    cell_rules: Option<&dyn CellRules>,
     source: &KeyspaceName,
     table: &TableName,
     traffic: TrafficType,
 ) -> Result<bool, MalformedRuleTarget> {
     let key = format!("{source}.{table}@{traffic}");
-    let Some(rule) = cell_srv_vschema
-        .and_then(|srv| srv.routing_rules.as_ref())
-        .and_then(|rules| rules.rules.iter().find(|rule| rule.from_table == key))
-    else {
+    let Some(targets) = cell_rules.and_then(|rules| rules.first_rule_targets(&key)) else {
         return Ok(false);
     };
-    for target in &rule.to_tables {
+    for target in targets {
         let to = QualifiedTable::parse(target).ok_or_else(|| MalformedRuleTarget {
             target: target.clone(),
         })?;
@@ -213,25 +231,25 @@ pub fn cell_reads_switched(
 }
 
 /// Observes a standard workflow: write state from the global rules, read state per cell from the
-/// cells' `SrvVSchema`s. Pass every cell of the topology (`cells/` in the global topo), with
-/// `None` for a cell whose `SrvVSchema` does not exist: Vitess counts every cell, so a missing
-/// cell would change the string.
+/// cells' rules ([`CellRules`]). Pass every cell of the topology (`cells/` in the global topo),
+/// with `None` for a cell whose `SrvVSchema` does not exist: Vitess counts every cell, so a
+/// missing cell would change the string.
 pub fn observe_table_traffic<'a>(
     moved: &MovedTables,
     global: &RulesByTable,
-    cells: impl IntoIterator<Item = (&'a str, Option<&'a vschema::SrvVSchema>)>,
+    cells: impl IntoIterator<Item = (&'a str, Option<&'a dyn CellRules>)>,
 ) -> Result<TableTrafficState, MalformedRuleTarget> {
     let mut replica = Vec::new();
     let mut rdonly = Vec::new();
     if let Some(first) = moved.tables.first() {
-        for (cell, srv) in cells {
+        for (cell, rules) in cells {
             replica.push((
                 cell,
-                cell_reads_switched(srv, &moved.source, first, TrafficType::Replica)?,
+                cell_reads_switched(rules, &moved.source, first, TrafficType::Replica)?,
             ));
             rdonly.push((
                 cell,
-                cell_reads_switched(srv, &moved.source, first, TrafficType::Rdonly)?,
+                cell_reads_switched(rules, &moved.source, first, TrafficType::Rdonly)?,
             ));
         }
     }
@@ -333,8 +351,13 @@ mod tests {
             ..Default::default()
         };
         assert!(
-            cell_reads_switched(Some(&srv), &"S".into(), &"T".into(), TrafficType::Replica)
-                .is_err()
+            cell_reads_switched(
+                Some(&srv as &dyn CellRules),
+                &"S".into(),
+                &"T".into(),
+                TrafficType::Replica
+            )
+            .is_err()
         );
         assert_eq!(
             cell_reads_switched(None, &"S".into(), &"T".into(), TrafficType::Replica),

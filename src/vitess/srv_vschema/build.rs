@@ -17,7 +17,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use crate::vitess::proto::vschema;
 use crate::vitess::routing::{
-    MovedTables, ReadCells, cell_routing_rules, derive_workflow_routing_state,
+    CellRules, MovedTables, ReadCells, cell_routing_rules, derive_workflow_routing_state,
 };
 
 /// Builds the `SrvVSchema` every cell should hold for these inputs. `None` for a rule set means
@@ -96,7 +96,8 @@ pub fn srv_vschema_serves(
 /// How a cell's `SrvVSchema` differs from what the global records call for, leaving any one
 /// workflow's own rules aside: made once per version of the records and shared by every
 /// workflow's pass, so each pass compares only its own keys (see
-/// [`CellDifference::serves`]).
+/// [`CellDifference::serves`]) and finds the rules its cell serves by lookup
+/// ([`CellRules`]).
 #[derive(Debug)]
 pub struct CellDifference {
     /// Whether the VSchemas and the shard, keyspace and mirror rules are equivalent.
@@ -104,8 +105,17 @@ pub struct CellDifference {
     /// The `from_table` keys whose rules (as multisets) differ between the cell and the global
     /// routing rules.
     differing_keys: BTreeSet<String>,
-    /// The cell's routing rules by key, each key's targets sorted.
-    cell_rules: HashMap<String, Vec<Vec<String>>>,
+    /// The cell's routing rules by key.
+    cell_rules: HashMap<String, KeyRules>,
+}
+
+/// The rules stored under one `from_table` key.
+#[derive(Debug, Default)]
+struct KeyRules {
+    /// Every rule's targets, sorted (the key's rules as a multiset).
+    sorted: Vec<Vec<String>>,
+    /// Where the first stored rule's targets are in `sorted`: the rule vtgates serve.
+    first: usize,
 }
 
 impl CellDifference {
@@ -120,7 +130,7 @@ impl CellDifference {
         let global_rules = rules_by_key(global.rules.iter());
         let differing_keys = cell_rules
             .iter()
-            .filter(|(key, targets)| global_rules.get(*key) != Some(*targets))
+            .filter(|(key, rules)| global_rules.get(*key).map(|g| &g.sorted) != Some(&rules.sorted))
             .map(|(key, _)| key.clone())
             .chain(
                 global_rules
@@ -160,25 +170,43 @@ impl CellDifference {
         owned
             .iter()
             .filter(|key| !ignored.contains(*key))
-            .all(|key| self.cell_rules.get(key) == wanted.get(key))
+            .all(|key| {
+                self.cell_rules.get(key).map(|r| &r.sorted) == wanted.get(key).map(|r| &r.sorted)
+            })
     }
 }
 
-/// Rules grouped by `from_table`, each key's targets sorted (a multiset per key).
+impl CellRules for CellDifference {
+    fn first_rule_targets(&self, key: &str) -> Option<&[String]> {
+        let rules = self.cell_rules.get(key)?;
+        rules.sorted.get(rules.first).map(Vec::as_slice)
+    }
+}
+
+/// Rules grouped by `from_table`: each key's targets sorted (a multiset per key), and which of
+/// them the first stored rule has.
 fn rules_by_key<'a>(
     rules: impl Iterator<Item = &'a vschema::RoutingRule>,
-) -> HashMap<String, Vec<Vec<String>>> {
-    let mut by_key: HashMap<String, Vec<Vec<String>>> = HashMap::new();
+) -> HashMap<String, KeyRules> {
+    let mut by_key: HashMap<String, Vec<&'a [String]>> = HashMap::new();
     for rule in rules {
         by_key
             .entry(rule.from_table.clone())
             .or_default()
-            .push(rule.to_tables.clone());
-    }
-    for targets in by_key.values_mut() {
-        targets.sort_unstable();
+            .push(&rule.to_tables);
     }
     by_key
+        .into_iter()
+        .map(|(key, stored)| {
+            let first = stored.first().copied();
+            let mut sorted: Vec<Vec<String>> = stored.iter().map(|t| t.to_vec()).collect();
+            sorted.sort_unstable();
+            let first = first
+                .and_then(|first| sorted.iter().position(|t| t.as_slice() == first))
+                .unwrap_or_default();
+            (key, KeyRules { sorted, first })
+        })
+        .collect()
 }
 
 fn sorted_routing_rules(srv: &vschema::SrvVSchema) -> Vec<(&str, &[String])> {
@@ -409,9 +437,17 @@ mod tests {
             if let Some(first) = rules.rules.first() {
                 duplicated.rules.push(first.clone());
             }
+            // A second rule for a key whose targets sort before the first's: vtgates serve
+            // the first one stored.
+            let mut shadowed = rules.clone();
+            if let Some(first) = rules.rules.first() {
+                shadowed
+                    .rules
+                    .push(routing_rule(&first.from_table, "A.shadowed"));
+            }
             let mut missing = rules.clone();
             missing.rules.retain(|r| r.from_table != "a@rdonly");
-            cells.extend([rules, foreign, duplicated, missing]);
+            cells.extend([rules, foreign, duplicated, shadowed, missing]);
         }
         let rollup = build_srv_vschema(&keyspaces(), Some(&base), None, None, None);
         let read_keys: BTreeSet<String> = ["a@replica", "a@rdonly", "S.a@replica", "K.a@rdonly"]
@@ -427,6 +463,15 @@ mod tests {
                     let current =
                         build_srv_vschema(&cell_keyspaces, Some(cell_rules), None, None, None);
                     let difference = CellDifference::new(&current, &rollup, &global);
+                    for rule in &cell_rules.rules {
+                        assert_eq!(
+                            difference.first_rule_targets(&rule.from_table),
+                            current.first_rule_targets(&rule.from_table),
+                            "the rule served for {} in {cell_rules:?}",
+                            rule.from_table
+                        );
+                    }
+                    assert_eq!(difference.first_rule_targets("S.none"), None);
                     for wanted_state in states {
                         let desired = update_routing_rules(&global, &mine, wanted_state).rules;
                         let (owned, wanted) =
@@ -445,7 +490,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked, 6 * 24 * 2 * 6 * 2);
+        assert_eq!(checked, 6 * 30 * 2 * 6 * 2);
         // Both answers occur.
         assert!(stale > 0 && stale < checked, "{stale} of {checked}");
     }

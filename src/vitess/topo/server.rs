@@ -60,8 +60,9 @@ pub struct Versioned<T, V = Version> {
 pub struct ShardInfo {
     /// The shard name (`0`, `-80`, `80-`).
     pub name: String,
-    /// The record.
-    pub shard: Shard,
+    /// The record, decoded once per version and shared (see `server/shared.rs`): a target
+    /// shard's record lists every moved table it denies, and every pass reads it.
+    pub shard: Arc<Shard>,
     /// Its version.
     pub version: Version,
 }
@@ -591,7 +592,7 @@ impl TopoServer {
             }
             shards.push(ShardInfo {
                 name: name.to_string(),
-                shard: decode(&kv.key, &kv.value)?,
+                shard: self.decode_shared(&kv.key, &kv.value, Some(kv.version))?,
                 version: kv.version,
             });
         }

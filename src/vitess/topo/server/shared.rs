@@ -1,6 +1,7 @@
 //! Decoded records shared between passes (`docs/design/topology.md`, "The watch cache").
 //!
-//! RoutingRules, every keyspace's VSchema and each cell's SrvVSchema grow with the number of
+//! RoutingRules, every keyspace's VSchema, each cell's SrvVSchema and the Shard records (a
+//! target shard denies every table moved into it until writes switch) grow with the number of
 //! workflows, and every pass reads them. A version identifies a record's content, so each is
 //! decoded once per version and handed out as an `Arc` to every pass that reads that version:
 //! concurrent passes share one copy instead of holding one each. The same goes for what is
@@ -53,7 +54,12 @@ impl SharedValues {
 
 impl TopoServer {
     /// Decodes `bytes` of `key` at `version`, or returns the copy decoded earlier for it.
-    fn decode_shared<M>(&self, key: &str, bytes: &[u8], version: Option<Version>) -> Result<Arc<M>>
+    pub(super) fn decode_shared<M>(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        version: Option<Version>,
+    ) -> Result<Arc<M>>
     where
         M: Message + Default + Send + Sync + 'static,
     {
