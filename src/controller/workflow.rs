@@ -471,6 +471,9 @@ async fn run_pass(
     let report = ctx.engine.pass_checked(desired, &mut memory, gate).await;
     if let Ok(mut shared) = ctx.refreshes.lock() {
         memory.share_refreshes(&mut shared);
+        // The shared ledger now holds all this workflow knows of refreshes, and its next pass
+        // learns that back: one copy per process rather than one per workflow.
+        memory.refresh_ledger.clear();
     }
     let mut status = workflow_status(
         previous,

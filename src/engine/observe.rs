@@ -350,7 +350,7 @@ pub async fn observe(
                 let difference =
                     topo.derived_shared(&format!("difference of {cell}"), made_from, || {
                         Ok::<_, TopoError>(CellDifference::new(
-                            &found.value,
+                            found.value.clone(),
                             &srv_vschema_rollup,
                             &routing_rules,
                         ))

@@ -402,7 +402,7 @@ impl<'a> Facts<'a> {
                 let difference = match self.o.cell_differences.0.get(*cell) {
                     Some(shared) => shared.clone(),
                     None => Arc::new(CellDifference::new(
-                        current,
+                        current.clone(),
                         &self.o.srv_vschema_rollup,
                         &self.o.routing_rules,
                     )),

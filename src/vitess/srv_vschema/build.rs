@@ -13,7 +13,8 @@
 //! bytes Vitess would write. [`srv_vschema_equivalent`] treats `None` and `Some(empty)` as equal,
 //! since vtgate does, and so never rewrites a cell for that difference alone.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use crate::vitess::proto::vschema;
 use crate::vitess::routing::{
@@ -97,7 +98,7 @@ pub fn srv_vschema_serves(
 /// workflow's own rules aside: made once per version of the records and shared by every
 /// workflow's pass, so each pass compares only its own keys (see
 /// [`CellDifference::serves`]) and finds the rules its cell serves by lookup
-/// ([`CellRules`]).
+/// ([`CellRules`]). It indexes the shared record by position rather than copying its rules.
 #[derive(Debug)]
 pub struct CellDifference {
     /// Whether the VSchemas and the shard, keyspace and mirror rules are equivalent.
@@ -105,47 +106,31 @@ pub struct CellDifference {
     /// The `from_table` keys whose rules (as multisets) differ between the cell and the global
     /// routing rules.
     differing_keys: BTreeSet<String>,
-    /// The cell's routing rules by key.
-    cell_rules: HashMap<String, KeyRules>,
-}
-
-/// The rules stored under one `from_table` key.
-#[derive(Debug, Default)]
-struct KeyRules {
-    /// Every rule's targets, sorted (the key's rules as a multiset).
-    sorted: Vec<Vec<String>>,
-    /// Where the first stored rule's targets are in `sorted`: the rule vtgates serve.
-    first: usize,
+    /// The cell's record.
+    cell: Arc<vschema::SrvVSchema>,
+    /// Positions of the cell's routing rules ordered by key, then targets, then position: each
+    /// key's rules are one run, sorted as a multiset.
+    by_key: Vec<usize>,
 }
 
 impl CellDifference {
     /// Compares `current` (a cell's record) with `rollup` (the global records' SrvVSchema,
     /// whose routing rules are `global`).
     pub fn new(
-        current: &vschema::SrvVSchema,
+        current: Arc<vschema::SrvVSchema>,
         rollup: &vschema::SrvVSchema,
         global: &vschema::RoutingRules,
     ) -> CellDifference {
-        let cell_rules = rules_by_key(current.routing_rules.iter().flat_map(|r| &r.rules));
-        let global_rules = rules_by_key(global.rules.iter());
-        let differing_keys = cell_rules
-            .iter()
-            .filter(|(key, rules)| global_rules.get(*key).map(|g| &g.sorted) != Some(&rules.sorted))
-            .map(|(key, _)| key.clone())
-            .chain(
-                global_rules
-                    .keys()
-                    .filter(|key| !cell_rules.contains_key(*key))
-                    .cloned(),
-            )
-            .collect();
+        let by_key = positions_by_key(routing_rules_of(&current));
+        let differing_keys = differing_keys(routing_rules_of(&current), &by_key, &global.rules);
         CellDifference {
             rest_equivalent: current.keyspaces == rollup.keyspaces
-                && sorted_shard_rules(current) == sorted_shard_rules(rollup)
-                && sorted_keyspace_rules(current) == sorted_keyspace_rules(rollup)
-                && sorted_mirror_rules(current) == sorted_mirror_rules(rollup),
+                && sorted_shard_rules(&current) == sorted_shard_rules(rollup)
+                && sorted_keyspace_rules(&current) == sorted_keyspace_rules(rollup)
+                && sorted_mirror_rules(&current) == sorted_mirror_rules(rollup),
             differing_keys,
-            cell_rules,
+            cell: current,
+            by_key,
         }
     }
 
@@ -166,47 +151,101 @@ impl CellDifference {
         {
             return false;
         }
-        let wanted = rules_by_key(wanted.iter());
+        let wanted_by_key = positions_by_key(wanted);
+        let rules = routing_rules_of(&self.cell);
         owned
             .iter()
             .filter(|key| !ignored.contains(*key))
             .all(|key| {
-                self.cell_rules.get(key).map(|r| &r.sorted) == wanted.get(key).map(|r| &r.sorted)
+                targets_of(rules, run_of(rules, &self.by_key, key))
+                    .eq(targets_of(wanted, run_of(wanted, &wanted_by_key, key)))
             })
     }
 }
 
 impl CellRules for CellDifference {
     fn first_rule_targets(&self, key: &str) -> Option<&[String]> {
-        let rules = self.cell_rules.get(key)?;
-        rules.sorted.get(rules.first).map(Vec::as_slice)
+        let rules = routing_rules_of(&self.cell);
+        let first = run_of(rules, &self.by_key, key).iter().min()?;
+        rules.get(*first).map(|rule| rule.to_tables.as_slice())
     }
 }
 
-/// Rules grouped by `from_table`: each key's targets sorted (a multiset per key), and which of
-/// them the first stored rule has.
-fn rules_by_key<'a>(
-    rules: impl Iterator<Item = &'a vschema::RoutingRule>,
-) -> HashMap<String, KeyRules> {
-    let mut by_key: HashMap<String, Vec<&'a [String]>> = HashMap::new();
-    for rule in rules {
-        by_key
-            .entry(rule.from_table.clone())
-            .or_default()
-            .push(&rule.to_tables);
+/// The keys whose rules (as multisets) differ between `cell` (indexed by `cell_by_key`) and
+/// `global`: one merge of the two in key order.
+fn differing_keys(
+    cell: &[vschema::RoutingRule],
+    cell_by_key: &[usize],
+    global: &[vschema::RoutingRule],
+) -> BTreeSet<String> {
+    use std::cmp::Ordering;
+    let global_by_key = positions_by_key(global);
+    let mut cell_runs = runs(cell, cell_by_key).peekable();
+    let mut global_runs = runs(global, &global_by_key).peekable();
+    let mut differing = BTreeSet::new();
+    loop {
+        let order = match (cell_runs.peek(), global_runs.peek()) {
+            (None, None) => break,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some((in_cell, _)), Some((in_global, _))) => in_cell.cmp(in_global),
+        };
+        let key = match order {
+            Ordering::Less => cell_runs.next().map(|(key, _)| key),
+            Ordering::Greater => global_runs.next().map(|(key, _)| key),
+            Ordering::Equal => match (cell_runs.next(), global_runs.next()) {
+                (Some((key, in_cell)), Some((_, in_global))) if in_cell != in_global => Some(key),
+                _ => None,
+            },
+        };
+        differing.extend(key.map(str::to_string));
     }
+    differing
+}
+
+fn routing_rules_of(srv: &vschema::SrvVSchema) -> &[vschema::RoutingRule] {
+    srv.routing_rules
+        .as_ref()
+        .map(|r| r.rules.as_slice())
+        .unwrap_or_default()
+}
+
+/// The positions of `rules` ordered by key, then targets, then position.
+fn positions_by_key(rules: &[vschema::RoutingRule]) -> Vec<usize> {
+    let mut positions: Vec<usize> = (0..rules.len()).collect();
+    positions.sort_unstable_by(|&a, &b| {
+        let (ra, rb) = (&rules[a], &rules[b]);
+        (&ra.from_table, &ra.to_tables, a).cmp(&(&rb.from_table, &rb.to_tables, b))
+    });
+    positions
+}
+
+/// The run of `by_key` (see [`positions_by_key`]) holding `key`'s rules.
+fn run_of<'a>(rules: &[vschema::RoutingRule], by_key: &'a [usize], key: &str) -> &'a [usize] {
+    let start = by_key.partition_point(|&i| rules[i].from_table.as_str() < key);
+    let len = by_key[start..].partition_point(|&i| rules[i].from_table == key);
+    &by_key[start..start + len]
+}
+
+/// The targets of the rules at `positions`.
+fn targets_of<'a>(
+    rules: &'a [vschema::RoutingRule],
+    positions: &'a [usize],
+) -> impl Iterator<Item = &'a [String]> {
+    positions.iter().map(|&i| rules[i].to_tables.as_slice())
+}
+
+/// Each key of `by_key` with its rules' targets (a sorted multiset), in key order.
+fn runs<'a>(
+    rules: &'a [vschema::RoutingRule],
+    by_key: &'a [usize],
+) -> impl Iterator<Item = (&'a str, Vec<&'a [String]>)> {
     by_key
-        .into_iter()
-        .map(|(key, stored)| {
-            let first = stored.first().copied();
-            let mut sorted: Vec<Vec<String>> = stored.iter().map(|t| t.to_vec()).collect();
-            sorted.sort_unstable();
-            let first = first
-                .and_then(|first| sorted.iter().position(|t| t.as_slice() == first))
-                .unwrap_or_default();
-            (key, KeyRules { sorted, first })
+        .chunk_by(move |&a, &b| rules[a].from_table == rules[b].from_table)
+        .filter_map(move |run| {
+            let key = rules.get(*run.first()?)?.from_table.as_str();
+            Some((key, targets_of(rules, run).collect()))
         })
-        .collect()
 }
 
 fn sorted_routing_rules(srv: &vschema::SrvVSchema) -> Vec<(&str, &[String])> {
@@ -462,7 +501,8 @@ mod tests {
                 for cell_keyspaces in [keyspaces(), BTreeMap::new()] {
                     let current =
                         build_srv_vschema(&cell_keyspaces, Some(cell_rules), None, None, None);
-                    let difference = CellDifference::new(&current, &rollup, &global);
+                    let current = Arc::new(current);
+                    let difference = CellDifference::new(current.clone(), &rollup, &global);
                     for rule in &cell_rules.rules {
                         assert_eq!(
                             difference.first_rule_targets(&rule.from_table),
