@@ -43,9 +43,9 @@
 //! The resync defaults to 1 min (the product's is 5 min) so the window sees every workflow pass
 //! twice; above 1,000 workflows it defaults to the product's 5 min, with a 310 s window (at
 //! 1 min, 10,000 workflows would ask for 167 passes a second). The per-pass figures do not
-//! depend on it. `--workflows 1000` takes about 8 minutes
-//! here, most of it the setup: every workflow rewrites the shared records, which grow with the
-//! number of workflows (`docs/performance.md`).
+//! depend on it. `--workflows 1000` takes about 5 minutes here, most of it the setup: every
+//! workflow rewrites the shared records, which grow with the number of workflows;
+//! `--workflows 10000` takes about 9 (`docs/performance.md`).
 //!
 //! `cargo test --bench scale` runs a smoke version (5 workflows, a 3 s window, 1 s resync).
 
