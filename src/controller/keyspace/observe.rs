@@ -340,20 +340,25 @@ pub async fn recheck_topology(
         let (vschemas, shards) = read_keyspaces(topo).await?;
         model.routing_rules = topo.get_routing_rules().await?.value;
         model.vschemas = vschemas;
-        model.shards = shards
-            .into_iter()
-            .map(|(ks, infos)| {
-                (
-                    ks,
-                    infos
-                        .into_iter()
-                        .map(|i| Arc::unwrap_or_clone(i.shard))
-                        .collect(),
-                )
-            })
-            .collect();
+        model.shards = shard_records(shards);
     }
     Ok(fresh)
+}
+
+/// The shard records of each keyspace, out of their listing.
+fn shard_records(
+    shards: BTreeMap<String, Vec<crate::vitess::topo::ShardInfo>>,
+) -> BTreeMap<String, Vec<Shard>> {
+    shards
+        .into_iter()
+        .map(|(ks, infos)| {
+            let records = infos
+                .into_iter()
+                .map(|i| Arc::unwrap_or_clone(i.shard))
+                .collect();
+            (ks, records)
+        })
+        .collect()
 }
 
 /// Every keyspace's VSchema (default when it has none) and shard records.
@@ -456,18 +461,7 @@ pub async fn observe_writers(
             }
         }
         model.vschemas = vschemas;
-        model.shards = shards
-            .into_iter()
-            .map(|(ks, infos)| {
-                (
-                    ks,
-                    infos
-                        .into_iter()
-                        .map(|i| Arc::unwrap_or_clone(i.shard))
-                        .collect(),
-                )
-            })
-            .collect();
+        model.shards = shard_records(shards);
         Ok(model)
     };
     match tokio::time::timeout(timeouts.observe, read).await {
