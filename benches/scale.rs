@@ -103,15 +103,19 @@ const ENGINE_SETUP_UP_TO: usize = 1000;
 /// of a few thousand moved tables outgrow (`docs/performance.md`).
 const MAX_REQUEST_BYTES: u64 = 16 * 1024 * 1024;
 
+/// Up to this many workflows the benchmark's default resync is 1 min; above, the product's
+/// 5 min.
+const SHORT_RESYNC_UP_TO: usize = 1000;
+
 impl Options {
     /// The resync period of the operator for `count` workflows: 1 s in the smoke, 1 min up to
-    /// [`ENGINE_SETUP_UP_TO`] workflows (the window sees every workflow pass twice), the
+    /// [`SHORT_RESYNC_UP_TO`] workflows (the window sees every workflow pass twice), the
     /// product's 5 min above (a 1 min resync of 10,000 workflows asks for 167 passes a second).
     fn resync_for(&self, count: usize) -> String {
         match &self.resync {
             Some(resync) => resync.clone(),
             None if self.smoke => "1s".to_string(),
-            None if count > ENGINE_SETUP_UP_TO => "5m".to_string(),
+            None if count > SHORT_RESYNC_UP_TO => "5m".to_string(),
             None => "1m".to_string(),
         }
     }
@@ -122,7 +126,7 @@ impl Options {
         match self.window {
             Some(window) => window,
             None if self.smoke => Duration::from_secs(3),
-            None if count > ENGINE_SETUP_UP_TO => Duration::from_secs(310),
+            None if count > SHORT_RESYNC_UP_TO => Duration::from_secs(310),
             None => Duration::from_secs(130),
         }
     }

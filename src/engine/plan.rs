@@ -42,8 +42,8 @@ use crate::vitess::routing::traffic_state::cell_reads_switched;
 use crate::vitess::routing::{
     CellScope, DenialCoverage, MovedTables, RoutedTraffic, RoutingState, RoutingView, RulesByTable,
     Side, SingleWriterViolation, TableName, TrafficPlacement, TrafficState, TrafficType,
-    cell_routing_rules, check_single_writer, derive_routing_state_by_table, observe_table_traffic,
-    update_routing_rules,
+    cell_routing_rules, check_single_writer, derive_workflow_routing_state_by_table,
+    observe_table_traffic, update_routing_rules,
 };
 use crate::vitess::tablet::stream::BookmarkPosition;
 use crate::vitess::tablet::{Lag, Position, StreamStatus, TabletError, WorkflowStreams};

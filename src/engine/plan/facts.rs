@@ -11,20 +11,10 @@ impl<'a> Facts<'a> {
     pub(super) fn new(d: &'a Desired, o: &'a Observed, m: &'a EngineMemory) -> Self {
         let moved = d.moved();
         let by_table = o.rules_by_table();
-        let mut states = moved
-            .tables
-            .iter()
-            .map(|t| derive_routing_state_by_table(&by_table, &moved.source, &moved.target, t));
-        let first = states.next().flatten();
-        let rules = match first {
-            Some(state) if states.all(|s| s == Some(state)) => {
-                if state == RoutingState::Deleted {
-                    Rules::Absent
-                } else {
-                    Rules::State(state)
-                }
-            }
-            _ => Rules::Inconsistent,
+        let rules = match derive_workflow_routing_state_by_table(&by_table, &moved) {
+            Some(RoutingState::Deleted) => Rules::Absent,
+            Some(state) => Rules::State(state),
+            None => Rules::Inconsistent,
         };
         let view = routing_view(o);
         let writes = match rules {
@@ -690,11 +680,8 @@ impl<'a> Facts<'a> {
         let mut out = Vec::new();
         let tables: BTreeSet<&str> = self.d.tables.iter().map(String::as_str).collect();
         for rule in self.by_table.of_tables(tables.iter().copied()) {
+            // Every rule here names one of the tables (`RulesByTable::of_tables`).
             let key = rule.from_table.split('@').next().unwrap_or_default();
-            let table = key.rsplit('.').next().unwrap_or_default();
-            if !tables.contains(table) {
-                continue;
-            }
             let qualifier = key.split_once('.').map(|(q, _)| q);
             if qualifier
                 .is_some_and(|q| q != self.moved.source.as_str() && q != self.moved.target.as_str())

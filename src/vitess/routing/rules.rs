@@ -342,17 +342,21 @@ pub fn derive_workflow_routing_state_by_table(
     rules: &RulesByTable,
     moved: &MovedTables,
 ) -> Option<RoutingState> {
-    one_state(
-        moved
-            .tables
-            .iter()
-            .map(|table| derive_routing_state_by_table(rules, &moved.source, &moved.target, table)),
-    )
+    one_state(moved, |source, target, table| {
+        derive_routing_state_by_table(rules, source, target, table)
+    })
 }
 
-/// The state every table is in: `None` if there are no tables, a table is in no state, or
-/// two tables disagree.
-fn one_state(mut states: impl Iterator<Item = Option<RoutingState>>) -> Option<RoutingState> {
+/// The state every table of `moved` is in by `derive`: `None` if there are no tables, a table
+/// is in no state, or two tables disagree.
+fn one_state(
+    moved: &MovedTables,
+    derive: impl Fn(&KeyspaceName, &KeyspaceName, &TableName) -> Option<RoutingState>,
+) -> Option<RoutingState> {
+    let mut states = moved
+        .tables
+        .iter()
+        .map(|table| derive(&moved.source, &moved.target, table));
     let first = states.next()??;
     states.all(|state| state == Some(first)).then_some(first)
 }
@@ -394,12 +398,9 @@ pub fn derive_workflow_routing_state(
     rules: &vschema::RoutingRules,
     moved: &MovedTables,
 ) -> Option<RoutingState> {
-    one_state(
-        moved
-            .tables
-            .iter()
-            .map(|table| derive_routing_state(rules, &moved.source, &moved.target, table)),
-    )
+    one_state(moved, |source, target, table| {
+        derive_routing_state(rules, source, target, table)
+    })
 }
 
 #[cfg(test)]
